@@ -1,0 +1,44 @@
+namespace Perturb.Engine;
+
+/// <summary>
+/// Shape of a 2-D convolution. Input x: [N, C, H, W]; weights w: [K, C/Groups, R, S]; output y: [N, K, OutH, OutW].
+/// OutH = (H + 2*PadH - DilH*(R-1) - 1) / StrideH + 1 (floor), likewise OutW.
+/// </summary>
+public readonly record struct ConvShape(
+    int N, int C, int H, int W, int K, int R, int S,
+    int StrideH = 1, int StrideW = 1, int PadH = 0, int PadW = 0, int DilH = 1, int DilW = 1, int Groups = 1)
+{
+    public int OutH => (H + 2 * PadH - DilH * (R - 1) - 1) / StrideH + 1;
+    public int OutW => (W + 2 * PadW - DilW * (S - 1) - 1) / StrideW + 1;
+    public int CPerGroup => C / Groups;
+    public int KPerGroup => K / Groups;
+    /// <summary>Multiply-adds times two of the forward pass (equal for backward-data and backward-weights).</summary>
+    public long Flops => 2L * N * K * OutH * OutW * CPerGroup * R * S;
+    public ConvShape WithN(int n) => this with { N = n };
+}
+
+/// <summary>
+/// Shape of a 2-D pooling window. x: [N, C, H, W]; y: [N, C, OutH, OutW].
+/// OutH = floor((H + 2*PadH - KH) / StrideH) + 1 (ceil instead when CeilMode, with the last window starting inside
+/// the input or left padding, as PyTorch). Padded positions never win a max; for average pooling they count in the
+/// divisor only when CountIncludePad (the divisor then still excludes positions past the right/bottom padding).
+/// </summary>
+public readonly record struct PoolShape(
+    int N, int C, int H, int W, int KH, int KW, int StrideH, int StrideW, int PadH = 0, int PadW = 0,
+    bool CeilMode = false, bool CountIncludePad = false)
+{
+    public int OutH => OutSize(H, KH, StrideH, PadH, CeilMode);
+    public int OutW => OutSize(W, KW, StrideW, PadW, CeilMode);
+    static int OutSize(int size, int k, int s, int p, bool ceil)
+    {
+        int num = size + 2 * p - k;
+        int o = (ceil ? (num + s - 1) / s : num / s) + 1;
+        if (ceil && (o - 1) * s >= size + p) o--;
+        return o;
+    }
+    public PoolShape WithN(int n) => this with { N = n };
+}
+
+public enum Activation { Relu, LeakyRelu, Sigmoid, Tanh }
+
+public enum Reduction { Sum, Max, L0, L2, Linf }
