@@ -28,7 +28,7 @@ public class PoolNormParityTests
     {
         var x = Ref.Rand(s.N * s.C * s.H * s.W, seed);
         for (int i = 0; i < x.Length; i++)
-            x[i] = mode switch { 1 => Math.Round(x[i] * 2) / 2, 2 => x[i] * 0.5 - 1.5, _ => x[i] };
+            x[i] = (float)(mode switch { 1 => Math.Round(x[i] * 2) / 2, 2 => x[i] * 0.5 - 1.5, _ => x[i] });   // exact floats
         return x;
     }
 

@@ -1,13 +1,10 @@
-using System.Reflection;
 using Perturb.Engine;
+using Perturb.Engine.Backends;
 
 namespace Perturb.Tests.Ops;
 
 /// <summary>
 /// One shared instance per backend name ("cpu", "ilgpu-cpu"), created on first use and disposed at process exit.
-/// The backends are created by reflection so that this project compiles before both backends are merged; a missing
-/// backend makes its tests fail with a clear message.
-///
 /// The op-counter checks in <see cref="OpHarness"/> assume nothing else calls these shared instances concurrently:
 /// the op tests run in the non-parallel "ops" collection. Tests elsewhere should create their own backends.
 /// </summary>
@@ -25,22 +22,9 @@ public static class TestBackends
         _ => throw new ArgumentException($"unknown test backend '{name}'"),
     };
 
-    static Type FindType(string fullName)
-    {
-        var t = typeof(IBackend).Assembly.GetType(fullName);
-        Assert.True(t is not null, $"{fullName} is not in {typeof(IBackend).Assembly.GetName().Name} (backend not merged yet?)");
-        return t!;
-    }
+    static IBackend CreateCpu() => new CpuBackend();
 
-    static IBackend CreateCpu() => (IBackend)Activator.CreateInstance(FindType("Perturb.Engine.Backends.CpuBackend"))!;
-
-    static IBackend CreateIlgpuCpu()
-    {
-        var m = FindType("Perturb.Engine.Backends.IlgpuBackend").GetMethod("CreateCpuAccelerator", BindingFlags.Public | BindingFlags.Static, Type.EmptyTypes);
-        Assert.True(m is not null, "IlgpuBackend.CreateCpuAccelerator() not found");
-        try { return (IBackend)m!.Invoke(null, null)!; }
-        catch (TargetInvocationException e) when (e.InnerException is not null) { throw e.InnerException; }
-    }
+    static IBackend CreateIlgpuCpu() => IlgpuBackend.CreateCpuAccelerator();
 
     static IBackend Register(IBackend be)
     {
