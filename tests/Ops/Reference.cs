@@ -70,6 +70,42 @@ public static class Ref
                         $"expected {expected[worst]:R}, actual {actual[worst]:R} (|diff| = {Math.Abs(expected[worst] - actual[worst]):g4})");
     }
 
+    /// <summary>As above for two double arrays (e.g. an analytic gradient against a finite-difference one).</summary>
+    public static void AssertClose(double[] expected, double[] actual, double rtol, double atol, string what)
+    {
+        if (expected.Length != actual.Length) Assert.Fail($"{what}: length {actual.Length}, expected {expected.Length}");
+        int worst = -1, bad = 0; double worstExcess = double.NegativeInfinity;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double diff = Math.Abs(expected[i] - actual[i]), excess = double.IsNaN(diff) ? double.PositiveInfinity : diff - (atol + rtol * Math.Abs(expected[i]));
+            if (excess > 0) { bad++; if (excess > worstExcess) { worst = i; worstExcess = excess; } }
+        }
+        if (bad > 0)
+            Assert.Fail($"{what}: {bad} of {expected.Length} values outside rtol={rtol:g3}, atol={atol:g3}; worst at [{worst}]: " +
+                        $"expected {expected[worst]:R}, actual {actual[worst]:R}");
+    }
+
+    /// <summary>
+    /// Central finite-difference gradient of a scalar function f at x: (f(x + h e_i) - f(x - h e_i)) / 2h for each i.
+    /// For layers: f(x) = sum(forward(x) .* dy) gives the vector-Jacobian product that a backward op returns.
+    /// </summary>
+    public static double[] NumericGradient(Func<double[], double> f, double[] x, double h = 1e-6)
+    {
+        var g = new double[x.Length];
+        var xp = (double[])x.Clone();
+        for (int i = 0; i < x.Length; i++)
+        {
+            xp[i] = x[i] + h; double fp = f(xp);
+            xp[i] = x[i] - h; double fm = f(xp);
+            xp[i] = x[i];
+            g[i] = (fp - fm) / (2 * h);
+        }
+        return g;
+    }
+
+    /// <summary>sum_i a[i]*b[i].</summary>
+    public static double Dot(double[] a, double[] b) { double s = 0; for (int i = 0; i < a.Length; i++) s += a[i] * b[i]; return s; }
+
     /// <summary>Bit-exact comparison of floats (NaN payloads included), reporting the first difference.</summary>
     public static void AssertBitEqual(float[] expected, float[] actual, string what)
     {
@@ -530,6 +566,10 @@ public static class Ref
         return (loss, d);
     }
 
+    /// <summary>Cross-entropy with gradScale = 1 for every sample (the gradient of the summed loss).</summary>
+    public static (double[] loss, double[] dlogits) CrossEntropy(double[] logits, double[] labels, int rows, int cols)
+        => CrossEntropy(logits, labels, Full(rows, 1), rows, cols);
+
     /// <summary>
     /// Carlini-Wagner margin. Untargeted: loss = max(z_t - max_{j != t} z_j, -kappa); targeted: max(max_{j != t} z_j - z_t, -kappa).
     /// Gradient gradScale[r] * d loss/d z: zero when the margin is strictly below -kappa, else +-1 at t and at the first
@@ -554,6 +594,13 @@ public static class Ref
         }
         return (loss, d);
     }
+
+    /// <summary>CW margin with gradScale = 1 for every sample.</summary>
+    public static (double[] loss, double[] dlogits) CwMargin(double[] logits, double[] labels, bool targeted, double kappa, int rows, int cols)
+        => CwMargin(logits, labels, Full(rows, 1), targeted, kappa, rows, cols);
+
+    /// <summary>BCE with logits with gradScale = 1 for every sample.</summary>
+    public static (double[] loss, double[] dlogits) Bce(double[] logits, double[] labels, int rows) => Bce(logits, labels, Full(rows, 1), rows);
 
     /// <summary>loss = max(z, 0) - z*y + log(1 + exp(-|z|)); dlogits = gradScale*(sigmoid(z) - y).</summary>
     public static (double[] loss, double[] dlogits) Bce(double[] logits, double[] labels, double[] gradScale, int rows)
