@@ -207,7 +207,7 @@ public sealed partial class CpuBackend : IBackend
                 case Activation.Sigmoid:
                     for (int i = 0; i < xs.Length; i++) ys[i] = 1f / (1f + MathF.Exp(-xs[i]));
                     break;
-                case Activation.Tanh: TensorPrimitives.Tanh(xs, ys); break;
+                case Activation.Tanh: for (int i = 0; i < xs.Length; i++) ys[i] = MathF.Tanh(xs[i]); break;
                 default: throw new ArgumentException($"act_fwd: unknown activation {f}");
             }
         });
