@@ -300,10 +300,13 @@ public sealed partial class CpuBackend
 
     // ---------------------------------------------------------------- depthwise (C/G == 1, K == G == C)
 
-    /// <summary>y[n,c] = bias[c] + sum over taps of w[c,tap] * shifted x[n,c]; one (n, c) plane per work item.</summary>
-    struct DwForwardRow : ITapRow
+    /// <summary>
+    /// Forward (Scatter = false): y[n,c] row += w[c,tap] * shifted x[n,c] row. Backward-data (Scatter = true): the
+    /// transpose, dx[n,c] shifted row += w[c,tap] * dy[n,c] row. X is the input-side plane, Y the output-side plane.
+    /// </summary>
+    struct DwTapRow : ITapRow
     {
-        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride;
+        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride; public bool Scatter;
         public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
         {
             if (xRow < 0 || hi <= lo) return;
@@ -311,28 +314,12 @@ public sealed partial class CpuBackend
             int xs = XOff + xRow + off, ys = YOff + oh * OW;
             if (Stride == 1)
             {
-                var d = Y.AsSpan(ys + lo, hi - lo);
-                TensorPrimitives.FusedMultiplyAdd(X.AsSpan(xs + lo, hi - lo), wv, d, d);
+                Span<float> xr = X.AsSpan(xs + lo, hi - lo), yr = Y.AsSpan(ys + lo, hi - lo);
+                if (Scatter) TensorPrimitives.FusedMultiplyAdd(yr, wv, xr, xr);
+                else TensorPrimitives.FusedMultiplyAdd(xr, wv, yr, yr);
             }
+            else if (Scatter) for (int ow = lo; ow < hi; ow++) X[xs + ow * Stride] += wv * Y[ys + ow];
             else for (int ow = lo; ow < hi; ow++) Y[ys + ow] += wv * X[xs + ow * Stride];
-        }
-    }
-
-    /// <summary>dx[n,c] += w[c,tap] * dy[n,c] scattered back through the tap's shift.</summary>
-    struct DwBackwardDataRow : ITapRow
-    {
-        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride;
-        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
-        {
-            if (xRow < 0 || hi <= lo) return;
-            float wv = Wt[WOff + tap];
-            int xs = XOff + xRow + off, ys = YOff + oh * OW;
-            if (Stride == 1)
-            {
-                var d = X.AsSpan(xs + lo, hi - lo);
-                TensorPrimitives.FusedMultiplyAdd(Y.AsSpan(ys + lo, hi - lo), wv, d, d);
-            }
-            else for (int ow = lo; ow < hi; ow++) X[xs + ow * Stride] += wv * Y[ys + ow];
         }
     }
 
@@ -366,7 +353,7 @@ public sealed partial class CpuBackend
             int c = i % s.C;
             var yp = y.Span((long)i * p, p);
             yp.Fill(bias is { } b ? b[c] : 0f);
-            var row = new DwForwardRow { X = x.A, XOff = x.Off + i * hw, Y = y.A, YOff = y.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
+            var row = new DwTapRow { X = x.A, XOff = x.Off + i * hw, Y = y.A, YOff = y.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
             ForEachTapRow(plane, 1, ref row);
         });
     }
@@ -379,7 +366,7 @@ public sealed partial class CpuBackend
         {
             int c = i % s.C;
             dx.Span((long)i * hw, hw).Clear();
-            var row = new DwBackwardDataRow { X = dx.A, XOff = dx.Off + i * hw, Y = dy.A, YOff = dy.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
+            var row = new DwTapRow { X = dx.A, XOff = dx.Off + i * hw, Y = dy.A, YOff = dy.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW, Scatter = true };
             ForEachTapRow(plane, 1, ref row);
         });
     }
