@@ -112,7 +112,8 @@ public sealed partial class IlgpuBackend : IBackend
     ArrayView<float> V(Tensor t)
     {
         Check.Owner(this, t, "ilgpu");
-        return Buf(t).View.SubView(t.Offset, t.Length);
+        // an empty tensor may sit at the very end of its storage; no kernel reads it, so any view will do
+        return t.Length == 0 ? _dummy.View : Buf(t).View.SubView(t.Offset, t.Length);
     }
 
     /// <summary>The tensor's view, or a one-element placeholder for an optional tensor the kernel will not touch.</summary>
