@@ -1,0 +1,368 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+
+namespace Perturb.Engine.Backends;
+
+/// <summary>
+/// Convolution as im2col + packed GEMM, per sample n and group g (x: [N,C,H,W], w: [K,C/G,R,S], y: [N,K,OH,OW],
+/// CRS = C/G*R*S, P = OH*OW):
+///
+///   forward          y_n,g [K/G, P]   = W_g [K/G, CRS] x col(x_n,g) [CRS, P]
+///   backward data    col [CRS, P]     = W_g^T x dy_n,g [K/G, P];   dx_n,g = col2im(col) (accumulating overlaps)
+///   backward weights dW_g [K/G, CRS] += dy_n,g [K/G, P] x col(x_n,g)^T, summed over n
+///
+/// col[(c*R + r)*S + s, oh*OW + ow] = x[c, oh*strideH - padH + r*dilH, ow*strideW - padW + s*dilW] (0 outside).
+/// 1x1, stride-1, unpadded convolutions use x (and dx) directly as col. Depthwise convolutions (C/G == 1, K == G)
+/// use direct loops. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
+/// itself is split over the threads.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    [ThreadStatic] static float[]? t_col;
+
+    static float[] ColScratch(long size)
+    {
+        var c = t_col;
+        if (c == null || c.Length < size) t_col = c = GC.AllocateUninitializedArray<float>((int)size, pinned: true);
+        return c;
+    }
+
+    static void ValidateConv(in ConvShape s, string op)
+    {
+        if (s.N < 0 || s.C <= 0 || s.H <= 0 || s.W <= 0 || s.K <= 0 || s.R <= 0 || s.S <= 0 || s.Groups <= 0
+            || s.StrideH <= 0 || s.StrideW <= 0 || s.PadH < 0 || s.PadW < 0 || s.DilH <= 0 || s.DilW <= 0)
+            throw new ArgumentException($"{op}: invalid shape {s}");
+        if (s.C % s.Groups != 0 || s.K % s.Groups != 0)
+            throw new ArgumentException($"{op}: C={s.C} and K={s.K} must be multiples of Groups={s.Groups}");
+        if (s.OutH <= 0 || s.OutW <= 0) throw new ArgumentException($"{op}: empty output for {s}");
+    }
+
+    static bool IsDepthwise(in ConvShape s) => s.CPerGroup == 1 && s.KPerGroup == 1;
+
+    static bool IsPointwise(in ConvShape s) =>
+        s.R == 1 && s.S == 1 && s.StrideH == 1 && s.StrideW == 1 && s.PadH == 0 && s.PadW == 0;
+
+    /// <summary>
+    /// Runs body(n, gemmThreads) for every sample: in parallel over samples (gemmThreads = false) when there are
+    /// enough of them, else one after another with the GEMM split over the threads.
+    /// </summary>
+    void ForSamples(int n, long flopsPerSample, Action<int, bool> body)
+    {
+        if (_threads > 1 && n >= _threads && n * flopsPerSample >= GemmParallelFlops)
+            Parallel.For(0, n, _po, i => body(i, false));
+        else
+            for (int i = 0; i < n; i++) body(i, _threads > 1);
+    }
+
+    // ---------------------------------------------------------------- forward
+
+    public void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    {
+        const string op = "conv_fwd";
+        ValidateConv(s, op);
+        var sh = s;
+        int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, hw = s.H * s.W;
+        var xb = B(x, (long)s.N * s.C * hw, op, "x");
+        var wb = B(w, (long)s.K * crs, op, "w");
+        var yb = B(y, (long)s.N * s.K * p, op, "y");
+        Buf? bb = bias == null ? null : B(bias, s.K, op, "bias");
+        Counters.Hit(op, s.Flops);
+        if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb); return; }
+        bool pointwise = IsPointwise(s);
+        ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
+        {
+            float[]? col = pointwise ? null : ColScratch((long)crs * p);
+            for (int g = 0; g < sh.Groups; g++)
+            {
+                var xg = new Buf(xb.A, xb.Off + (int)(((long)n * sh.C + g * sh.CPerGroup) * hw));
+                Buf colb = xg;
+                if (col != null) { Im2Col(sh, xg, col); colb = new Buf(col, 0); }
+                var yg = new Buf(yb.A, yb.Off + (int)(((long)n * sh.K + g * kpg) * p));
+                GemmParallel(false, false, kpg, p, crs, 1f, new Buf(wb.A, wb.Off + g * kpg * crs), crs, colb, p, 0f, yg, p, gemmThreads);
+            }
+            if (bb is { } bv)
+                for (int k = 0; k < sh.K; k++)
+                {
+                    var row = yb.Span(((long)n * sh.K + k) * p, p);
+                    TensorPrimitives.Add(row, bv[k], row);
+                }
+        });
+    }
+
+    // ---------------------------------------------------------------- backward data
+
+    public void ConvBackwardData(in ConvShape s, Tensor dy, Tensor w, Tensor dx)
+    {
+        const string op = "conv_bwd_data";
+        ValidateConv(s, op);
+        var sh = s;
+        int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, cpg = s.CPerGroup, hw = s.H * s.W;
+        var db = B(dy, (long)s.N * s.K * p, op, "dy");
+        var wb = B(w, (long)s.K * crs, op, "w");
+        var xb = B(dx, (long)s.N * s.C * hw, op, "dx");
+        Counters.Hit(op, s.Flops);
+        if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
+        bool pointwise = IsPointwise(s);
+        ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
+        {
+            float[]? col = pointwise ? null : ColScratch((long)crs * p);
+            for (int g = 0; g < sh.Groups; g++)
+            {
+                var dxg = new Buf(xb.A, xb.Off + (int)(((long)n * sh.C + g * cpg) * hw));
+                var dyg = new Buf(db.A, db.Off + (int)(((long)n * sh.K + g * kpg) * p));
+                var wg = new Buf(wb.A, wb.Off + g * kpg * crs);
+                if (col == null)
+                {
+                    GemmParallel(true, false, cpg, p, kpg, 1f, wg, crs, dyg, p, 0f, dxg, p, gemmThreads);
+                    continue;
+                }
+                GemmParallel(true, false, crs, p, kpg, 1f, wg, crs, dyg, p, 0f, new Buf(col, 0), p, gemmThreads);
+                dxg.Span(0, (long)cpg * hw).Clear();
+                Col2Im(sh, col, dxg);
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- backward weights
+
+    public void ConvBackwardWeights(in ConvShape s, Tensor x, Tensor dy, Tensor dw, Tensor? dbias)
+    {
+        const string op = "conv_bwd_weights";
+        ValidateConv(s, op);
+        var sh = s;
+        int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, hw = s.H * s.W;
+        var xb = B(x, (long)s.N * s.C * hw, op, "x");
+        var db = B(dy, (long)s.N * s.K * p, op, "dy");
+        var wb = B(dw, (long)s.K * crs, op, "dw");
+        Buf? bb = dbias == null ? null : B(dbias, s.K, op, "dbias");
+        Counters.Hit(op, s.Flops);
+        if (bb is { } bv) SumChannels(db, bv, s.N, s.K, p);
+        if (IsDepthwise(s)) { DepthwiseBackwardWeights(sh, xb, db, wb); return; }
+        if (s.N == 0) { wb.Span(0, (long)s.K * crs).Clear(); return; }
+        bool pointwise = IsPointwise(s);
+        long wlen = (long)s.K * crs;
+
+        // dW over samples [n0, n1) into acc (overwritten by the first sample).
+        void Accumulate(int n0, int n1, Buf acc, bool gemmThreads)
+        {
+            float[]? col = pointwise ? null : ColScratch((long)crs * p);
+            for (int n = n0; n < n1; n++)
+                for (int g = 0; g < sh.Groups; g++)
+                {
+                    var xg = new Buf(xb.A, xb.Off + (int)(((long)n * sh.C + g * sh.CPerGroup) * hw));
+                    Buf colb = xg;
+                    if (col != null) { Im2Col(sh, xg, col); colb = new Buf(col, 0); }
+                    var dyg = new Buf(db.A, db.Off + (int)(((long)n * sh.K + g * kpg) * p));
+                    GemmParallel(false, true, kpg, crs, p, 1f, dyg, p, colb, p, n == n0 ? 0f : 1f,
+                        new Buf(acc.A, acc.Off + g * kpg * crs), crs, gemmThreads);
+                }
+        }
+
+        int parts = _threads > 1 && s.N >= _threads && s.Flops >= GemmParallelFlops ? _threads : 1;
+        if (parts == 1) { Accumulate(0, s.N, wb, _threads > 1); return; }
+        // One accumulator per thread: part 0 writes dw itself, the others rented arrays that are then added in.
+        var partial = new float[parts][];
+        Parallel.For(0, parts, _po, t =>
+        {
+            int n0 = (int)((long)sh.N * t / parts), n1 = (int)((long)sh.N * (t + 1) / parts);
+            Buf acc = wb;
+            if (t > 0) { partial[t] = ArrayPool<float>.Shared.Rent((int)wlen); acc = new Buf(partial[t], 0); }
+            Accumulate(n0, n1, acc, false);
+        });
+        var dst = wb.Span(0, wlen);
+        for (int t = 1; t < parts; t++)
+        {
+            TensorPrimitives.Add(dst, partial[t].AsSpan(0, (int)wlen), dst);
+            ArrayPool<float>.Shared.Return(partial[t]);
+        }
+    }
+
+    // ---------------------------------------------------------------- im2col / col2im
+
+    /// <summary>
+    /// The output columns [lo, hi) whose input column ow*stride + off lies inside [0, size), for a kernel tap whose
+    /// offset from the window origin is off (= tap*dilation - pad).
+    /// </summary>
+    static (int lo, int hi) ValidRange(int off, int stride, int size, int outSize)
+    {
+        int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+        int last = size - 1 - off;
+        int hi = last < 0 ? 0 : Math.Min(outSize, last / stride + 1);
+        lo = Math.Min(lo, outSize);
+        return (lo, Math.Max(lo, hi));
+    }
+
+    /// <summary>
+    /// Visits every (channel c, tap r, s, output row oh) of a group: calls row.Row(c, r*S + s, oh, xRow, lo, hi, off)
+    /// where xRow is the input row's start (c*H*W + ih*W) or -1 when ih is padding, and output columns [lo, hi)
+    /// read input columns ow*strideW + off.
+    /// </summary>
+    static void ForEachTapRow<T>(in ConvShape s, int channels, ref T row) where T : struct, ITapRow
+    {
+        int oh_ = s.OutH, ow_ = s.OutW;
+        for (int c = 0; c < channels; c++)
+            for (int r = 0; r < s.R; r++)
+                for (int q = 0; q < s.S; q++)
+                {
+                    int off = q * s.DilW - s.PadW;
+                    var (lo, hi) = ValidRange(off, s.StrideW, s.W, ow_);
+                    for (int oh = 0; oh < oh_; oh++)
+                    {
+                        int ih = oh * s.StrideH - s.PadH + r * s.DilH;
+                        int xRow = ih < 0 || ih >= s.H ? -1 : (c * s.H + ih) * s.W;
+                        row.Row(c, r * s.S + q, oh, xRow, lo, hi, off);
+                    }
+                }
+    }
+
+    interface ITapRow { void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off); }
+
+    /// <summary>col[(c*RS + tap)*P + oh*OW + ow] = x[xRow + ow*stride + off], zero where the input is padding.</summary>
+    struct Im2ColRow : ITapRow
+    {
+        public float[] X; public int XOff; public float[] Col; public int RS, P, OW, Stride;
+        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
+        {
+            var d = Col.AsSpan((c * RS + tap) * P + oh * OW, OW);
+            if (xRow < 0) { d.Clear(); return; }
+            d[..lo].Clear(); d[hi..].Clear();
+            int xs = XOff + xRow + off;
+            if (hi <= lo) return;
+            if (Stride == 1) X.AsSpan(xs + lo, hi - lo).CopyTo(d[lo..hi]);
+            else for (int ow = lo; ow < hi; ow++) d[ow] = X[xs + ow * Stride];
+        }
+    }
+
+    /// <summary>x[xRow + ow*stride + off] += col[(c*RS + tap)*P + oh*OW + ow] over the valid columns.</summary>
+    struct Col2ImRow : ITapRow
+    {
+        public float[] X; public int XOff; public float[] Col; public int RS, P, OW, Stride;
+        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
+        {
+            if (xRow < 0 || hi <= lo) return;
+            var src = Col.AsSpan((c * RS + tap) * P + oh * OW, OW);
+            int xs = XOff + xRow + off;
+            if (Stride == 1)
+            {
+                var d = X.AsSpan(xs + lo, hi - lo);
+                TensorPrimitives.Add(d, src[lo..hi], d);
+            }
+            else for (int ow = lo; ow < hi; ow++) X[xs + ow * Stride] += src[ow];
+        }
+    }
+
+    static void Im2Col(in ConvShape s, Buf x, float[] col)
+    {
+        var row = new Im2ColRow { X = x.A, XOff = x.Off, Col = col, RS = s.R * s.S, P = s.OutH * s.OutW, OW = s.OutW, Stride = s.StrideW };
+        ForEachTapRow(s, s.CPerGroup, ref row);
+    }
+
+    static void Col2Im(in ConvShape s, float[] col, Buf dx)
+    {
+        var row = new Col2ImRow { X = dx.A, XOff = dx.Off, Col = col, RS = s.R * s.S, P = s.OutH * s.OutW, OW = s.OutW, Stride = s.StrideW };
+        ForEachTapRow(s, s.CPerGroup, ref row);
+    }
+
+    // ---------------------------------------------------------------- depthwise (C/G == 1, K == G == C)
+
+    /// <summary>y[n,c] = bias[c] + sum over taps of w[c,tap] * shifted x[n,c]; one (n, c) plane per work item.</summary>
+    struct DwForwardRow : ITapRow
+    {
+        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride;
+        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
+        {
+            if (xRow < 0 || hi <= lo) return;
+            float wv = Wt[WOff + tap];
+            int xs = XOff + xRow + off, ys = YOff + oh * OW;
+            if (Stride == 1)
+            {
+                var d = Y.AsSpan(ys + lo, hi - lo);
+                TensorPrimitives.FusedMultiplyAdd(X.AsSpan(xs + lo, hi - lo), wv, d, d);
+            }
+            else for (int ow = lo; ow < hi; ow++) Y[ys + ow] += wv * X[xs + ow * Stride];
+        }
+    }
+
+    /// <summary>dx[n,c] += w[c,tap] * dy[n,c] scattered back through the tap's shift.</summary>
+    struct DwBackwardDataRow : ITapRow
+    {
+        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride;
+        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
+        {
+            if (xRow < 0 || hi <= lo) return;
+            float wv = Wt[WOff + tap];
+            int xs = XOff + xRow + off, ys = YOff + oh * OW;
+            if (Stride == 1)
+            {
+                var d = X.AsSpan(xs + lo, hi - lo);
+                TensorPrimitives.FusedMultiplyAdd(Y.AsSpan(ys + lo, hi - lo), wv, d, d);
+            }
+            else for (int ow = lo; ow < hi; ow++) X[xs + ow * Stride] += wv * Y[ys + ow];
+        }
+    }
+
+    /// <summary>acc[tap] += sum over the row of dy * shifted x (double accumulation).</summary>
+    struct DwBackwardWeightsRow : ITapRow
+    {
+        public float[] X, Y; public double[] Acc; public int XOff, YOff, OW, Stride;
+        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
+        {
+            if (xRow < 0 || hi <= lo) return;
+            int xs = XOff + xRow + off, ys = YOff + oh * OW;
+            if (Stride == 1) Acc[tap] += TensorPrimitives.Dot(X.AsSpan(xs + lo, hi - lo), Y.AsSpan(ys + lo, hi - lo));
+            else
+            {
+                float a = 0;
+                for (int ow = lo; ow < hi; ow++) a += X[xs + ow * Stride] * Y[ys + ow];
+                Acc[tap] += a;
+            }
+        }
+    }
+
+    /// <summary>The shape of one depthwise plane: a single channel, a single group.</summary>
+    static ConvShape Plane(in ConvShape s) => s with { N = 1, C = 1, K = 1, Groups = 1 };
+
+    void DepthwiseForward(ConvShape s, Buf x, Buf w, Buf? bias, Buf y)
+    {
+        int hw = s.H * s.W, p = s.OutH * s.OutW, rs = s.R * s.S;
+        var plane = Plane(s);
+        For(s.N * s.C, (long)p * rs, i =>
+        {
+            int c = i % s.C;
+            var yp = y.Span((long)i * p, p);
+            yp.Fill(bias is { } b ? b[c] : 0f);
+            var row = new DwForwardRow { X = x.A, XOff = x.Off + i * hw, Y = y.A, YOff = y.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
+            ForEachTapRow(plane, 1, ref row);
+        });
+    }
+
+    void DepthwiseBackwardData(ConvShape s, Buf dy, Buf w, Buf dx)
+    {
+        int hw = s.H * s.W, p = s.OutH * s.OutW, rs = s.R * s.S;
+        var plane = Plane(s);
+        For(s.N * s.C, (long)p * rs, i =>
+        {
+            int c = i % s.C;
+            dx.Span((long)i * hw, hw).Clear();
+            var row = new DwBackwardDataRow { X = dx.A, XOff = dx.Off + i * hw, Y = dy.A, YOff = dy.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
+            ForEachTapRow(plane, 1, ref row);
+        });
+    }
+
+    void DepthwiseBackwardWeights(ConvShape s, Buf x, Buf dy, Buf dw)
+    {
+        int hw = s.H * s.W, p = s.OutH * s.OutW, rs = s.R * s.S;
+        var plane = Plane(s);
+        For(s.C, (long)s.N * p * rs, c =>
+        {
+            var row = new DwBackwardWeightsRow { X = x.A, Y = dy.A, Acc = new double[rs], OW = s.OutW, Stride = s.StrideW };
+            for (int n = 0; n < s.N; n++)
+            {
+                int i = n * s.C + c;
+                row.XOff = x.Off + i * hw; row.YOff = dy.Off + i * p;
+                ForEachTapRow(plane, 1, ref row);
+            }
+            for (int t = 0; t < rs; t++) dw[c * rs + t] = (float)row.Acc[t];
+        });
+    }
+}

@@ -1,0 +1,56 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace Perturb.Kernels;
+
+/// <summary>One thread per element; every view has at least as many elements as the launch extent.</summary>
+public static class Elementwise
+{
+    // y = a + b (y may alias a or b)
+    public static void Add(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] + b[i];
+
+    // y = a * b (y may alias a or b)
+    public static void Mul(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] * b[i];
+
+    // y += alpha * x
+    public static void Axpy(Index1D i, float alpha, ArrayView<float> x, ArrayView<float> y) => y[i] += alpha * x[i];
+
+    // y = alpha * x
+    public static void Scale(Index1D i, float alpha, ArrayView<float> x, ArrayView<float> y) => y[i] = alpha * x[i];
+
+    // y = min(max(x, lo), hi)
+    public static void Clamp(Index1D i, ArrayView<float> x, float lo, float hi, ArrayView<float> y) => y[i] = XMath.Min(XMath.Max(x[i], lo), hi);
+
+    // y = sign(x) in {-1, 0, 1}
+    public static void Sign(Index1D i, ArrayView<float> x, ArrayView<float> y)
+    {
+        float v = x[i];
+        y[i] = v > 0f ? 1f : v < 0f ? -1f : 0f;
+    }
+
+    // y = a + t * (b - a)
+    public static void Lerp(Index1D i, ArrayView<float> a, ArrayView<float> b, float t, ArrayView<float> y) => y[i] = a[i] + t * (b[i] - a[i]);
+
+    // t[i] = value
+    public static void Fill(Index1D i, ArrayView<float> t, float value) => t[i] = value;
+
+    // dst[i] = src[i]
+    public static void Copy(Index1D i, ArrayView<float> src, ArrayView<float> dst) => dst[i] = src[i];
+
+    // dst[n, dstOff + c, j] (+)= src[n, srcOff + c, j], src [outer, srcC, inner], dst [outer, dstC, inner];
+    // i indexes [outer, count, inner].
+    public static void ChannelCopy(Index1D i, ArrayView<float> src, int srcC, int srcOff, ArrayView<float> dst, int dstC, int dstOff,
+        int count, int inner, int accumulate)
+    {
+        int j = i % inner, c = (i / inner) % count, n = i / (inner * count);
+        float v = src[((long)n * srcC + srcOff + c) * inner + j];
+        long at = ((long)n * dstC + dstOff + c) * inner + j;
+        dst[at] = accumulate != 0 ? dst[at] + v : v;
+    }
+
+    // y[n, c, j] += bias[c], y viewed as [outer, channels, inner]
+    public static void BiasAdd(Index1D i, ArrayView<float> y, ArrayView<float> bias, int channels, int inner) => y[i] += bias[(i / inner) % channels];
+
+    // dx[r, j] = dy[r] * scale (global-average-pool backward: scale = 1/hw), dx viewed as [rows, hw]
+    public static void BroadcastRows(Index1D i, ArrayView<float> dy, ArrayView<float> dx, int hw, float scale) => dx[i] = dy[i / hw] * scale;
+}
