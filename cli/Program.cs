@@ -21,7 +21,8 @@ public static class Program
         catch (Exception e) { io.Err.WriteLine($"error: {e.Message}"); return 2; }
         if (pr.Errors.Count > 0)
         {
-            io.Err.WriteLine($"error: {pr.Errors[0].Message} (see perturb --help)");
+            var msg = string.Join(" ", pr.Errors[0].Message.Split(new[] { '\n', '\r', '\t' }, StringSplitOptions.RemoveEmptyEntries).Select(x => x.Trim()));
+            io.Err.WriteLine($"error: {msg} (see perturb --help)");
             return 2;
         }
         try

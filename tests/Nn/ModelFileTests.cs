@@ -49,7 +49,11 @@ public class ModelFileTests : IDisposable
         Assert.Equal(m.ClassNames, m2.ClassNames);
         Assert.Equal(m.NamedParameters().Select(p => p.Name), m2.NamedParameters().Select(p => p.Name));
         // Running statistics travel too.
-        Assert.Contains(m2.NamedParameters(), p => p.Name.EndsWith("running_var"));
+        if (arch != "lenet")
+        {
+            Assert.Contains(m2.NamedParameters(), p => p.Name.EndsWith("running_var"));
+            foreach (var ((_, a), (_, b)) in m.NamedParameters().Zip(m2.NamedParameters())) Assert.Equal(a.Value.ToArray(), b.Value.ToArray());
+        }
         Assert.False(File.Exists(path + ".tmp"));
         Assert.Empty(Directory.GetFiles(_dir, ".*tmp*"));
     }
