@@ -1,0 +1,52 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Perturb.Engine;
+using Perturb.Engine.Data;
+using Perturb.Engine.IO;
+using Perturb.Engine.Training;
+
+namespace Perturb.Cli;
+
+public static class EvalCommand
+{
+    public static Command Build(CliIO io)
+    {
+        var model = new Option<string>("--model") { Description = "model file (.safetensors)", Required = true };
+        var data = CommonOptions.Data();
+        var dataSeed = CommonOptions.DataSeed();
+        var split = new Option<string>("--split") { Description = "train, val or test", DefaultValueFactory = _ => "test" };
+        split.AcceptOnlyFromAmong("train", "val", "test");
+        var batch = CommonOptions.BatchSize(256);
+        var device = CommonOptions.Device();
+        var json = CommonOptions.Json();
+        var cmd = new Command("eval", "evaluate a saved model on a data set");
+        foreach (var o in new Option[] { model, data, dataSeed, split, batch, device, json }) cmd.Options.Add(o);
+        cmd.SetAction(pr =>
+        {
+            var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
+            var d = splits.Get(pr.GetValue(split)!);
+            using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
+            using var m = ModelFile.Load(pr.GetValue(model)!, be);
+            var bar = new ProgressBar(io.Err, "eval");
+            var r = Evaluator.Evaluate(m, d, pr.GetValue(batch), (done, total) => bar.Update(done, total));
+            bar.Done($"{r.N} images");
+            io.Out.WriteLine($"accuracy {r.Accuracy:P2} on {r.N} {pr.GetValue(split)} images ({be.Name})");
+            for (int c = 0; c < d.NumClasses; c++) io.Out.WriteLine($"  {d.ClassNames[c],-12} {r.PerClassAccuracy[c]:P1}");
+            var jpath = pr.GetValue(json);
+            if (jpath != null)
+            {
+                int k = r.Confusion.GetLength(1);
+                CliUtil.WriteJson(jpath, new JsonObject
+                {
+                    ["model"] = pr.GetValue(model), ["data"] = splits.Name, ["split"] = pr.GetValue(split), ["device"] = be.Name,
+                    ["n"] = r.N, ["accuracy"] = r.Accuracy,
+                    ["per_class_accuracy"] = CliUtil.Arr(r.PerClassAccuracy),
+                    ["confusion"] = new JsonArray(Enumerable.Range(0, d.NumClasses).Select(i => (JsonNode)new JsonArray(Enumerable.Range(0, k).Select(j => (JsonNode)r.Confusion[i, j]).ToArray())).ToArray()),
+                    ["classes"] = new JsonArray(d.ClassNames.Select(c => (JsonNode)c).ToArray()),
+                });
+            }
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Perturb.Engine;
+using Perturb.Engine.Data;
+using Perturb.Engine.IO;
+using Perturb.Engine.Nn;
+using Perturb.Engine.Training;
+
+namespace Perturb.Cli;
+
+public static class TrainCommand
+{
+    public static Command Build(CliIO io)
+    {
+        var arch = new Option<string>("--arch") { Description = $"architecture preset: {string.Join(", ", Presets.Names)}", DefaultValueFactory = _ => "cnn-small" };
+        var data = CommonOptions.Data();
+        var dataSeed = CommonOptions.DataSeed();
+        var epochs = new Option<int>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
+        var batch = CommonOptions.BatchSize(64);
+        var lr = new Option<float>("--lr") { Description = "learning rate", DefaultValueFactory = _ => 1e-3f };
+        var optim = new Option<string>("--optimizer") { Description = "sgd or adam", DefaultValueFactory = _ => "adam" };
+        optim.AcceptOnlyFromAmong("sgd", "adam");
+        var momentum = new Option<float>("--momentum") { Description = "SGD momentum", DefaultValueFactory = _ => 0.9f };
+        var wd = new Option<float>("--weight-decay") { Description = "L2 weight decay (not on biases and norm parameters)", DefaultValueFactory = _ => 0f };
+        var milestones = new Option<string?>("--milestones") { Description = "epochs (comma-separated, 0-based) where the learning rate is multiplied by 0.1" };
+        var seed = CommonOptions.Seed();
+        var device = CommonOptions.Device();
+        var outp = new Option<string?>("--out") { Description = "where to save the trained model (.safetensors)" };
+        var json = CommonOptions.Json();
+        var cmd = new Command("train", "train a classifier on a data set and save it as .safetensors");
+        foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, seed, device, outp, json }) cmd.Options.Add(o);
+        cmd.SetAction(pr =>
+        {
+            var outPath = pr.GetValue(outp);
+            if (outPath != null && !outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+                throw new PerturbException($"--out {outPath}: model files end in .safetensors", 2);
+            int[] ms = ParseMilestones(pr.GetValue(milestones));
+            var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
+            using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
+            var tr = splits.Train;
+            ulong s = pr.GetValue(seed);
+            using var model = Presets.Create(pr.GetValue(arch)!, be, tr.Channels, tr.Height, tr.Width, tr.NumClasses, s);
+            model.ClassNames = tr.ClassNames;
+            model.Info["data"] = splits.Name;
+            io.Err.WriteLine($"training {pr.GetValue(arch)} ({model.ParameterCount:N0} parameters) on {splits.Name}: {tr.Count} train, {splits.Test.Count} test, {tr.Channels}x{tr.Height}x{tr.Width}, {tr.NumClasses} classes, device {be.Name} ({be.DeviceName})");
+            var opts = new TrainOptions
+            {
+                Epochs = pr.GetValue(epochs), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
+                Optimizer = pr.GetValue(optim)!, Momentum = pr.GetValue(momentum), WeightDecay = pr.GetValue(wd),
+                Milestones = ms, Seed = s, KeepBest = false,
+            };
+            ProgressBar? bar = null;
+            var result = Trainer.Fit(model, tr, splits.Val, opts,
+                progress: (ep, done, total) =>
+                {
+                    bar ??= new ProgressBar(io.Err, $"epoch {ep + 1}/{opts.Epochs}");
+                    bar.Update(done, total);
+                },
+                epochDone: es =>
+                {
+                    (bar ?? new ProgressBar(io.Err, $"epoch {es.Epoch}/{opts.Epochs}")).Done(
+                        $"loss {es.TrainLoss:F4} train acc {es.TrainAccuracy:P1}" + (es.ValAccuracy.HasValue ? $" val acc {es.ValAccuracy:P1}" : "") + $" lr {es.LearningRate:G3}");
+                    bar = null;
+                });
+            var test = Evaluator.Evaluate(model, splits.Test);
+            var last = result.Epochs[^1];
+            io.Out.WriteLine($"train loss {last.TrainLoss:F4}, test accuracy {test.Accuracy:P2} on {test.N} images, {result.Seconds:F1}s on {be.Name}");
+            if (outPath != null)
+            {
+                model.Info["test_accuracy"] = test.Accuracy.ToString("R");
+                ModelFile.Save(model, outPath);
+                io.Out.WriteLine($"saved {outPath}");
+            }
+            var jpath = pr.GetValue(json);
+            if (jpath != null)
+            {
+                CliUtil.WriteJson(jpath, new JsonObject
+                {
+                    ["arch"] = pr.GetValue(arch), ["data"] = splits.Name, ["device"] = be.Name, ["device_name"] = be.DeviceName,
+                    ["epochs"] = opts.Epochs, ["batch_size"] = opts.BatchSize, ["lr"] = opts.LearningRate, ["optimizer"] = opts.Optimizer,
+                    ["seed"] = s, ["parameters"] = model.ParameterCount,
+                    ["train_loss"] = last.TrainLoss, ["train_accuracy"] = last.TrainAccuracy,
+                    ["accuracy"] = test.Accuracy, ["n_test"] = test.N, ["n_train"] = tr.Count,
+                    ["seconds"] = result.Seconds, ["model"] = outPath,
+                    ["history"] = new JsonArray(result.Epochs.Select(e => (JsonNode)new JsonObject
+                    {
+                        ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_accuracy"] = e.TrainAccuracy,
+                        ["val_accuracy"] = e.ValAccuracy, ["lr"] = e.LearningRate, ["seconds"] = e.Seconds,
+                    }).ToArray()),
+                });
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static int[] ParseMilestones(string? s)
+    {
+        if (string.IsNullOrWhiteSpace(s)) return Array.Empty<int>();
+        return s.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p =>
+            int.TryParse(p.Trim(), out var v) && v >= 0 ? v : throw new PerturbException($"--milestones: '{p}' is not a non-negative epoch number", 2)).ToArray();
+    }
+}

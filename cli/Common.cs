@@ -1,0 +1,76 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Perturb.Engine;
+using Perturb.Engine.IO;
+
+namespace Perturb.Cli;
+
+/// <summary>Options shared by the commands that compute.</summary>
+public static class CommonOptions
+{
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "compute device: auto (CUDA if an NVIDIA GPU is usable, else cpu), cuda, cpu, ilgpu-cpu",
+        DefaultValueFactory = _ => "auto",
+    };
+    public static Option<ulong> Seed() => new("--seed") { Description = "random seed (same seed, same backend: same result)", DefaultValueFactory = _ => 0UL };
+    public static Option<int> BatchSize(int def) => new("--batch-size") { Description = "mini-batch size", DefaultValueFactory = _ => def };
+    public static Option<string?> Json() => new("--json") { Description = "write a machine-readable summary to this file" };
+    public static Option<string> Data() => new("--data")
+    {
+        Description = "data set: 'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K')",
+        DefaultValueFactory = _ => "synthetic",
+    };
+    public static Option<ulong> DataSeed() => new("--data-seed") { Description = "seed of generated data sets", DefaultValueFactory = _ => 0UL };
+}
+
+public static class CliUtil
+{
+    public static IBackend OpenDevice(string kind, CliIO io)
+    {
+        var be = Devices.Create(kind);
+        return be;
+    }
+
+    public static void WriteJson(string path, JsonObject o) =>
+        AtomicFile.WriteText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+
+    public static JsonArray Arr(IEnumerable<double> xs) => new(xs.Select(v => (JsonNode?)(double.IsFinite(v) ? JsonValue.Create(v) : null)).ToArray());
+}
+
+/// <summary>
+/// A text progress bar on stderr: redrawn in place on a terminal, one line per finished unit otherwise
+/// (so logs in CI stay readable).
+/// </summary>
+public sealed class ProgressBar
+{
+    readonly TextWriter _w;
+    readonly string _label;
+    readonly bool _tty;
+    readonly Stopwatch _sw = Stopwatch.StartNew();
+    long _lastDraw = -1000;
+
+    public ProgressBar(TextWriter w, string label)
+    {
+        _w = w; _label = label;
+        _tty = ReferenceEquals(w, Console.Error) && !Console.IsErrorRedirected;
+    }
+
+    public void Update(int done, int total, string extra = "")
+    {
+        if (!_tty) return;
+        long now = _sw.ElapsedMilliseconds;
+        if (done < total && now - _lastDraw < 100) return;
+        _lastDraw = now;
+        int width = 30, filled = total == 0 ? width : (int)((long)done * width / total);
+        _w.Write($"\r{_label} [{new string('#', filled)}{new string('-', width - filled)}] {done}/{total} {now / 1000.0,6:F1}s {extra}   ");
+    }
+
+    public void Done(string summary)
+    {
+        if (_tty) _w.Write("\r" + new string(' ', 100) + "\r");
+        _w.WriteLine($"{_label} {summary} ({_sw.Elapsed.TotalSeconds:F1}s)");
+    }
+}

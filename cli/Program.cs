@@ -1,0 +1,46 @@
+using System.CommandLine;
+using Perturb.Engine;
+
+namespace Perturb.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args);
+
+    /// <summary>Runs the CLI in-process. Usage errors exit 2, failures 1, each with one line on stderr and no stack trace.</summary>
+    public static int Run(string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
+    {
+        var io = new CliIO(stdout ?? Console.Out, stderr ?? Console.Error);
+        var root = new RootCommand("perturb: adversarial attacks on medical-image classifiers, with a CNN engine that runs on CUDA or the CPU.");
+        root.Subcommands.Add(InfoCommand.Build(io));
+        root.Subcommands.Add(TrainCommand.Build(io));
+        root.Subcommands.Add(EvalCommand.Build(io));
+
+        ParseResult pr;
+        try { pr = root.Parse(args); }
+        catch (Exception e) { io.Err.WriteLine($"error: {e.Message}"); return 2; }
+        if (pr.Errors.Count > 0)
+        {
+            var msg = string.Join(" ", pr.Errors[0].Message.Split(new[] { '\n', '\r', '\t' }, StringSplitOptions.RemoveEmptyEntries).Select(x => x.Trim()));
+            io.Err.WriteLine($"error: {msg} (see perturb --help)");
+            return 2;
+        }
+        try
+        {
+            var cfg = new InvocationConfiguration { Output = io.Out, Error = io.Err, EnableDefaultExceptionHandler = false };
+            return pr.Invoke(cfg);
+        }
+        catch (PerturbException e) { io.Err.WriteLine($"error: {e.Message}"); return e.ExitCode; }
+        catch (OutOfMemoryException) { io.Err.WriteLine("error: out of memory (try a smaller --batch-size)"); return 1; }
+        catch (Exception e)
+        {
+            var inner = e is AggregateException ae && ae.InnerException != null ? ae.InnerException : e;
+            if (inner is PerturbException pe) { io.Err.WriteLine($"error: {pe.Message}"); return pe.ExitCode; }
+            io.Err.WriteLine($"error: {inner.GetType().Name}: {inner.Message}");
+            return 1;
+        }
+    }
+}
+
+/// <summary>Where a command prints: results to Out, progress and errors to Err.</summary>
+public sealed record CliIO(TextWriter Out, TextWriter Err);

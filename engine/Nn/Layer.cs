@@ -1,0 +1,136 @@
+using System.Text.Json.Nodes;
+
+namespace Perturb.Engine.Nn;
+
+/// <summary>What a backward pass computes.</summary>
+public enum BackwardMode
+{
+    /// <summary>dLoss/dx only. No weight-gradient op runs at all (attacks need nothing else).</summary>
+    InputOnly,
+    /// <summary>dLoss/dx and every trainable parameter's gradient (training).</summary>
+    InputAndWeights,
+}
+
+/// <summary>A named tensor a layer owns: a trainable weight, or a buffer (BatchNorm running statistics, Normalize constants).</summary>
+public sealed class Parameter
+{
+    public string Name { get; }
+    public Tensor Value { get; internal set; }
+    /// <summary>The gradient, allocated by the first weight backward.</summary>
+    public Tensor? Grad { get; internal set; }
+    public bool Trainable { get; }
+    /// <summary>Whether weight decay applies (false for biases and norm parameters).</summary>
+    public bool Decay { get; }
+    public Parameter(string name, Tensor value, bool trainable, bool decay)
+    { Name = name; Value = value; Trainable = trainable; Decay = decay; }
+
+    internal Tensor EnsureGrad()
+    {
+        Grad ??= Value.Backend.Allocate(Value.Shape);
+        return Grad;
+    }
+}
+
+/// <summary>Per-pass state shared by the layers: the backend, the mode, and the tensors the pass owns.</summary>
+public sealed class PassContext
+{
+    public IBackend Be { get; }
+    public bool Training { get; internal set; }
+    /// <summary>Bumped whenever parameters change, so layers can cache values derived from them.</summary>
+    public long ParamVersion { get; internal set; }
+    public ulong DropoutSeed { get; internal set; }
+    /// <summary>Philox counter offset for the next dropout mask; advanced by each mask's length.</summary>
+    public ulong DropoutOffset { get; internal set; }
+    readonly List<Tensor> _owned = new();
+
+    public PassContext(IBackend be) { Be = be; }
+
+    /// <summary>A zeroed tensor that lives until the pass is released.</summary>
+    public Tensor Alloc(params int[] shape)
+    {
+        var t = Be.Allocate(shape);
+        _owned.Add(t);
+        return t;
+    }
+
+    internal void Release()
+    {
+        foreach (var t in _owned) t.Dispose();
+        _owned.Clear();
+    }
+}
+
+/// <summary>
+/// One node type of the network graph. Shapes are per sample (no batch dimension): [C, H, W] or [F].
+/// A layer keeps, between its Forward and Backward, what its backward needs (the model runs one pass at a time).
+/// Layers never write into their inputs or into dy.
+/// </summary>
+public abstract class Layer
+{
+    public string Name { get; internal set; } = "";
+    public abstract string Type { get; }
+    /// <summary>Per-sample input shapes, set by <see cref="Build"/>.</summary>
+    public int[][] InShapes { get; private set; } = Array.Empty<int[]>();
+    public int[] OutShape { get; private set; } = Array.Empty<int>();
+    readonly List<Parameter> _params = new();
+    public IReadOnlyList<Parameter> Parameters => _params;
+    /// <summary>How many inputs the layer takes (-1: any number ≥ 1).</summary>
+    public virtual int Arity => 1;
+
+    /// <summary>Validates the input shapes, creates parameters on the backend, and returns the output shape.</summary>
+    internal int[] Build(IBackend be, int[][] inShapes, ulong seed)
+    {
+        if (Arity >= 0 && inShapes.Length != Arity)
+            throw new PerturbException($"layer '{Name}' ({Type}) takes {Arity} input(s), got {inShapes.Length}");
+        InShapes = inShapes;
+        OutShape = BuildCore(be, inShapes, seed);
+        return OutShape;
+    }
+
+    protected abstract int[] BuildCore(IBackend be, int[][] inShapes, ulong seed);
+    public abstract Tensor Forward(PassContext c, Tensor[] x);
+    /// <summary>
+    /// Gradients for the inputs (an entry may be null where <paramref name="needDx"/> is false), and, when
+    /// <paramref name="weights"/>, the parameters' gradients written into Parameter.Grad.
+    /// </summary>
+    public abstract Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx);
+    /// <summary>The layer's settings as JSON (the architecture saved in model files).</summary>
+    public abstract JsonObject Config();
+
+    protected Parameter AddParam(string name, Tensor value, bool trainable = true, bool decay = true)
+    {
+        var p = new Parameter(name, value, trainable, decay);
+        _params.Add(p);
+        return p;
+    }
+
+    protected PerturbException ShapeError(string expected, int[] got) =>
+        new($"layer '{Name}' ({Type}) expects input {expected}, got {Tensor.ShapeString(got)}");
+
+    protected static int[] Batch(int n, int[] perSample)
+    {
+        var s = new int[perSample.Length + 1];
+        s[0] = n; perSample.CopyTo(s, 1);
+        return s;
+    }
+
+    /// <summary>Checks a forward input against the built shape (batch size is free).</summary>
+    protected void CheckInput(Tensor x, int i)
+    {
+        var want = InShapes[i];
+        bool ok = x.Rank == want.Length + 1;
+        for (int d = 0; ok && d < want.Length; d++) ok = x.Shape[d + 1] == want[d];
+        if (!ok)
+            throw new PerturbException($"layer '{Name}' ({Type}) expects input {Tensor.ShapeString(want)} per sample, got {Tensor.ShapeString(x.Shape[1..])}");
+    }
+
+    /// <summary>Fills a new host array with U(-bound, bound) from Philox (deterministic for a seed and stream).</summary>
+    protected static float[] UniformInit(int count, float bound, ulong seed, ulong stream)
+    {
+        var a = new float[count];
+        for (int i = 0; i < count; i++) a[i] = (2f * Philox.Uniform(seed, stream << 32, i) - 1f) * bound;
+        return a;
+    }
+
+    internal static int Product(int[] s) { int p = 1; foreach (var d in s) p *= d; return p; }
+}

@@ -1,0 +1,181 @@
+using System.Text.Json.Nodes;
+
+namespace Perturb.Engine.Nn;
+
+internal static class InitHash
+{
+    /// <summary>FNV-1a of a name: a stable Philox stream per parameter, so adding a layer never shifts another's weights.</summary>
+    public static ulong Stream(string name)
+    {
+        uint h = 2166136261;
+        foreach (char ch in name) { h ^= ch; h *= 16777619; }
+        return h;
+    }
+}
+
+/// <summary>2-D convolution: stride, padding, dilation, groups (depthwise when groups == in channels), optional bias.</summary>
+public sealed class Conv2d : Layer
+{
+    public int InChannels { get; }
+    public int OutChannels { get; }
+    public int KernelH { get; }
+    public int KernelW { get; }
+    public int Stride { get; }
+    public int Padding { get; }
+    public int Dilation { get; }
+    public int Groups { get; }
+    public bool HasBias { get; }
+    /// <summary>Asymmetric settings from ONNX import; default to the symmetric ones above.</summary>
+    public int StrideW { get; init; }
+    public int PaddingW { get; init; }
+    public int DilationW { get; init; }
+    public Parameter Weight { get; private set; } = null!;
+    public Parameter? Bias { get; private set; }
+    Tensor? _x;
+    ConvShape _s;
+
+    public Conv2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, int kernelW = -1)
+    {
+        if (inChannels <= 0 || outChannels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || dilation <= 0 || groups <= 0)
+            throw new PerturbException($"Conv2d: invalid settings in={inChannels} out={outChannels} k={kernel} stride={stride} pad={padding} dil={dilation} groups={groups}");
+        if (inChannels % groups != 0 || outChannels % groups != 0)
+            throw new PerturbException($"Conv2d: groups={groups} must divide in channels {inChannels} and out channels {outChannels}");
+        InChannels = inChannels; OutChannels = outChannels; KernelH = kernel; KernelW = kernelW > 0 ? kernelW : kernel;
+        Stride = stride; Padding = padding; Dilation = dilation; Groups = groups; HasBias = bias;
+        StrideW = stride; PaddingW = padding; DilationW = dilation;
+    }
+
+    public override string Type => "Conv2d";
+
+    ConvShape ShapeFor(int n) => new(n, InChannels, InShapes[0][1], InShapes[0][2], OutChannels, KernelH, KernelW,
+        Stride, StrideW, Padding, PaddingW, Dilation, DilationW, Groups);
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (s.Length != 3 || s[0] != InChannels) throw ShapeError($"{InChannels}xHxW", s);
+        var cs = new ConvShape(1, InChannels, s[1], s[2], OutChannels, KernelH, KernelW, Stride, StrideW, Padding, PaddingW, Dilation, DilationW, Groups);
+        if (cs.OutH <= 0 || cs.OutW <= 0)
+            throw new PerturbException($"layer '{Name}' (Conv2d) input {Tensor.ShapeString(s)} is too small for a {KernelH}x{KernelW} kernel (dilation {Dilation}, padding {Padding})");
+        int fanIn = InChannels / Groups * KernelH * KernelW;
+        float bound = 1f / MathF.Sqrt(fanIn);
+        int wn = OutChannels * fanIn;
+        Weight = AddParam("weight", be.FromArray(UniformInit(wn, bound, seed, InitHash.Stream(Name + ".weight")), OutChannels, InChannels / Groups, KernelH, KernelW));
+        if (HasBias) Bias = AddParam("bias", be.FromArray(UniformInit(OutChannels, bound, seed, InitHash.Stream(Name + ".bias")), OutChannels), decay: false);
+        return new[] { OutChannels, cs.OutH, cs.OutW };
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        _x = x[0];
+        _s = ShapeFor(x[0].N);
+        var y = c.Alloc(Batch(_s.N, OutShape));
+        c.Be.ConvForward(_s, _x, Weight.Value, Bias?.Value, y);
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        Tensor? dx = null;
+        if (needDx[0])
+        {
+            dx = c.Alloc(_x!.Shape);
+            c.Be.ConvBackwardData(_s, dy, Weight.Value, dx);
+        }
+        if (weights)
+            c.Be.ConvBackwardWeights(_s, _x!, dy, Weight.EnsureGrad(), Bias?.EnsureGrad());
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new()
+    {
+        ["in_channels"] = InChannels, ["out_channels"] = OutChannels, ["kernel"] = KernelH, ["kernel_w"] = KernelW,
+        ["stride"] = Stride, ["stride_w"] = StrideW, ["padding"] = Padding, ["padding_w"] = PaddingW,
+        ["dilation"] = Dilation, ["dilation_w"] = DilationW, ["groups"] = Groups, ["bias"] = HasBias,
+    };
+
+    internal static Conv2d FromConfig(JsonObject o) =>
+        new(o.I("in_channels"), o.I("out_channels"), o.I("kernel"), o.I("stride", 1), o.I("padding", 0), o.I("dilation", 1), o.I("groups", 1), o.B("bias", true), o.I("kernel_w", -1))
+        {
+            StrideW = o.I("stride_w", o.I("stride", 1)), PaddingW = o.I("padding_w", o.I("padding", 0)), DilationW = o.I("dilation_w", o.I("dilation", 1)),
+        };
+}
+
+/// <summary>Fully connected: y = x W^T + b, x of shape [N, In], W of shape [Out, In].</summary>
+public sealed class Linear : Layer
+{
+    public int In { get; }
+    public int Out { get; }
+    public bool HasBias { get; }
+    public Parameter Weight { get; private set; } = null!;
+    public Parameter? Bias { get; private set; }
+    Tensor? _x;
+
+    public Linear(int inFeatures, int outFeatures, bool bias = true)
+    {
+        if (inFeatures <= 0 || outFeatures <= 0) throw new PerturbException($"Linear: invalid sizes {inFeatures} -> {outFeatures}");
+        In = inFeatures; Out = outFeatures; HasBias = bias;
+    }
+
+    public override string Type => "Linear";
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (s.Length != 1 || s[0] != In) throw ShapeError($"{In}", s);
+        float bound = 1f / MathF.Sqrt(In);
+        Weight = AddParam("weight", be.FromArray(UniformInit(Out * In, bound, seed, InitHash.Stream(Name + ".weight")), Out, In));
+        if (HasBias) Bias = AddParam("bias", be.FromArray(UniformInit(Out, bound, seed, InitHash.Stream(Name + ".bias")), Out), decay: false);
+        return new[] { Out };
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        _x = x[0];
+        int n = _x.N;
+        var y = c.Alloc(n, Out);
+        c.Be.Gemm(false, true, n, Out, In, 1f, _x, Weight.Value, 0f, y);
+        if (Bias != null) c.Be.BiasAdd(y, Bias.Value, n, Out, 1);
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        int n = _x!.N;
+        Tensor? dx = null;
+        if (needDx[0])
+        {
+            dx = c.Alloc(n, In);
+            c.Be.Gemm(false, false, n, In, Out, 1f, dy, Weight.Value, 0f, dx);
+        }
+        if (weights)
+        {
+            c.Be.Gemm(true, false, Out, In, n, 1f, dy, _x, 0f, Weight.EnsureGrad());
+            if (Bias != null) c.Be.BiasGrad(dy, Bias.EnsureGrad(), n, Out, 1);
+        }
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new() { ["in"] = In, ["out"] = Out, ["bias"] = HasBias };
+    internal static Linear FromConfig(JsonObject o) => new(o.I("in"), o.I("out"), o.B("bias", true));
+}
+
+internal static class JsonExt
+{
+    public static int I(this JsonObject o, string k, int? def = null)
+    {
+        if (o.TryGetPropertyValue(k, out var v) && v != null) return v.GetValue<int>();
+        return def ?? throw new PerturbException($"layer config lacks '{k}'");
+    }
+    public static float F(this JsonObject o, string k, float? def = null)
+    {
+        if (o.TryGetPropertyValue(k, out var v) && v != null) return (float)v.GetValue<double>();
+        return def ?? throw new PerturbException($"layer config lacks '{k}'");
+    }
+    public static bool B(this JsonObject o, string k, bool def) =>
+        o.TryGetPropertyValue(k, out var v) && v != null ? v.GetValue<bool>() : def;
+    public static float[] Fa(this JsonObject o, string k) =>
+        (o[k] as JsonArray ?? throw new PerturbException($"layer config lacks '{k}'")).Select(v => (float)v!.GetValue<double>()).ToArray();
+}

@@ -1,0 +1,290 @@
+using System.Text.Json.Nodes;
+
+namespace Perturb.Engine.Nn;
+
+/// <summary>ReLU, LeakyReLU, Sigmoid, Tanh: one element-wise layer class, named by its function.</summary>
+public sealed class ActivationLayer : Layer
+{
+    public Activation Function { get; }
+    public float Alpha { get; }
+    Tensor? _x, _y;
+
+    public ActivationLayer(Activation f, float alpha = 0.01f) { Function = f; Alpha = alpha; }
+
+    public override string Type => Function switch
+    {
+        Activation.Relu => "ReLU", Activation.LeakyRelu => "LeakyReLU", Activation.Sigmoid => "Sigmoid", _ => "Tanh",
+    };
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed) => (int[])inShapes[0].Clone();
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        _x = x[0];
+        _y = c.Alloc(_x.Shape);
+        c.Be.ActivationForward(Function, Alpha, _x, _y);
+        return _y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var dx = c.Alloc(dy.Shape);
+        c.Be.ActivationBackward(Function, Alpha, _x, _y, dy, dx);
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => Function == Activation.LeakyRelu ? new() { ["alpha"] = Alpha } : new();
+}
+
+/// <summary>Max or average pooling over H and W.</summary>
+public sealed class Pool2d : Layer
+{
+    public bool IsMax { get; }
+    public int KernelH { get; }
+    public int KernelW { get; }
+    public int StrideH { get; }
+    public int StrideW { get; }
+    public int PadH { get; }
+    public int PadW { get; }
+    public bool CeilMode { get; }
+    public bool CountIncludePad { get; }
+    Tensor? _x;
+    PoolShape _s;
+
+    public Pool2d(bool max, int kernel, int stride = -1, int padding = 0, bool ceilMode = false, bool countIncludePad = false,
+        int kernelW = -1, int strideW = -1, int paddingW = -1)
+    {
+        IsMax = max; KernelH = kernel; KernelW = kernelW > 0 ? kernelW : kernel;
+        StrideH = stride > 0 ? stride : kernel; StrideW = strideW > 0 ? strideW : (stride > 0 ? stride : KernelW);
+        PadH = padding; PadW = paddingW >= 0 ? paddingW : padding; CeilMode = ceilMode; CountIncludePad = countIncludePad;
+        if (KernelH <= 0 || KernelW <= 0 || PadH < 0 || PadW < 0 || 2 * PadH > KernelH || 2 * PadW > KernelW)
+            throw new PerturbException($"{Type}: invalid kernel {KernelH}x{KernelW} with padding {PadH}x{PadW} (padding must be at most half the kernel)");
+    }
+
+    public override string Type => IsMax ? "MaxPool2d" : "AvgPool2d";
+
+    PoolShape ShapeFor(int n) => new(n, InShapes[0][0], InShapes[0][1], InShapes[0][2], KernelH, KernelW, StrideH, StrideW, PadH, PadW, CeilMode, CountIncludePad);
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (s.Length != 3) throw ShapeError("CxHxW", s);
+        var ps = new PoolShape(1, s[0], s[1], s[2], KernelH, KernelW, StrideH, StrideW, PadH, PadW, CeilMode, CountIncludePad);
+        if (ps.OutH <= 0 || ps.OutW <= 0)
+            throw new PerturbException($"layer '{Name}' ({Type}) input {Tensor.ShapeString(s)} is smaller than its {KernelH}x{KernelW} window");
+        return new[] { s[0], ps.OutH, ps.OutW };
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        _x = x[0]; _s = ShapeFor(_x.N);
+        var y = c.Alloc(Batch(_s.N, OutShape));
+        if (IsMax) c.Be.MaxPoolForward(_s, _x, y); else c.Be.AvgPoolForward(_s, _x, y);
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var dx = c.Alloc(_x!.Shape);
+        if (IsMax) c.Be.MaxPoolBackward(_s, _x, dy, dx); else c.Be.AvgPoolBackward(_s, dy, dx);
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new()
+    {
+        ["kernel"] = KernelH, ["kernel_w"] = KernelW, ["stride"] = StrideH, ["stride_w"] = StrideW,
+        ["padding"] = PadH, ["padding_w"] = PadW, ["ceil_mode"] = CeilMode, ["count_include_pad"] = CountIncludePad,
+    };
+
+    internal static Pool2d FromConfig(bool max, JsonObject o) => new(max, o.I("kernel"), o.I("stride", -1), o.I("padding", 0),
+        o.B("ceil_mode", false), o.B("count_include_pad", false), o.I("kernel_w", -1), o.I("stride_w", -1), o.I("padding_w", -1));
+}
+
+/// <summary>Mean over H and W: [N, C, H, W] to [N, C, 1, 1].</summary>
+public sealed class GlobalAvgPool : Layer
+{
+    int _c, _hw;
+    public override string Type => "GlobalAvgPool";
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (s.Length != 3) throw ShapeError("CxHxW", s);
+        _c = s[0]; _hw = s[1] * s[2];
+        return new[] { s[0], 1, 1 };
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        var y = c.Alloc(x[0].N, _c, 1, 1);
+        c.Be.GlobalAvgPoolForward(x[0], y, x[0].N, _c, _hw);
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var dx = c.Alloc(Batch(dy.N, InShapes[0]));
+        c.Be.GlobalAvgPoolBackward(dy, dx, dy.N, _c, _hw);
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new();
+}
+
+/// <summary>[N, ...] to [N, F]: a view, no copy.</summary>
+public sealed class Flatten : Layer
+{
+    public override string Type => "Flatten";
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed) => new[] { Product(inShapes[0]) };
+    public override Tensor Forward(PassContext c, Tensor[] x) { CheckInput(x[0], 0); return x[0].Reshape(x[0].N, OutShape[0]); }
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx) =>
+        new Tensor?[] { needDx[0] ? dy.Reshape(Batch(dy.N, InShapes[0])) : null };
+    public override JsonObject Config() => new();
+}
+
+/// <summary>Inverted dropout with a seeded Philox mask in training; identity in eval.</summary>
+public sealed class Dropout : Layer
+{
+    public float P { get; }
+    Tensor? _mask;
+    public Dropout(float p)
+    {
+        if (!(p >= 0 && p < 1)) throw new PerturbException($"Dropout: p must be in [0, 1), got {p}");
+        P = p;
+    }
+    public override string Type => "Dropout";
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed) => (int[])inShapes[0].Clone();
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        if (!c.Training || P == 0) { _mask = null; return x[0]; }
+        var y = c.Alloc(x[0].Shape);
+        _mask = c.Alloc(x[0].Shape);
+        c.Be.DropoutForward(x[0], y, _mask, P, c.DropoutSeed, c.DropoutOffset);
+        c.DropoutOffset += (ulong)x[0].Length;
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        if (_mask == null) return new[] { dy };
+        var dx = c.Alloc(dy.Shape);
+        c.Be.Mul(dy, _mask, dx);
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new() { ["p"] = P };
+}
+
+/// <summary>Element-wise sum of two inputs of the same shape (residual connections).</summary>
+public sealed class AddLayer : Layer
+{
+    public override string Type => "Add";
+    public override int Arity => 2;
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        if (!inShapes[0].SequenceEqual(inShapes[1]))
+            throw new PerturbException($"layer '{Name}' (Add) needs equal shapes, got {Tensor.ShapeString(inShapes[0])} and {Tensor.ShapeString(inShapes[1])}");
+        return (int[])inShapes[0].Clone();
+    }
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0); CheckInput(x[1], 1);
+        if (x[0].N != x[1].N) throw new PerturbException($"layer '{Name}' (Add) got batch sizes {x[0].N} and {x[1].N}");
+        var y = c.Alloc(x[0].Shape);
+        c.Be.Add(x[0], x[1], y);
+        return y;
+    }
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx) =>
+        new Tensor?[] { needDx[0] ? dy : null, needDx[1] ? dy : null };
+    public override JsonObject Config() => new();
+}
+
+/// <summary>Concatenation along the channel (feature) dimension.</summary>
+public sealed class Concat : Layer
+{
+    int _inner;
+    public override string Type => "Concat";
+    public override int Arity => -1;
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        if (inShapes.Length == 0) throw new PerturbException($"layer '{Name}' (Concat) needs at least one input");
+        var first = inShapes[0];
+        int ch = 0;
+        foreach (var s in inShapes)
+        {
+            if (s.Length != first.Length || !s.AsSpan(1).SequenceEqual(first.AsSpan(1)))
+                throw new PerturbException($"layer '{Name}' (Concat) inputs differ beyond the channel dimension: {Tensor.ShapeString(first)} and {Tensor.ShapeString(s)}");
+            ch += s[0];
+        }
+        _inner = Product(first) / first[0];
+        var o = (int[])first.Clone(); o[0] = ch;
+        return o;
+    }
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        int n = x[0].N;
+        var y = c.Alloc(Batch(n, OutShape));
+        int off = 0;
+        for (int i = 0; i < x.Length; i++)
+        {
+            CheckInput(x[i], i);
+            int ci = InShapes[i][0];
+            c.Be.ChannelCopy(x[i], ci, 0, y, OutShape[0], off, ci, n, _inner, false);
+            off += ci;
+        }
+        return y;
+    }
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        var dxs = new Tensor?[InShapes.Length];
+        int off = 0, n = dy.N;
+        for (int i = 0; i < dxs.Length; i++)
+        {
+            int ci = InShapes[i][0];
+            if (needDx[i])
+            {
+                dxs[i] = c.Alloc(Batch(n, InShapes[i]));
+                c.Be.ChannelCopy(dy, OutShape[0], off, dxs[i]!, ci, 0, ci, n, _inner, false);
+            }
+            off += ci;
+        }
+        return dxs;
+    }
+    public override JsonObject Config() => new();
+}
+
+/// <summary>Softmax over the features of [N, K].</summary>
+public sealed class SoftmaxLayer : Layer
+{
+    Tensor? _y;
+    public override string Type => "Softmax";
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        if (inShapes[0].Length != 1) throw ShapeError("K (flattened)", inShapes[0]);
+        return (int[])inShapes[0].Clone();
+    }
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        _y = c.Alloc(x[0].Shape);
+        c.Be.Softmax(x[0], _y, x[0].N, OutShape[0]);
+        return _y;
+    }
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var dx = c.Alloc(dy.Shape);
+        c.Be.SoftmaxBackward(_y!, dy, dx, dy.N, OutShape[0]);
+        return new[] { dx };
+    }
+    public override JsonObject Config() => new();
+}

@@ -1,0 +1,285 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Perturb.Engine.Nn;
+
+/// <summary>A node of the graph: a layer and the nodes it reads (-1: the model's input).</summary>
+public sealed record Node(Layer Layer, int[] Inputs);
+
+/// <summary>
+/// A network as a DAG of layers in topological order, with one input and one output (the last node).
+/// <see cref="Forward"/> keeps what <see cref="Backward"/> needs; tensors it returns belong to the model and stay
+/// valid until the next Forward. Batch size is free at run time.
+/// </summary>
+public sealed class Model : IDisposable
+{
+    public IBackend Backend { get; }
+    public int[] InputShape { get; }
+    public IReadOnlyList<Node> Nodes => _nodes;
+    public ulong Seed { get; }
+    /// <summary>Optional class names (saved with the model).</summary>
+    public string[]? ClassNames { get; set; }
+    /// <summary>Free-form facts kept with the model file (preset, data set, training summary).</summary>
+    public Dictionary<string, string> Info { get; } = new();
+    public bool Training => _ctx.Training;
+
+    readonly List<Node> _nodes;
+    readonly PassContext _ctx;
+    Tensor[]? _outs;
+    Tensor? _input;
+
+    internal Model(IBackend be, int[] inputShape, List<Node> nodes, ulong seed)
+    {
+        Backend = be; InputShape = inputShape; _nodes = nodes; Seed = seed;
+        _ctx = new PassContext(be) { DropoutSeed = seed ^ 0x5DEECE66DUL };
+    }
+
+    public int[] OutputShape => _nodes[^1].Layer.OutShape;
+    /// <summary>Number of logits per sample (1 for a single-output binary model).</summary>
+    public int NumOutputs => Layer.Product(OutputShape);
+    /// <summary>Number of classes: the logits, or 2 for a single-output (sigmoid) model.</summary>
+    public int NumClasses => NumOutputs == 1 ? 2 : NumOutputs;
+
+    /// <summary>Training mode: BatchNorm uses batch statistics and Dropout drops. Eval mode otherwise.</summary>
+    public void Train(bool on = true) { _ctx.Training = on; }
+    public void Eval() => Train(false);
+
+    /// <summary>Every parameter and buffer with its full name (layer.param), in graph order.</summary>
+    public IEnumerable<(string Name, Parameter P)> NamedParameters() =>
+        _nodes.SelectMany(n => n.Layer.Parameters.Select(p => (n.Layer.Name + "." + p.Name, p)));
+
+    public IEnumerable<Parameter> TrainableParameters() => NamedParameters().Select(x => x.P).Where(p => p.Trainable);
+
+    public long ParameterCount => TrainableParameters().Sum(p => (long)p.Value.Length);
+
+    /// <summary>Tells cached values derived from parameters (BatchNorm's eval affine) that they are stale.</summary>
+    public void MarkParametersChanged() => _ctx.ParamVersion++;
+
+    /// <summary>Sets the dropout stream (seeded per run so runs reproduce).</summary>
+    public void SetDropoutStream(ulong seed, ulong offset = 0) { _ctx.DropoutSeed = seed; _ctx.DropoutOffset = offset; }
+
+    /// <summary>Runs the network on x [N, C, H, W]; returns logits [N, outputs...] owned by the model.</summary>
+    public Tensor Forward(Tensor x)
+    {
+        if (!ReferenceEquals(x.Backend, Backend))
+            throw new PerturbException($"input is on backend {x.Backend.Name}, the model on {Backend.Name}");
+        bool ok = x.Rank == InputShape.Length + 1;
+        for (int d = 0; ok && d < InputShape.Length; d++) ok = x.Shape[d + 1] == InputShape[d];
+        if (!ok)
+        {
+            var first = _nodes[0].Layer;
+            throw new PerturbException($"input shape {Tensor.ShapeString(x.Shape[1..])} does not fit the model: layer '{first.Name}' ({first.Type}) expects {Tensor.ShapeString(InputShape)}");
+        }
+        _ctx.Release();
+        _input = x;
+        _outs = new Tensor[_nodes.Count];
+        for (int i = 0; i < _nodes.Count; i++)
+        {
+            var node = _nodes[i];
+            var ins = node.Inputs.Select(j => j < 0 ? x : _outs[j]).ToArray();
+            _outs[i] = node.Layer.Forward(_ctx, ins);
+        }
+        if (_ctx.Training) _ctx.ParamVersion++; // running statistics moved
+        return _outs[^1];
+    }
+
+    /// <summary>
+    /// Back-propagates dLoss/dLogits through the last forward pass. Returns dLoss/dx [N, C, H, W] (owned by the model;
+    /// null when <paramref name="needInputGrad"/> is false). InputOnly runs no weight-gradient op at all.
+    /// </summary>
+    public Tensor? Backward(Tensor dLogits, BackwardMode mode, bool needInputGrad = true)
+    {
+        if (_outs == null || _input == null) throw new InvalidOperationException("Backward needs a Forward first");
+        if (dLogits.Length != _outs[^1].Length)
+            throw new PerturbException($"gradient of shape {Tensor.ShapeString(dLogits.Shape)} does not match the output {Tensor.ShapeString(_outs[^1].Shape)}");
+        bool weights = mode == BackwardMode.InputAndWeights;
+        // Which nodes lead to the input at all: only those need input gradients (when weights are not wanted).
+        var grads = new Tensor?[_nodes.Count];
+        grads[^1] = dLogits.Reshape(_outs[^1].Shape);
+        Tensor? dx = null;
+        for (int i = _nodes.Count - 1; i >= 0; i--)
+        {
+            var g = grads[i];
+            if (g == null) continue;
+            var node = _nodes[i];
+            var need = node.Inputs.Select(j => j < 0 ? needInputGrad : NeedsGrad(j, weights, needInputGrad)).ToArray();
+            var dxs = node.Layer.Backward(_ctx, g, weights, need);
+            for (int k = 0; k < node.Inputs.Length; k++)
+            {
+                var d = dxs[k];
+                if (d == null || !need[k]) continue;
+                int j = node.Inputs[k];
+                if (j < 0) dx = Accumulate(dx, d);
+                else grads[j] = Accumulate(grads[j], d);
+            }
+            grads[i] = null;
+        }
+        return dx;
+    }
+
+    Tensor Accumulate(Tensor? acc, Tensor d)
+    {
+        if (acc == null) return d;
+        var sum = _ctx.Alloc(acc.Shape);
+        Backend.Add(acc, d, sum);
+        return sum;
+    }
+
+    /// <summary>Whether node j's output needs a gradient: it has trainable parameters upstream, or leads from the input.</summary>
+    bool NeedsGrad(int j, bool weights, bool needInputGrad)
+    {
+        _needCache ??= ComputeUpstream();
+        var (hasParams, fromInput) = _needCache[j];
+        return (weights && hasParams) || (needInputGrad && fromInput);
+    }
+    (bool, bool)[]? _needCache;
+
+    (bool HasParams, bool FromInput)[] ComputeUpstream()
+    {
+        var r = new (bool, bool)[_nodes.Count];
+        for (int i = 0; i < _nodes.Count; i++)
+        {
+            bool hp = _nodes[i].Layer.Parameters.Any(p => p.Trainable), fi = false;
+            foreach (var j in _nodes[i].Inputs)
+            {
+                if (j < 0) fi = true;
+                else { hp |= r[j].Item1; fi |= r[j].Item2; }
+            }
+            r[i] = (hp, fi);
+        }
+        return r;
+    }
+
+    /// <summary>Frees the tensors of the last pass.</summary>
+    public void ReleaseActivations() { _ctx.Release(); _outs = null; _input = null; }
+
+    // ------------------------------------------------------------------ architecture
+
+    /// <summary>The architecture as JSON: input shape, nodes with their types, inputs, and settings.</summary>
+    public JsonObject ArchitectureJson()
+    {
+        var nodes = new JsonArray();
+        foreach (var n in _nodes)
+        {
+            nodes.Add(new JsonObject
+            {
+                ["name"] = n.Layer.Name,
+                ["type"] = n.Layer.Type,
+                ["inputs"] = new JsonArray(n.Inputs.Select(j => (JsonNode)(j < 0 ? "input" : _nodes[j].Layer.Name)).ToArray()),
+                ["config"] = n.Layer.Config(),
+            });
+        }
+        var o = new JsonObject
+        {
+            ["format"] = "perturb-model",
+            ["version"] = 1,
+            ["input"] = new JsonArray(InputShape.Select(d => (JsonNode)d).ToArray()),
+            ["nodes"] = nodes,
+        };
+        if (ClassNames != null) o["classes"] = new JsonArray(ClassNames.Select(c => (JsonNode)c).ToArray());
+        return o;
+    }
+
+    /// <summary>Builds a model from <see cref="ArchitectureJson"/> output, with freshly initialised weights.</summary>
+    public static Model FromArchitecture(IBackend be, JsonObject arch, ulong seed = 0)
+    {
+        try
+        {
+            if ((string?)arch["format"] != "perturb-model") throw new PerturbException("architecture is not a perturb-model description");
+            var input = (arch["input"] as JsonArray ?? throw new PerturbException("architecture lacks 'input'")).Select(v => v!.GetValue<int>()).ToArray();
+            var g = new GraphBuilder(input);
+            var ids = new Dictionary<string, int> { ["input"] = GraphBuilder.Input };
+            foreach (var nodeJ in arch["nodes"] as JsonArray ?? throw new PerturbException("architecture lacks 'nodes'"))
+            {
+                var no = nodeJ as JsonObject ?? throw new PerturbException("architecture node is not an object");
+                string name = (string?)no["name"] ?? throw new PerturbException("architecture node lacks 'name'");
+                string type = (string?)no["type"] ?? throw new PerturbException($"node '{name}' lacks 'type'");
+                var cfg = no["config"] as JsonObject ?? new JsonObject();
+                var ins = (no["inputs"] as JsonArray ?? throw new PerturbException($"node '{name}' lacks 'inputs'"))
+                    .Select(v => ids.TryGetValue((string)v!, out var id) ? id : throw new PerturbException($"node '{name}' reads unknown node '{(string?)v}'")).ToArray();
+                ids[name] = g.Add(name, LayerFactory.Create(type, cfg), ins);
+            }
+            var m = g.Build(be, seed);
+            if (arch["classes"] is JsonArray cl) m.ClassNames = cl.Select(v => (string)v!).ToArray();
+            return m;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new PerturbException($"bad architecture description: {e.Message}");
+        }
+    }
+
+    public void Dispose()
+    {
+        _ctx.Release();
+        foreach (var (_, p) in NamedParameters()) { p.Value.Dispose(); p.Grad?.Dispose(); }
+    }
+}
+
+/// <summary>Builds a <see cref="Model"/> node by node.</summary>
+public sealed class GraphBuilder
+{
+    public const int Input = -1;
+    readonly int[] _inputShape;
+    readonly List<(string Name, Layer Layer, int[] Inputs)> _nodes = new();
+    readonly HashSet<string> _names = new();
+
+    public GraphBuilder(params int[] inputShape)
+    {
+        if (inputShape.Length == 0 || inputShape.Any(d => d <= 0)) throw new PerturbException($"invalid input shape {Tensor.ShapeString(inputShape)}");
+        _inputShape = inputShape;
+    }
+
+    /// <summary>Adds a layer reading the given nodes (default: the previous node, or the input); returns its id.</summary>
+    public int Add(string name, Layer layer, params int[] inputs)
+    {
+        if (!_names.Add(name)) throw new PerturbException($"duplicate layer name '{name}'");
+        if (inputs.Length == 0) inputs = new[] { _nodes.Count - 1 };
+        foreach (var j in inputs)
+            if (j < Input || j >= _nodes.Count) throw new PerturbException($"layer '{name}' reads node {j}, which does not exist yet");
+        layer.Name = name;
+        _nodes.Add((name, layer, inputs));
+        return _nodes.Count - 1;
+    }
+
+    public int Count => _nodes.Count;
+
+    public Model Build(IBackend be, ulong seed)
+    {
+        if (_nodes.Count == 0) throw new PerturbException("a model needs at least one layer");
+        var shapes = new List<int[]>();
+        var nodes = new List<Node>();
+        foreach (var (name, layer, inputs) in _nodes)
+        {
+            var ins = inputs.Select(j => j < 0 ? _inputShape : shapes[j]).ToArray();
+            shapes.Add(layer.Build(be, ins, seed));
+            nodes.Add(new Node(layer, inputs));
+        }
+        return new Model(be, _inputShape, nodes, seed);
+    }
+}
+
+/// <summary>Makes layers from their type name and JSON settings (model files, ONNX import).</summary>
+public static class LayerFactory
+{
+    public static Layer Create(string type, JsonObject cfg) => type switch
+    {
+        "Conv2d" => Conv2d.FromConfig(cfg),
+        "Linear" => Linear.FromConfig(cfg),
+        "BatchNorm2d" => BatchNorm2d.FromConfig(cfg),
+        "Normalize" => Normalize.FromConfig(cfg),
+        "ReLU" => new ActivationLayer(Activation.Relu),
+        "LeakyReLU" => new ActivationLayer(Activation.LeakyRelu, cfg.F("alpha", 0.01f)),
+        "Sigmoid" => new ActivationLayer(Activation.Sigmoid),
+        "Tanh" => new ActivationLayer(Activation.Tanh),
+        "MaxPool2d" => Pool2d.FromConfig(true, cfg),
+        "AvgPool2d" => Pool2d.FromConfig(false, cfg),
+        "GlobalAvgPool" => new GlobalAvgPool(),
+        "Flatten" => new Flatten(),
+        "Dropout" => new Dropout(cfg.F("p", 0.5f)),
+        "Add" => new AddLayer(),
+        "Concat" => new Concat(),
+        "Softmax" => new SoftmaxLayer(),
+        _ => throw new PerturbException($"unknown layer type '{type}'"),
+    };
+}

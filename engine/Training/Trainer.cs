@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
+
+namespace Perturb.Engine.Training;
+
+public sealed record TrainOptions
+{
+    public int Epochs { get; init; } = 10;
+    public int BatchSize { get; init; } = 128;
+    public float LearningRate { get; init; } = 1e-3f;
+    /// <summary>"sgd" or "adam".</summary>
+    public string Optimizer { get; init; } = "adam";
+    public float Momentum { get; init; } = 0.9f;
+    public float WeightDecay { get; init; } = 0f;
+    /// <summary>Epoch indices (0-based) at which the rate is multiplied by <see cref="LrGamma"/>.</summary>
+    public int[] Milestones { get; init; } = Array.Empty<int>();
+    public float LrGamma { get; init; } = 0.1f;
+    public ulong Seed { get; init; } = 0;
+    /// <summary>Keep the parameters of the epoch with the best validation accuracy (needs a validation set).</summary>
+    public bool KeepBest { get; init; } = false;
+}
+
+public sealed record EpochStats(int Epoch, double TrainLoss, double TrainAccuracy, double? ValAccuracy, float LearningRate, double Seconds);
+
+public sealed record TrainResult(IReadOnlyList<EpochStats> Epochs, double Seconds, int BestEpoch);
+
+/// <summary>Mini-batch training with shuffled batches from a seed, train/eval modes, and an optional best-checkpoint.</summary>
+public static class Trainer
+{
+    /// <summary>
+    /// Trains <paramref name="model"/> in place. <paramref name="progress"/> receives (epoch, batchesDone, batchesTotal)
+    /// after each batch; <paramref name="epochDone"/> gets each epoch's figures.
+    /// </summary>
+    public static TrainResult Fit(Model model, Dataset train, Dataset? val, TrainOptions o,
+        Action<int, int, int>? progress = null, Action<EpochStats>? epochDone = null)
+    {
+        if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
+        if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
+        if (!(o.LearningRate > 0)) throw new PerturbException($"learning rate must be positive, got {o.LearningRate}", 2);
+        CheckData(model, train);
+        var be = model.Backend;
+        using var opt = Optimizer.Create(o.Optimizer, model, o.LearningRate, o.WeightDecay, o.Momentum);
+        var sched = new MultiStepLr(o.LearningRate, o.Milestones, o.LrGamma);
+        var rng = new SplitMix64(o.Seed ^ 0xA5A5_1234_5678_9ABCUL);
+        model.SetDropoutStream(o.Seed ^ 0xD20F_0000UL);
+        var stats = new List<EpochStats>();
+        var total = Stopwatch.StartNew();
+        int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
+        double bestAcc = double.NegativeInfinity; int bestEpoch = -1;
+        Dictionary<Parameter, float[]>? best = null;
+        for (int ep = 0; ep < o.Epochs; ep++)
+        {
+            var sw = Stopwatch.StartNew();
+            opt.LearningRate = sched.RateAt(ep);
+            model.Train();
+            var perm = rng.Permutation(train.Count);
+            double lossSum = 0; long correct = 0;
+            for (int b = 0; b < batches; b++)
+            {
+                int start = b * o.BatchSize, n = Math.Min(o.BatchSize, train.Count - start);
+                if (n < 2 && batches > 1) { progress?.Invoke(ep, b + 1, batches); continue; } // a batch of one breaks BatchNorm statistics
+                var idx = perm.AsSpan(start, n);
+                using var x = be.FromArray(train.Gather(idx), n, train.Channels, train.Height, train.Width);
+                var lab = new float[n];
+                for (int i = 0; i < n; i++) lab[i] = train.Labels[idx[i]];
+                using var y = be.FromArray(lab, n);
+                var logits = model.Forward(x);
+                using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
+                var pred = Losses.Predict(be, logits);
+                for (int i = 0; i < n; i++) if (pred[i] == (int)lab[i]) correct++;
+                model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
+                opt.Step();
+                lossSum += loss.Mean() * n;
+                progress?.Invoke(ep, b + 1, batches);
+            }
+            model.ReleaseActivations();
+            double? valAcc = val != null ? Evaluator.Accuracy(model, val, Math.Max(o.BatchSize, 256)) : null;
+            var es = new EpochStats(ep + 1, lossSum / train.Count, (double)correct / train.Count, valAcc, opt.LearningRate, sw.Elapsed.TotalSeconds);
+            stats.Add(es);
+            epochDone?.Invoke(es);
+            if (o.KeepBest && valAcc.HasValue && valAcc.Value > bestAcc)
+            {
+                bestAcc = valAcc.Value; bestEpoch = ep + 1;
+                best = model.NamedParameters().ToDictionary(p => p.P, p => p.P.Value.ToArray());
+            }
+        }
+        if (o.KeepBest && best != null)
+        {
+            foreach (var (p, data) in best) be.Upload(p.Value, data);
+            model.MarkParametersChanged();
+        }
+        model.Eval();
+        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? bestEpoch : o.Epochs);
+    }
+
+    internal static void CheckData(Model model, Dataset d)
+    {
+        var want = model.InputShape;
+        if (want.Length != 3 || want[0] != d.Channels || want[1] != d.Height || want[2] != d.Width)
+        {
+            var first = model.Nodes[0].Layer;
+            throw new PerturbException($"data set '{d.Name}' holds {d.Channels}x{d.Height}x{d.Width} images; layer '{first.Name}' ({first.Type}) expects {Tensor.ShapeString(want)}");
+        }
+        if (model.NumClasses < d.NumClasses)
+            throw new PerturbException($"data set '{d.Name}' has {d.NumClasses} classes; the model outputs {model.NumClasses}");
+    }
+}
+
+public sealed record EvalResult(int N, double Accuracy, int[] Predictions, float[][] Probabilities, int[,] Confusion, double[] PerClassAccuracy);
+
+/// <summary>Batched evaluation in eval mode.</summary>
+public static class Evaluator
+{
+    public static double Accuracy(Model model, Dataset d, int batchSize = 256) => Evaluate(model, d, batchSize).Accuracy;
+
+    public static EvalResult Evaluate(Model model, Dataset d, int batchSize = 256, Action<int, int>? progress = null)
+    {
+        Trainer.CheckData(model, d);
+        bool wasTraining = model.Training;
+        model.Eval();
+        var be = model.Backend;
+        var preds = new int[d.Count];
+        var probs = new float[d.Count][];
+        int k = model.NumClasses;
+        for (int start = 0; start < d.Count; start += batchSize)
+        {
+            int n = Math.Min(batchSize, d.Count - start);
+            using var x = be.FromArray(d.X.AsSpan(start * d.SampleSize, n * d.SampleSize), n, d.Channels, d.Height, d.Width);
+            var logits = model.Forward(x);
+            var p = Losses.Probabilities(be, logits);
+            for (int i = 0; i < n; i++)
+            {
+                probs[start + i] = p[i];
+                int arg = 0;
+                for (int j = 1; j < p[i].Length; j++) if (p[i][j] > p[i][arg]) arg = j;
+                preds[start + i] = arg;
+            }
+            progress?.Invoke(Math.Min(start + n, d.Count), d.Count);
+        }
+        model.ReleaseActivations();
+        model.Train(wasTraining);
+        var conf = new int[d.NumClasses, k];
+        int correct = 0;
+        for (int i = 0; i < d.Count; i++) { conf[d.Labels[i], preds[i]]++; if (preds[i] == d.Labels[i]) correct++; }
+        var per = new double[d.NumClasses];
+        for (int c = 0; c < d.NumClasses; c++)
+        {
+            int tot = 0; for (int j = 0; j < k; j++) tot += conf[c, j];
+            per[c] = tot == 0 ? double.NaN : (double)conf[c, c] / tot;
+        }
+        return new EvalResult(d.Count, d.Count == 0 ? 0 : (double)correct / d.Count, preds, probs, conf, per);
+    }
+}

@@ -1,0 +1,97 @@
+using System.Text.Json.Nodes;
+using Perturb.Cli;
+
+namespace Perturb.Tests.Cli;
+
+public class CliTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), "perturb-cli-" + Guid.NewGuid().ToString("N"));
+    public CliTests() { Directory.CreateDirectory(_dir); }
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
+
+    static (int code, string stdout, string stderr) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void InfoListsDevicesAndAutoChoice()
+    {
+        var j = Path.Combine(_dir, "info.json");
+        var (code, so, _) = Run("info", "--json", j);
+        Assert.Equal(0, code);
+        Assert.Contains("cpu", so);
+        Assert.Contains("ilgpu-cpu", so);
+        Assert.Contains("auto -> ", so);
+        var doc = JsonNode.Parse(File.ReadAllText(j))!;
+        Assert.Contains((string)doc["auto"]!, new[] { "cpu", "cuda" });
+        Assert.True(doc["devices"]!.AsArray().Count >= 3);
+    }
+
+    [Fact]
+    public void TrainThenEvalWritesModelAndJson()
+    {
+        var model = Path.Combine(_dir, "m.safetensors");
+        var tj = Path.Combine(_dir, "train.json");
+        var (code, _, err) = Run("train", "--arch", "lenet", "--data", "synthetic:train=256,test=64", "--epochs", "2", "--batch-size", "32",
+            "--lr", "0.002", "--optimizer", "adam", "--seed", "3", "--device", "cpu", "--out", model, "--json", tj);
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(model));
+        var t = JsonNode.Parse(File.ReadAllText(tj))!;
+        foreach (var k in new[] { "train_loss", "accuracy", "epochs", "seconds", "device" }) Assert.NotNull(t[k]);
+        Assert.Equal("cpu", (string)t["device"]!);
+        Assert.Equal(2, (int)t["epochs"]!);
+        Assert.Contains("epoch 2/2", err);
+
+        var ej = Path.Combine(_dir, "eval.json");
+        (code, _, err) = Run("eval", "--model", model, "--data", "synthetic:train=256,test=64", "--device", "cpu", "--json", ej);
+        Assert.True(code == 0, err);
+        var ev = JsonNode.Parse(File.ReadAllText(ej))!;
+        Assert.Equal(64, (int)ev["n"]!);
+        Assert.Equal((double)t["accuracy"]!, (double)ev["accuracy"]!, 6);
+    }
+
+    [Theory]
+    [InlineData("train", "--epochs", "abc")]
+    [InlineData("train", "--optimizer", "rmsprop")]
+    [InlineData("train", "--device", "tpu")]
+    [InlineData("frobnicate")]
+    [InlineData("train", "--arch", "vgg99", "--data", "synthetic:train=8,test=4")]
+    public void BadUsageExitsTwoWithOneLine(params string[] args)
+    {
+        var (code, _, err) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.StartsWith("error:", err);
+    }
+
+    [Fact]
+    public void BadModelFileExitsOneWithOneLineNamingIt()
+    {
+        var bad = Path.Combine(_dir, "bad.safetensors");
+        File.WriteAllText(bad, "garbage");
+        var (code, _, err) = Run("eval", "--model", bad, "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains(bad, err);
+        Assert.DoesNotContain("   at ", err);
+
+        (code, _, err) = Run("eval", "--model", Path.Combine(_dir, "missing.safetensors"), "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("no such file", err);
+    }
+
+    [Fact]
+    public void EvalOnMismatchedDataNamesTheLayer()
+    {
+        var model = Path.Combine(_dir, "m3.safetensors");
+        var (code, _, err) = Run("train", "--arch", "lenet", "--data", "synthetic:train=64,test=16", "--epochs", "1", "--device", "cpu", "--out", model);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("eval", "--model", model, "--data", "synthetic:train=64,test=16,channels=3", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("'norm'", err);
+        Assert.Contains("3x28x28", err);
+    }
+}

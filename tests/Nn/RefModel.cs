@@ -1,0 +1,96 @@
+using Perturb.Engine;
+using Perturb.Engine.Nn;
+
+namespace Perturb.Tests.Nn;
+
+/// <summary>
+/// Evaluates an engine <see cref="Model"/> in double precision with the plain references of <see cref="Ref"/>, layer
+/// by layer over the model's own graph, with parameter values supplied as double arrays. Finite differences of this
+/// evaluation are the ground truth for the engine's float32 backward pass.
+/// </summary>
+public sealed class RefModel
+{
+    readonly Model _m;
+    /// <summary>Parameter values by full name (doubles; perturb these for finite differences).</summary>
+    public Dictionary<string, double[]> P { get; } = new();
+    public bool Training { get; set; }
+    public ulong DropoutSeed { get; set; }
+
+    public RefModel(Model m)
+    {
+        _m = m;
+        foreach (var (name, p) in m.NamedParameters()) P[name] = Ref.D(p.Value.ToArray());
+        Training = m.Training;
+    }
+
+    double[] Param(Layer l, string p) => P[l.Name + "." + p];
+
+    public double[] Forward(double[] x, int n)
+    {
+        var outs = new double[_m.Nodes.Count][];
+        ulong dropOff = 0;
+        for (int i = 0; i < _m.Nodes.Count; i++)
+        {
+            var node = _m.Nodes[i];
+            var ins = node.Inputs.Select(j => j < 0 ? x : outs[j]).ToArray();
+            outs[i] = Eval(node.Layer, ins, n, ref dropOff);
+        }
+        return outs[^1];
+    }
+
+    double[] Eval(Layer l, double[][] x, int n, ref ulong dropOff)
+    {
+        var s = l.InShapes[0];
+        int hw = s.Length == 3 ? s[1] * s[2] : 1;
+        switch (l)
+        {
+            case Conv2d c:
+                var cs = new ConvShape(n, c.InChannels, s[1], s[2], c.OutChannels, c.KernelH, c.KernelW, c.Stride, c.StrideW, c.Padding, c.PaddingW, c.Dilation, c.DilationW, c.Groups);
+                return Ref.ConvForward(cs, x[0], Param(l, "weight"), c.HasBias ? Param(l, "bias") : null);
+            case Linear lin:
+                var y = Ref.Gemm(false, true, n, lin.Out, lin.In, 1, x[0], Param(l, "weight"), 0, null);
+                return lin.HasBias ? Ref.BiasAdd(y, Param(l, "bias"), n, lin.Out, 1) : y;
+            case BatchNorm2d bn:
+                if (Training) return Ref.BatchNormTrain(x[0], Param(l, "weight"), Param(l, "bias"), bn.Eps, n, bn.Channels, hw).y;
+                var g = Param(l, "weight"); var b = Param(l, "bias"); var rm = Param(l, "running_mean"); var rv = Param(l, "running_var");
+                var sc = g.Select((gv, i) => gv / Math.Sqrt(rv[i] + bn.Eps)).ToArray();
+                return Ref.ChannelAffine(x[0], sc, b.Select((bv, i) => bv - rm[i] * sc[i]).ToArray(), n, bn.Channels, hw);
+            case Normalize nz:
+                int ch = s[0];
+                var scale = Enumerable.Range(0, ch).Select(i => 1.0 / nz.Std[nz.Std.Length == 1 ? 0 : i]).ToArray();
+                var shift = Enumerable.Range(0, ch).Select(i => -nz.Mean[nz.Mean.Length == 1 ? 0 : i] * scale[i]).ToArray();
+                return Ref.ChannelAffine(x[0], scale, shift, n, ch, hw);
+            case ActivationLayer a:
+                return Ref.Activation(a.Function, a.Alpha, x[0]);
+            case Pool2d p:
+                var ps = new PoolShape(n, s[0], s[1], s[2], p.KernelH, p.KernelW, p.StrideH, p.StrideW, p.PadH, p.PadW, p.CeilMode, p.CountIncludePad);
+                return p.IsMax ? Ref.MaxPoolForward(ps, x[0]) : Ref.AvgPoolForward(ps, x[0]);
+            case GlobalAvgPool:
+                return Ref.GlobalAvgPoolForward(x[0], n, s[0], hw);
+            case Flatten:
+                return x[0];
+            case Dropout d:
+                if (!Training || d.P == 0) return x[0];
+                var r = Ref.Dropout(x[0], d.P, DropoutSeed, dropOff);
+                dropOff += (ulong)x[0].Length;
+                return r.y;
+            case AddLayer:
+                return Ref.Add(x[0], x[1]);
+            case Concat:
+                var outC = l.OutShape[0];
+                int inner = Layer.Product(l.OutShape) / outC, off = 0;
+                var dst = new double[n * Layer.Product(l.OutShape)];
+                for (int i = 0; i < x.Length; i++)
+                {
+                    int ci = l.InShapes[i][0];
+                    dst = Ref.ChannelCopy(x[i], ci, 0, dst, outC, off, ci, n, inner, false);
+                    off += ci;
+                }
+                return dst;
+            case SoftmaxLayer:
+                return Ref.Softmax(x[0], n, l.OutShape[0]);
+            default:
+                throw new NotSupportedException($"RefModel has no reference for layer type {l.Type}");
+        }
+    }
+}
