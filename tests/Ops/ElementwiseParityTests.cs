@@ -8,6 +8,27 @@ public class ElementwiseParityTests
 {
     const int N = 37;   // odd, not a multiple of any vector width
 
+    /// <summary>Allocate is zero-filled; Upload and ToArray on a view touch only the view's range; Name is the device name used here.</summary>
+    [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
+    public void MemoryOps(string backend)
+    {
+        using var h = new OpHarness(backend);
+        Assert.Equal(backend, h.Be.Name);
+        using var z = h.Be.Allocate(3, 5, 7);
+        Assert.Equal(105, z.Length);
+        Assert.Equal(new[] { 3, 5, 7 }, z.Shape);
+        Ref.AssertClose(new double[105], h.GetF(z), 0, 0, $"{backend} Allocate is zero-filled");
+
+        var x = Ref.Rand(N, 4);
+        var v = h.V(Ref.Full(N, 9), N);
+        h.Be.Upload(v, Ref.F(x));
+        Ref.AssertClose(x, h.GetF(v), 0, 0, $"{backend} Upload/ToArray through a view");
+        var t = h.T(x, N);
+        Ref.AssertClose(x, h.GetF(t), 0, 0, $"{backend} FromArray/ToArray");
+        Ref.AssertClose(x.Skip(N - 12).ToArray(), h.GetF(h.T(x, 37, 1).Slice(N - 12, 12)), 0, 0, $"{backend} ToArray of a slice");
+        h.CheckGuards();
+    }
+
     [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
     public void CopyAndFill(string backend)
     {

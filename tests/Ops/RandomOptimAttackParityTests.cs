@@ -99,8 +99,9 @@ public class RandomOptimAttackParityTests
         Ref.AssertClose(r, p, 1e-4, 1e-4, "Philox.Normal vs Ref.Normal");
     }
 
-    [Theory, InlineData(TestBackends.Cpu, 0.3f), InlineData(TestBackends.Cpu, 0f), InlineData(TestBackends.Cpu, 0.9f),
-              InlineData(TestBackends.IlgpuCpu, 0.3f), InlineData(TestBackends.IlgpuCpu, 0f)]
+    /// <summary>Mask and output exact up to one rounding (rtol 1e-6, atol 0); p = 1 drops everything (mask 0, not NaN).</summary>
+    [Theory, InlineData(TestBackends.Cpu, 0.3f), InlineData(TestBackends.Cpu, 0f), InlineData(TestBackends.Cpu, 0.9f), InlineData(TestBackends.Cpu, 1f),
+              InlineData(TestBackends.IlgpuCpu, 0.3f), InlineData(TestBackends.IlgpuCpu, 0f), InlineData(TestBackends.IlgpuCpu, 1f)]
     public void Dropout(string backend, float p)
     {
         using var h = new OpHarness(backend);
