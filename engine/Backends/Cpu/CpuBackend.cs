@@ -59,13 +59,7 @@ public sealed partial class CpuBackend : IBackend
         return (float[])t.Storage;
     }
 
-    /// <summary>The tensor's elements as a span, after checking ownership and that it holds at least <paramref name="need"/>.</summary>
-    Span<float> Sp(Tensor t, long need, string op, string name)
-    {
-        Check.Len(t, need, op, name);
-        return Arr(t, op).AsSpan(t.Offset, t.Length);
-    }
-
+    /// <summary>The tensor's elements as a span, after checking ownership.</summary>
     Span<float> Sp(Tensor t, string op) => Arr(t, op).AsSpan(t.Offset, t.Length);
 
     /// <summary>A (storage, offset) pair that a parallel body can capture (spans cannot be captured).</summary>
