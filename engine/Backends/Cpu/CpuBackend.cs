@@ -59,13 +59,7 @@ public sealed partial class CpuBackend : IBackend
         return (float[])t.Storage;
     }
 
-    /// <summary>The tensor's elements as a span, after checking ownership and that it holds at least <paramref name="need"/>.</summary>
-    Span<float> Sp(Tensor t, long need, string op, string name)
-    {
-        Check.Len(t, need, op, name);
-        return Arr(t, op).AsSpan(t.Offset, t.Length);
-    }
-
+    /// <summary>The tensor's elements as a span, after checking ownership.</summary>
     Span<float> Sp(Tensor t, string op) => Arr(t, op).AsSpan(t.Offset, t.Length);
 
     /// <summary>A (storage, offset) pair that a parallel body can capture (spans cannot be captured).</summary>
@@ -207,7 +201,7 @@ public sealed partial class CpuBackend : IBackend
                 case Activation.Sigmoid:
                     for (int i = 0; i < xs.Length; i++) ys[i] = 1f / (1f + MathF.Exp(-xs[i]));
                     break;
-                case Activation.Tanh: TensorPrimitives.Tanh(xs, ys); break;
+                case Activation.Tanh: for (int i = 0; i < xs.Length; i++) ys[i] = MathF.Tanh(xs[i]); break;
                 default: throw new ArgumentException($"act_fwd: unknown activation {f}");
             }
         });
@@ -445,18 +439,23 @@ public sealed partial class CpuBackend : IBackend
 
     // ---------------------------------------------------------------- fused attack steps
 
-    public void AttackStepLinf(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols)
+    /// <summary>One sample's attack step, in place on x (that sample's row of xadv).</summary>
+    delegate void AttackRow(Span<float> x, ReadOnlySpan<float> x0, ReadOnlySpan<float> g, float step, float eps);
+
+    /// <summary>Shared driver of the fused attack steps: checks, counts and runs one sample (row) per work item.</summary>
+    void AttackStep(string op, long flopsPerValue, Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols, AttackRow body)
     {
-        const string op = "attack_step_linf";
         long len = (long)rows * cols;
-        Counters.Hit(op, 6 * len);
+        Counters.Hit(op, flopsPerValue * len);
         var xa = B(xadv, len, op, "xadv"); var xo = B(x0, len, op, "x0"); var gr = B(grad, len, op, "grad");
         var st = B(step, rows, op, "step"); var ep = B(eps, rows, op, "eps");
-        For(rows, cols, r =>
+        For(rows, cols, r => body(xa.Span((long)r * cols, cols), xo.Span((long)r * cols, cols), gr.Span((long)r * cols, cols), st[r], ep[r]));
+    }
+
+    public void AttackStepLinf(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols) =>
+        AttackStep("attack_step_linf", 6, xadv, x0, grad, step, eps, rows, cols, (xs, x0s, gs, a, e) =>
         {
-            float a = st[r], e = ep[r];
-            var xs = xa.Span((long)r * cols, cols); var x0s = xo.Span((long)r * cols, cols); var gs = gr.Span((long)r * cols, cols);
-            for (int i = 0; i < cols; i++)
+            for (int i = 0; i < xs.Length; i++)
             {
                 float g = gs[i], sg = g > 0 ? 1f : g < 0 ? -1f : 0f;
                 float v = xs[i] + a * sg;
@@ -464,29 +463,21 @@ public sealed partial class CpuBackend : IBackend
                 xs[i] = MathF.Min(MathF.Max(v, 0f), 1f);
             }
         });
-    }
 
-    public void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols)
-    {
-        const string op = "attack_step_l2";
-        long len = (long)rows * cols;
-        Counters.Hit(op, 10 * len);
-        var xa = B(xadv, len, op, "xadv"); var xo = B(x0, len, op, "x0"); var gr = B(grad, len, op, "grad");
-        var st = B(step, rows, op, "step"); var ep = B(eps, rows, op, "eps");
-        For(rows, cols, r =>
+    public void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols) =>
+        AttackStep("attack_step_l2", 10, xadv, x0, grad, step, eps, rows, cols, (xs, x0s, gs, a, e) =>
         {
-            var xs = xa.Span((long)r * cols, cols); var x0s = xo.Span((long)r * cols, cols); var gs = gr.Span((long)r * cols, cols);
-            float a = st[r], inv = (float)(1.0 / (Math.Sqrt(SumSqD(gs)) + 1e-12));
+            int cols = xs.Length;
+            float inv = (float)(1.0 / (Math.Sqrt(SumSqD(gs)) + 1e-12));
             // d = xadv + step*g/||g|| - x0 is recomputed in the second pass rather than stored.
             double dd = 0;
             for (int i = 0; i < cols; i++) { float d = xs[i] + a * (gs[i] * inv) - x0s[i]; dd += (double)d * d; }
             double dn = Math.Sqrt(dd);
-            float f = dn > 0 ? (float)Math.Min(1.0, ep[r] / dn) : 1f;
+            float f = dn > 0 ? (float)Math.Min(1.0, e / dn) : 1f;
             for (int i = 0; i < cols; i++)
             {
                 float d = (xs[i] + a * (gs[i] * inv) - x0s[i]) * f;
                 xs[i] = MathF.Min(MathF.Max(x0s[i] + d, 0f), 1f);
             }
         });
-    }
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 
 namespace Perturb.Engine.Backends;
 
@@ -69,6 +70,7 @@ public sealed partial class CpuBackend
         Counters.Hit(op, s.Flops);
         if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb); return; }
         bool pointwise = IsPointwise(s);
+        using var pack = new WeightPack(s, wb, transposed: false);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);
@@ -78,7 +80,7 @@ public sealed partial class CpuBackend
                 Buf colb = xg;
                 if (col != null) { Im2Col(sh, xg, col); colb = new Buf(col, 0); }
                 var yg = new Buf(yb.A, yb.Off + (int)(((long)n * sh.K + g * kpg) * p));
-                GemmParallel(false, false, kpg, p, crs, 1f, new Buf(wb.A, wb.Off + g * kpg * crs), crs, colb, p, 0f, yg, p, gemmThreads);
+                GemmParallel(false, false, kpg, p, crs, 1f, new Buf(wb.A, wb.Off + g * kpg * crs), crs, colb, p, 0f, yg, p, gemmThreads, pack.Groups[g]);
             }
             if (bb is { } bv)
                 for (int k = 0; k < sh.K; k++)
@@ -103,6 +105,7 @@ public sealed partial class CpuBackend
         Counters.Hit(op, s.Flops);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
         bool pointwise = IsPointwise(s);
+        using var pack = new WeightPack(s, wb, transposed: true);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);
@@ -113,10 +116,10 @@ public sealed partial class CpuBackend
                 var wg = new Buf(wb.A, wb.Off + g * kpg * crs);
                 if (col == null)
                 {
-                    GemmParallel(true, false, cpg, p, kpg, 1f, wg, crs, dyg, p, 0f, dxg, p, gemmThreads);
+                    GemmParallel(true, false, cpg, p, kpg, 1f, wg, crs, dyg, p, 0f, dxg, p, gemmThreads, pack.Groups[g]);
                     continue;
                 }
-                GemmParallel(true, false, crs, p, kpg, 1f, wg, crs, dyg, p, 0f, new Buf(col, 0), p, gemmThreads);
+                GemmParallel(true, false, crs, p, kpg, 1f, wg, crs, dyg, p, 0f, new Buf(col, 0), p, gemmThreads, pack.Groups[g]);
                 dxg.Span(0, (long)cpg * hw).Clear();
                 Col2Im(sh, col, dxg);
             }
@@ -174,6 +177,38 @@ public sealed partial class CpuBackend
         {
             TensorPrimitives.Add(dst, partial[t].AsSpan(0, (int)wlen), dst);
             ArrayPool<float>.Shared.Return(partial[t]);
+        }
+    }
+
+    /// <summary>
+    /// Each group's weights packed once per call as the GEMM's A operand (W_g, or W_g^T for backward-data), shared
+    /// read-only by all samples instead of being repacked for every one.
+    /// </summary>
+    sealed unsafe class WeightPack : IDisposable
+    {
+        readonly float[] _buf;
+        GCHandle _pin;
+        public readonly PackedA[] Groups;
+
+        public WeightPack(in ConvShape s, Buf w, bool transposed)
+        {
+            int crs = s.CPerGroup * s.R * s.S, kpg = s.KPerGroup;
+            int m = transposed ? crs : kpg, k = transposed ? kpg : crs;
+            long per = PackedALength(m, k);
+            _buf = ArrayPool<float>.Shared.Rent((int)(per * s.Groups));
+            _pin = GCHandle.Alloc(_buf, GCHandleType.Pinned);
+            var dst = (float*)_pin.AddrOfPinnedObject();
+            Groups = new PackedA[s.Groups];
+            fixed (float* pw = w.A)
+                for (int g = 0; g < s.Groups; g++)
+                    Groups[g] = PackAll(transposed, pw + w.Off + (long)g * kpg * crs, crs, m, k, 1f, dst + g * per);
+        }
+
+        public void Dispose()
+        {
+            if (!_pin.IsAllocated) return;
+            _pin.Free();
+            ArrayPool<float>.Shared.Return(_buf);
         }
     }
 
@@ -265,10 +300,13 @@ public sealed partial class CpuBackend
 
     // ---------------------------------------------------------------- depthwise (C/G == 1, K == G == C)
 
-    /// <summary>y[n,c] = bias[c] + sum over taps of w[c,tap] * shifted x[n,c]; one (n, c) plane per work item.</summary>
-    struct DwForwardRow : ITapRow
+    /// <summary>
+    /// Forward (Scatter = false): y[n,c] row += w[c,tap] * shifted x[n,c] row. Backward-data (Scatter = true): the
+    /// transpose, dx[n,c] shifted row += w[c,tap] * dy[n,c] row. X is the input-side plane, Y the output-side plane.
+    /// </summary>
+    struct DwTapRow : ITapRow
     {
-        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride;
+        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride; public bool Scatter;
         public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
         {
             if (xRow < 0 || hi <= lo) return;
@@ -276,28 +314,12 @@ public sealed partial class CpuBackend
             int xs = XOff + xRow + off, ys = YOff + oh * OW;
             if (Stride == 1)
             {
-                var d = Y.AsSpan(ys + lo, hi - lo);
-                TensorPrimitives.FusedMultiplyAdd(X.AsSpan(xs + lo, hi - lo), wv, d, d);
+                Span<float> xr = X.AsSpan(xs + lo, hi - lo), yr = Y.AsSpan(ys + lo, hi - lo);
+                if (Scatter) TensorPrimitives.FusedMultiplyAdd(yr, wv, xr, xr);
+                else TensorPrimitives.FusedMultiplyAdd(xr, wv, yr, yr);
             }
+            else if (Scatter) for (int ow = lo; ow < hi; ow++) X[xs + ow * Stride] += wv * Y[ys + ow];
             else for (int ow = lo; ow < hi; ow++) Y[ys + ow] += wv * X[xs + ow * Stride];
-        }
-    }
-
-    /// <summary>dx[n,c] += w[c,tap] * dy[n,c] scattered back through the tap's shift.</summary>
-    struct DwBackwardDataRow : ITapRow
-    {
-        public float[] X, Y, Wt; public int XOff, YOff, WOff, OW, Stride;
-        public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
-        {
-            if (xRow < 0 || hi <= lo) return;
-            float wv = Wt[WOff + tap];
-            int xs = XOff + xRow + off, ys = YOff + oh * OW;
-            if (Stride == 1)
-            {
-                var d = X.AsSpan(xs + lo, hi - lo);
-                TensorPrimitives.FusedMultiplyAdd(Y.AsSpan(ys + lo, hi - lo), wv, d, d);
-            }
-            else for (int ow = lo; ow < hi; ow++) X[xs + ow * Stride] += wv * Y[ys + ow];
         }
     }
 
@@ -331,7 +353,7 @@ public sealed partial class CpuBackend
             int c = i % s.C;
             var yp = y.Span((long)i * p, p);
             yp.Fill(bias is { } b ? b[c] : 0f);
-            var row = new DwForwardRow { X = x.A, XOff = x.Off + i * hw, Y = y.A, YOff = y.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
+            var row = new DwTapRow { X = x.A, XOff = x.Off + i * hw, Y = y.A, YOff = y.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
             ForEachTapRow(plane, 1, ref row);
         });
     }
@@ -344,7 +366,7 @@ public sealed partial class CpuBackend
         {
             int c = i % s.C;
             dx.Span((long)i * hw, hw).Clear();
-            var row = new DwBackwardDataRow { X = dx.A, XOff = dx.Off + i * hw, Y = dy.A, YOff = dy.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
+            var row = new DwTapRow { X = dx.A, XOff = dx.Off + i * hw, Y = dy.A, YOff = dy.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW, Scatter = true };
             ForEachTapRow(plane, 1, ref row);
         });
     }

@@ -50,7 +50,8 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>GEMM on (storage, offset) operands, split over the threads when <paramref name="threads"/> and large.</summary>
-    unsafe void GemmParallel(bool ta, bool tb, int m, int n, int k, float alpha, Buf a, int lda, Buf b, int ldb, float beta, Buf c, int ldc, bool threads)
+    unsafe void GemmParallel(bool ta, bool tb, int m, int n, int k, float alpha, Buf a, int lda, Buf b, int ldb, float beta, Buf c, int ldc, bool threads,
+        PackedA packed = default)
     {
         int parts = threads ? (int)Math.Min(_threads, 2L * m * n * k / GemmParallelFlops) : 1;
         bool splitN = n >= m;
@@ -59,7 +60,7 @@ public sealed partial class CpuBackend
         if (parts <= 1)
         {
             fixed (float* pa = a.A, pb = b.A, pc = c.A)
-                GemmST(ta, tb, m, n, k, alpha, pa + a.Off, lda, pb + b.Off, ldb, beta, pc + c.Off, ldc);
+                GemmST(ta, tb, m, n, k, alpha, pa + a.Off, lda, pb + b.Off, ldb, beta, pc + c.Off, ldc, packed);
             return;
         }
         Parallel.For(0, parts, _po, t =>
@@ -71,19 +72,45 @@ public sealed partial class CpuBackend
                 if (splitN)
                 {
                     int j0 = u0 * NR, j1 = Math.Min(n, u1 * NR);
-                    GemmST(ta, tb, m, j1 - j0, k, alpha, pa, lda, pb + (tb ? (long)j0 * ldb : j0), ldb, beta, pc + j0, ldc);
+                    GemmST(ta, tb, m, j1 - j0, k, alpha, pa, lda, pb + (tb ? (long)j0 * ldb : j0), ldb, beta, pc + j0, ldc, packed);
                 }
                 else
                 {
                     int i0 = u0 * MR, i1 = Math.Min(m, u1 * MR);
-                    GemmST(ta, tb, i1 - i0, n, k, alpha, pa + (ta ? i0 : (long)i0 * lda), lda, pb, ldb, beta, pc + (long)i0 * ldc, ldc);
+                    GemmST(ta, tb, i1 - i0, n, k, alpha, pa + (ta ? i0 : (long)i0 * lda), lda, pb, ldb, beta, pc + (long)i0 * ldc, ldc,
+                        packed with { Row0 = packed.Row0 + i0 });
                 }
             }
         });
     }
 
-    /// <summary>Single-threaded packed GEMM. op(A)[i,p] = ta ? a[p*lda+i] : a[i*lda+p]; op(B)[p,j] = tb ? b[j*ldb+p] : b[p*ldb+j].</summary>
-    internal static unsafe void GemmST(bool ta, bool tb, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    /// <summary>
+    /// alpha*op(A) packed once for several GEMMs that share it (a convolution's weights across samples): for each KC
+    /// block of k, MPad = m rounded up to MR rows of micro-panels, block b's panel for row i at P + b*MPad*KC + i*kc.
+    /// Row0 is the first row a (row-split) sub-GEMM uses. P == 0: none, the GEMM packs A itself.
+    /// </summary>
+    internal readonly record struct PackedA(nint P, int MPad, int Row0);
+
+    /// <summary>Length in floats of a <see cref="PackedA"/> buffer for an m x k operand.</summary>
+    internal static long PackedALength(int m, int k) => (long)RoundUp(m, MR) * RoundUp(Math.Max(k, 1), KC);
+
+    static int RoundUp(int v, int q) => (v + q - 1) / q * q;
+
+    /// <summary>Packs alpha*op(A)[m x k] into the <see cref="PackedA"/> layout at dst.</summary>
+    internal static unsafe PackedA PackAll(bool ta, float* a, int lda, int m, int k, float alpha, float* dst)
+    {
+        int mPad = RoundUp(m, MR);
+        for (int pc = 0; pc < k; pc += KC)
+            PackA(ta, a, lda, 0, pc, m, Math.Min(KC, k - pc), alpha, dst + (long)(pc / KC) * mPad * KC);
+        return new PackedA((nint)dst, mPad, 0);
+    }
+
+    /// <summary>
+    /// Single-threaded packed GEMM. op(A)[i,p] = ta ? a[p*lda+i] : a[i*lda+p]; op(B)[p,j] = tb ? b[j*ldb+p] : b[p*ldb+j].
+    /// With <paramref name="packed"/> set, A (and alpha) come from it and a is not read.
+    /// </summary>
+    internal static unsafe void GemmST(bool ta, bool tb, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc,
+        PackedA packed = default)
     {
         if (m <= 0 || n <= 0) return;
         if (k == 0 || alpha == 0f)
@@ -109,11 +136,13 @@ public sealed partial class CpuBackend
                 for (int ic = 0; ic < m; ic += MC)
                 {
                     int mc = Math.Min(MC, m - ic);
-                    PackA(ta, a, lda, ic, pc, mc, kc, alpha, packA);
+                    float* aBlock = packA;
+                    if (packed.P != 0) aBlock = (float*)packed.P + (long)(pc / KC) * packed.MPad * KC + (long)(packed.Row0 + ic) * kc;
+                    else PackA(ta, a, lda, ic, pc, mc, kc, alpha, packA);
                     for (int ir = 0; ir < mc; ir += MR)
                     {
                         int mr = Math.Min(MR, mc - ir);
-                        float* ap = packA + (long)ir * kc;
+                        float* ap = aBlock + (long)ir * kc;
                         for (int jr = 0; jr < nc; jr += NR)
                         {
                             int nr = Math.Min(NR, nc - jr);

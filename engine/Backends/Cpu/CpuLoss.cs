@@ -63,54 +63,51 @@ public sealed partial class CpuBackend
         return t;
     }
 
-    public void CrossEntropy(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols)
+    /// <summary>Per-row loss: returns loss of logits z with class t; writes scale * d loss/d z into grad when hasGrad.</summary>
+    delegate float RowLoss(ReadOnlySpan<float> z, int t, Span<float> grad, float scale, bool hasGrad);
+
+    /// <summary>Shared driver of the class-label losses: checks, counts, validates labels, runs one row per work item.</summary>
+    void ClassLoss(string op, long flopsPerValue, Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols, RowLoss body)
     {
-        const string op = "ce_loss";
         long len = (long)rows * cols;
         var zb = B(logits, len, op, "logits"); var lb = B(labels, rows, op, "labels"); var ob = B(loss, rows, op, "loss");
         Buf? gb = dlogits == null ? null : B(dlogits, len, op, "dlogits");
         var sb = B(gradScale, gb == null ? 0 : rows, op, "gradScale");
-        Counters.Hit(op, 5 * len);
+        Counters.Hit(op, flopsPerValue * len);
         for (int r = 0; r < rows; r++) Label(lb, r, cols, op);
         For(rows, cols, r =>
         {
-            var z = zb.Span((long)r * cols, cols);
-            int t = (int)lb[r];
-            var (mx, ls) = LogSumExp(z);
-            ob[r] = mx + ls - z[t];
-            if (gb is not { } g) return;
-            var d = g.Span((long)r * cols, cols);
-            float sc = sb[r];
-            for (int j = 0; j < cols; j++) d[j] = sc * (MathF.Exp(z[j] - mx - ls) - (j == t ? 1f : 0f));
+            bool hasGrad = gb != null;
+            var d = gb is { } g ? g.Span((long)r * cols, cols) : Span<float>.Empty;
+            ob[r] = body(zb.Span((long)r * cols, cols), (int)lb[r], d, hasGrad ? sb[r] : 0f, hasGrad);
         });
     }
 
+    public void CrossEntropy(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols) =>
+        ClassLoss("ce_loss", 5, logits, labels, loss, dlogits, gradScale, rows, cols, (z, t, d, sc, hasGrad) =>
+        {
+            var (mx, ls) = LogSumExp(z);
+            if (hasGrad)
+                for (int j = 0; j < z.Length; j++) d[j] = sc * (MathF.Exp(z[j] - mx - ls) - (j == t ? 1f : 0f));
+            return mx + ls - z[t];
+        });
+
     public void CwMarginLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols)
     {
-        const string op = "cw_loss";
-        long len = (long)rows * cols;
-        if (cols < 2) throw new ArgumentException($"{op}: needs at least two classes, got {cols}");
-        var zb = B(logits, len, op, "logits"); var lb = B(labels, rows, op, "labels"); var ob = B(loss, rows, op, "loss");
-        Buf? gb = dlogits == null ? null : B(dlogits, len, op, "dlogits");
-        var sb = B(gradScale, gb == null ? 0 : rows, op, "gradScale");
-        Counters.Hit(op, 2 * len);
-        for (int r = 0; r < rows; r++) Label(lb, r, cols, op);
-        For(rows, cols, r =>
+        if (cols < 2) throw new ArgumentException($"cw_loss: needs at least two classes, got {cols}");
+        ClassLoss("cw_loss", 2, logits, labels, loss, dlogits, gradScale, rows, cols, (z, t, d, sc, hasGrad) =>
         {
-            var z = zb.Span((long)r * cols, cols);
-            int t = (int)lb[r];
             int o = FirstArgmax(z, t);
             // margin = z_t - max_{j != t} z_j (untargeted), or its negation (targeted).
             float margin = targeted ? z[o] - z[t] : z[t] - z[o];
             bool clamped = margin < -kappa;
-            ob[r] = clamped ? -kappa : margin;
-            if (gb is not { } g) return;
-            var d = g.Span((long)r * cols, cols);
-            d.Clear();
-            if (clamped) return;
-            float sc = sb[r], sgn = targeted ? -1f : 1f;
-            d[t] = sc * sgn;
-            d[o] = -sc * sgn;
+            if (hasGrad)
+            {
+                d.Clear();
+                float sgn = targeted ? -1f : 1f;
+                if (!clamped) { d[t] = sc * sgn; d[o] = -sc * sgn; }
+            }
+            return clamped ? -kappa : margin;
         });
     }
 

@@ -62,15 +62,14 @@ public sealed partial class CpuBackend
         For(c, 3 * m, ch =>
         {
             float mean = sm[ch], inv = si[ch];
-            // sum(dy*xhat) = invStd * (sum(dy*x) - mean*sum(dy)).
-            double sdy = 0, sdyx = 0;
+            double sdy = 0, sdyxc = 0;
             for (int i = 0; i < n; i++)
             {
                 long o = ((long)i * c + ch) * hw;
-                sdy += SumD(db.Span(o, hw));
-                sdyx += DotD(db.Span(o, hw), xb.Span(o, hw));
+                var d = db.Span(o, hw); var xs = xb.Span(o, hw);
+                for (int j = 0; j < hw; j++) { double gv = d[j]; sdy += gv; sdyxc += gv * (xs[j] - mean); }
             }
-            double sdyxhat = inv * (sdyx - mean * sdy);
+            double sdyxhat = inv * sdyxc;
             if (dg is { } g) g[ch] = (float)sdyxhat;
             if (dbt is { } b) b[ch] = (float)sdy;
             if (m == 0) return;

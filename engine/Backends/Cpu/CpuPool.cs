@@ -45,7 +45,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// Runs body(plane index, input plane, output plane) for every (n, c) plane, in parallel when large. Forward passes
+    /// Counts the op and runs body(plane index, input plane, output plane) for every (n, c) plane, in parallel when large. Forward passes
     /// read x planes of H*W and write y planes of OH*OW; backward passes (backward = true) read dy and write dx.
     /// </summary>
     void ForPlanes(in PoolShape s, Tensor inT, Tensor outT, bool backward, string op, Action<int, Span<float>, Span<float>> body)
@@ -54,6 +54,7 @@ public sealed partial class CpuBackend
         int il = backward ? p : hw, ol = backward ? hw : p;
         var ib = B(inT, (long)planes * il, op, backward ? "dy" : "x");
         var ob = B(outT, (long)planes * ol, op, backward ? "dx" : "y");
+        Counters.Hit(op, (long)planes * p * s.KH * s.KW);
         For(planes, (long)s.KH * s.KW * p, i => body(i, ib.Span((long)i * il, il), ob.Span((long)i * ol, ol)));
     }
 
@@ -61,7 +62,6 @@ public sealed partial class CpuBackend
     {
         const string op = "maxpool_fwd";
         ValidatePool(s, op);
-        Counters.Hit(op, (long)s.N * s.C * s.OutH * s.OutW * s.KH * s.KW);
         var sh = s;
         ForPlanes(s, x, y, false, op, (_, xp, yp) =>
         {
@@ -78,7 +78,6 @@ public sealed partial class CpuBackend
     {
         const string op = "maxpool_bwd";
         ValidatePool(s, op);
-        Counters.Hit(op, (long)s.N * s.C * s.OutH * s.OutW * s.KH * s.KW);
         var sh = s;
         int hw = s.H * s.W;
         var xb = B(x, (long)s.N * s.C * hw, op, "x");
@@ -99,7 +98,6 @@ public sealed partial class CpuBackend
     {
         const string op = "avgpool_fwd";
         ValidatePool(s, op);
-        Counters.Hit(op, (long)s.N * s.C * s.OutH * s.OutW * s.KH * s.KW);
         var sh = s;
         ForPlanes(s, x, y, false, op, (_, xp, yp) =>
         {
@@ -119,7 +117,6 @@ public sealed partial class CpuBackend
     {
         const string op = "avgpool_bwd";
         ValidatePool(s, op);
-        Counters.Hit(op, (long)s.N * s.C * s.OutH * s.OutW * s.KH * s.KW);
         var sh = s;
         ForPlanes(s, dy, dx, true, op, (_, dyp, dxp) =>
         {
