@@ -31,8 +31,7 @@ public class BackendModelParityTests : IDisposable
 
     [Theory]
     [InlineData("lenet", 1, 12, false)]
-    [InlineData("cnn-small", 3, 10, true)]
-    [InlineData("cnn-small", 1, 9, false)]
+    [InlineData("cnn-small", 3, 8, true)]
     public void SameResultsOnBothBackends(string arch, int c, int size, bool training)
     {
         var path = Path.Combine(_dir, arch + ".safetensors");
@@ -42,7 +41,7 @@ public class BackendModelParityTests : IDisposable
             GradCheckTests.RandomiseBn(m0);
             ModelFile.Save(m0, path);
         }
-        int n = 3;
+        int n = 2;
         var rng = new Random(2);
         var x = Enumerable.Range(0, n * c * size * size).Select(_ => (float)rng.NextDouble()).ToArray();
         var r = Enumerable.Range(0, n * 3).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
