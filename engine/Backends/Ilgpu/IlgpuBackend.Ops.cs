@@ -338,6 +338,12 @@ public sealed partial class IlgpuBackend
 
     V1 Scratch(int n) => Workspace(ref _wsSmall, n);
 
+    /// <summary>Checks that each given per-channel tensor (null ones are skipped) holds at least c values.</summary>
+    static void PerChannel(string op, int c, params (Tensor? T, string Name)[] tensors)
+    {
+        foreach (var (t, name) in tensors) if (t is not null) Check.Len(t, c, op, name);
+    }
+
     public void BatchNormForwardTrain(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor saveMean, Tensor saveInvStd,
         Tensor runningMean, Tensor runningVar, float momentum, float eps, int n, int c, int hw)
     {
@@ -345,8 +351,8 @@ public sealed partial class IlgpuBackend
         Counters.Hit(op, 8L * n * c * hw);
         long len = (long)n * c * hw;
         Check.Len(x, len, op, "x"); Check.Len(y, len, op, "y");
-        Check.Len(gamma, c, op, "gamma"); Check.Len(beta, c, op, "beta"); Check.Len(saveMean, c, op, "saveMean");
-        Check.Len(saveInvStd, c, op, "saveInvStd"); Check.Len(runningMean, c, op, "runningMean"); Check.Len(runningVar, c, op, "runningVar");
+        PerChannel(op, c, (gamma, "gamma"), (beta, "beta"), (saveMean, "saveMean"), (saveInvStd, "saveInvStd"),
+            (runningMean, "runningMean"), (runningVar, "runningVar"));
         if (c == 0) return;
         (_bnFwd ??= _acc.LoadStreamKernel<V1, V1, V1, V1, V1, V1, V1, V1, BnArgs>(KN.BatchNormForwardTrain))(PerRow(c),
             V(x), V(gamma), V(beta), V(y), V(saveMean), V(saveInvStd), V(runningMean), V(runningVar),
@@ -360,9 +366,7 @@ public sealed partial class IlgpuBackend
         Counters.Hit(op, 10L * n * c * hw);
         long len = (long)n * c * hw;
         Check.Len(x, len, op, "x"); Check.Len(dy, len, op, "dy"); Check.Len(dx, len, op, "dx");
-        Check.Len(gamma, c, op, "gamma"); Check.Len(saveMean, c, op, "saveMean"); Check.Len(saveInvStd, c, op, "saveInvStd");
-        if (dgamma is not null) Check.Len(dgamma, c, op, "dgamma");
-        if (dbeta is not null) Check.Len(dbeta, c, op, "dbeta");
+        PerChannel(op, c, (gamma, "gamma"), (saveMean, "saveMean"), (saveInvStd, "saveInvStd"), (dgamma, "dgamma"), (dbeta, "dbeta"));
         if (c == 0) return;
         bool grads = dgamma is not null || dbeta is not null;
         V1 scratch = grads && (dgamma is null || dbeta is null) ? Scratch(c) : _dummy.View;
