@@ -3,11 +3,8 @@ using Perturb.Cli;
 
 namespace Perturb.Tests.Cli;
 
-public class CliTests : IDisposable
+public class CliTests : TempDirTest
 {
-    readonly string _dir = Path.Combine(Path.GetTempPath(), "perturb-cli-" + Guid.NewGuid().ToString("N"));
-    public CliTests() { Directory.CreateDirectory(_dir); }
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     static (int code, string stdout, string stderr) Run(params string[] args)
     {
@@ -19,7 +16,7 @@ public class CliTests : IDisposable
     [Fact]
     public void InfoListsDevicesAndAutoChoice()
     {
-        var j = Path.Combine(_dir, "info.json");
+        var j = Path.Combine(Dir, "info.json");
         var (code, so, _) = Run("info", "--json", j);
         Assert.Equal(0, code);
         Assert.Contains("cpu", so);
@@ -33,8 +30,8 @@ public class CliTests : IDisposable
     [Fact]
     public void TrainThenEvalWritesModelAndJson()
     {
-        var model = Path.Combine(_dir, "m.safetensors");
-        var tj = Path.Combine(_dir, "train.json");
+        var model = Path.Combine(Dir, "m.safetensors");
+        var tj = Path.Combine(Dir, "train.json");
         var (code, _, err) = Run("train", "--arch", "lenet", "--data", "synthetic:train=256,test=64", "--epochs", "2", "--batch-size", "32",
             "--lr", "0.002", "--optimizer", "adam", "--seed", "3", "--device", "cpu", "--out", model, "--json", tj);
         Assert.True(code == 0, err);
@@ -45,7 +42,7 @@ public class CliTests : IDisposable
         Assert.Equal(2, (int)t["epochs"]!);
         Assert.Contains("epoch 2/2", err);
 
-        var ej = Path.Combine(_dir, "eval.json");
+        var ej = Path.Combine(Dir, "eval.json");
         (code, _, err) = Run("eval", "--model", model, "--data", "synthetic:train=256,test=64", "--device", "cpu", "--json", ej);
         Assert.True(code == 0, err);
         var ev = JsonNode.Parse(File.ReadAllText(ej))!;
@@ -70,7 +67,7 @@ public class CliTests : IDisposable
     [Fact]
     public void BadModelFileExitsOneWithOneLineNamingIt()
     {
-        var bad = Path.Combine(_dir, "bad.safetensors");
+        var bad = Path.Combine(Dir, "bad.safetensors");
         File.WriteAllText(bad, "garbage");
         var (code, _, err) = Run("eval", "--model", bad, "--device", "cpu");
         Assert.Equal(1, code);
@@ -78,7 +75,7 @@ public class CliTests : IDisposable
         Assert.Contains(bad, err);
         Assert.DoesNotContain("   at ", err);
 
-        (code, _, err) = Run("eval", "--model", Path.Combine(_dir, "missing.safetensors"), "--device", "cpu");
+        (code, _, err) = Run("eval", "--model", Path.Combine(Dir, "missing.safetensors"), "--device", "cpu");
         Assert.Equal(1, code);
         Assert.Contains("no such file", err);
     }
@@ -86,7 +83,7 @@ public class CliTests : IDisposable
     [Fact]
     public void EvalOnMismatchedDataNamesTheLayer()
     {
-        var model = Path.Combine(_dir, "m3.safetensors");
+        var model = Path.Combine(Dir, "m3.safetensors");
         var (code, _, err) = Run("train", "--arch", "lenet", "--data", "synthetic:train=64,test=16", "--epochs", "1", "--device", "cpu", "--out", model);
         Assert.True(code == 0, err);
         (code, _, err) = Run("eval", "--model", model, "--data", "synthetic:train=64,test=16,channels=3", "--device", "cpu");

@@ -10,11 +10,8 @@ namespace Perturb.Tests.Nn;
 /// accelerator) gives the same logits, input gradients and weight gradients, within 1e-4 relative (+1e-5 absolute).
 /// Small shapes: the ILGPU CPU accelerator emulates GPU threads and is slow.
 /// </summary>
-public class BackendModelParityTests : IDisposable
+public class BackendModelParityTests : TempDirTest
 {
-    readonly string _dir = Path.Combine(Path.GetTempPath(), "perturb-bmp-" + Guid.NewGuid().ToString("N"));
-    public BackendModelParityTests() { Directory.CreateDirectory(_dir); }
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     static (float[] logits, float[] dx, Dictionary<string, float[]> grads) Run(Model m, float[] x, float[] r, bool training)
     {
@@ -34,7 +31,7 @@ public class BackendModelParityTests : IDisposable
     [InlineData("cnn-small", 3, 8, true)]
     public void SameResultsOnBothBackends(string arch, int c, int size, bool training)
     {
-        var path = Path.Combine(_dir, arch + ".safetensors");
+        var path = Path.Combine(Dir, arch + ".safetensors");
         using (var cpu0 = new CpuBackend())
         {
             var m0 = Presets.Create(arch, cpu0, c, size, size, 3, 8);

@@ -7,11 +7,8 @@ using Perturb.Engine.Nn;
 
 namespace Perturb.Tests.Nn;
 
-public class ModelFileTests : IDisposable
+public class ModelFileTests : TempDirTest
 {
-    readonly string _dir = Path.Combine(Path.GetTempPath(), "perturb-mf-" + Guid.NewGuid().ToString("N"));
-    public ModelFileTests() { Directory.CreateDirectory(_dir); }
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch { } }
 
     static Model Trained(IBackend be)
     {
@@ -36,7 +33,7 @@ public class ModelFileTests : IDisposable
         var m = arch == "cnn-small" ? Trained(be) : Presets.Create(arch, be, 3, 16, 16, 4, 3);
         m.Eval();
         m.ClassNames = new[] { "a", "b", "c", "d" }.Take(m.NumClasses).ToArray();
-        var path = Path.Combine(_dir, "m.safetensors");
+        var path = Path.Combine(Dir, "m.safetensors");
         ModelFile.Save(m, path);
         var c = m.InputShape[0]; var h = m.InputShape[1];
         var rng = new Random(4);
@@ -55,7 +52,7 @@ public class ModelFileTests : IDisposable
             foreach (var ((_, a), (_, b)) in m.NamedParameters().Zip(m2.NamedParameters())) Assert.Equal(a.Value.ToArray(), b.Value.ToArray());
         }
         Assert.False(File.Exists(path + ".tmp"));
-        Assert.Empty(Directory.GetFiles(_dir, ".*tmp*"));
+        Assert.Empty(Directory.GetFiles(Dir, ".*tmp*"));
     }
 
     [Fact]
@@ -63,7 +60,7 @@ public class ModelFileTests : IDisposable
     {
         using var be = new CpuBackend();
         var m = Presets.Create("lenet", be, 1, 28, 28, 10, 0);
-        var path = Path.Combine(_dir, "l.safetensors");
+        var path = Path.Combine(Dir, "l.safetensors");
         ModelFile.Save(m, path);
         var bytes = File.ReadAllBytes(path);
         ulong n = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
@@ -79,7 +76,7 @@ public class ModelFileTests : IDisposable
     string Saved()
     {
         using var be = new CpuBackend();
-        var path = Path.Combine(_dir, "ok.safetensors");
+        var path = Path.Combine(Dir, "ok.safetensors");
         ModelFile.Save(Presets.Create("lenet", be, 1, 28, 28, 10, 0), path);
         return path;
     }
@@ -92,7 +89,7 @@ public class ModelFileTests : IDisposable
         using var be = new CpuBackend();
         foreach (int len in new[] { 0, 5, 20, bytes.Length / 2, bytes.Length - 1 })
         {
-            var p = Path.Combine(_dir, $"trunc{len}.safetensors");
+            var p = Path.Combine(Dir, $"trunc{len}.safetensors");
             File.WriteAllBytes(p, bytes.AsSpan(0, len).ToArray());
             var e = Assert.Throws<PerturbException>(() => ModelFile.Load(p, be));
             Assert.Contains(p, e.Message);
@@ -108,7 +105,7 @@ public class ModelFileTests : IDisposable
         using var be = new CpuBackend();
         var bad = (byte[])bytes.Clone();
         bad[12] = (byte)'#'; // breaks the JSON
-        var p = Path.Combine(_dir, "corrupt.safetensors");
+        var p = Path.Combine(Dir, "corrupt.safetensors");
         File.WriteAllBytes(p, bad);
         var e = Assert.Throws<PerturbException>(() => ModelFile.Load(p, be));
         Assert.Contains("not a valid safetensors file", e.Message);
@@ -131,7 +128,7 @@ public class ModelFileTests : IDisposable
         var arch = m.ArchitectureJson().ToJsonString();
         var tensors = m.NamedParameters().Select(p => new NamedArray(p.Name, p.P.Value.Shape, p.P.Value.ToArray())).ToList();
         var meta = new Dictionary<string, string> { [ModelFile.ArchKey] = arch };
-        var p = Path.Combine(_dir, "mm.safetensors");
+        var p = Path.Combine(Dir, "mm.safetensors");
 
         // Wrong shape for one tensor.
         var wrong = tensors.Select(t => t.Name == "fc1.weight" ? new NamedArray(t.Name, new[] { 120, 399 }, new float[120 * 399]) : t);
@@ -155,14 +152,14 @@ public class ModelFileTests : IDisposable
         Assert.Contains("perturb.architecture", e.Message);
 
         // Missing file.
-        e = Assert.Throws<PerturbException>(() => ModelFile.Load(Path.Combine(_dir, "nope.safetensors"), be));
+        e = Assert.Throws<PerturbException>(() => ModelFile.Load(Path.Combine(Dir, "nope.safetensors"), be));
         Assert.Contains("no such file", e.Message);
     }
 
     [Fact]
     public void ReadsHalfAndDoublePrecisionTensors()
     {
-        var p = Path.Combine(_dir, "dtypes.safetensors");
+        var p = Path.Combine(Dir, "dtypes.safetensors");
         // Hand-built file: one F16 tensor [2] = (1.5, -2), one F64 tensor [1] = 0.25, one BF16 [1] = 3.0.
         var header = "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[4,12]},\"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[12,14]}}";
         var hb = Encoding.UTF8.GetBytes(header);
