@@ -80,9 +80,9 @@ public static class Program
         var report = new Report { Bench = o.Bench, Quick = o.Quick };
         Benches.Progress($"FMA peak ({Environment.ProcessorCount} threads, {Peak.SimdName})");
         double peakSeconds = o.Bench == "peak" && !o.Quick ? 2.0 : 0.5;
-        report.PeakGflops = Peak.Measure(peakSeconds);
-        report.Add(new Figure("peak", $"float32 FMA peak ({Environment.ProcessorCount} threads)", report.PeakGflops, "GFLOP/s", report.PeakGflops,
-            new JsonObject { ["seconds"] = peakSeconds, ["lanes"] = Peak.Lanes, ["chains_per_thread"] = Peak.Chains }));
+        double peakStart = Peak.Measure(peakSeconds);
+        report.PeakGflops = peakStart;
+        Console.Error.WriteLine($"  FMA peak {peakStart:0.0} GFLOP/s");
 
         if (o.Bench == "compare") Compare(o, report);
         else if (o.Bench != "peak")
@@ -97,6 +97,16 @@ public static class Program
             if (o.Bench is "resnet" or "all") b.Resnet();
         }
         else { report.DeviceKind = "host"; report.DeviceName = Machine.CpuModel; }
+
+        // Measured again at the end: on a shared machine the load moves, and the peak is the better of the two.
+        double peakEnd = o.Bench == "peak" ? peakStart : Peak.Measure(0.5);
+        report.PeakGflops = Math.Max(peakStart, peakEnd);
+        report.Figures.Insert(0, new Figure("peak", $"float32 FMA peak ({Environment.ProcessorCount} threads)", report.PeakGflops, "GFLOP/s",
+            report.PeakGflops, new JsonObject
+            {
+                ["seconds"] = peakSeconds, ["lanes"] = Peak.Lanes, ["chains_per_thread"] = Peak.Chains,
+                ["at_start_gflops"] = peakStart, ["at_end_gflops"] = peakEnd,
+            }));
 
         report.PrintTable();
         if (o.JsonPath != null) report.WriteJson(o.JsonPath);
