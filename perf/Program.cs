@@ -15,7 +15,7 @@ public static class Program
 
     const string Usage =
         "usage: perf <peak|gemm|conv|resnet|all|compare> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
-        "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 8)]";
+        "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]";
 
     public static int Main(string[] args)
     {
@@ -115,12 +115,12 @@ public static class Program
 
     /// <summary>
     /// ResNet-18 forward on CpuBackend and on ILGPU's CPU accelerator in one process, per image. The ILGPU side runs
-    /// at a small batch (default 8); the CPU side runs at that same batch and at its usual batch, and both ratios are
+    /// at a small batch (default 2); the CPU side runs at that same batch and at its usual batch, and both ratios are
     /// reported.
     /// </summary>
     static void Compare(Options o, Report report)
     {
-        int small = o.CompareBatch ?? 8;
+        int small = o.CompareBatch ?? 2;
         int big = o.Batch ?? (o.Quick ? 32 : 128);
         report.DeviceKind = "cpu vs ilgpu-cpu";
         double cpuSmall, cpuBig, ilgpu;
