@@ -23,51 +23,50 @@ public static class Peak
         Vector256.IsHardwareAccelerated ? "AVX2 (Vector256, 8 floats)" : "128-bit (Vector128, 4 floats)";
 
     /// <summary>
-    /// Runs all cores at once for about <paramref name="seconds"/> in all, split into <paramref name="windows"/>
-    /// windows; returns the best window's GFLOP/s (float32, FMA = 2 flops). The best window is the peak: on a shared
-    /// machine other processes only ever take cycles away.
+    /// Runs all cores at once for about <paramref name="seconds"/>; returns GFLOP/s (float32, FMA = 2 flops) of the
+    /// best 20 ms slice: every thread adds its FMAs to the slice of a clock shared by all threads, and the slice with
+    /// the most FMAs over all threads together wins. On a shared machine other processes only ever take cycles
+    /// away, so the best simultaneous slice is the machine's peak.
     /// </summary>
-    public static double Measure(double seconds, int windows = 5, int threads = 0)
+    public static double Measure(double seconds, int threads = 0)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
-        Run(0.02, 0.999f); // compile the loop before timing it
-        double best = 0;
-        for (int w = 0; w < windows; w++) best = Math.Max(best, Window(seconds / windows, threads));
-        return best;
-    }
-
-    static double Window(double seconds, int threads)
-    {
-        long[] fmas = new long[threads];
+        Run(0.02, 0.999f, 0, 1, null); // compile the loop before timing it
+        long sliceTicks = Stopwatch.Frequency / 50;
+        int slices = Math.Max(1, (int)(seconds * 50));
+        var counts = new long[threads][];
         var start = new Barrier(threads + 1);
         var ts = new Thread[threads];
-        float sink = 0;
+        long t0 = 0;
         for (int t = 0; t < threads; t++)
         {
             int id = t;
+            counts[id] = new long[slices + 1];
             ts[t] = new Thread(() =>
             {
                 start.SignalAndWait();
-                var (count, s) = Run(seconds, 0.9999f);
-                fmas[id] = count;
-                if (s == 12345.678f) Volatile.Write(ref sink, s); // keeps the result alive
+                Run(seconds, 0.9999f, Volatile.Read(ref t0), sliceTicks, counts[id]);
             }) { IsBackground = true, Priority = ThreadPriority.Highest };
             ts[t].Start();
         }
+        Volatile.Write(ref t0, Stopwatch.GetTimestamp());
         start.SignalAndWait();
-        long t0 = Stopwatch.GetTimestamp();
         foreach (var th in ts) th.Join();
-        double el = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        long total = fmas.Sum();
-        return 2.0 * Lanes * total / el / 1e9;
+        long best = 0;
+        for (int s = 0; s < slices; s++) best = Math.Max(best, counts.Sum(c => c[s]));
+        return 2.0 * Lanes * best / ((double)sliceTicks / Stopwatch.Frequency) / 1e9;
     }
 
     /// <summary>One thread's loop: returns the number of vector FMAs done and a value derived from the chains.</summary>
-    static (long, float) Run(double seconds, float mul)
+    /// <summary>
+    /// One thread's loop: runs for <paramref name="seconds"/> from its own start; the FMAs of each block are added
+    /// to <paramref name="slices"/>[(now - t0) / sliceTicks] when slices is given. Returns a value derived from the chains.
+    /// </summary>
+    static float Run(double seconds, float mul, long t0, long sliceTicks, long[]? slices)
     {
-        if (Vector512.IsHardwareAccelerated) return Run<V512, Vector512<float>>(seconds, mul);
-        if (Vector256.IsHardwareAccelerated) return Run<V256, Vector256<float>>(seconds, mul);
-        return Run<V128, Vector128<float>>(seconds, mul);
+        if (Vector512.IsHardwareAccelerated) return Run<V512, Vector512<float>>(seconds, mul, t0, sliceTicks, slices);
+        if (Vector256.IsHardwareAccelerated) return Run<V256, Vector256<float>>(seconds, mul, t0, sliceTicks, slices);
+        return Run<V128, Vector128<float>>(seconds, mul, t0, sliceTicks, slices);
     }
 
     /// <summary>
@@ -75,14 +74,14 @@ public static class Peak
     /// for every vector width; the JIT specialises it per struct type argument and inlines the FMA.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static (long, float) Run<TOps, TV>(double seconds, float mul) where TOps : struct, IVecOps<TV> where TV : struct
+    static float Run<TOps, TV>(double seconds, float mul, long t0, long sliceTicks, long[]? slices) where TOps : struct, IVecOps<TV> where TV : struct
     {
         TV a = TOps.Splat(mul), b = TOps.Splat(1e-4f);
         TV c0 = TOps.Splat(0.1f), c1 = TOps.Splat(0.2f), c2 = TOps.Splat(0.3f), c3 = TOps.Splat(0.4f),
             c4 = TOps.Splat(0.5f), c5 = TOps.Splat(0.6f), c6 = TOps.Splat(0.7f), c7 = TOps.Splat(0.8f),
             c8 = TOps.Splat(0.9f), c9 = TOps.Splat(1.0f), c10 = TOps.Splat(1.1f), c11 = TOps.Splat(1.2f);
-        long n = 0;
-        long end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        long now = Stopwatch.GetTimestamp();
+        long end = now + (long)(seconds * Stopwatch.Frequency);
         do
         {
             for (int i = 0; i < Inner; i++)
@@ -91,11 +90,16 @@ public static class Peak
                 c4 = TOps.Fma(c4, a, b); c5 = TOps.Fma(c5, a, b); c6 = TOps.Fma(c6, a, b); c7 = TOps.Fma(c7, a, b);
                 c8 = TOps.Fma(c8, a, b); c9 = TOps.Fma(c9, a, b); c10 = TOps.Fma(c10, a, b); c11 = TOps.Fma(c11, a, b);
             }
-            n += (long)Inner * Chains;
-        } while (Stopwatch.GetTimestamp() < end);
+            now = Stopwatch.GetTimestamp();
+            if (slices != null)
+            {
+                long k = (now - t0) / sliceTicks;
+                if (k >= 0 && k < slices.Length) slices[k] += (long)Inner * Chains;
+            }
+        } while (now < end);
         var s = TOps.Add(TOps.Add(TOps.Add(TOps.Add(c0, c1), TOps.Add(c2, c3)), TOps.Add(TOps.Add(c4, c5), TOps.Add(c6, c7))),
             TOps.Add(TOps.Add(c8, c9), TOps.Add(c10, c11)));
-        return (n, TOps.Sum(s));
+        return TOps.Sum(s);
     }
 
     interface IVecOps<TV> where TV : struct
