@@ -75,7 +75,7 @@ public sealed class Report
             ["machine"] = Machine.Json(),
             ["device"] = new JsonObject { ["kind"] = DeviceKind, ["name"] = DeviceName },
             ["peak_gflops"] = PeakGflops,
-            ["peak_note"] = $"float32 FMA, {Peak.Chains} independent chains per thread, {Environment.ProcessorCount} threads, {Peak.Lanes} lanes",
+            ["peak_note"] = $"float32 FMA, {Peak.Chains} independent chains per thread, {Environment.ProcessorCount} threads, {Peak.Lanes} lanes, best simultaneous 20 ms slice",
             ["figures"] = figs,
         };
         string full = Path.GetFullPath(path);
