@@ -12,7 +12,7 @@ namespace Perturb.Perf;
 public static class Peak
 {
     public const int Chains = 12;
-    const int Inner = 1024; // FMAs per chain between clock checks
+    const int Inner = 16384; // FMAs per chain between clock checks (a clock read can cost microseconds in a VM)
 
     public static int Lanes =>
         Vector512.IsHardwareAccelerated ? Vector512<float>.Count :
@@ -30,7 +30,7 @@ public static class Peak
     /// </summary>
     public static double Measure(double seconds, int threads = 0)
     {
-        if (threads <= 0) threads = Environment.ProcessorCount;
+        if (threads <= 0) threads = int.TryParse(Environment.GetEnvironmentVariable("PERTURB_PEAK_THREADS"), out int nt) && nt > 0 ? nt : Environment.ProcessorCount;
         Run(0.02, 0.999f, 0, 1, null); // compile the loop before timing it
         long sliceTicks = Stopwatch.Frequency / 50;
         int slices = Math.Max(1, (int)(seconds * 50));
