@@ -1,0 +1,195 @@
+using System.Text.Json.Nodes;
+using Perturb.Engine;
+using Perturb.Engine.Nn;
+
+namespace Perturb.Perf;
+
+/// <summary>Command-line settings of one harness run.</summary>
+public sealed record Options(string Bench, string Device, string? JsonPath, bool Quick, int? Batch, int? ConvBatch, int? CompareBatch);
+
+/// <summary>
+/// How hard to measure: warm-up calls, the least and most timed calls, and the time budget per figure. The
+/// ILGPU CPU accelerator emulates GPU threads and is 20-50x slower, so it gets single calls and small batches.
+/// ResNet figures use their flop-counting call as the warm-up and take at least ResnetMinReps timed calls within
+/// ResnetBudgetS (a batch-128 training step takes seconds on a small CPU).
+/// </summary>
+public sealed record Effort(int Warmup, int MinReps, int MaxReps, double BudgetS, int ResnetBatch, int ConvBatch,
+    int ResnetMinReps, double ResnetBudgetS)
+{
+    public static Effort For(string deviceKind, bool quick) => (deviceKind, quick) switch
+    {
+        ("ilgpu-cpu", true) => new Effort(1, 1, 1, 0, 4, 2, 1, 0),
+        ("ilgpu-cpu", false) => new Effort(1, 1, 3, 2.0, 8, 4, 1, 2.0),
+        (_, true) => new Effort(1, 1, 3, 0.2, 32, 64, 1, 0.5),
+        _ => new Effort(1, 3, 25, 1.0, 128, 64, 1, 6.0),
+    };
+}
+
+/// <summary>The benchmarks: GEMM, convolution ops on ResNet-18 layer shapes, ResNet-18 forward and backward, cpu vs ilgpu-cpu.</summary>
+public sealed class Benches
+{
+    readonly IBackend _be;
+    readonly Report _r;
+    readonly Effort _e;
+    readonly Options _o;
+    ulong _seed = 1234;
+
+    public Benches(IBackend be, Report r, Effort e, Options o) { _be = be; _r = r; _e = e; _o = o; }
+
+    Tensor Rand(params int[] shape)
+    {
+        var t = _be.Allocate(shape);
+        _be.RandomUniform(t, _seed++, 0);
+        return t;
+    }
+
+    Timing Time(Action work, double budgetScale = 1) =>
+        Timing.Measure(work, _be.Synchronize, _e.Warmup, _e.MinReps, _e.MaxReps, _e.BudgetS * budgetScale);
+
+    static JsonObject Detail(Timing t, long flops, JsonObject? extra = null)
+    {
+        var o = new JsonObject { ["median_s"] = t.MedianS, ["min_s"] = t.MinS, ["reps"] = t.Reps, ["flops"] = flops };
+        if (extra != null) foreach (var kv in extra) o[kv.Key] = kv.Value?.DeepClone();
+        return o;
+    }
+
+    // ------------------------------------------------------------------ GEMM
+
+    /// <summary>C = A*B (and the transposed variants) for square sizes; GFLOP/s = 2mnk / median time.</summary>
+    public void Gemm()
+    {
+        Progress("gemm");
+        var cases = new List<(int n, bool ta, bool tb)> { (256, false, false), (512, false, false), (1024, false, false), (512, false, true), (512, true, false) };
+        foreach (var (n, ta, tb) in cases)
+        {
+            using var a = Rand(n, n);
+            using var b = Rand(n, n);
+            using var c = _be.Allocate(n, n);
+            var t = Time(() => _be.Gemm(ta, tb, n, n, n, 1f, a, b, 0f, c));
+            long flops = 2L * n * n * n;
+            double g = flops / t.MedianS / 1e9;
+            string op = (ta ? "T" : "N") + (tb ? "T" : "N");
+            _r.Add(new Figure("gemm", $"gemm {op} {n}x{n}x{n}", g, "GFLOP/s", g,
+                Detail(t, flops, new JsonObject { ["m"] = n, ["n"] = n, ["k"] = n, ["op"] = op })));
+        }
+    }
+
+    // ------------------------------------------------------------------ convolution
+
+    /// <summary>ResNet-18 (MedMNIST 28x28 variant) layer shapes at batch <paramref name="n"/>, with a readable name.</summary>
+    public static IReadOnlyList<(string Name, ConvShape S)> ConvShapes(int n) => new[]
+    {
+        ("conv3x3 64->64 28x28", new ConvShape(n, 64, 28, 28, 64, 3, 3, PadH: 1, PadW: 1)),
+        ("conv3x3 64->128 28x28 s2", new ConvShape(n, 64, 28, 28, 128, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1)),
+        ("conv3x3 128->128 14x14", new ConvShape(n, 128, 14, 14, 128, 3, 3, PadH: 1, PadW: 1)),
+        ("conv3x3 256->256 7x7", new ConvShape(n, 256, 7, 7, 256, 3, 3, PadH: 1, PadW: 1)),
+        ("conv3x3 512->512 4x4", new ConvShape(n, 512, 4, 4, 512, 3, 3, PadH: 1, PadW: 1)),
+        ("conv1x1 64->128 28x28 s2", new ConvShape(n, 64, 28, 28, 128, 1, 1, StrideH: 2, StrideW: 2)),
+    };
+
+    /// <summary>ConvForward, ConvBackwardData, ConvBackwardWeights per shape; GFLOP/s from ConvShape.Flops.</summary>
+    public void Conv()
+    {
+        int n = _o.ConvBatch ?? _e.ConvBatch;
+        Progress($"conv (batch {n})");
+        foreach (var (name, s) in ConvShapes(n))
+        {
+            using var x = Rand(s.N, s.C, s.H, s.W);
+            using var w = Rand(s.K, s.CPerGroup, s.R, s.S);
+            using var y = _be.Allocate(s.N, s.K, s.OutH, s.OutW);
+            using var dy = Rand(s.N, s.K, s.OutH, s.OutW);
+            using var dx = _be.Allocate(s.N, s.C, s.H, s.W);
+            using var dw = _be.Allocate(s.K, s.CPerGroup, s.R, s.S);
+            var ops = new (string Op, Action Work)[]
+            {
+                ("fwd", () => _be.ConvForward(s, x, w, null, y)),
+                ("bwd-data", () => _be.ConvBackwardData(s, dy, w, dx)),
+                ("bwd-weights", () => _be.ConvBackwardWeights(s, x, dy, dw, null)),
+            };
+            foreach (var (op, work) in ops)
+            {
+                var t = Time(work, 0.5);
+                double g = s.Flops / t.MedianS / 1e9;
+                _r.Add(new Figure("conv", $"{name} {op} N={n}", g, "GFLOP/s", g, Detail(t, s.Flops, new JsonObject
+                {
+                    ["shape"] = $"N={s.N} C={s.C} H={s.H} W={s.W} K={s.K} R={s.R} S={s.S} stride={s.StrideH} pad={s.PadH}",
+                    ["op"] = op,
+                })));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ ResNet-18
+
+    /// <summary>Forward (eval), input-only backward (attack step), and training forward+backward of ResNet-18 on 1x28x28.</summary>
+    public void Resnet()
+    {
+        int batch = _o.Batch ?? _e.ResnetBatch;
+        Progress($"resnet18 1x28x28 (batch {batch})");
+        using var model = Presets.Create("resnet18", _be, 1, 28, 28, 2, 7);
+        using var x = Rand(batch, 1, 28, 28);
+        using var labels = _be.FromArray(Enumerable.Range(0, batch).Select(i => (float)(i % 2)).ToArray(), batch);
+
+        model.Eval();
+        ResnetFigure("resnet18 forward (eval)", batch, () => model.Forward(x), "forward only, eval mode");
+        ResnetFigure("resnet18 input gradient (eval)", batch, () =>
+        {
+            var logits = model.Forward(x);
+            using var loss = Losses.CrossEntropy(_be, logits, labels, 1f / batch);
+            model.Backward(loss.Grad!, BackwardMode.InputOnly);
+        }, "forward + cross-entropy gradient + Backward(InputOnly): one attack step's work");
+        model.Train();
+        ResnetFigure("resnet18 training step (train)", batch, () =>
+        {
+            var logits = model.Forward(x);
+            using var loss = Losses.CrossEntropy(_be, logits, labels, 1f / batch);
+            model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
+        }, "train mode: forward + cross-entropy gradient + Backward(InputAndWeights); no optimiser update");
+        model.ReleaseActivations();
+    }
+
+    void ResnetFigure(string name, int batch, Action work, string what)
+    {
+        long flops = CountFlops(work); // also the warm-up call
+        var t = Timing.Measure(work, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
+        double ips = batch / t.MedianS;
+        _r.Add(new Figure("resnet", $"{name} B={batch}", ips, "images/s", flops / t.MedianS / 1e9, Detail(t, flops, new JsonObject
+        {
+            ["batch"] = batch,
+            ["what"] = what,
+            ["ms_per_batch"] = t.MedianS * 1e3,
+            ["flops_note"] = "sum of the flops the backend's ops report for one call",
+        })));
+    }
+
+    /// <summary>The flops the backend's op counters record for one call of <paramref name="work"/>.</summary>
+    long CountFlops(Action work)
+    {
+        _be.Counters.Reset();
+        work();
+        _be.Synchronize();
+        var c = _be.Counters;
+        long f = c.AllCalls.Keys.Sum(k => c.Flops(k));
+        c.Reset();
+        return f;
+    }
+
+    /// <summary>
+    /// ResNet-18 forward images/s on this backend at the given batch, for `compare`. A batch-1 forward first compiles
+    /// what needs compiling (ILGPU kernels, tier-1 JIT) cheaply, then the usual warm-up and timed calls run at the batch.
+    /// </summary>
+    public static (double ImagesPerS, Timing T) ForwardRate(IBackend be, int batch, Effort e)
+    {
+        using var model = Presets.Create("resnet18", be, 1, 28, 28, 2, 7);
+        model.Eval();
+        using (var x1 = be.Allocate(1, 1, 28, 28)) { model.Forward(x1); be.Synchronize(); }
+        using var x = be.Allocate(batch, 1, 28, 28);
+        be.RandomUniform(x, 99, 0);
+        int warmup = be.Name == "ilgpu-cpu" ? 0 : e.Warmup;
+        var t = Timing.Measure(() => model.Forward(x), be.Synchronize, warmup, e.ResnetMinReps, e.MaxReps, e.ResnetBudgetS);
+        model.ReleaseActivations();
+        return (batch / t.MedianS, t);
+    }
+
+    internal static void Progress(string what) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {what} ...");
+}
