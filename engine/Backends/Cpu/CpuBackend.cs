@@ -49,7 +49,7 @@ public sealed partial class CpuBackend : IBackend
         return "CPU";
     }
 
-    public void Dispose() { }
+    public void Dispose() { _pool.Clear(); _pooledBytes = 0; }
 
     // ---------------------------------------------------------------- tensor access helpers
 
@@ -112,7 +112,25 @@ public sealed partial class CpuBackend : IBackend
             n *= d;
         }
         if (n > int.MaxValue) throw new ArgumentException($"Allocate: shape [{Tensor.ShapeString(shape)}] is too large");
-        return new Tensor(this, new float[n], shape);
+        return new Tensor(this, Rent((int)n), shape);
+    }
+
+    // Large arrays freed by Tensor.Dispose are kept for reuse (by exact length), so a network's activations do not
+    // churn the large-object heap pass after pass. Reused arrays are cleared: Allocate always returns zeros.
+    const int PoolMinLength = 1 << 14;
+    const long PoolMaxBytes = 2L << 30;
+    readonly System.Collections.Concurrent.ConcurrentDictionary<int, System.Collections.Concurrent.ConcurrentBag<float[]>> _pool = new();
+    long _pooledBytes;
+
+    float[] Rent(int n)
+    {
+        if (n >= PoolMinLength && _pool.TryGetValue(n, out var bag) && bag.TryTake(out var a))
+        {
+            Interlocked.Add(ref _pooledBytes, -4L * n);
+            Ranges(n, (s, e) => Array.Clear(a, (int)s, (int)(e - s)));
+            return a;
+        }
+        return new float[n];
     }
 
     public Tensor FromArray(ReadOnlySpan<float> data, params int[] shape)
@@ -147,7 +165,12 @@ public sealed partial class CpuBackend : IBackend
 
     public void Synchronize() { }
 
-    public void Free(Tensor t) { }
+    public void Free(Tensor t)
+    {
+        if (t.IsView || t.Storage is not float[] a || a.Length < PoolMinLength) return;
+        if (Interlocked.Add(ref _pooledBytes, 4L * a.Length) > PoolMaxBytes) { Interlocked.Add(ref _pooledBytes, -4L * a.Length); return; }
+        _pool.GetOrAdd(a.Length, _ => new()).Add(a);
+    }
 
     // ---------------------------------------------------------------- bias
 
