@@ -30,8 +30,13 @@ public static class EvalCommand
             var bar = new ProgressBar(io.Err, "eval");
             var r = Evaluator.Evaluate(m, d, pr.GetValue(batch), (done, total) => bar.Update(done, total));
             bar.Done($"{r.N} images");
-            io.Out.WriteLine($"accuracy {r.Accuracy:P2} on {r.N} {pr.GetValue(split)} images ({be.Name})");
-            for (int c = 0; c < d.NumClasses; c++) io.Out.WriteLine($"  {d.ClassNames[c],-12} {r.PerClassAccuracy[c]:P1}");
+            io.Out.WriteLine($"accuracy {r.Accuracy:P2}, AUC {r.Auc:F4} on {r.N} {pr.GetValue(split)} images ({be.Name})");
+            io.Out.WriteLine($"  {"class",-14} {"n",6} {"accuracy",9} {"AUC (1-vs-rest)",16}");
+            for (int c = 0; c < d.NumClasses; c++)
+            {
+                int nc = 0; for (int j = 0; j < r.Confusion.GetLength(1); j++) nc += r.Confusion[c, j];
+                io.Out.WriteLine($"  {d.ClassNames[c],-14} {nc,6} {r.PerClassAccuracy[c],9:P1} {r.PerClassAuc[c],16:F4}");
+            }
             var jpath = pr.GetValue(json);
             if (jpath != null)
             {
@@ -40,7 +45,9 @@ public static class EvalCommand
                 {
                     ["model"] = pr.GetValue(model), ["data"] = splits.Name, ["split"] = pr.GetValue(split), ["device"] = be.Name,
                     ["n"] = r.N, ["accuracy"] = r.Accuracy,
+                    ["auc"] = double.IsFinite(r.Auc) ? r.Auc : null,
                     ["per_class_accuracy"] = CliUtil.Arr(r.PerClassAccuracy),
+                    ["per_class_auc"] = CliUtil.Arr(r.PerClassAuc),
                     ["confusion"] = new JsonArray(Enumerable.Range(0, d.NumClasses).Select(i => (JsonNode)new JsonArray(Enumerable.Range(0, k).Select(j => (JsonNode)r.Confusion[i, j]).ToArray())).ToArray()),
                     ["classes"] = new JsonArray(d.ClassNames.Select(c => (JsonNode)c).ToArray()),
                 });

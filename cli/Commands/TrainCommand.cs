@@ -25,10 +25,12 @@ public static class TrainCommand
         var milestones = new Option<string?>("--milestones") { Description = "epochs (comma-separated, 0-based) where the learning rate is multiplied by 0.1" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
+        var recipe = new Option<string?>("--recipe") { Description = "a training recipe: medmnist (Adam 1e-3, batch 128, lr x0.1 at 50% and 75% of the epochs, best-validation checkpoint); options given explicitly override it" };
+        var keepBest = new Option<bool>("--keep-best") { Description = "keep the parameters of the epoch with the best validation accuracy" };
         var outp = new Option<string?>("--out") { Description = "where to save the trained model (.safetensors)" };
         var json = CommonOptions.Json();
         var cmd = new Command("train", "train a classifier on a data set and save it as .safetensors");
-        foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, seed, device, outp, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, recipe, keepBest, seed, device, outp, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
             var outPath = pr.GetValue(outp);
@@ -43,12 +45,18 @@ public static class TrainCommand
             model.ClassNames = tr.ClassNames;
             model.Info["data"] = splits.Name;
             io.Err.WriteLine($"training {pr.GetValue(arch)} ({model.ParameterCount:N0} parameters) on {splits.Name}: {tr.Count} train, {splits.Test.Count} test, {tr.Channels}x{tr.Height}x{tr.Width}, {tr.NumClasses} classes, device {be.Name} ({be.DeviceName})");
-            var opts = new TrainOptions
-            {
-                Epochs = pr.GetValue(epochs), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
-                Optimizer = pr.GetValue(optim)!, Momentum = pr.GetValue(momentum), WeightDecay = pr.GetValue(wd),
-                Milestones = ms, Seed = s, KeepBest = false,
-            };
+            bool Given(Option o) => pr.GetResult(o) is { Implicit: false };
+            var opts = new TrainOptions { Epochs = pr.GetValue(epochs), Seed = s };
+            var recipeName = pr.GetValue(recipe);
+            if (recipeName != null) opts = Recipes.Apply(recipeName, opts);
+            if (recipeName == null || Given(batch)) opts = opts with { BatchSize = pr.GetValue(batch) };
+            if (recipeName == null || Given(lr)) opts = opts with { LearningRate = pr.GetValue(lr) };
+            if (recipeName == null || Given(optim)) opts = opts with { Optimizer = pr.GetValue(optim)! };
+            if (recipeName == null || Given(wd)) opts = opts with { WeightDecay = pr.GetValue(wd) };
+            if (recipeName == null || Given(milestones)) opts = opts with { Milestones = ms };
+            if (recipeName == null || Given(keepBest)) opts = opts with { KeepBest = pr.GetValue(keepBest) };
+            opts = opts with { Momentum = pr.GetValue(momentum) };
+            if (opts.KeepBest && splits.Val == null) throw new PerturbException($"--keep-best needs a validation split; data set '{splits.Name}' has none", 2);
             ProgressBar? bar = null;
             var result = Trainer.Fit(model, tr, splits.Val, opts,
                 progress: (ep, done, total) =>
@@ -64,7 +72,8 @@ public static class TrainCommand
                 });
             var test = Evaluator.Evaluate(model, splits.Test);
             var last = result.Epochs[^1];
-            io.Out.WriteLine($"train loss {last.TrainLoss:F4}, test accuracy {test.Accuracy:P2} on {test.N} images, {result.Seconds:F1}s on {be.Name}");
+            io.Out.WriteLine($"train loss {last.TrainLoss:F4}, test accuracy {test.Accuracy:P2}, AUC {test.Auc:F3} on {test.N} images" +
+                (opts.KeepBest ? $" (best validation epoch {result.BestEpoch})" : "") + $", {result.Seconds:F1}s on {be.Name}");
             if (outPath != null)
             {
                 model.Info["test_accuracy"] = test.Accuracy.ToString("R");
@@ -80,8 +89,10 @@ public static class TrainCommand
                     ["epochs"] = opts.Epochs, ["batch_size"] = opts.BatchSize, ["lr"] = opts.LearningRate, ["optimizer"] = opts.Optimizer,
                     ["seed"] = s, ["parameters"] = model.ParameterCount,
                     ["train_loss"] = last.TrainLoss, ["train_accuracy"] = last.TrainAccuracy,
-                    ["accuracy"] = test.Accuracy, ["n_test"] = test.N, ["n_train"] = tr.Count,
-                    ["seconds"] = result.Seconds, ["model"] = outPath,
+                    ["accuracy"] = test.Accuracy, ["auc"] = double.IsFinite(test.Auc) ? test.Auc : null, ["n_test"] = test.N, ["n_train"] = tr.Count,
+                    ["val_accuracy"] = last.ValAccuracy, ["best_epoch"] = result.BestEpoch, ["recipe"] = recipeName, ["keep_best"] = opts.KeepBest,
+                    ["milestones"] = new JsonArray(opts.Milestones.Select(m => (JsonNode)m).ToArray()),
+                    ["seconds"] = result.Seconds, ["model"] = outPath, ["data_seed"] = pr.GetValue(dataSeed),
                     ["history"] = new JsonArray(result.Epochs.Select(e => (JsonNode)new JsonObject
                     {
                         ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_accuracy"] = e.TrainAccuracy,

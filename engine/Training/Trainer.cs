@@ -107,7 +107,8 @@ public static class Trainer
     }
 }
 
-public sealed record EvalResult(int N, double Accuracy, int[] Predictions, float[][] Probabilities, int[,] Confusion, double[] PerClassAccuracy);
+public sealed record EvalResult(int N, double Accuracy, int[] Predictions, float[][] Probabilities, int[,] Confusion, double[] PerClassAccuracy,
+    double Auc, double[] PerClassAuc);
 
 /// <summary>Batched evaluation in eval mode.</summary>
 public static class Evaluator
@@ -149,6 +150,7 @@ public static class Evaluator
             int tot = 0; for (int j = 0; j < k; j++) tot += conf[c, j];
             per[c] = tot == 0 ? double.NaN : (double)conf[c, c] / tot;
         }
-        return new EvalResult(d.Count, d.Count == 0 ? 0 : (double)correct / d.Count, preds, probs, conf, per);
+        var (auc, perAuc) = Metrics.Auc(probs, d.Labels, d.NumClasses);
+        return new EvalResult(d.Count, d.Count == 0 ? 0 : (double)correct / d.Count, preds, probs, conf, per, auc, perAuc);
     }
 }

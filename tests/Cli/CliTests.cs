@@ -47,6 +47,10 @@ public class CliTests : TempDirTest
         Assert.True(code == 0, err);
         var ev = JsonNode.Parse(File.ReadAllText(ej))!;
         Assert.Equal(64, (int)ev["n"]!);
+        foreach (var k in new[] { "accuracy", "auc", "per_class_accuracy", "confusion" }) Assert.NotNull(ev[k]);
+        Assert.Equal(4, ev["confusion"]!.AsArray().Count);
+        Assert.Equal(64, ev["confusion"]!.AsArray().Sum(row => row!.AsArray().Sum(v => (int)v!)));
+        Assert.InRange((double)ev["auc"]!, 0.0, 1.0);
         Assert.Equal((double)t["accuracy"]!, (double)ev["accuracy"]!, 6);
     }
 
