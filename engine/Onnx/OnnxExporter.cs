@@ -81,7 +81,7 @@ public static class OnnxExporter
 
         public Writer(GraphProto g, Layer l, string[] ins, string output) { _g = g; _l = l; _ins = ins; _out = output; }
 
-        NodeProto Node(string op, string name, string output, params string[] inputs)
+        NodeProto NodeAs(string op, string name, string output, params string[] inputs)
         {
             var n = new NodeProto { OpType = op, Name = name };
             n.Input.AddRange(inputs);
@@ -90,7 +90,7 @@ public static class OnnxExporter
             return n;
         }
 
-        NodeProto Node(string op, params string[] inputs) => Node(op, _l.Name, _out, inputs);
+        NodeProto Node(string op, params string[] inputs) => NodeAs(op, _l.Name, _out, inputs);
 
         string Param(string p) => Param(p, _l.Parameters.First(q => q.Name == p).Value.Shape.Select(d => (long)d).ToArray());
 
@@ -140,15 +140,15 @@ public static class OnnxExporter
                 case Normalize nz:
                 {
                     var mid = _l.Name + ".centered";
-                    Node("Sub", _l.Name, mid, _ins[0], Const("mean", nz.Mean, ChannelDims(nz.Mean.Length)));
-                    Node("Div", _l.Name + ".div", _out, mid, Const("std", nz.Std, ChannelDims(nz.Std.Length)));
+                    NodeAs("Sub", _l.Name, mid, _ins[0], Const("mean", nz.Mean, ChannelDims(nz.Mean.Length)));
+                    NodeAs("Div", _l.Name + ".div", _out, mid, Const("std", nz.Std, ChannelDims(nz.Std.Length)));
                     break;
                 }
                 case ChannelAffineLayer af:
                 {
                     var mid = _l.Name + ".scaled";
-                    Node("Mul", _l.Name, mid, _ins[0], Param("scale", ChannelDims(af.Channels)));
-                    Node("Add", _l.Name + ".add", _out, mid, Param("shift", ChannelDims(af.Channels)));
+                    NodeAs("Mul", _l.Name, mid, _ins[0], Param("scale", ChannelDims(af.Channels)));
+                    NodeAs("Add", _l.Name + ".add", _out, mid, Param("shift", ChannelDims(af.Channels)));
                     break;
                 }
                 case ActivationLayer a:
