@@ -16,7 +16,8 @@ namespace Perturb.Engine.Onnx;
 /// Sub of two tensors → Affine(-1) + Add; Relu, LeakyRelu, Sigmoid, Tanh → activations; Clip → ReLU or Clip;
 /// MaxPool, AveragePool → Pool2d; GlobalAveragePool; BatchNormalization → BatchNorm2d (eval statistics); Flatten and
 /// flattening Reshapes → Flatten; Dropout → Dropout; Softmax; Concat (channels); Identity, Constant and operations on
-/// constants only are folded away. Anything else is a <see cref="PerturbException"/> naming the operator and node.
+/// constants only are folded away, as is the shape arithmetic of x.view(x.size(0), -1) (Shape, Gather, Unsqueeze,
+/// Concat, Cast feeding a Reshape). Anything else is a <see cref="PerturbException"/> naming the operator and node.
 /// </summary>
 public static class OnnxImporter
 {
@@ -206,6 +207,10 @@ sealed class Importer
             case "Softmax": SoftmaxOp(n); break;
             case "Concat": ConcatOp(n); break;
             case "Pad": PadOp(n); break;
+            case "Shape": ShapeOp(n); break;
+            case "Gather": GatherOp(n); break;
+            case "Unsqueeze": UnsqueezeOp(n); break;
+            case "Cast": CastOp(n); break;
             default: throw new PerturbException($"unsupported ONNX operator '{n.OpType}' (node '{NodeName(n)}')");
         }
     }
@@ -591,10 +596,13 @@ sealed class Importer
     void ReshapeOp(NodeProto n)
     {
         if (In(n, 1).Length == 0 || !_consts.ContainsKey(In(n, 1))) throw Err(n, "the target shape must be a constant (an initializer or a Constant node)");
-        var t = _consts[In(n, 1)].V.Select(v => (long)v).ToArray();
+        var tv = _consts[In(n, 1)].V;
+        if (tv.Skip(1).Any(double.IsNaN)) throw Err(n, "the target shape depends on the batch size beyond its first dimension");
+        var t = tv.Select((v, i) => i == 0 && double.IsNaN(v) ? -2 : (long)v).ToArray(); // -2: the batch size, from Shape
         bool allowZero = AttrI(n, "allowzero", 0) != 0;
         if (_consts.TryGetValue(In(n, 0), out var kc))
         {
+            if (t.Contains(-2)) throw Err(n, "a constant reshaped by the batch size");
             var dims = Resolve(n, t, kc.Dims, kc.Count, allowZero);
             SetConst(n, 0, new Const { Dims = dims, V = kc.V });
             return;
@@ -614,7 +622,7 @@ sealed class Importer
             rest[i - 1] = (int)d; known *= (int)d;
         }
         if (t[0] == -1 && infer >= 0) throw Err(n, $"shape [{string.Join(", ", t)}] leaves the batch dimension ambiguous");
-        if (t[0] < -1) throw Err(n, $"invalid dimension {t[0]}");
+        if (t[0] < -2) throw Err(n, $"invalid dimension {t[0]}");
         if (infer >= 0)
         {
             if (known == 0 || per % known != 0) throw Err(n, $"shape [{string.Join(", ", t)}] does not fit [N, {string.Join(", ", x.Shape)}]");
@@ -723,6 +731,63 @@ sealed class Importer
             Node = x.Node, SourceShape = x.Shape, Pads = p, PadNode = NodeName(n),
             Shape = new[] { x.Shape[0], x.Shape[1] + p[0] + p[2], x.Shape[2] + p[1] + p[3] },
         };
+    }
+
+    // Shape arithmetic as PyTorch exports x.view(x.size(0), -1): Shape → Gather → Unsqueeze → Concat → Reshape.
+    // The batch size is unknown at import; it travels through these constant folds as NaN, which Reshape reads as
+    // "the batch dimension" in its first position and rejects anywhere else.
+
+    void ShapeOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        var full = new[] { double.NaN }.Concat(x.Shape.Select(d => (double)d)).ToArray();
+        int r = full.Length;
+        long start = AttrI(n, "start", 0), end = AttrI(n, "end", r);
+        if (start < 0) start += r;
+        if (end < 0) end += r;
+        start = Math.Clamp(start, 0, r); end = Math.Clamp(end, start, r);
+        var v = full[(int)start..(int)end];
+        SetConst(n, 0, new Const { Dims = new[] { v.Length }, V = v });
+    }
+
+    void GatherOp(NodeProto n)
+    {
+        if (!_consts.TryGetValue(In(n, 0), out var data) || !_consts.TryGetValue(In(n, 1), out var idx))
+            throw Err(n, "only a Gather on constants (shape arithmetic) is supported");
+        if (data.Dims.Length != 1 || AttrI(n, "axis", 0) != 0) throw Err(n, "only a Gather from a 1-D constant is supported");
+        var v = idx.V.Select(i =>
+        {
+            long k = (long)i < 0 ? (long)i + data.Count : (long)i;
+            if (k < 0 || k >= data.Count) throw Err(n, $"index {i} is out of range for {data.Count} values");
+            return data.V[k];
+        }).ToArray();
+        SetConst(n, 0, new Const { Dims = (int[])idx.Dims.Clone(), V = v });
+    }
+
+    void UnsqueezeOp(NodeProto n)
+    {
+        if (!_consts.TryGetValue(In(n, 0), out var c)) throw Err(n, "only an Unsqueeze of a constant (shape arithmetic) is supported");
+        long[] axes = _opset < 13 ? AttrInts(n, "axes") ?? throw Err(n, "axes missing")
+            : _consts.TryGetValue(In(n, 1), out var a) ? a.V.Select(v => (long)v).ToArray() : throw Err(n, "axes must be a constant");
+        int r = c.Dims.Length + axes.Length;
+        var norm = axes.Select(x => x < 0 ? x + r : x).ToHashSet();
+        var dims = new List<int>();
+        for (int i = 0, j = 0; i < r; i++) dims.Add(norm.Contains(i) ? 1 : c.Dims[j++]);
+        SetConst(n, 0, new Const { Dims = dims.ToArray(), V = c.V });
+    }
+
+    void CastOp(NodeProto n)
+    {
+        long to = AttrI(n, "to", 0);
+        if (_consts.TryGetValue(In(n, 0), out var c))
+        {
+            bool integral = to is 2 or 3 or 4 or 5 or 6 or 7 or 12 or 13;
+            SetConst(n, 0, new Const { Dims = c.Dims, V = integral ? c.V.Select(v => double.IsNaN(v) ? v : Math.Truncate(v)).ToArray() : c.V });
+            return;
+        }
+        if (to != (long)TensorProto.Types.DataType.Float) throw Err(n, $"a cast of a computed tensor to {TypeName((int)to)} is not supported");
+        Plain(n, 0);
+        Alias(n, In(n, 0));
     }
 
     void ConstantOp(NodeProto n)

@@ -280,4 +280,34 @@ public class OnnxImportTests : TempDirTest
         Assert.DoesNotContain(m.Nodes, n => n.Layer.Name == "dead");
         Assert.Equal("Softmax", m.Nodes[^1].Layer.Type);
     }
+
+    /// <summary>PyTorch's x.view(x.size(0), -1) with a dynamic batch: Shape → Gather → Unsqueeze → Concat → Reshape.</summary>
+    [Theory]
+    [InlineData(11)]
+    [InlineData(13)]
+    public void ViewBySizeOfBatch(int opset)
+    {
+        using var be = new CpuBackend();
+        var g = new GraphProto { Name = "view" };
+        g.Input.Add(Value("x", "batch", 2, 3, 3));
+        g.Initializer.Add(Floats("w", Rand(4 * 2 * 9, 81, -0.5f, 0.5f), new long[] { 4, 2, 3, 3 }));
+        g.Initializer.Add(Floats("fc", Rand(3 * 36, 82), new long[] { 3, 36 }));
+        g.Node.Add(Node("Conv", "/conv/Conv", new[] { "x", "w" }, new[] { "c" }, Ints("pads", 1, 1, 1, 1)));
+        g.Node.Add(Node("Shape", "/Shape", new[] { "c" }, new[] { "s" }));
+        g.Node.Add(Node("Constant", "/Constant", new string[0], new[] { "zero" }, TensorAttr("value", new TensorProto { DataType = 7, Int64Data = { 0 } })));
+        g.Node.Add(Node("Gather", "/Gather", new[] { "s", "zero" }, new[] { "b" }, Int("axis", 0)));
+        if (opset < 13) g.Node.Add(Node("Unsqueeze", "/Unsqueeze", new[] { "b" }, new[] { "b1" }, Ints("axes", 0)));
+        else
+        {
+            g.Initializer.Add(Int64s("axes0", 0));
+            g.Node.Add(Node("Unsqueeze", "/Unsqueeze", new[] { "b", "axes0" }, new[] { "b1" }));
+        }
+        g.Initializer.Add(Int64s("minus1", -1));
+        g.Node.Add(Node("Concat", "/Concat", new[] { "b1", "minus1" }, new[] { "shape" }, Int("axis", 0)));
+        g.Node.Add(Node("Reshape", "/Reshape", new[] { "c", "shape" }, new[] { "f" }));
+        g.Node.Add(Node("Gemm", "/fc/Gemm", new[] { "f", "fc" }, new[] { "y" }, Int("transB", 1)));
+        g.Output.Add(Value("y", "batch", 3));
+        using var m = Compare(Model(g, opset), $"view{opset}.onnx", new[] { 4, 2, 3, 3 }, be);
+        Assert.Equal(new[] { "Conv2d", "Flatten", "Linear" }, m.Nodes.Select(n => n.Layer.Type));
+    }
 }
