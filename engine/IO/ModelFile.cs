@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Perturb.Engine.Nn;
+using Perturb.Engine.Onnx;
 
 namespace Perturb.Engine.IO;
 
@@ -14,6 +15,7 @@ public static class ModelFile
 
     public static void Save(Model model, string path)
     {
+        if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)) { OnnxExporter.Save(model, path); return; }
         var meta = new Dictionary<string, string>
         {
             [ArchKey] = model.ArchitectureJson().ToJsonString(),
@@ -27,6 +29,7 @@ public static class ModelFile
 
     public static Model Load(string path, IBackend be)
     {
+        if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)) return OnnxImporter.Load(path, be);
         var (tensors, meta) = SafeTensors.Read(path);
         if (!meta.TryGetValue(ArchKey, out var archText))
             throw new PerturbException($"{path}: safetensors file has no '{ArchKey}' metadata (not a perturb model; import other models through ONNX)");

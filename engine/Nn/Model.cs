@@ -280,6 +280,9 @@ public static class LayerFactory
         "Add" => new AddLayer(),
         "Concat" => new Concat(),
         "Softmax" => new SoftmaxLayer(),
+        "Affine" => ChannelAffineLayer.FromConfig(cfg),
+        "Mul" => new MulLayer(),
+        "Clip" => ClipLayer.FromConfig(cfg),
         _ => throw new PerturbException($"unknown layer type '{type}'"),
     };
 }

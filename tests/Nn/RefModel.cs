@@ -89,6 +89,12 @@ public sealed class RefModel
                 return dst;
             case SoftmaxLayer:
                 return Ref.Softmax(x[0], n, l.OutShape[0]);
+            case ChannelAffineLayer af:
+                return Ref.ChannelAffine(x[0], Param(l, "scale"), Param(l, "shift"), n, af.Channels, hw);
+            case MulLayer:
+                return Ref.Mul(x[0], x[1]);
+            case ClipLayer cl:
+                return Ref.Clamp(x[0], cl.Min, cl.Max);
             default:
                 throw new NotSupportedException($"RefModel has no reference for layer type {l.Type}");
         }

@@ -1,0 +1,972 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.RegularExpressions;
+using Google.Protobuf;
+using Perturb.Engine.Nn;
+using Perturb.Engine.Onnx.Proto;
+
+namespace Perturb.Engine.Onnx;
+
+/// <summary>
+/// Reads an ONNX model (opsets 7 to 21) into an engine <see cref="Model"/>. The graph input is [N, C, H, W] (or [N, F])
+/// with a free batch. Supported operators and what they become:
+/// Conv → Conv2d (a preceding zero Pad folded into its padding; auto_pad resolved); Gemm, MatMul with a constant right
+/// operand → Linear (a following Add of a constant folded into its bias); Add/Sub/Mul/Div by a constant scalar or
+/// per-channel operand → Affine (Sub then Div on the graph input → Normalize); Add/Mul of two same-shape tensors → Add/Mul;
+/// Sub of two tensors → Affine(-1) + Add; Relu, LeakyRelu, Sigmoid, Tanh → activations; Clip → ReLU or Clip;
+/// MaxPool, AveragePool → Pool2d; GlobalAveragePool; BatchNormalization → BatchNorm2d (eval statistics); Flatten and
+/// flattening Reshapes → Flatten; Dropout → Dropout; Softmax; Concat (channels); Identity, Constant and operations on
+/// constants only are folded away, as is the shape arithmetic of x.view(x.size(0), -1) (Shape, Gather, Unsqueeze,
+/// Concat, Cast feeding a Reshape). Anything else is a <see cref="PerturbException"/> naming the operator and node.
+/// </summary>
+public static class OnnxImporter
+{
+    public static Model Load(string path, IBackend be)
+    {
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        ModelProto mp;
+        try { mp = ModelProto.Parser.ParseFrom(bytes); }
+        catch (InvalidProtocolBufferException e) { throw new PerturbException($"{path}: not a valid ONNX file (the protobuf does not parse: {e.Message})"); }
+        try { return Import(mp, be); }
+        catch (PerturbException e) { throw new PerturbException($"{path}: {e.Message}", e.ExitCode, e); }
+    }
+
+    /// <summary>Imports a parsed model.</summary>
+    public static Model Import(ModelProto mp, IBackend be) => new Importer(mp, be).Run();
+}
+
+sealed class Importer
+{
+    sealed class Const
+    {
+        public int[] Dims = Array.Empty<int>();
+        public double[] V = Array.Empty<double>();
+        public int Count => V.Length;
+    }
+
+    /// <summary>A tensor the network computes: the engine node making it and its per-sample shape. A pending Pad carries its pads.</summary>
+    sealed class Dyn
+    {
+        public int Node;
+        public int[] Shape = Array.Empty<int>();
+        public int[]? Pads;            // top, left, bottom, right of a folded Pad still to be absorbed
+        public int[]? SourceShape;     // the shape before that Pad
+        public string PadNode = "";
+    }
+
+    sealed class PNode
+    {
+        public string Name = "";
+        public Layer Layer = null!;
+        public int[] Inputs = Array.Empty<int>();
+        public int[] OutShape = Array.Empty<int>();
+        public bool NonNegative;
+        public Dictionary<string, float[]> W = new();
+    }
+
+    readonly ModelProto _mp;
+    readonly IBackend _be;
+    readonly Dictionary<string, Const> _consts = new();
+    readonly Dictionary<string, Dyn> _dyn = new();
+    readonly List<PNode> _nodes = new();
+    readonly Dictionary<string, int> _uses = new();
+    readonly HashSet<string> _names = new();
+    int _opset;
+    int[] _inputShape = Array.Empty<int>();
+    NodeProto _cur = null!;
+
+    public Importer(ModelProto mp, IBackend be) { _mp = mp; _be = be; }
+
+    // ------------------------------------------------------------------ driver
+
+    public Model Run()
+    {
+        var g = _mp.Graph;
+        if (g == null || (g.Node.Count == 0 && g.Output.Count == 0)) throw new PerturbException("not an ONNX model (it holds no graph)");
+        _opset = OpsetVersion();
+        foreach (var t in g.Initializer) _consts[t.Name] = Decode(t, $"initializer '{t.Name}'");
+        ReadInput(g);
+        foreach (var n in g.Node)
+            foreach (var i in n.Input) if (i.Length > 0) _uses[i] = _uses.GetValueOrDefault(i) + 1;
+        foreach (var o in g.Output) _uses[o.Name] = _uses.GetValueOrDefault(o.Name) + 1;
+
+        foreach (var n in g.Node)
+        {
+            _cur = n;
+            Convert(n);
+        }
+        if (g.Output.Count == 0) throw new PerturbException("the graph declares no output");
+        var outName = g.Output[0].Name;
+        if (_consts.ContainsKey(outName)) throw new PerturbException($"graph output '{outName}' is a constant");
+        if (!_dyn.TryGetValue(outName, out var outV)) throw new PerturbException($"graph output '{outName}' is not produced by any node");
+        if (outV.Pads != null) throw new PerturbException($"graph output '{outName}' comes from Pad node '{outV.PadNode}', which only a Conv or pooling can absorb");
+        if (outV.Node < 0) throw new PerturbException($"graph output '{outName}' is the graph input itself (no layers)");
+        var model = BuildModel(outV.Node);
+        model.Info["source"] = "onnx";
+        if (_mp.ProducerName.Length > 0) model.Info["onnx.producer"] = (_mp.ProducerName + " " + _mp.ProducerVersion).Trim();
+        model.Info["onnx.opset"] = _opset.ToString();
+        if (g.Output.Count > 1) model.Info["onnx.output"] = outName;
+        return model;
+    }
+
+    int OpsetVersion()
+    {
+        long v = -1;
+        foreach (var o in _mp.OpsetImport)
+            if (o.Domain is "" or "ai.onnx") v = o.Version;
+        if (v < 0) throw new PerturbException("the model declares no opset for the default ONNX domain");
+        if (v < 7 || v > 21) throw new PerturbException($"ONNX opset {v} is not supported (opsets 7 to 21 are)");
+        return (int)v;
+    }
+
+    void ReadInput(GraphProto g)
+    {
+        var real = g.Input.Where(i => !_consts.ContainsKey(i.Name)).ToList();
+        if (real.Count == 0) throw new PerturbException("the graph has no input (every listed input is an initializer)");
+        if (real.Count > 1) throw new PerturbException($"the graph has {real.Count} inputs ({string.Join(", ", real.Select(r => r.Name))}); the engine takes one image tensor");
+        var vi = real[0];
+        var tt = vi.Type?.TensorType ?? throw new PerturbException($"graph input '{vi.Name}' is not a tensor");
+        if (tt.ElemType != (int)TensorProto.Types.DataType.Float)
+            throw new PerturbException($"graph input '{vi.Name}' has element type {TypeName(tt.ElemType)}; the engine runs float32 inputs");
+        var dims = tt.Shape?.Dim ?? throw new PerturbException($"graph input '{vi.Name}' has no shape");
+        if (dims.Count < 2) throw new PerturbException($"graph input '{vi.Name}' has rank {dims.Count}; expected [N, C, H, W] or [N, F]");
+        var s = new int[dims.Count - 1];
+        for (int i = 1; i < dims.Count; i++)
+        {
+            var d = dims[i];
+            if (d.ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue || d.DimValue <= 0 || d.DimValue > int.MaxValue)
+                throw new PerturbException($"graph input '{vi.Name}' dimension {i} is {(d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimParam ? "'" + d.DimParam + "'" : "unknown")}; only the batch dimension may be symbolic");
+            s[i - 1] = (int)d.DimValue;
+        }
+        _inputShape = s;
+        _dyn[vi.Name] = new Dyn { Node = GraphBuilder.Input, Shape = s };
+    }
+
+    Model BuildModel(int outNode)
+    {
+        var keep = new bool[_nodes.Count];
+        keep[outNode] = true;
+        for (int i = outNode; i >= 0; i--)
+            if (keep[i]) foreach (var j in _nodes[i].Inputs) if (j >= 0) keep[j] = true;
+        var map = new int[_nodes.Count];
+        var gb = new GraphBuilder(_inputShape);
+        var kept = new List<PNode>();
+        for (int i = 0; i <= outNode; i++)
+        {
+            if (!keep[i]) continue;
+            var p = _nodes[i];
+            map[i] = gb.Add(p.Name, p.Layer, p.Inputs.Select(j => j < 0 ? GraphBuilder.Input : map[j]).ToArray());
+            kept.Add(p);
+        }
+        var model = gb.Build(_be, 0);
+        try
+        {
+            foreach (var p in kept)
+                foreach (var (pname, data) in p.W)
+                {
+                    var prm = p.Layer.Parameters.FirstOrDefault(q => q.Name == pname)
+                        ?? throw new PerturbException($"internal: layer '{p.Name}' has no parameter '{pname}'");
+                    if (prm.Value.Length != data.Length)
+                        throw new PerturbException($"layer '{p.Name}': {pname} has {data.Length} values, the layer needs {Tensor.ShapeString(prm.Value.Shape)}");
+                    _be.Upload(prm.Value, data);
+                }
+        }
+        catch { model.Dispose(); throw; }
+        model.MarkParametersChanged();
+        return model;
+    }
+
+    // ------------------------------------------------------------------ node conversion
+
+    void Convert(NodeProto n)
+    {
+        if (n.Domain is not ("" or "ai.onnx"))
+            throw new PerturbException($"unsupported ONNX operator '{n.Domain}.{n.OpType}' (node '{NodeName(n)}')");
+        switch (n.OpType)
+        {
+            case "Conv": ConvOp(n); break;
+            case "Gemm": GemmOp(n); break;
+            case "MatMul": MatMulOp(n); break;
+            case "Add": case "Sub": case "Mul": case "Div": Binary(n); break;
+            case "Relu": Emit(n, new ActivationLayer(Activation.Relu), Plain(n, 0)); break;
+            case "LeakyRelu": Emit(n, new ActivationLayer(Activation.LeakyRelu, AttrF(n, "alpha", 0.01f)), Plain(n, 0)); break;
+            case "Sigmoid": Emit(n, new ActivationLayer(Activation.Sigmoid), Plain(n, 0)); break;
+            case "Tanh": Emit(n, new ActivationLayer(Activation.Tanh), Plain(n, 0)); break;
+            case "Clip": ClipOp(n); break;
+            case "MaxPool": PoolOp(n, true); break;
+            case "AveragePool": PoolOp(n, false); break;
+            case "GlobalAveragePool": GapOp(n); break;
+            case "BatchNormalization": BatchNormOp(n); break;
+            case "Flatten": FlattenOp(n); break;
+            case "Reshape": ReshapeOp(n); break;
+            case "Constant": ConstantOp(n); break;
+            case "Identity": Alias(n, In(n, 0)); break;
+            case "Dropout": DropoutOp(n); break;
+            case "Softmax": SoftmaxOp(n); break;
+            case "Concat": ConcatOp(n); break;
+            case "Pad": PadOp(n); break;
+            case "Shape": ShapeOp(n); break;
+            case "Gather": GatherOp(n); break;
+            case "Unsqueeze": UnsqueezeOp(n); break;
+            case "Cast": CastOp(n); break;
+            default: throw new PerturbException($"unsupported ONNX operator '{n.OpType}' (node '{NodeName(n)}')");
+        }
+    }
+
+    static string NodeName(NodeProto n) => n.Name.Length > 0 ? n.Name : (n.Output.Count > 0 ? n.Output[0] : "?");
+
+    PerturbException Err(NodeProto n, string msg) => new($"{n.OpType} node '{NodeName(n)}': {msg}");
+
+    // ---------------------------------------------------------------- conv, linear
+
+    void ConvOp(NodeProto n)
+    {
+        var x = PadOrPlain(n, 0);
+        var inS = x.SourceShape ?? x.Shape;
+        if (inS.Length != 3) throw Err(n, $"only 2-D convolution on [N, C, H, W] is supported, the input is [N, {string.Join(", ", inS)}]");
+        var w = ConstIn(n, 1, "weight");
+        if (w.Dims.Length != 4) throw Err(n, $"weight has shape {Tensor.ShapeString(w.Dims)}, expected [K, C/group, kH, kW]");
+        int group = (int)AttrI(n, "group", 1);
+        int k = w.Dims[0], kh = w.Dims[2], kw = w.Dims[3], c = inS[0];
+        if (w.Dims[1] * group != c) throw Err(n, $"weight {Tensor.ShapeString(w.Dims)} with group {group} does not fit {c} input channels");
+        var ks = AttrInts(n, "kernel_shape");
+        if (ks != null && (ks.Length != 2 || ks[0] != kh || ks[1] != kw)) throw Err(n, $"kernel_shape [{string.Join(", ", ks)}] differs from the weight's {kh}x{kw}");
+        var st = Pair(n, "strides", 1); var dl = Pair(n, "dilations", 1);
+        var (ph, pw) = ResolvePads(n, x, new[] { kh, kw }, st, dl, false);
+        float[]? bias = null;
+        if (In(n, 2).Length > 0)
+        {
+            var b = ConstIn(n, 2, "bias");
+            if (b.Count != k) throw Err(n, $"bias has {b.Count} values for {k} output channels");
+            bias = F(b.V);
+        }
+        var cs = new ConvShape(1, c, inS[1], inS[2], k, kh, kw, st[0], st[1], ph, pw, dl[0], dl[1], group);
+        if (cs.OutH <= 0 || cs.OutW <= 0) throw Err(n, $"input {Tensor.ShapeString(inS)} is too small for the {kh}x{kw} kernel");
+        var layer = new Conv2d(c, k, kh, st[0], ph, dl[0], group, bias != null, kw) { StrideW = st[1], PaddingW = pw, DilationW = dl[1] };
+        var p = Emit(n, layer, new[] { k, cs.OutH, cs.OutW }, x);
+        p.W["weight"] = F(w.V);
+        if (bias != null) p.W["bias"] = bias;
+    }
+
+    /// <summary>Symmetric (H, W) padding from pads / auto_pad plus a folded Pad; a clear error when it is not symmetric.</summary>
+    (int, int) ResolvePads(NodeProto n, Dyn x, int[] k, int[] st, int[] dl, bool ceil)
+    {
+        var inS = x.SourceShape ?? x.Shape;
+        var padded = x.Shape; // the input the node sees
+        var begin = new int[2]; var end = new int[2];
+        string auto = AttrS(n, "auto_pad", "NOTSET");
+        switch (auto)
+        {
+            case "NOTSET":
+                var pads = AttrInts(n, "pads");
+                if (pads != null)
+                {
+                    if (pads.Length != 4) throw Err(n, $"pads has {pads.Length} values, expected 4 (2-D)");
+                    begin[0] = (int)pads[0]; begin[1] = (int)pads[1]; end[0] = (int)pads[2]; end[1] = (int)pads[3];
+                }
+                break;
+            case "VALID": break;
+            case "SAME_UPPER": case "SAME_LOWER":
+                for (int a = 0; a < 2; a++)
+                {
+                    int size = padded[a + 1], o = (size + st[a] - 1) / st[a];
+                    int total = Math.Max(0, (o - 1) * st[a] + (k[a] - 1) * dl[a] + 1 - size);
+                    int small = total / 2, big = total - small;
+                    (begin[a], end[a]) = auto == "SAME_UPPER" ? (small, big) : (big, small);
+                }
+                break;
+            default: throw Err(n, $"auto_pad '{auto}' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID");
+        }
+        if (begin.Any(v => v < 0) || end.Any(v => v < 0)) throw Err(n, "negative pads are not supported");
+        if (x.Pads != null)
+        {
+            begin[0] += x.Pads[0]; begin[1] += x.Pads[1]; end[0] += x.Pads[2]; end[1] += x.Pads[3];
+        }
+        var r = new int[2];
+        for (int a = 0; a < 2; a++)
+        {
+            if (begin[a] == end[a]) { r[a] = begin[a]; continue; }
+            // begin < end: the extra end padding may never be reached by a window; then symmetric begin padding is exact.
+            int span = (k[a] - 1) * dl[a] + 1, size = inS[a + 1];
+            if (!ceil && begin[a] < end[a] && (size + begin[a] + end[a] - span) / st[a] == (size + 2 * begin[a] - span) / st[a]
+                && size + 2 * begin[a] - span >= 0)
+            { r[a] = begin[a]; continue; }
+            string axis = a == 0 ? "top/bottom" : "left/right";
+            throw Err(n, $"asymmetric padding ({axis} {begin[a]}/{end[a]}{(x.Pads != null ? ", including Pad node '" + x.PadNode + "'" : "")}) cannot be expressed by the engine's symmetric padding");
+        }
+        return (r[0], r[1]);
+    }
+
+    int[] Pair(NodeProto n, string name, int def)
+    {
+        var v = AttrInts(n, name);
+        if (v == null) return new[] { def, def };
+        if (v.Length != 2) throw Err(n, $"{name} has {v.Length} values, expected 2 (2-D)");
+        if (v.Any(e => e <= 0 || e > int.MaxValue)) throw Err(n, $"{name} must be positive");
+        return new[] { (int)v[0], (int)v[1] };
+    }
+
+    void GemmOp(NodeProto n)
+    {
+        var a = Plain(n, 0);
+        if (a.Shape.Length != 1) throw Err(n, $"input must be [N, K], got [N, {string.Join(", ", a.Shape)}] (add a Flatten)");
+        if (AttrI(n, "transA", 0) != 0) throw Err(n, "transA=1 on the batch input is not supported");
+        var b = ConstIn(n, 1, "B");
+        if (b.Dims.Length != 2) throw Err(n, $"B has shape {Tensor.ShapeString(b.Dims)}, expected a matrix");
+        bool tb = AttrI(n, "transB", 0) != 0;
+        double alpha = AttrF(n, "alpha", 1f), beta = AttrF(n, "beta", 1f);
+        int kIn = a.Shape[0];
+        int bk = tb ? b.Dims[1] : b.Dims[0], outF = tb ? b.Dims[0] : b.Dims[1];
+        if (bk != kIn) throw Err(n, $"B {Tensor.ShapeString(b.Dims)}{(tb ? " (transposed)" : "")} does not fit {kIn} input features");
+        var wt = new float[outF * kIn];
+        for (int o = 0; o < outF; o++)
+            for (int i = 0; i < kIn; i++)
+                wt[o * kIn + i] = (float)(alpha * (tb ? b.V[o * kIn + i] : b.V[i * outF + o]));
+        float[]? bias = null;
+        if (In(n, 2).Length > 0)
+        {
+            if (!_consts.ContainsKey(In(n, 2))) throw Err(n, "a computed C operand is not supported (only a constant bias)");
+            var cv = PerChannel(n, _consts[In(n, 2)], new[] { outF }) ?? throw Err(n, $"C of shape {Tensor.ShapeString(_consts[In(n, 2)].Dims)} is not a bias broadcast over the batch");
+            bias = cv.Select(v => (float)(beta * v)).ToArray();
+        }
+        var p = Emit(n, new Linear(kIn, outF, bias != null), new[] { outF }, a);
+        p.W["weight"] = wt;
+        if (bias != null) p.W["bias"] = bias;
+    }
+
+    void MatMulOp(NodeProto n)
+    {
+        if (_consts.ContainsKey(In(n, 0))) throw Err(n, "a constant left operand is not supported (only x times a constant matrix)");
+        var a = Plain(n, 0);
+        if (!_consts.ContainsKey(In(n, 1))) throw Err(n, "a product of two computed tensors is not supported (only x times a constant matrix)");
+        var b = _consts[In(n, 1)];
+        if (a.Shape.Length != 1) throw Err(n, $"input must be [N, K], got [N, {string.Join(", ", a.Shape)}]");
+        if (b.Dims.Length != 2 || b.Dims[0] != a.Shape[0]) throw Err(n, $"B of shape {Tensor.ShapeString(b.Dims)} does not fit {a.Shape[0]} input features");
+        int kIn = b.Dims[0], outF = b.Dims[1];
+        var wt = new float[outF * kIn];
+        for (int o = 0; o < outF; o++)
+            for (int i = 0; i < kIn; i++) wt[o * kIn + i] = (float)b.V[i * outF + o];
+        var p = Emit(n, new Linear(kIn, outF, false), new[] { outF }, a);
+        p.W["weight"] = wt;
+    }
+
+    // ---------------------------------------------------------------- element-wise
+
+    void Binary(NodeProto n)
+    {
+        string op = n.OpType, an = In(n, 0), bn = In(n, 1);
+        bool ac = _consts.ContainsKey(an), bc = _consts.ContainsKey(bn);
+        if (ac && bc)
+        {
+            Func<double, double, double> f = op switch { "Add" => (u, v) => u + v, "Sub" => (u, v) => u - v, "Mul" => (u, v) => u * v, _ => (u, v) => u / v };
+            SetConst(n, 0, Broadcast(n, _consts[an], _consts[bn], f));
+            return;
+        }
+        if (!ac && !bc)
+        {
+            var a = Plain(n, 0); var b = Plain(n, 1);
+            if (!a.Shape.SequenceEqual(b.Shape))
+                throw Err(n, $"broadcasting between two computed tensors ([N, {string.Join(", ", a.Shape)}] and [N, {string.Join(", ", b.Shape)}]) is not supported");
+            switch (op)
+            {
+                case "Add": Emit(n, new AddLayer(), a.Shape, a, b); break;
+                case "Mul": Emit(n, new MulLayer(), a.Shape, a, b); break;
+                case "Sub":
+                    int c = a.Shape[0];
+                    if (a.Shape.Length != 1 && a.Shape.Length != 3) throw Err(n, $"Sub of [N, {string.Join(", ", a.Shape)}] tensors is not supported");
+                    var neg = Emit(n, new ChannelAffineLayer(Enumerable.Repeat(-1f, c).ToArray(), new float[c]), b.Shape, NodeName(n) + "_neg", false, b);
+                    Emit(n, new AddLayer(), a.Shape, a, DynOf(neg));
+                    break;
+                default: throw Err(n, "division of two computed tensors is not supported");
+            }
+            return;
+        }
+        bool constLeft = ac;
+        var x = Plain(n, constLeft ? 1 : 0);
+        var k = _consts[constLeft ? an : bn];
+        var v = PerChannel(n, k, x.Shape)
+            ?? throw Err(n, $"constant operand of shape {Tensor.ShapeString(k.Dims)} is neither a scalar nor per-channel for input [N, {string.Join(", ", x.Shape)}]");
+        if (x.Shape.Length != 1 && x.Shape.Length != 3) throw Err(n, $"a constant operand on [N, {string.Join(", ", x.Shape)}] is not supported");
+        int ch = v.Length;
+        var xn = x.Node >= 0 ? _nodes[x.Node] : null;
+        bool single = x.Node >= 0 && _uses.GetValueOrDefault(In(n, constLeft ? 1 : 0)) == 1;
+
+        // Input normalisation: Sub(input, mean) then Div(., std) → Normalize.
+        if (!constLeft && op == "Sub" && x.Node < 0 && x.Shape.Length == 3)
+        { Emit(n, new Normalize(F(v), Enumerable.Repeat(1f, ch).ToArray()), x.Shape, x); return; }
+        if (!constLeft && op == "Div" && v.All(e => e > 0) && x.Shape.Length == 3)
+        {
+            if (x.Node < 0) { Emit(n, new Normalize(new float[ch], F(v)), x.Shape, x); return; }
+            if (single && xn!.Layer is Normalize nz && nz.Std.All(s => s == 1f) && nz.Mean.Length == ch)
+            { xn.Layer = new Normalize(nz.Mean, F(v)); _dyn[n.Output[0]] = x; return; }
+        }
+        // A bias after MatMul (or a bias-less Gemm) → the Linear's bias.
+        if (!constLeft && op is "Add" or "Sub" && single && xn!.Layer is Linear lin && !lin.HasBias)
+        {
+            var nl = new Linear(lin.In, lin.Out, true);
+            xn.Layer = nl;
+            xn.W["bias"] = v.Select(e => (float)(op == "Sub" ? -e : e)).ToArray();
+            _dyn[n.Output[0]] = x;
+            return;
+        }
+        float[] scale, shift;
+        switch (op)
+        {
+            case "Add": scale = Ones(ch); shift = F(v); break;
+            case "Sub": scale = constLeft ? Ones(ch, -1f) : Ones(ch); shift = constLeft ? F(v) : v.Select(e => (float)-e).ToArray(); break;
+            case "Mul": scale = F(v); shift = new float[ch]; break;
+            default:
+                if (constLeft) throw Err(n, "a constant divided by a computed tensor is not supported");
+                scale = v.Select(e => (float)(1.0 / e)).ToArray(); shift = new float[ch]; break;
+        }
+        // Mul (or Div) then Add (or Sub) of constants → one affine.
+        if (op is "Add" or "Sub" && !constLeft && single && xn!.Layer is ChannelAffineLayer && xn.W.TryGetValue("shift", out var oldShift) && oldShift.All(e => e == 0))
+        {
+            xn.W["shift"] = shift;
+            _dyn[n.Output[0]] = x;
+            return;
+        }
+        var p = Emit(n, new ChannelAffineLayer(scale, shift), x.Shape, x);
+        p.W["scale"] = scale; p.W["shift"] = shift;
+    }
+
+    static float[] Ones(int c, float v = 1f) => Enumerable.Repeat(v, c).ToArray();
+
+    /// <summary>
+    /// The constant as one value per channel (per feature for [N, F]) when it broadcasts that way onto [N, shape...]
+    /// without changing the shape; null otherwise.
+    /// </summary>
+    double[]? PerChannel(NodeProto n, Const k, int[] shape)
+    {
+        int full = shape.Length + 1, c = shape[0];
+        if (k.Dims.Length > full) return null;
+        for (int j = 0; j < k.Dims.Length; j++)
+        {
+            int axis = full - k.Dims.Length + j, d = k.Dims[j];
+            int want = axis == 0 ? 1 : shape[axis - 1];
+            if (d != 1 && d != want) return null;
+        }
+        if (k.Count == 0) return null;
+        if (k.V.All(e => e == k.V[0])) return Enumerable.Repeat(k.V[0], c).ToArray();
+        for (int j = 0; j < k.Dims.Length; j++)
+        {
+            int axis = full - k.Dims.Length + j;
+            if (axis != 1 && k.Dims[j] != 1) return null;
+        }
+        return k.Count == c ? (double[])k.V.Clone() : null;
+    }
+
+    Const Broadcast(NodeProto n, Const a, Const b, Func<double, double, double> f)
+    {
+        int r = Math.Max(a.Dims.Length, b.Dims.Length);
+        int[] Pad(int[] d) => Enumerable.Repeat(1, r - d.Length).Concat(d).ToArray();
+        var da = Pad(a.Dims); var db = Pad(b.Dims); var dout = new int[r];
+        for (int i = 0; i < r; i++)
+        {
+            if (da[i] != db[i] && da[i] != 1 && db[i] != 1) throw Err(n, $"constant shapes {Tensor.ShapeString(a.Dims)} and {Tensor.ShapeString(b.Dims)} do not broadcast");
+            dout[i] = Math.Max(da[i], db[i]);
+        }
+        int count = dout.Aggregate(1, (p, q) => p * q);
+        var v = new double[count];
+        var idx = new int[r];
+        for (int e = 0; e < count; e++)
+        {
+            int rem = e;
+            for (int i = r - 1; i >= 0; i--) { idx[i] = rem % dout[i]; rem /= dout[i]; }
+            int ia = 0, ib = 0;
+            for (int i = 0; i < r; i++) { ia = ia * da[i] + (da[i] == 1 ? 0 : idx[i]); ib = ib * db[i] + (db[i] == 1 ? 0 : idx[i]); }
+            v[e] = f(a.V[ia], b.V[ib]);
+        }
+        return new Const { Dims = dout, V = v };
+    }
+
+    // ---------------------------------------------------------------- activations, pooling, norm
+
+    void ClipOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        double lo = double.NegativeInfinity, hi = double.PositiveInfinity;
+        if (_opset < 11)
+        {
+            lo = AttrF(n, "min", float.NegativeInfinity); hi = AttrF(n, "max", float.PositiveInfinity);
+        }
+        else
+        {
+            if (In(n, 1).Length > 0) lo = Scalar(n, 1, "min");
+            if (In(n, 2).Length > 0) hi = Scalar(n, 2, "max");
+        }
+        if (lo <= -float.MaxValue) lo = double.NegativeInfinity;
+        if (hi >= float.MaxValue) hi = double.PositiveInfinity;
+        if (lo > hi) throw Err(n, $"min {lo} exceeds max {hi}");
+        if (double.IsNegativeInfinity(lo) && double.IsPositiveInfinity(hi)) { Alias(n, In(n, 0)); return; }
+        if (lo == 0 && double.IsPositiveInfinity(hi)) { Emit(n, new ActivationLayer(Activation.Relu), x); return; }
+        Emit(n, new ClipLayer((float)lo, (float)hi), x);
+    }
+
+    void PoolOp(NodeProto n, bool max)
+    {
+        if (n.Output.Count > 1 && n.Output[1].Length > 0 && _uses.ContainsKey(n.Output[1])) throw Err(n, "the Indices output is not supported");
+        var x = PadOrPlain(n, 0);
+        var inS = x.SourceShape ?? x.Shape;
+        if (inS.Length != 3) throw Err(n, $"only 2-D pooling on [N, C, H, W] is supported, the input is [N, {string.Join(", ", inS)}]");
+        var ks = AttrInts(n, "kernel_shape");
+        if (ks == null || ks.Length != 2 || ks.Any(v => v <= 0)) throw Err(n, "kernel_shape must hold two positive values");
+        var k = new[] { (int)ks[0], (int)ks[1] };
+        var st = Pair(n, "strides", 1);
+        var dl = Pair(n, "dilations", 1);
+        if (dl[0] != 1 || dl[1] != 1) throw Err(n, "dilated pooling is not supported");
+        bool ceil = AttrI(n, "ceil_mode", 0) != 0;
+        bool cip = !max && AttrI(n, "count_include_pad", 0) != 0;
+        if (x.Pads != null)
+        {
+            if (max && !(x.Node >= 0 && _nodes[x.Node].NonNegative))
+                throw Err(n, $"Pad node '{x.PadNode}' pads with zeros before a max pool on values that may be negative; the engine's max pool ignores padding, so it cannot absorb it");
+            if (!max)
+            {
+                var own = AttrInts(n, "pads");
+                if (!cip && own != null && own.Any(v => v != 0) || (!cip && AttrS(n, "auto_pad", "NOTSET") is "SAME_UPPER" or "SAME_LOWER"))
+                    throw Err(n, $"Pad node '{x.PadNode}' (counted in the average) combined with padding that is not counted cannot be expressed");
+                cip = true;
+            }
+        }
+        var (ph, pw) = ResolvePads(n, x, k, st, dl, ceil);
+        var ps = new PoolShape(1, inS[0], inS[1], inS[2], k[0], k[1], st[0], st[1], ph, pw, ceil, cip);
+        if (ps.OutH <= 0 || ps.OutW <= 0) throw Err(n, $"input {Tensor.ShapeString(inS)} is smaller than the {k[0]}x{k[1]} window");
+        Pool2d layer;
+        try { layer = new Pool2d(max, k[0], st[0], ph, ceil, cip, k[1], st[1], pw); }
+        catch (PerturbException e) { throw Err(n, e.Message); }
+        Emit(n, layer, new[] { inS[0], ps.OutH, ps.OutW }, x);
+    }
+
+    void GapOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        if (x.Shape.Length != 3) throw Err(n, $"expects [N, C, H, W], got [N, {string.Join(", ", x.Shape)}]");
+        Emit(n, new GlobalAvgPool(), new[] { x.Shape[0], 1, 1 }, x);
+    }
+
+    void BatchNormOp(NodeProto n)
+    {
+        for (int o = 1; o < n.Output.Count; o++)
+            if (n.Output[o].Length > 0 && _uses.ContainsKey(n.Output[o])) throw Err(n, "training outputs (running statistics) are not supported");
+        if (AttrI(n, "training_mode", 0) != 0) throw Err(n, "training_mode=1 is not supported (import an inference graph)");
+        if (_opset < 9 && AttrI(n, "spatial", 1) != 1) throw Err(n, "spatial=0 is not supported");
+        var x = Plain(n, 0);
+        if (x.Shape.Length != 3 && x.Shape.Length != 1) throw Err(n, $"expects [N, C, H, W] or [N, C], got [N, {string.Join(", ", x.Shape)}]");
+        int c = x.Shape[0];
+        string[] what = { "scale", "B", "mean", "var" };
+        var vals = new float[4][];
+        for (int i = 0; i < 4; i++)
+        {
+            var t = ConstIn(n, i + 1, what[i]);
+            if (t.Count != c) throw Err(n, $"{what[i]} has {t.Count} values for {c} channels");
+            vals[i] = F(t.V);
+        }
+        float eps = AttrF(n, "epsilon", 1e-5f), mom = AttrF(n, "momentum", 0.9f);
+        var p = Emit(n, new BatchNorm2d(c, eps, 1f - mom), x);
+        p.W["weight"] = vals[0]; p.W["bias"] = vals[1]; p.W["running_mean"] = vals[2]; p.W["running_var"] = vals[3];
+    }
+
+    // ---------------------------------------------------------------- shapes
+
+    void FlattenOp(NodeProto n)
+    {
+        long axis = AttrI(n, "axis", 1);
+        if (_consts.TryGetValue(In(n, 0), out var kc))
+        {
+            int r = kc.Dims.Length; if (axis < 0) axis += r;
+            int a = kc.Dims.Take((int)axis).Aggregate(1, (p, q) => p * q);
+            SetConst(n, 0, new Const { Dims = new[] { a, kc.Count / Math.Max(a, 1) }, V = kc.V });
+            return;
+        }
+        var x = Plain(n, 0);
+        if (axis < 0) axis += x.Shape.Length + 1;
+        if (axis != 1) throw Err(n, $"axis {AttrI(n, "axis", 1)} is not supported (only axis 1: [N, C, H, W] to [N, C*H*W])");
+        Flat(n, x);
+    }
+
+    void Flat(NodeProto n, Dyn x)
+    {
+        if (x.Shape.Length == 1) { Alias(n, In(n, 0)); return; }
+        Emit(n, new Flatten(), new[] { Layer.Product(x.Shape) }, x);
+    }
+
+    void ReshapeOp(NodeProto n)
+    {
+        if (In(n, 1).Length == 0 || !_consts.ContainsKey(In(n, 1))) throw Err(n, "the target shape must be a constant (an initializer or a Constant node)");
+        var tv = _consts[In(n, 1)].V;
+        if (tv.Skip(1).Any(double.IsNaN)) throw Err(n, "the target shape depends on the batch size beyond its first dimension");
+        var t = tv.Select((v, i) => i == 0 && double.IsNaN(v) ? -2 : (long)v).ToArray(); // -2: the batch size, from Shape
+        bool allowZero = AttrI(n, "allowzero", 0) != 0;
+        if (_consts.TryGetValue(In(n, 0), out var kc))
+        {
+            if (t.Contains(-2)) throw Err(n, "a constant reshaped by the batch size");
+            var dims = Resolve(n, t, kc.Dims, kc.Count, allowZero);
+            SetConst(n, 0, new Const { Dims = dims, V = kc.V });
+            return;
+        }
+        var x = Plain(n, 0);
+        if (t.Length == 0) throw Err(n, "a reshape to a scalar is not supported");
+        if (allowZero && t.Contains(0)) throw Err(n, "a zero-sized dimension is not supported");
+        int per = Layer.Product(x.Shape);
+        var rest = new int[t.Length - 1];
+        int known = 1, infer = -1;
+        for (int i = 1; i < t.Length; i++)
+        {
+            long d = t[i];
+            if (d == 0) { if (i - 1 >= x.Shape.Length) throw Err(n, $"0 at position {i} copies a dimension the input lacks"); d = x.Shape[i - 1]; }
+            if (d == -1) { if (infer >= 0) throw Err(n, "more than one -1 in the shape"); infer = i - 1; continue; }
+            if (d <= 0 || d > int.MaxValue) throw Err(n, $"invalid dimension {d}");
+            rest[i - 1] = (int)d; known *= (int)d;
+        }
+        if (t[0] == -1 && infer >= 0) throw Err(n, $"shape [{string.Join(", ", t)}] leaves the batch dimension ambiguous");
+        if (t[0] < -2) throw Err(n, $"invalid dimension {t[0]}");
+        if (infer >= 0)
+        {
+            if (known == 0 || per % known != 0) throw Err(n, $"shape [{string.Join(", ", t)}] does not fit [N, {string.Join(", ", x.Shape)}]");
+            rest[infer] = per / known; known = per;
+        }
+        if (known != per)
+            throw Err(n, $"shape [{string.Join(", ", t)}] changes the batch size of [N, {string.Join(", ", x.Shape)}] (only [N, F] flattening or restating the shape is supported)");
+        if (rest.SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
+        if (rest.Length == 1) { Flat(n, x); return; }
+        throw Err(n, $"a reshape of [N, {string.Join(", ", x.Shape)}] to [N, {string.Join(", ", rest)}] is not supported (only [N, F] flattening or restating the shape)");
+    }
+
+    int[] Resolve(NodeProto n, long[] t, int[] src, int count, bool allowZero)
+    {
+        var d = new int[t.Length];
+        int known = 1, infer = -1;
+        for (int i = 0; i < t.Length; i++)
+        {
+            long v = t[i];
+            if (v == 0 && !allowZero) { if (i >= src.Length) throw Err(n, "0 copies a missing dimension"); v = src[i]; }
+            if (v == -1) { if (infer >= 0) throw Err(n, "more than one -1"); infer = i; continue; }
+            if (v < 0) throw Err(n, $"invalid dimension {v}");
+            d[i] = (int)v; known *= (int)v;
+        }
+        if (infer >= 0) { if (known == 0 || count % known != 0) throw Err(n, "shape does not fit"); d[infer] = count / known; }
+        else if (known != count) throw Err(n, $"shape [{string.Join(", ", t)}] does not fit {count} values");
+        return d;
+    }
+
+    void ConcatOp(NodeProto n)
+    {
+        var names = n.Input.Where(s => s.Length > 0).ToList();
+        if (names.Count == 0) throw Err(n, "no inputs");
+        if (names.All(_consts.ContainsKey))
+        {
+            var parts = names.Select(s => _consts[s]).ToList();
+            if (parts.Any(p => p.Dims.Length != 1)) throw Err(n, "only 1-D constants can be concatenated");
+            var v = parts.SelectMany(p => p.V).ToArray();
+            SetConst(n, 0, new Const { Dims = new[] { v.Length }, V = v });
+            return;
+        }
+        var xs = Enumerable.Range(0, n.Input.Count).Where(i => n.Input[i].Length > 0).Select(i => Plain(n, i)).ToArray();
+        int rank = xs[0].Shape.Length + 1;
+        long axis = AttrI(n, "axis", 1);
+        if (axis < 0) axis += rank;
+        if (axis != 1) throw Err(n, $"axis {AttrI(n, "axis", 1)} is not supported (only the channel axis 1)");
+        foreach (var x in xs)
+            if (x.Shape.Length != xs[0].Shape.Length || !x.Shape.AsSpan(1).SequenceEqual(xs[0].Shape.AsSpan(1)))
+                throw Err(n, $"inputs differ beyond the channel axis: [N, {string.Join(", ", xs[0].Shape)}] and [N, {string.Join(", ", x.Shape)}]");
+        var o = (int[])xs[0].Shape.Clone();
+        o[0] = xs.Sum(x => x.Shape[0]);
+        Emit(n, new Concat(), o, xs);
+    }
+
+    void SoftmaxOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        long axis = AttrI(n, "axis", _opset < 13 ? 1 : -1);
+        if (axis < 0) axis += x.Shape.Length + 1;
+        if (x.Shape.Length != 1 || axis != 1) throw Err(n, $"only a softmax over the features of [N, K] is supported (input [N, {string.Join(", ", x.Shape)}], axis {AttrI(n, "axis", _opset < 13 ? 1 : -1)})");
+        Emit(n, new SoftmaxLayer(), x);
+    }
+
+    void DropoutOp(NodeProto n)
+    {
+        if (n.Output.Count > 1 && n.Output[1].Length > 0 && _uses.ContainsKey(n.Output[1])) throw Err(n, "the mask output is not supported");
+        var x = Plain(n, 0);
+        double p = _opset < 12 ? AttrF(n, "ratio", 0.5f) : (In(n, 1).Length > 0 ? Scalar(n, 1, "ratio") : 0.5);
+        if (!(p >= 0 && p < 1)) throw Err(n, $"ratio {p} is outside [0, 1)");
+        Emit(n, new Dropout((float)p), x);
+    }
+
+    void PadOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        string mode = AttrS(n, "mode", "constant");
+        if (mode != "constant") throw Err(n, $"mode '{mode}' is not supported (only constant zero padding folded into a Conv or pooling)");
+        long[] pads; double value = 0;
+        int rank = x.Shape.Length + 1;
+        if (_opset < 11)
+        {
+            pads = AttrInts(n, "pads") ?? throw Err(n, "pads attribute missing");
+            value = AttrF(n, "value", 0f);
+        }
+        else
+        {
+            if (!_consts.ContainsKey(In(n, 1))) throw Err(n, "pads must be a constant");
+            pads = _consts[In(n, 1)].V.Select(v => (long)v).ToArray();
+            if (In(n, 2).Length > 0) value = Scalar(n, 2, "constant_value");
+            if (In(n, 3).Length > 0)
+            {
+                var axes = _consts.TryGetValue(In(n, 3), out var ax) ? ax.V.Select(v => (int)(v < 0 ? v + rank : v)).ToArray() : throw Err(n, "axes must be a constant");
+                if (pads.Length != 2 * axes.Length) throw Err(n, "pads does not match axes");
+                var full = new long[2 * rank];
+                for (int i = 0; i < axes.Length; i++) { full[axes[i]] = pads[i]; full[rank + axes[i]] = pads[axes.Length + i]; }
+                pads = full;
+            }
+        }
+        if (value != 0) throw Err(n, $"padding value {value} is not supported (only zero)");
+        if (rank != 4 || pads.Length != 8) throw Err(n, $"only padding of [N, C, H, W] tensors is supported");
+        if (pads.Any(v => v < 0)) throw Err(n, "negative pads (cropping) are not supported");
+        if (pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0) throw Err(n, "only spatial (H, W) padding is supported");
+        var p = new[] { (int)pads[2], (int)pads[3], (int)pads[6], (int)pads[7] };
+        _dyn[n.Output[0]] = new Dyn
+        {
+            Node = x.Node, SourceShape = x.Shape, Pads = p, PadNode = NodeName(n),
+            Shape = new[] { x.Shape[0], x.Shape[1] + p[0] + p[2], x.Shape[2] + p[1] + p[3] },
+        };
+    }
+
+    // Shape arithmetic as PyTorch exports x.view(x.size(0), -1): Shape → Gather → Unsqueeze → Concat → Reshape.
+    // The batch size is unknown at import; it travels through these constant folds as NaN, which Reshape reads as
+    // "the batch dimension" in its first position and rejects anywhere else.
+
+    void ShapeOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        var full = new[] { double.NaN }.Concat(x.Shape.Select(d => (double)d)).ToArray();
+        int r = full.Length;
+        long start = AttrI(n, "start", 0), end = AttrI(n, "end", r);
+        if (start < 0) start += r;
+        if (end < 0) end += r;
+        start = Math.Clamp(start, 0, r); end = Math.Clamp(end, start, r);
+        var v = full[(int)start..(int)end];
+        SetConst(n, 0, new Const { Dims = new[] { v.Length }, V = v });
+    }
+
+    void GatherOp(NodeProto n)
+    {
+        if (!_consts.TryGetValue(In(n, 0), out var data) || !_consts.TryGetValue(In(n, 1), out var idx))
+            throw Err(n, "only a Gather on constants (shape arithmetic) is supported");
+        if (data.Dims.Length != 1 || AttrI(n, "axis", 0) != 0) throw Err(n, "only a Gather from a 1-D constant is supported");
+        var v = idx.V.Select(i =>
+        {
+            long k = (long)i < 0 ? (long)i + data.Count : (long)i;
+            if (k < 0 || k >= data.Count) throw Err(n, $"index {i} is out of range for {data.Count} values");
+            return data.V[k];
+        }).ToArray();
+        SetConst(n, 0, new Const { Dims = (int[])idx.Dims.Clone(), V = v });
+    }
+
+    void UnsqueezeOp(NodeProto n)
+    {
+        if (!_consts.TryGetValue(In(n, 0), out var c)) throw Err(n, "only an Unsqueeze of a constant (shape arithmetic) is supported");
+        long[] axes = _opset < 13 ? AttrInts(n, "axes") ?? throw Err(n, "axes missing")
+            : _consts.TryGetValue(In(n, 1), out var a) ? a.V.Select(v => (long)v).ToArray() : throw Err(n, "axes must be a constant");
+        int r = c.Dims.Length + axes.Length;
+        var norm = axes.Select(x => x < 0 ? x + r : x).ToHashSet();
+        var dims = new List<int>();
+        for (int i = 0, j = 0; i < r; i++) dims.Add(norm.Contains(i) ? 1 : c.Dims[j++]);
+        SetConst(n, 0, new Const { Dims = dims.ToArray(), V = c.V });
+    }
+
+    void CastOp(NodeProto n)
+    {
+        long to = AttrI(n, "to", 0);
+        if (_consts.TryGetValue(In(n, 0), out var c))
+        {
+            bool integral = to is 2 or 3 or 4 or 5 or 6 or 7 or 12 or 13;
+            SetConst(n, 0, new Const { Dims = c.Dims, V = integral ? c.V.Select(v => double.IsNaN(v) ? v : Math.Truncate(v)).ToArray() : c.V });
+            return;
+        }
+        if (to != (long)TensorProto.Types.DataType.Float) throw Err(n, $"a cast of a computed tensor to {TypeName((int)to)} is not supported");
+        Plain(n, 0);
+        Alias(n, In(n, 0));
+    }
+
+    void ConstantOp(NodeProto n)
+    {
+        Const? c = null;
+        foreach (var a in n.Attribute)
+        {
+            switch (a.Name)
+            {
+                case "value": c = Decode(a.T, $"Constant node '{NodeName(n)}'"); break;
+                case "value_float": c = new Const { V = new double[] { a.F } }; break;
+                case "value_floats": c = new Const { Dims = new[] { a.Floats.Count }, V = a.Floats.Select(v => (double)v).ToArray() }; break;
+                case "value_int": c = new Const { V = new double[] { a.I } }; break;
+                case "value_ints": c = new Const { Dims = new[] { a.Ints.Count }, V = a.Ints.Select(v => (double)v).ToArray() }; break;
+                default: throw Err(n, $"attribute '{a.Name}' is not supported");
+            }
+        }
+        SetConst(n, 0, c ?? throw Err(n, "no value"));
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    string In(NodeProto n, int i) => i < n.Input.Count ? n.Input[i] : "";
+
+    Dyn PadOrPlain(NodeProto n, int i)
+    {
+        var name = In(n, i);
+        if (name.Length == 0) throw Err(n, $"input {i} is missing");
+        if (_consts.ContainsKey(name)) throw Err(n, $"input '{name}' is a constant, not a computed tensor");
+        return _dyn.TryGetValue(name, out var d) ? d : throw Err(n, $"input '{name}' is not produced by any earlier node");
+    }
+
+    Dyn Plain(NodeProto n, int i)
+    {
+        var d = PadOrPlain(n, i);
+        if (d.Pads != null) throw Err(n, $"reads Pad node '{d.PadNode}', which only a Conv or pooling can absorb");
+        return d;
+    }
+
+    Const ConstIn(NodeProto n, int i, string what)
+    {
+        var name = In(n, i);
+        if (name.Length == 0) throw Err(n, $"{what} is missing");
+        return _consts.TryGetValue(name, out var c) ? c : throw Err(n, $"{what} ('{name}') must be a constant (initializer or Constant node)");
+    }
+
+    double Scalar(NodeProto n, int i, string what)
+    {
+        var c = ConstIn(n, i, what);
+        if (c.Count != 1) throw Err(n, $"{what} must be a scalar, has {c.Count} values");
+        return c.V[0];
+    }
+
+    void SetConst(NodeProto n, int o, Const c) { if (o < n.Output.Count) _consts[n.Output[o]] = c; }
+
+    void Alias(NodeProto n, string src)
+    {
+        if (_consts.TryGetValue(src, out var c)) { SetConst(n, 0, c); return; }
+        _dyn[n.Output[0]] = _dyn.TryGetValue(src, out var d) ? d : throw Err(n, $"input '{src}' is not produced by any earlier node");
+    }
+
+    Dyn DynOf(PNode p) => new() { Node = _nodes.IndexOf(p), Shape = p.OutShape };
+
+    PNode Emit(NodeProto n, Layer layer, params Dyn[] ins) => Emit(n, layer, (int[])ins[0].Shape.Clone(), ins);
+
+    PNode Emit(NodeProto n, Layer layer, int[] outShape, params Dyn[] ins) => Emit(n, layer, outShape, NodeName(n), true, ins);
+
+    PNode Emit(NodeProto n, Layer layer, int[] outShape, string baseName, bool bindOutput, params Dyn[] ins)
+    {
+        bool inNonNeg = ins.All(d => d.Node >= 0 && _nodes[d.Node].NonNegative);
+        var p = new PNode
+        {
+            Name = UniqueName(baseName, n.OpType), Layer = layer, Inputs = ins.Select(d => d.Node).ToArray(), OutShape = outShape,
+            NonNegative = layer switch
+            {
+                ActivationLayer a => a.Function is Activation.Relu or Activation.Sigmoid,
+                ClipLayer c => c.Min >= 0,
+                Pool2d or GlobalAvgPool or Flatten or Dropout or Concat or AddLayer or MulLayer => inNonNeg,
+                _ => false,
+            },
+        };
+        _nodes.Add(p);
+        if (bindOutput) _dyn[n.Output[0]] = new Dyn { Node = _nodes.Count - 1, Shape = outShape };
+        return p;
+    }
+
+    static readonly Regex Bad = new("[^A-Za-z0-9_.\\-]+", RegexOptions.Compiled);
+
+    string UniqueName(string raw, string op)
+    {
+        var s = Bad.Replace(raw, "_").Trim('_', '.', '-');
+        if (s.Length == 0) s = op.ToLowerInvariant();
+        var name = s;
+        for (int i = 2; !_names.Add(name); i++) name = $"{s}_{i}";
+        return name;
+    }
+
+    static float[] F(double[] v) { var f = new float[v.Length]; for (int i = 0; i < v.Length; i++) f[i] = (float)v[i]; return f; }
+
+    // ---------------------------------------------------------------- attributes
+
+    static AttributeProto? Attr(NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name);
+    static long AttrI(NodeProto n, string name, long def) => Attr(n, name) is { } a ? a.I : def;
+    static float AttrF(NodeProto n, string name, float def) => Attr(n, name) is { } a ? a.F : def;
+    static string AttrS(NodeProto n, string name, string def) => Attr(n, name) is { } a ? a.S.ToStringUtf8() : def;
+    static long[]? AttrInts(NodeProto n, string name) => Attr(n, name) is { } a ? a.Ints.ToArray() : null;
+
+    // ---------------------------------------------------------------- tensors
+
+    static string TypeName(int t) => Enum.IsDefined(typeof(TensorProto.Types.DataType), t) ? ((TensorProto.Types.DataType)t).ToString() : t.ToString();
+
+    static Const Decode(TensorProto t, string what)
+    {
+        if (t.DataLocation == TensorProto.Types.DataLocation.External || t.ExternalData.Count > 0)
+        {
+            var loc = t.ExternalData.FirstOrDefault(e => e.Key == "location")?.Value;
+            throw new PerturbException($"{what} keeps its data in an external file{(loc != null ? " '" + loc + "'" : "")} (data_location EXTERNAL), which is not supported; save the model with its weights inside the .onnx file");
+        }
+        var dims = new int[t.Dims.Count];
+        long count = 1;
+        for (int i = 0; i < dims.Length; i++)
+        {
+            if (t.Dims[i] < 0 || t.Dims[i] > int.MaxValue) throw new PerturbException($"{what} has an invalid dimension {t.Dims[i]}");
+            dims[i] = (int)t.Dims[i]; count *= t.Dims[i];
+        }
+        if (count > int.MaxValue) throw new PerturbException($"{what} is too large");
+        int cnt = (int)count;
+        var raw = t.HasRawData ? t.RawData.Span : ReadOnlySpan<byte>.Empty;
+        bool useRaw = t.HasRawData;
+        double[] v;
+        var dt = (TensorProto.Types.DataType)t.DataType;
+        int size = dt switch
+        {
+            TensorProto.Types.DataType.Float or TensorProto.Types.DataType.Int32 or TensorProto.Types.DataType.Uint32 => 4,
+            TensorProto.Types.DataType.Double or TensorProto.Types.DataType.Int64 or TensorProto.Types.DataType.Uint64 => 8,
+            TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16 or TensorProto.Types.DataType.Int16 or TensorProto.Types.DataType.Uint16 => 2,
+            TensorProto.Types.DataType.Int8 or TensorProto.Types.DataType.Uint8 or TensorProto.Types.DataType.Bool => 1,
+            _ => throw new PerturbException($"{what} has data type {TypeName(t.DataType)}, which is not supported"),
+        };
+        if (useRaw)
+        {
+            if (raw.Length != (long)cnt * size)
+                throw new PerturbException($"{what} holds {raw.Length} bytes of raw data; its shape {Tensor.ShapeString(dims)} of {dt} needs {(long)cnt * size}");
+            v = new double[cnt];
+            for (int i = 0; i < cnt; i++)
+            {
+                var b = raw.Slice(i * size, size);
+                v[i] = dt switch
+                {
+                    TensorProto.Types.DataType.Float => BinaryPrimitives.ReadSingleLittleEndian(b),
+                    TensorProto.Types.DataType.Double => BinaryPrimitives.ReadDoubleLittleEndian(b),
+                    TensorProto.Types.DataType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(b),
+                    TensorProto.Types.DataType.Uint32 => BinaryPrimitives.ReadUInt32LittleEndian(b),
+                    TensorProto.Types.DataType.Int64 => BinaryPrimitives.ReadInt64LittleEndian(b),
+                    TensorProto.Types.DataType.Uint64 => BinaryPrimitives.ReadUInt64LittleEndian(b),
+                    TensorProto.Types.DataType.Float16 => (double)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(b)),
+                    TensorProto.Types.DataType.Bfloat16 => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(b) << 16),
+                    TensorProto.Types.DataType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(b),
+                    TensorProto.Types.DataType.Uint16 => BinaryPrimitives.ReadUInt16LittleEndian(b),
+                    TensorProto.Types.DataType.Int8 => (sbyte)b[0],
+                    _ => b[0],
+                };
+            }
+        }
+        else
+        {
+            v = dt switch
+            {
+                TensorProto.Types.DataType.Float => t.FloatData.Select(x => (double)x).ToArray(),
+                TensorProto.Types.DataType.Double => t.DoubleData.ToArray(),
+                TensorProto.Types.DataType.Int64 => t.Int64Data.Select(x => (double)x).ToArray(),
+                TensorProto.Types.DataType.Uint32 or TensorProto.Types.DataType.Uint64 => t.Uint64Data.Select(x => (double)x).ToArray(),
+                TensorProto.Types.DataType.Float16 => t.Int32Data.Select(x => (double)BitConverter.UInt16BitsToHalf((ushort)x)).ToArray(),
+                TensorProto.Types.DataType.Bfloat16 => t.Int32Data.Select(x => (double)BitConverter.Int32BitsToSingle((x & 0xFFFF) << 16)).ToArray(),
+                _ => t.Int32Data.Select(x => (double)x).ToArray(),
+            };
+            if (v.Length != cnt)
+                throw new PerturbException($"{what} holds {v.Length} values; its shape {Tensor.ShapeString(dims)} needs {cnt}");
+        }
+        return new Const { Dims = dims, V = v };
+    }
+}
