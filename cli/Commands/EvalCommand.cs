@@ -11,7 +11,7 @@ public static class EvalCommand
 {
     public static Command Build(CliIO io)
     {
-        var model = new Option<string>("--model") { Description = "model file (.safetensors)", Required = true };
+        var model = new Option<string>("--model") { Description = "model file: .safetensors or .onnx", Required = true };
         var data = CommonOptions.Data();
         var dataSeed = CommonOptions.DataSeed();
         var split = new Option<string>("--split") { Description = "train, val or test", DefaultValueFactory = _ => "test" };

@@ -27,15 +27,15 @@ public static class TrainCommand
         var device = CommonOptions.Device();
         var recipe = new Option<string?>("--recipe") { Description = "a training recipe: medmnist (Adam 1e-3, batch 128, lr x0.1 at 50% and 75% of the epochs, best-validation checkpoint); options given explicitly override it" };
         var keepBest = new Option<bool>("--keep-best") { Description = "keep the parameters of the epoch with the best validation accuracy" };
-        var outp = new Option<string?>("--out") { Description = "where to save the trained model (.safetensors)" };
+        var outp = new Option<string?>("--out") { Description = "where to save the trained model: .safetensors, or .onnx (ONNX opset 17)" };
         var json = CommonOptions.Json();
         var cmd = new Command("train", "train a classifier on a data set and save it as .safetensors");
         foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, recipe, keepBest, seed, device, outp, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
             var outPath = pr.GetValue(outp);
-            if (outPath != null && !outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-                throw new PerturbException($"--out {outPath}: model files end in .safetensors", 2);
+            if (outPath != null && !outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) && !outPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+                throw new PerturbException($"--out {outPath}: model files end in .safetensors (or .onnx to export)", 2);
             int[] ms = ParseMilestones(pr.GetValue(milestones));
             var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);

@@ -95,4 +95,18 @@ public class CliTests : TempDirTest
         Assert.Contains("'norm'", err);
         Assert.Contains("3x28x28", err);
     }
+
+    [Fact]
+    public void TrainExportsOnnxAndEvalReadsIt()
+    {
+        var onnx = Path.Combine(Dir, "m.onnx");
+        var (code, _, err) = Run("train", "--arch", "cnn-small", "--data", "synthetic:train=128,test=32", "--epochs", "1", "--device", "cpu", "--out", onnx, "--json", Path.Combine(Dir, "t.json"));
+        Assert.True(code == 0, err);
+        var ej = Path.Combine(Dir, "e.json");
+        (code, _, err) = Run("eval", "--model", onnx, "--data", "synthetic:train=128,test=32", "--device", "cpu", "--json", ej);
+        Assert.True(code == 0, err);
+        var t = JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "t.json")))!;
+        var e = JsonNode.Parse(File.ReadAllText(ej))!;
+        Assert.Equal((double)t["accuracy"]!, (double)e["accuracy"]!, 6);
+    }
 }
