@@ -93,20 +93,20 @@ public static class MedMnist
     {
         int hw = h * w;
         var src = a.ToFloat32();
-        float scale;
-        if (a.Type == NpyType.UInt8) scale = 1f / 255f;
+        float div;
+        if (a.Type == NpyType.UInt8) div = 255f;
         else if (a.Type is NpyType.Float32 or NpyType.Float64 or NpyType.Float16)
         {
             foreach (var v in src)
                 if (!(v >= 0f && v <= 1f)) throw new PerturbException($"{where}: float image values must lie in [0,1], found {v}");
-            scale = 1f;
+            div = 1f;
         }
         else throw new PerturbException($"{where}: images of dtype {a.Type}; uint8 (0-255) or float in [0,1] are read");
         var x = new float[src.Length];
         for (int i = 0; i < n; i++)
             for (int p = 0; p < hw; p++)
                 for (int ch = 0; ch < c; ch++)
-                    x[(i * c + ch) * hw + p] = src[(i * hw + p) * c + ch] * scale;
+                    x[(i * c + ch) * hw + p] = src[(i * hw + p) * c + ch] / div;
         return x;
     }
 
