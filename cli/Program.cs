@@ -15,6 +15,7 @@ public static class Program
         root.Subcommands.Add(InfoCommand.Build(io));
         root.Subcommands.Add(TrainCommand.Build(io));
         root.Subcommands.Add(EvalCommand.Build(io));
+        root.Subcommands.Add(DataCommand.Build(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }

@@ -1,0 +1,186 @@
+namespace Perturb.Engine.Data;
+
+/// <summary>
+/// A SYNTHETIC histology set made in code from a seed (no download, no patient data): RGB tiles coloured like
+/// haematoxylin and eosin (H&amp;E) staining, in two classes that differ the way benign and malignant tissue do.
+/// <list type="bullet">
+/// <item>Colour follows the Beer-Lambert stain model: optical density = c_H · v_H + c_E · v_E per channel (Ruifrok and
+/// Johnston's H and E vectors, jittered per tile), pixel = exp(-density). Eosin makes the pink stroma and cytoplasm,
+/// with fibre-like texture and a few pale gaps; haematoxylin makes the purple-blue nuclei.</item>
+/// <item>Class 0, "benign": small round nuclei of one size per tile, on a jittered regular lattice (evenly spaced),
+/// evenly stained.</item>
+/// <item>Class 1, "malignant": crowded nuclei at random places, varying in size and shape (elliptical, with irregular
+/// outlines), darker (hyperchromatic) with clumped chromatin, and in about half of the tiles one or two atypical
+/// mitoses: dark, irregular, clumped figures with spiky arms.</item>
+/// <item>Staining strength, stain colour and brightness vary per tile over ranges that overlap between the classes,
+/// so mean intensity alone does not tell them apart; the arrangement, size and shape of nuclei do.</item>
+/// </list>
+/// Balanced (even indices benign, odd malignant); each tile comes from its own generator seeded by (seed, split,
+/// index), so the same seed always gives identical data. Pixels in [0,1], 3×S×S.
+/// </summary>
+public static class SyntheticHistology
+{
+    public static readonly string[] Classes = { "benign", "malignant" };
+
+    public static DataSplits Create(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32)
+    {
+        if (size < 16 || size > 512) throw new PerturbException($"histology: tile size must be 16 to 512, got {size}", 2);
+        if (trainCount < 2 || testCount < 2) throw new PerturbException($"histology: train and test need at least 2 tiles each, got {trainCount} and {testCount}", 2);
+        var train = Make(seed, 1, trainCount, size);
+        var val = Make(seed, 2, Math.Max(testCount / 2, 2), size);
+        var test = Make(seed, 3, testCount, size);
+        return new DataSplits("histology", train, val, test);
+    }
+
+    static Dataset Make(ulong seed, ulong split, int n, int size)
+    {
+        int hw = size * size;
+        var x = new float[(long)n * 3 * hw];
+        var y = new int[n];
+        Parallel.For(0, n, i =>
+        {
+            int label = i % 2;
+            y[i] = label;
+            var r = new SplitMix64(seed * 0x9E3779B97F4A7C15UL ^ (split << 56) ^ ((ulong)i * 0xD1B54A32D192ED03UL));
+            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw));
+        });
+        return new Dataset(x, y, 3, size, size, Classes) { Name = "histology" };
+    }
+
+    // Stain optical-density vectors (R, G, B) per unit concentration: Ruifrok and Johnston (2001).
+    static readonly double[] VH = { 0.650, 0.704, 0.286 };
+    static readonly double[] VE = { 0.072, 0.990, 0.105 };
+
+    /// <summary>Draws one tile into dst (3 planes of size×size).</summary>
+    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst)
+    {
+        const int ss = 2; // supersampling for smooth nucleus edges
+        int n = size * ss, hw = size * size;
+        var ch = new double[n * n]; // haematoxylin concentration
+        var ce = new double[n * n]; // eosin concentration
+        double scale = size / 32.0;
+
+        // Stroma: eosin with fibre texture, pale gaps, faint haematoxylin background.
+        double eBase = r.Range(0.35, 0.75), fAng = r.Range(0, Math.PI), fFreq = r.Range(0.5, 1.1) / ss / scale;
+        double ph1 = r.Range(0, 6.3), ph2 = r.Range(0, 6.3), f2 = r.Range(0.15, 0.35) / ss / scale;
+        double ca = Math.Cos(fAng), sa = Math.Sin(fAng);
+        int gaps = r.NextInt(3);
+        var gx = new double[gaps]; var gy = new double[gaps]; var gr = new double[gaps];
+        for (int g = 0; g < gaps; g++) { gx[g] = r.Range(0, n); gy[g] = r.Range(0, n); gr[g] = r.Range(1.5, 4.0) * ss * scale; }
+        for (int py = 0; py < n; py++)
+            for (int px = 0; px < n; px++)
+            {
+                double u = px * ca + py * sa, v = -px * sa + py * ca;
+                double tex = 0.18 * Math.Sin(u * fFreq + ph1 + 0.8 * Math.Sin(v * f2 + ph2)) + 0.08 * Math.Sin(v * f2 * 2.3 + ph1);
+                double e = eBase * (1 + tex);
+                for (int g = 0; g < gaps; g++)
+                {
+                    double dx = px - gx[g], dy = py - gy[g];
+                    if (dx * dx + dy * dy < gr[g] * gr[g]) e *= 0.15;
+                }
+                ce[py * n + px] = e;
+                ch[py * n + px] = 0.04;
+            }
+
+        if (!malignant)
+        {
+            // Regular lattice of small round nuclei, one size and stain per tile.
+            double spacing = r.Range(5.5, 7.0) * scale * ss, rad = r.Range(1.2, 1.6) * scale * ss, dens = r.Range(0.85, 1.15);
+            double ox = r.Range(0, spacing), oy = r.Range(0, spacing);
+            for (double cy = oy - spacing; cy < n + spacing; cy += spacing)
+                for (double cx = ox - spacing; cx < n + spacing; cx += spacing)
+                {
+                    double jx = r.Range(-0.12, 0.12) * spacing, jy = r.Range(-0.12, 0.12) * spacing;
+                    double rr = rad * r.Range(0.93, 1.07);
+                    Nucleus(ch, ce, n, cx + jx, cy + jy, rr, rr * r.Range(1.0, 1.1), r.Range(0, Math.PI), dens, 0, 0, r);
+                }
+        }
+        else
+        {
+            // Crowded, pleomorphic, hyperchromatic nuclei at random places.
+            int count = (int)Math.Round(r.Range(0.8, 1.2) * (size * size) / 40.0);
+            for (int k = 0; k < count; k++)
+            {
+                double rad = r.Range(1.3, 2.8) * scale * ss;
+                double aspect = r.Range(1.0, 1.8), dens = r.Range(1.2, 1.8);
+                Nucleus(ch, ce, n, r.Range(0, n), r.Range(0, n), rad, rad * aspect, r.Range(0, Math.PI), dens, r.Range(0.1, 0.3), r.Range(0.2, 0.5), r);
+            }
+            if (r.NextDouble() < 0.5)
+            {
+                int figs = 1 + r.NextInt(2);
+                for (int k = 0; k < figs; k++) Mitosis(ch, n, r.Range(0.2, 0.8) * n, r.Range(0.2, 0.8) * n, scale * ss, r);
+            }
+        }
+
+        // Per-tile staining. Haematoxylin strength and the stain colours are jittered; the eosin strength is then set
+        // so the tile's mean optical density meets a target drawn from one range for both classes (a tile with many
+        // dark nuclei gets paler stroma), which keeps mean intensity from giving the class away.
+        var vh = new double[3]; var ve = new double[3];
+        for (int c = 0; c < 3; c++) { vh[c] = VH[c] * r.Range(0.85, 1.15); ve[c] = VE[c] * r.Range(0.85, 1.15); }
+        double sH = r.Range(0.8, 1.2), bright = r.Range(-0.03, 0.03), target = r.Range(0.35, 0.65);
+        double hMean = ch.Average() * vh.Average(), eMean = ce.Average() * ve.Average();
+        double sE = Math.Clamp((target - sH * hMean) / Math.Max(eMean, 1e-6), 0.15, 2.5);
+        for (int py = 0; py < size; py++)
+            for (int px = 0; px < size; px++)
+            {
+                double h = 0, e = 0;
+                for (int dy = 0; dy < ss; dy++)
+                    for (int dx = 0; dx < ss; dx++) { int q = (py * ss + dy) * n + px * ss + dx; h += ch[q]; e += ce[q]; }
+                h *= sH / (ss * ss); e *= sE / (ss * ss);
+                for (int c = 0; c < 3; c++)
+                {
+                    double v = Math.Exp(-(h * vh[c] + e * ve[c])) + bright + 0.015 * r.Normal();
+                    dst[c * hw + py * size + px] = (float)Math.Clamp(v, 0, 1);
+                }
+            }
+    }
+
+    /// <summary>
+    /// Adds a nucleus: an ellipse with radii (a, b) rotated by theta, outline perturbed by two harmonics of relative
+    /// amplitude <paramref name="irregular"/>, haematoxylin density <paramref name="dens"/> with chromatin clumping of
+    /// relative amplitude <paramref name="clump"/>. Eosin is pushed out where the nucleus sits.
+    /// </summary>
+    static void Nucleus(double[] ch, double[] ce, int n, double cx, double cy, double a, double b, double theta, double dens, double irregular, double clump, SplitMix64 r)
+    {
+        double ct = Math.Cos(theta), st = Math.Sin(theta);
+        double p2 = r.Range(0, 6.3), p3 = r.Range(0, 6.3), m2 = irregular * r.NextDouble(), m3 = irregular * r.NextDouble();
+        double cf = r.Range(0.8, 1.6), cp = r.Range(0, 6.3);
+        double ext = Math.Max(a, b) * (1 + irregular) + 1;
+        int x0 = Math.Max(0, (int)(cx - ext)), x1 = Math.Min(n - 1, (int)(cx + ext)), y0 = Math.Max(0, (int)(cy - ext)), y1 = Math.Min(n - 1, (int)(cy + ext));
+        for (int py = y0; py <= y1; py++)
+            for (int px = x0; px <= x1; px++)
+            {
+                double dx = px + 0.5 - cx, dy = py + 0.5 - cy;
+                double u = (dx * ct + dy * st) / b, v = (-dx * st + dy * ct) / a;
+                double ang = Math.Atan2(v, u), rho = Math.Sqrt(u * u + v * v);
+                double edge = 1 + m2 * Math.Sin(2 * ang + p2) + m3 * Math.Sin(3 * ang + p3);
+                if (rho > edge) continue;
+                double chromatin = 1 + clump * Math.Sin(px * cf + cp) * Math.Sin(py * cf * 1.3 + cp * 0.7);
+                double rim = rho > 0.75 * edge ? 1.15 : 1.0; // nuclear membrane a little darker
+                int q = py * n + px;
+                ch[q] = Math.Max(ch[q], dens * chromatin * rim);
+                ce[q] *= 0.35;
+            }
+    }
+
+    /// <summary>An atypical mitosis: a dark clump of small blobs with a few spiky arms in random directions.</summary>
+    static void Mitosis(double[] ch, int n, double cx, double cy, double unit, SplitMix64 r)
+    {
+        int arms = 3 + r.NextInt(3);
+        for (int k = 0; k < arms; k++)
+        {
+            double ang = r.Range(0, 2 * Math.PI), len = r.Range(1.5, 3.5) * unit;
+            for (double t = 0; t <= len; t += 0.5)
+            {
+                double bx = cx + Math.Cos(ang) * t, by = cy + Math.Sin(ang) * t, br = unit * r.Range(0.4, 0.9) * (1 - 0.5 * t / len);
+                int x0 = Math.Max(0, (int)(bx - br)), x1 = Math.Min(n - 1, (int)(bx + br)), y0 = Math.Max(0, (int)(by - br)), y1 = Math.Min(n - 1, (int)(by + br));
+                for (int py = y0; py <= y1; py++)
+                    for (int px = x0; px <= x1; px++)
+                    {
+                        double dx = px + 0.5 - bx, dy = py + 0.5 - by;
+                        if (dx * dx + dy * dy <= br * br) ch[py * n + px] = Math.Max(ch[py * n + px], 2.4);
+                    }
+            }
+        }
+    }
+}

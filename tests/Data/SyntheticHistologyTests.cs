@@ -1,0 +1,68 @@
+using Perturb.Engine.Backends;
+using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
+using Perturb.Engine.Training;
+
+namespace Perturb.Tests.Data;
+
+public class SyntheticHistologyTests
+{
+    [Fact]
+    public void SeededBalancedShapedAndInRange()
+    {
+        var a = SyntheticHistology.Create(7, trainCount: 40, testCount: 10, size: 28);
+        var b = SyntheticHistology.Create(7, trainCount: 40, testCount: 10, size: 28);
+        var c = SyntheticHistology.Create(8, trainCount: 40, testCount: 10, size: 28);
+        Assert.Equal(a.Train.X, b.Train.X);
+        Assert.Equal(a.Test.X, b.Test.X);
+        Assert.NotEqual(a.Train.X, c.Train.X);
+        Assert.NotEqual(a.Train.X, a.Test.X.Concat(a.Test.X).Concat(a.Test.X).Concat(a.Test.X).ToArray());
+        Assert.Equal((3, 28, 28), (a.Train.Channels, a.Train.Height, a.Train.Width));
+        Assert.Equal(new[] { 20, 20 }, a.Train.ClassCounts());
+        Assert.Equal(new[] { 5, 5 }, a.Test.ClassCounts());
+        Assert.Equal(5, a.Val!.Count);
+        Assert.Equal(new[] { "benign", "malignant" }, a.Train.ClassNames);
+        Assert.All(a.Train.X, v => Assert.InRange(v, 0f, 1f));
+        // H&E colouring: eosin pink and haematoxylin purple both absorb green most, so green is the darkest channel.
+        var d = SyntheticHistology.Create(1, 20, 2, 32).Train;
+        double[] mean = new double[3];
+        for (int i = 0; i < d.Count; i++)
+            for (int ch = 0; ch < 3; ch++) mean[ch] += d.Sample(i).Slice(ch * 1024, 1024).ToArray().Average();
+        Assert.True(mean[1] < 0.9 * mean[0] && mean[1] < 0.9 * mean[2], $"channel means R {mean[0]:F2} G {mean[1]:F2} B {mean[2]:F2}");
+        Assert.Equal(32, SyntheticHistology.Create(1, 4, 2).Train.Height);
+    }
+
+    /// <summary>The best single threshold on a tile's mean intensity, as an accuracy: the classes must not split on it.</summary>
+    static double MeanIntensityAccuracy(Dataset d)
+    {
+        var m = Enumerable.Range(0, d.Count).Select(i => (Mean: d.Sample(i).ToArray().Average(), L: d.Labels[i])).OrderBy(t => t.Mean).ToArray();
+        int pos = m.Count(t => t.L == 1), best = Math.Max(pos, d.Count - pos), below1 = 0, below0 = 0;
+        for (int i = 0; i < m.Length; i++)
+        {
+            if (m[i].L == 1) below1++; else below0++;
+            // predict 1 above the threshold, or 1 below it
+            best = Math.Max(best, Math.Max(below0 + (pos - below1), below1 + (d.Count - pos - below0)));
+        }
+        return (double)best / d.Count;
+    }
+
+    [Fact]
+    public void NotSeparableByMeanIntensity()
+    {
+        var d = SyntheticHistology.Create(11, trainCount: 1000, testCount: 2, size: 32).Train;
+        double acc = MeanIntensityAccuracy(d);
+        Assert.True(acc < 0.8, $"a threshold on mean intensity separates {acc:P1} of the tiles");
+    }
+
+    [Fact]
+    public void SmallCnnLearnsIt()
+    {
+        const int S = 28;
+        var data = SyntheticHistology.Create(3, trainCount: 600, testCount: 300, size: S);
+        using var be = new CpuBackend();
+        using var m = Presets.Create("cnn-small", be, 3, S, S, 2, 5);
+        Trainer.Fit(m, data.Train, null, new TrainOptions { Epochs = 3, BatchSize = 32, LearningRate = 3e-3f, Optimizer = "adam", Seed = 5 });
+        double acc = Evaluator.Accuracy(m, data.Test);
+        Assert.True(acc >= 0.85, $"held-out accuracy {acc:P1} < 85%");
+    }
+}
