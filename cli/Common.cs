@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Perturb.Engine;
 using Perturb.Engine.IO;
+using Perturb.Engine.Data;
 
 namespace Perturb.Cli;
 
@@ -20,8 +21,8 @@ public static class CommonOptions
     public static Option<string?> Json() => new("--json") { Description = "write a machine-readable summary to this file" };
     public static Option<string> Data() => new("--data")
     {
-        Description = "data set: 'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K')",
-        DefaultValueFactory = _ => "synthetic",
+        Description = DataSources.Help,
+        DefaultValueFactory = _ => "histology",
     };
     public static Option<ulong> DataSeed() => new("--data-seed") { Description = "seed of generated data sets", DefaultValueFactory = _ => 0UL };
 }

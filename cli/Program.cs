@@ -16,6 +16,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Build(io));
         root.Subcommands.Add(EvalCommand.Build(io));
         root.Subcommands.Add(DataCommand.Build(io));
+        root.Subcommands.Add(PredictCommand.Build(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }

@@ -23,8 +23,7 @@ public static class EvalCommand
         foreach (var o in new Option[] { model, data, dataSeed, split, batch, device, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
-            var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
-            var d = splits.Get(pr.GetValue(split)!);
+            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             using var m = ModelFile.Load(pr.GetValue(model)!, be);
             var bar = new ProgressBar(io.Err, "eval");
@@ -43,7 +42,7 @@ public static class EvalCommand
                 int k = r.Confusion.GetLength(1);
                 CliUtil.WriteJson(jpath, new JsonObject
                 {
-                    ["model"] = pr.GetValue(model), ["data"] = splits.Name, ["split"] = pr.GetValue(split), ["device"] = be.Name,
+                    ["model"] = pr.GetValue(model), ["data"] = pr.GetValue(data), ["split"] = pr.GetValue(split), ["device"] = be.Name,
                     ["n"] = r.N, ["accuracy"] = r.Accuracy,
                     ["auc"] = double.IsFinite(r.Auc) ? r.Auc : null,
                     ["per_class_accuracy"] = CliUtil.Arr(r.PerClassAccuracy),

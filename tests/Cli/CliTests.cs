@@ -6,12 +6,7 @@ namespace Perturb.Tests.Cli;
 public class CliTests : TempDirTest
 {
 
-    static (int code, string stdout, string stderr) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void InfoListsDevicesAndAutoChoice()
@@ -108,5 +103,51 @@ public class CliTests : TempDirTest
         var t = JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "t.json")))!;
         var e = JsonNode.Parse(File.ReadAllText(ej))!;
         Assert.Equal((double)t["accuracy"]!, (double)e["accuracy"]!, 6);
+    }
+
+    [Perturb.Tests.Data.SharedDataFact]
+    public void PredictClassifiesImageFilesAndFolders()
+    {
+        var model = Path.Combine(Dir, "p.safetensors");
+        var (code, _, err) = Run("train", "--arch", "lenet", "--data", "synthetic:train=128,test=32", "--epochs", "1", "--device", "cpu", "--out", model);
+        Assert.True(code == 0, err);
+        var folder = Path.Combine(Perturb.Tests.Data.SharedData.Root!, "samples", "mnist");
+        var j = Path.Combine(Dir, "pred.json");
+        (code, var so, err) = Run("predict", "--model", model, "--input", folder, "--device", "cpu", "--json", j);
+        Assert.True(code == 0, err);
+        var doc = JsonNode.Parse(File.ReadAllText(j))!;
+        var preds = doc["predictions"]!.AsArray();
+        Assert.Equal(20, preds.Count);
+        Assert.Equal(20, (int)doc["n"]!);
+        foreach (var p in preds)
+        {
+            var probs = p!["probabilities"]!.AsArray().Select(v => (double)v!).ToArray();
+            Assert.Equal(4, probs.Length);
+            Assert.Equal(1.0, probs.Sum(), 4);
+            Assert.Equal(Array.IndexOf(probs, probs.Max()), (int)p["class"]!);
+        }
+        // One file gives the same answer as in the folder run.
+        var one = (string)preds[3]!["file"]!;
+        var j1 = Path.Combine(Dir, "pred1.json");
+        (code, _, err) = Run("predict", "--model", model, "--input", one, "--device", "cpu", "--json", j1);
+        Assert.True(code == 0, err);
+        Assert.Equal((int)preds[3]!["class"]!, (int)JsonNode.Parse(File.ReadAllText(j1))!["predictions"]![0]!["class"]!);
+    }
+
+    [Fact]
+    public void PredictOnABrokenImageIsOneClearLine()
+    {
+        var model = Path.Combine(Dir, "q.safetensors");
+        var (code, _, err) = Run("train", "--arch", "lenet", "--data", "synthetic:train=64,test=16", "--epochs", "1", "--device", "cpu", "--out", model);
+        Assert.True(code == 0, err);
+        var bad = Path.Combine(Dir, "broken.png");
+        File.WriteAllText(bad, "not a png");
+        (code, _, err) = Run("predict", "--model", model, "--input", bad, "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains(bad, err);
+        (code, _, err) = Run("predict", "--model", model, "--input", Path.Combine(Dir, "nothing-here"), "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("no such file", err);
     }
 }

@@ -8,12 +8,7 @@ namespace Perturb.Tests.Data;
 
 public class DataSourcesTests : TempDirTest
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void GeneratedSpecsAndTheirSettings()
