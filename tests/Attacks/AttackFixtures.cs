@@ -19,7 +19,7 @@ public sealed class TrainedLeNet : IDisposable
     {
         var data = SyntheticShapes.Create(11, trainCount: 800, testCount: 200);
         Model = Presets.Create("lenet", Be, 1, 28, 28, 4, 3);
-        Trainer.Fit(Model, data.Train, null, new TrainOptions { Epochs = 4, BatchSize = 32, LearningRate = 3e-3f, Seed = 3 });
+        Trainer.Fit(Model, data.Train, null, new TrainOptions { Epochs = 8, BatchSize = 32, LearningRate = 3e-3f, Seed = 3 });
         Accuracy = Evaluator.Accuracy(Model, data.Test);
         Test = data.Test;
     }
