@@ -138,13 +138,15 @@ public sealed class AttackBatch : IDisposable
 
     /// <summary>
     /// mask[r] = 1 where the logits already meet the goal (untargeted: the true class is beaten, z_t &lt; max other;
-    /// targeted: the target beats every other class), else 0. Built on the device from the sign of the CW margin.
+    /// targeted: the target beats every other class) by more than <paramref name="confidence"/>, else 0: 1 exactly where
+    /// the CW margin m &lt; -confidence. Built on the device from the sign of the CW margin loss.
     /// </summary>
-    public void SuccessMask(Tensor logits, Tensor mask)
+    public void SuccessMask(Tensor logits, Tensor mask, float confidence = 0f)
     {
-        // margin loss with a tiny kappa is negative exactly when the margin is below zero.
-        LossInto(logits, LossKind.CwMargin, _ones, 1e-30f, null);
-        Be.Sign(_loss, mask);
+        // With clamp level k = 2 conf + tiny, loss = max(m, -k), and loss + conf &lt; 0 exactly when m &lt; -conf.
+        LossInto(logits, LossKind.CwMargin, _ones, 2f * confidence + 1e-30f, null);
+        if (confidence == 0f) Be.Sign(_loss, mask);
+        else { Affine(_loss, 1f, confidence, mask); Be.Sign(mask, mask); }
         Be.Scale(-1f, mask, mask);
         Be.Clamp(mask, 0f, 1f, mask);
     }

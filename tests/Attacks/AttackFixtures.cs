@@ -7,6 +7,10 @@ using Perturb.Engine.Training;
 
 namespace Perturb.Tests.Attacks;
 
+/// <summary>The attack test classes share one trained LeNet.</summary>
+[CollectionDefinition("trained-lenet")]
+public sealed class TrainedLeNetCollection : ICollectionFixture<TrainedLeNet> { }
+
 /// <summary>A LeNet trained once on the synthetic shapes (4 classes, 28x28) for every test of a class.</summary>
 public sealed class TrainedLeNet : IDisposable
 {

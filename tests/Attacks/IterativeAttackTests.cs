@@ -7,7 +7,8 @@ using Perturb.Engine.Nn;
 namespace Perturb.Tests.Attacks;
 
 /// <summary>FGSM, BIM, PGD (Linf, L2) and MI-FGSM on a trained LeNet.</summary>
-public class IterativeAttackTests : IClassFixture<TrainedLeNet>
+[Collection("trained-lenet")]
+public class IterativeAttackTests
 {
     readonly TrainedLeNet _f;
     public IterativeAttackTests(TrainedLeNet f) { _f = f; }
