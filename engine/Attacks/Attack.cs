@@ -98,7 +98,7 @@ public abstract class Attack : IAttack
     protected virtual void Validate() { }
 
     /// <summary>What the attack sees of the run: inputs, labels, targets, epsilons, clean logits; and per-row outputs.</summary>
-    protected sealed class RunContext
+    protected internal sealed class RunContext
     {
         public Model Model { get; }
         public float[] X { get; }
@@ -116,7 +116,12 @@ public abstract class Attack : IAttack
             Model = m; X = x; Labels = labels; Targets = targets; Eps = eps; CleanLogits = cleanLogits; CleanPred = cleanPred; N = n; D = d;
             Steps = eps.Select(_ => new int[n]).ToArray();
             Gradients = eps.Select(_ => new long[n]).ToArray();
+            Universal = new float[]?[eps.Length];
+            FoolingRate = eps.Select(_ => double.NaN).ToArray();
         }
+        /// <summary>Universal attacks: the perturbation and its fooling rate per epsilon.</summary>
+        public float[]?[] Universal { get; }
+        public double[] FoolingRate { get; }
     }
 
     /// <summary>
@@ -215,6 +220,7 @@ public abstract class Attack : IAttack
             TrueConfidenceAfter = Enumerable.Range(0, n).Select(i => prob[i][c.Labels[i]]).ToArray(),
             TargetConfidenceAfter = c.Targets == null ? null : Enumerable.Range(0, n).Select(i => prob[i][c.Targets[i]]).ToArray(),
             Steps = c.Steps[e], Gradients = c.Gradients[e],
+            UniversalPerturbation = c.Universal[e], FoolingRate = c.FoolingRate[e],
             RobustAccuracy = n == 0 ? double.NaN : Enumerable.Range(0, n).Count(i => pred[i] == c.Labels[i]) / (double)n,
             SuccessRate = nCorrect == 0 ? double.NaN : Enumerable.Range(0, n).Count(i => correct[i] && success[i]) / (double)nCorrect,
             MeanL2 = succL2.Length == 0 ? double.NaN : succL2.Average(),

@@ -29,6 +29,11 @@ public sealed class EpsResult
     /// <summary>Forward-plus-input-gradient evaluations spent on the sample.</summary>
     public required long[] Gradients { get; init; }
 
+    /// <summary>Universal perturbation attacks: the one perturbation (C x H x W) added to every image, else null.</summary>
+    public float[]? UniversalPerturbation { get; init; }
+    /// <summary>Universal perturbation attacks: fraction of samples whose prediction the perturbation changes (NaN otherwise).</summary>
+    public double FoolingRate { get; init; } = double.NaN;
+
     /// <summary>Fraction of all samples predicted as their true label after the attack.</summary>
     public double RobustAccuracy { get; init; }
     /// <summary>Success rate over the samples classified correctly before the attack.</summary>
@@ -84,6 +89,7 @@ public sealed class AttackResult
                 ["mean_psnr"] = D(r.MeanPsnr),
                 ["mean_ssim"] = D(r.MeanSsim),
                 ["images_per_second"] = D(ImagesPerSecond),
+                ["fooling_rate"] = D(r.FoolingRate),
             });
         return new JsonObject
         {
