@@ -3,6 +3,7 @@ using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Gradient;
 using Perturb.Engine.Backends;
 using Perturb.Engine.Nn;
+using Xunit.Abstractions;
 
 namespace Perturb.Tests.Attacks;
 
@@ -11,7 +12,8 @@ namespace Perturb.Tests.Attacks;
 public class IterativeAttackTests
 {
     readonly TrainedLeNet _f;
-    public IterativeAttackTests(TrainedLeNet f) { _f = f; }
+    readonly ITestOutputHelper _out;
+    public IterativeAttackTests(TrainedLeNet f, ITestOutputHelper o) { _f = f; _out = o; }
 
     static readonly float[] Eps = { 0.02f, 0.05f, 0.1f, 0.2f };
     static readonly float[] EpsL2 = { 0.25f, 0.5f, 1f, 2f };
@@ -57,6 +59,8 @@ public class IterativeAttackTests
         var d = _f.Take(60);
         var fg = new Fgsm().Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted, Eps);
         var pg = new Pgd { Steps = 10, Seed = 3 }.Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted, Eps);
+        for (int e = 0; e < Eps.Length; e++)
+            _out.WriteLine($"eps {Eps[e]}: FGSM success {fg.Results[e].SuccessRate:P1}, PGD-10 success {pg.Results[e].SuccessRate:P1}, robust accuracy {pg.Results[e].RobustAccuracy:P1}");
         for (int e = 0; e < Eps.Length; e++)
             Assert.True(pg.Results[e].SuccessRate >= fg.Results[e].SuccessRate,
                 $"eps {Eps[e]}: PGD {pg.Results[e].SuccessRate:P1} < FGSM {fg.Results[e].SuccessRate:P1}");

@@ -1,6 +1,7 @@
 using Perturb.Engine;
 using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Gradient;
+using Xunit.Abstractions;
 
 namespace Perturb.Tests.Attacks;
 
@@ -9,7 +10,8 @@ namespace Perturb.Tests.Attacks;
 public class MinimalAttackTests
 {
     readonly TrainedLeNet _f;
-    public MinimalAttackTests(TrainedLeNet f) { _f = f; }
+    readonly ITestOutputHelper _out;
+    public MinimalAttackTests(TrainedLeNet f, ITestOutputHelper o) { _f = f; _out = o; }
 
     static CarliniWagner Cw(float kappa = 0) => new() { Steps = 50, BinarySteps = 5, InitialC = 0.1f, LearningRate = 0.02f, Kappa = kappa };
 
@@ -23,6 +25,8 @@ public class MinimalAttackTests
         AttackAsserts.Valid(cw, _f.Model, d.X, null);
         Assert.Single(df.Results);
         Assert.Null(df.Results[0].Eps);
+        _out.WriteLine($"clean accuracy {df.CleanAccuracy:P1}; DeepFool success {df.Results[0].SuccessRate:P1} median L2 {df.Results[0].MedianL2:F3}; " +
+            $"C&W success {cw.Results[0].SuccessRate:P1} median L2 {cw.Results[0].MedianL2:F3}");
         Assert.True(df.Results[0].SuccessRate >= 0.95, $"DeepFool success {df.Results[0].SuccessRate:P1}");
         Assert.True(cw.Results[0].SuccessRate >= 0.95, $"C&W success {cw.Results[0].SuccessRate:P1}");
         Assert.True(cw.Results[0].MedianL2 < df.Results[0].MedianL2,
