@@ -165,6 +165,26 @@ public sealed class AttackBatch : IDisposable
     }
 
     /// <summary>
+    /// Per-row early stop on the device, after a gradient at Adv (b.Logits are Adv's): when <paramref name="early"/>,
+    /// running[r] *= 1 - success[r] (a sample that meets the goal stops for good) and the returned step is
+    /// stepEff = step * running; otherwise the step itself. Adds running to <see cref="StepCount"/>.
+    /// </summary>
+    public Tensor RunningStep(bool early, Tensor step, Tensor running, Tensor mask, Tensor stepEff)
+    {
+        var use = step;
+        if (early)
+        {
+            SuccessMask(Logits!, mask);
+            Affine(mask, -1f, 1f, mask);
+            Be.Mul(running, mask, running);
+            Be.Mul(step, running, stepEff);
+            use = stepEff;
+        }
+        Be.Add(StepCount, running, StepCount);
+        return use;
+    }
+
+    /// <summary>
     /// Sets Adv to a random point of each row's eps-ball around X0 (clamped to [0,1]): Linf uniform in the box; L2 a
     /// Gaussian direction at radius eps*u, u uniform in [0,1). Streams per row from <see cref="StreamOffset"/>.
     /// </summary>

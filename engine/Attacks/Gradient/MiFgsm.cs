@@ -49,17 +49,7 @@ public sealed class MiFgsm : Attack
             be.Scale(Momentum, mom, mom);
             b.ScaleRows(g, inv, abs);
             be.Axpy(1f, abs, mom);
-            var use = step;
-            if (EarlyStop)
-            {
-                b.SuccessMask(b.Logits!, mask);
-                b.Affine(mask, -1f, 1f, mask);
-                be.Mul(running, mask, running);
-                be.Mul(step, running, stepEff);
-                use = stepEff;
-            }
-            be.Add(b.StepCount, running, b.StepCount);
-            b.Step(Norm, mom, use);
+            b.Step(Norm, mom, b.RunningStep(EarlyStop, step, running, mask, stepEff));
         }
     }
 }

@@ -69,17 +69,7 @@ public class Pgd : Attack
             for (int t = 0; t < Steps; t++)
             {
                 var g = StepGradient(b, scale, r, t);
-                var use = step;
-                if (early)
-                {
-                    b.SuccessMask(b.Logits!, mask);
-                    b.Affine(mask, -1f, 1f, mask);
-                    be.Mul(running, mask, running);
-                    be.Mul(step, running, stepEff);
-                    use = stepEff;
-                }
-                be.Add(b.StepCount, running, b.StepCount);
-                b.Step(Norm, g, use);
+                b.Step(Norm, g, b.RunningStep(early, step, running, mask, stepEff));
             }
             if (Restarts > 1)
             {
