@@ -1,0 +1,119 @@
+using System.Text.Json.Nodes;
+
+namespace Perturb.Engine.Attacks;
+
+/// <summary>
+/// One epsilon's outcome (or the single outcome of a budget-free attack, <see cref="Eps"/> null). Per-sample arrays are
+/// indexed like the input batch. Success flags, predictions and confidences come from a fresh forward pass on
+/// <see cref="Adversarial"/> after the attack.
+/// </summary>
+public sealed class EpsResult
+{
+    public float? Eps { get; init; }
+    /// <summary>The adversarial batch, N x C x H x W in [0,1].</summary>
+    public required float[] Adversarial { get; init; }
+    /// <summary>Untargeted: prediction != true label. Targeted: prediction == target.</summary>
+    public required bool[] Success { get; init; }
+    public required int[] PredictedAfter { get; init; }
+    public required float[] L0 { get; init; }
+    public required float[] L2 { get; init; }
+    public required float[] Linf { get; init; }
+    /// <summary>Probability of the predicted class after the attack.</summary>
+    public required float[] ConfidenceAfter { get; init; }
+    /// <summary>Probability of the true class after the attack.</summary>
+    public required float[] TrueConfidenceAfter { get; init; }
+    /// <summary>Probability of the target class after the attack (targeted goals only).</summary>
+    public float[]? TargetConfidenceAfter { get; init; }
+    /// <summary>Steps in which the sample was still being attacked (early stop halts a sample's count).</summary>
+    public required int[] Steps { get; init; }
+    /// <summary>Forward-plus-input-gradient evaluations spent on the sample.</summary>
+    public required long[] Gradients { get; init; }
+
+    /// <summary>Universal perturbation attacks: the one perturbation (C x H x W) added to every image, else null.</summary>
+    public float[]? UniversalPerturbation { get; init; }
+    /// <summary>Universal perturbation attacks: fraction of samples whose prediction the perturbation changes (NaN otherwise).</summary>
+    public double FoolingRate { get; init; } = double.NaN;
+
+    /// <summary>Fraction of all samples predicted as their true label after the attack.</summary>
+    public double RobustAccuracy { get; init; }
+    /// <summary>Success rate over the samples classified correctly before the attack.</summary>
+    public double SuccessRate { get; init; }
+    /// <summary>Mean and median L2 of the successful adversarials among the samples correct before the attack (NaN if none).</summary>
+    public double MeanL2 { get; init; }
+    public double MedianL2 { get; init; }
+    /// <summary>Largest Linf over all samples.</summary>
+    public double MaxLinf { get; init; }
+    /// <summary>Mean PSNR (dB, peak 1) and SSIM over the images the attack changed (L0 &gt; 0); NaN if none changed.</summary>
+    public double MeanPsnr { get; init; }
+    public double MeanSsim { get; init; }
+}
+
+/// <summary>The result of one attack run over a batch and a list of epsilons.</summary>
+public sealed class AttackResult
+{
+    public required string Attack { get; init; }
+    public int N { get; init; }
+    public required int[] SampleShape { get; init; }
+    public required int[] Labels { get; init; }
+    /// <summary>Target per sample for targeted goals, else null.</summary>
+    public int[]? Targets { get; init; }
+    public required int[] PredictedBefore { get; init; }
+    /// <summary>Probability of the predicted class and of the true class before the attack.</summary>
+    public required float[] ConfidenceBefore { get; init; }
+    public required float[] TrueConfidenceBefore { get; init; }
+    public double CleanAccuracy { get; init; }
+    public ulong Seed { get; init; }
+    public double Seconds { get; init; }
+    /// <summary>Attacked images (samples times epsilons) per second, the final evaluation included.</summary>
+    public double ImagesPerSecond { get; init; }
+    public required IReadOnlyList<EpsResult> Results { get; init; }
+
+    /// <summary>
+    /// The summary the CLI writes with --json: one entry per epsilon (eps null for budget-free attacks).
+    /// NaN and infinite figures are written as null.
+    /// </summary>
+    public JsonObject ToJson(string? model = null)
+    {
+        static JsonNode? D(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+        var arr = new JsonArray();
+        foreach (var r in Results)
+            arr.Add(new JsonObject
+            {
+                ["eps"] = r.Eps.HasValue ? JsonValue.Create((double)r.Eps.Value) : null,
+                ["clean_accuracy"] = D(CleanAccuracy),
+                ["robust_accuracy"] = D(r.RobustAccuracy),
+                ["success_rate"] = D(r.SuccessRate),
+                ["mean_l2"] = D(r.MeanL2),
+                ["median_l2"] = D(r.MedianL2),
+                ["max_linf"] = D(r.MaxLinf),
+                ["mean_psnr"] = D(r.MeanPsnr),
+                ["mean_ssim"] = D(r.MeanSsim),
+                ["images_per_second"] = D(ImagesPerSecond),
+                ["fooling_rate"] = D(r.FoolingRate),
+            });
+        return new JsonObject
+        {
+            ["attack"] = Attack,
+            ["model"] = model,
+            ["n"] = N,
+            ["seed"] = Seed,
+            ["targeted"] = Targets != null,
+            ["results"] = arr,
+        };
+    }
+
+    /// <summary>Per-sample rows for one epsilon entry: index, label, target, predictions, confidences, norms, steps.</summary>
+    public string ToCsv(int epsIndex)
+    {
+        var r = Results[epsIndex];
+        var sb = new System.Text.StringBuilder();
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients");
+        for (int i = 0; i < N; i++)
+            sb.AppendLine(string.Format(inv, "{0},{1},{2},{3},{4},{5},{6},{7:G6},{8:G6},{9:G6},{10:G6},{11},{12:G6},{13:G6},{14},{15}",
+                i, r.Eps?.ToString("G6", inv) ?? "", Labels[i], Targets?[i].ToString(inv) ?? "", PredictedBefore[i], r.PredictedAfter[i],
+                r.Success[i] ? 1 : 0, ConfidenceBefore[i], TrueConfidenceBefore[i], r.ConfidenceAfter[i], r.TrueConfidenceAfter[i],
+                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]));
+        return sb.ToString();
+    }
+}

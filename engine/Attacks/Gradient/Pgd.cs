@@ -1,0 +1,98 @@
+using Perturb.Engine.Nn;
+
+namespace Perturb.Engine.Attacks.Gradient;
+
+/// <summary>
+/// Projected gradient descent (Madry et al.) in the Linf or L2 ball: a random start in the ball, then Steps fused
+/// steps x' = Proj_{B(x, eps)}(x' + a * dir(dL/dx')) clamped to [0,1] (dir = sign for Linf, g/||g||_2 for L2).
+/// Restarts keep, per sample, the best end point: successful first, then the highest loss (on the device).
+/// Early stop (per sample, on the device): a sample whose current point already meets the goal takes no further step;
+/// its step size is multiplied by a "still running" mask built from the sign of the CW margin.
+/// Step size: <see cref="StepSize"/> (absolute), else <see cref="RelStepSize"/> * eps (default 2.5 / Steps, as Madry).
+/// </summary>
+public class Pgd : Attack
+{
+    public override string Name => "pgd";
+    public override bool NeedsEpsilon => true;
+    public Norm Norm { get; init; } = Norm.Linf;
+    public int Steps { get; init; } = 10;
+    /// <summary>Absolute step size (pixel units); overrides <see cref="RelStepSize"/>.</summary>
+    public float? StepSize { get; init; }
+    /// <summary>Step size as a fraction of eps (default 2.5 / Steps).</summary>
+    public float? RelStepSize { get; init; }
+    public bool RandomStart { get; init; } = true;
+    public int Restarts { get; init; } = 1;
+    public bool EarlyStop { get; init; } = true;
+    /// <summary>Cross-entropy (default) or the CW margin loss (with <see cref="Kappa"/>).</summary>
+    public LossKind Loss { get; init; } = LossKind.CrossEntropy;
+    public float Kappa { get; init; }
+
+    protected override void Validate()
+    {
+        if (Steps < 1) throw new PerturbException($"{Name}: steps must be at least 1, got {Steps}", 2);
+        if (Restarts < 1) throw new PerturbException($"{Name}: restarts must be at least 1, got {Restarts}", 2);
+        if (StepSize is { } s && !(s > 0)) throw new PerturbException($"{Name}: step size must be positive, got {s}", 2);
+        if (RelStepSize is { } r && !(r > 0)) throw new PerturbException($"{Name}: relative step size must be positive, got {r}", 2);
+    }
+
+    /// <summary>Per-row step sizes.</summary>
+    protected float[] StepSizes(AttackBatch b) => b.Eps.Select(e => StepSize ?? (RelStepSize ?? 2.5f / Steps) * e).ToArray();
+
+    /// <summary>The gradient the step follows at b.Adv (plain PGD: the loss gradient; EOT-PGD: its average over transformations).</summary>
+    protected virtual Tensor StepGradient(AttackBatch b, Tensor gradScale, int restart, int step) => b.Gradient(b.Adv, Loss, gradScale, Kappa);
+
+    /// <summary>Whether early stop may read b.Logits after <see cref="StepGradient"/> (they must be the logits of b.Adv itself).</summary>
+    protected virtual bool LogitsAreOfAdv => true;
+
+    protected override void AttackChunk(AttackBatch b)
+    {
+        var be = b.Be; int rows = b.Rows;
+        using var step = be.FromArray(StepSizes(b), rows);
+        using var stepEff = be.Allocate(rows);
+        using var running = be.Allocate(rows);
+        using var mask = be.Allocate(rows);
+        using var noise = be.Allocate(b.Shape(rows));
+        // CE: +1 ascends the true class's loss, -1 descends toward the target. The CW margin is minimised: scale -1 turns
+        // its gradient into an ascent direction for the (ascending) step.
+        using var marginScale = be.Allocate(rows);
+        be.Fill(marginScale, -1f);
+        var scale = Loss == LossKind.CrossEntropy ? b.Direction : marginScale;
+        bool early = EarlyStop && LogitsAreOfAdv;
+        using var best = Restarts > 1 ? be.Allocate(b.Shape(rows)) : null;
+        using var bestScore = Restarts > 1 ? be.Allocate(rows) : null;
+        using var score = Restarts > 1 ? be.Allocate(rows) : null;
+        for (int r = 0; r < Restarts; r++)
+        {
+            if (RandomStart) b.RandomStart(Norm, (ulong)r + 1, noise);
+            else be.Copy(b.X0, b.Adv);
+            be.Fill(running, 1f);
+            for (int t = 0; t < Steps; t++)
+            {
+                var g = StepGradient(b, scale, r, t);
+                b.Step(Norm, g, b.RunningStep(early, step, running, mask, stepEff));
+            }
+            if (Restarts > 1)
+            {
+                // score = direction * CE + 1e4 * success: successful first, then the highest attack loss.
+                var z = b.Forward(b.Adv);
+                b.CountGradients();
+                b.SuccessMask(z, mask);
+                b.CrossEntropyLoss(z, score!);
+                be.Mul(score!, b.Direction, score!);
+                be.Axpy(1e4f, mask, score!);
+                if (r == 0) { be.Copy(b.Adv, best!); be.Copy(score!, bestScore!); }
+                else
+                {
+                    // better = 1 where score > bestScore.
+                    be.Copy(score!, mask);
+                    be.Axpy(-1f, bestScore!, mask);
+                    be.Sign(mask, mask);
+                    be.Clamp(mask, 0f, 1f, mask);
+                    b.SelectRows(best!, b.Adv, mask, noise);
+                    b.SelectRows(bestScore!, score!, mask, stepEff);
+                }
+            }
+        }
+        if (Restarts > 1) be.Copy(best!, b.Adv);
+    }
+}
