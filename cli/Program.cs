@@ -17,6 +17,7 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Build(io));
         root.Subcommands.Add(DataCommand.Build(io));
         root.Subcommands.Add(PredictCommand.Build(io));
+        root.Subcommands.Add(AttackCommand.Build(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }

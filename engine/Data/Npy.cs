@@ -236,11 +236,11 @@ public static class Npy
 
     static string DescrOf(NpyType t) => t switch
     {
-        NpyType.UInt8 => "|u1", NpyType.Float32 => "<f4",
-        _ => throw new ArgumentException($"writing {t} arrays is not supported (float32 and uint8 are)"),
+        NpyType.UInt8 => "|u1", NpyType.Float32 => "<f4", NpyType.Int32 => "<i4", NpyType.Int64 => "<i8",
+        _ => throw new ArgumentException($"writing {t} arrays is not supported (float32, uint8, int32 and int64 are)"),
     };
 
-    /// <summary>Writes a float32 or uint8 array to a stream, C order.</summary>
+    /// <summary>Writes a float32, uint8, int32 or int64 array (little-endian data) to a stream, C order.</summary>
     public static void Write(Stream s, NpyArray a) => WriteRaw(s, DescrOf(a.Type), false, a.Shape, a.Data);
 
     /// <summary>Writes a float32 or uint8 array to a .npy file (atomically).</summary>
