@@ -148,6 +148,46 @@ public sealed class Benches
         model.ReleaseActivations();
     }
 
+    /// <summary>
+    /// PGD-20 (L-inf, eps 8/255, random start, no early stop) on ResNet-18 1x28x28, timed end to end through the attack
+    /// API, against 20 x the median input-gradient step (forward + input-only backward) measured in the same run.
+    /// </summary>
+    public void AttackBench()
+    {
+        int batch = _o.Batch ?? _e.ResnetBatch, steps = 20;
+        Progress($"PGD-{steps} on resnet18 1x28x28 (batch {batch})");
+        using var model = Presets.Create("resnet18", _be, 1, 28, 28, 2, 7);
+        model.Eval();
+        var rng = new Random(5);
+        var xs = Enumerable.Range(0, batch * 784).Select(_ => (float)rng.NextDouble()).ToArray();
+        var ys = Enumerable.Range(0, batch).Select(i => i % 2).ToArray();
+        using var x = _be.FromArray(xs, batch, 1, 28, 28);
+        using var labels = _be.FromArray(ys.Select(v => (float)v).ToArray(), batch);
+        Action step = () =>
+        {
+            var logits = model.Forward(x);
+            using var loss = Losses.CrossEntropy(_be, logits, labels, 1f);
+            model.Backward(loss.Grad!, BackwardMode.InputOnly);
+        };
+        step();
+        var ts = Timing.Measure(step, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
+        var pgd = Perturb.Engine.Attacks.AttackRegistry.Create("pgd", new Perturb.Engine.Attacks.AttackSettings
+        { Steps = steps, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch });
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var res = pgd.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
+        double secs = sw.Elapsed.TotalSeconds;
+        double ips = batch / secs, bound = steps * ts.MedianS;
+        _r.Add(new Figure("attack", $"pgd-{steps} linf resnet18 B={batch}", ips, "images/s", null, new JsonObject
+        {
+            ["batch"] = batch, ["steps"] = steps, ["seconds"] = secs,
+            ["step_median_s"] = ts.MedianS, ["steps_x_step_s"] = bound,
+            ["cost_ratio_to_steps_x_step"] = secs / bound,
+            ["what"] = "end-to-end attack time (clean forward, 20 steps, final forward and bookkeeping) over 20 x (forward + input-only backward)",
+        }));
+        Console.Error.WriteLine($"  PGD-{steps}: {secs:F2}s for {batch} images = {ips:F2} images/s; 20 x step = {bound:F2}s; ratio {secs / bound:F3}");
+        model.ReleaseActivations();
+    }
+
     void ResnetFigure(string name, int batch, Action work, string what)
     {
         long flops = CountFlops(work); // also the warm-up call

@@ -11,7 +11,7 @@ namespace Perturb.Perf;
 /// </summary>
 public static class Program
 {
-    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "all", "compare" };
+    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "all", "compare" };
 
     const string Usage =
         "usage: perf <peak|gemm|conv|resnet|all|compare> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
@@ -95,6 +95,7 @@ public static class Program
             if (o.Bench is "gemm" or "all") b.Gemm();
             if (o.Bench is "conv" or "all") b.Conv();
             if (o.Bench is "resnet" or "all") b.Resnet();
+            if (o.Bench is "attack") b.AttackBench();
         }
         else { report.DeviceKind = "host"; report.DeviceName = Machine.CpuModel; }
 
