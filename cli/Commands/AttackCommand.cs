@@ -32,13 +32,17 @@ public static class AttackCommand
         var restarts = new Option<int?>("--restarts") { Description = "random restarts, keeping the best per sample (PGD)" };
         var targeted = new Option<string?>("--targeted") { Description = "random, least-likely, or a class index (default: untargeted)" };
         var kappa = new Option<float?>("--kappa") { Description = "confidence margin (C&W)" };
+        var pixels = new Option<int?>("--pixels") { Description = "pixels to change (one-pixel: 1, 3, 5)" };
+        var population = new Option<int?>("--population") { Description = "candidates per image and generation (search attacks)" };
+        var iterations = new Option<int?>("--iterations") { Description = "generations or iterations (search attacks)" };
+        var queries = new Option<int?>("--queries") { Description = "query budget per image (Square)" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
         var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs" };
         var json = CommonOptions.Json();
         var c = new Command(name, $"the {name} attack");
-        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, seed, device, batch, outp, json }) c.Options.Add(o);
+        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, seed, device, batch, outp, json }) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var epsList = ParseList(pr.GetValue(eps), "--eps");
@@ -48,6 +52,7 @@ public static class AttackCommand
                 Steps = pr.GetValue(steps), Restarts = pr.GetValue(restarts), Kappa = pr.GetValue(kappa),
                 StepSize = ParseList(pr.GetValue(stepSize), "--step-size")?.Single(),
                 Seed = pr.GetValue(seed), MaxBatch = Math.Max(1, pr.GetValue(batch)),
+                Pixels = pr.GetValue(pixels), Population = pr.GetValue(population), Iterations = pr.GetValue(iterations), Queries = pr.GetValue(queries),
             };
             var attack = AttackRegistry.Create(name, settings);
             if (attack.NeedsEpsilon && epsList == null)
@@ -67,9 +72,11 @@ public static class AttackCommand
                 (epsList != null ? $", eps {string.Join(", ", epsList.Select(v => v.ToString("G4", CultureInfo.InvariantCulture)))}" : "") + $", device {be.Name} ...");
             var r = attack.Run(m, d.X, d.Labels, goal, epsList);
             io.Out.WriteLine($"{name}: clean accuracy {r.CleanAccuracy:P1} on {r.N} images, {r.ImagesPerSecond:F1} images/s ({r.Seconds:F1}s)");
-            io.Out.WriteLine($"  {"eps",-9} {"robust acc",10} {"success",8} {"mean L2",8} {"median L2",9} {"max Linf",8} {"PSNR",6} {"SSIM",6}");
+            bool q = r.Results.Any(e => e.Queries != null);
+            io.Out.WriteLine($"  {"eps",-9} {"robust acc",10} {"success",8} {"mean L2",8} {"median L2",9} {"max Linf",8} {"PSNR",6} {"SSIM",6}" + (q ? $" {"mean queries",12}" : ""));
             foreach (var e in r.Results)
-                io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}");
+                io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
+                    + (q ? $" {e.MeanQueries,12:F1}" : ""));
             var dir = pr.GetValue(outp);
             if (dir != null) { AttackOutput.Save(dir, r, d.X); io.Out.WriteLine($"wrote {dir}"); }
             var jpath = pr.GetValue(json);

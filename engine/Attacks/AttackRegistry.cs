@@ -1,4 +1,5 @@
 using Perturb.Engine.Attacks.Gradient;
+using Perturb.Engine.Attacks.Search;
 
 namespace Perturb.Engine.Attacks;
 
@@ -35,12 +36,21 @@ public sealed record AttackSettings
     public EotRanges? EotRanges { get; init; }
     public double? FoolingTarget { get; init; }
     public int? MaxPasses { get; init; }
+    /// <summary>Search attacks: pixels changed (one-pixel), population, iterations (generations), query budget (Square).</summary>
+    public int? Pixels { get; init; }
+    public int? Population { get; init; }
+    public int? Iterations { get; init; }
+    public int? Queries { get; init; }
+    /// <summary>Fooling images: the classes to fool (null: all).</summary>
+    public int[]? Classes { get; init; }
+    /// <summary>Search attacks: most candidate images per forward pass.</summary>
+    public int? QueryBatch { get; init; }
 }
 
 /// <summary>Makes an attack from its CLI name.</summary>
 public static class AttackRegistry
 {
-    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
+    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap", "one-pixel" };
 
     /// <summary>
     /// The attack called <paramref name="name"/> with the given settings. Example:
@@ -126,6 +136,15 @@ public static class AttackRegistry
                 {
                     Norm = s.Norm ?? d.Norm, MaxPasses = s.MaxPasses ?? d.MaxPasses, FoolingTarget = s.FoolingTarget ?? d.FoolingTarget,
                     RelStepSize = s.RelStepSize ?? d.RelStepSize, Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "one-pixel":
+            {
+                var d = new OnePixel();
+                return new OnePixel
+                {
+                    Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
+                    QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
                 };
             }
             default:
