@@ -50,7 +50,7 @@ public sealed record AttackSettings
 /// <summary>Makes an attack from its CLI name.</summary>
 public static class AttackRegistry
 {
-    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap", "one-pixel" };
+    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap", "one-pixel", "square" };
 
     /// <summary>
     /// The attack called <paramref name="name"/> with the given settings. Example:
@@ -146,6 +146,12 @@ public static class AttackRegistry
                     Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
                     QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
                 };
+            }
+            case "square":
+            {
+                if (s.Norm == Norm.L2) throw new PerturbException("square is implemented for Linf only; --norm l2 does not apply", 2);
+                var d = new Square();
+                return new Square { Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
             }
             default:
                 throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", Names)})", 2);
