@@ -12,8 +12,62 @@ public static class AttackCommand
     public static Command Build(CliIO io)
     {
         var cmd = new Command("attack", "run an adversarial attack on a model over a data set");
-        foreach (var name in AttackRegistry.Names) cmd.Subcommands.Add(BuildOne(name, io));
+        foreach (var name in AttackRegistry.AllNames) cmd.Subcommands.Add(BuildOne(name, io));
+        cmd.Subcommands.Add(BuildFooling(io));
         return cmd;
+    }
+
+    /// <summary><c>perturb attack fooling</c>: evolved fooling images; needs no data set.</summary>
+    static Command BuildFooling(CliIO io)
+    {
+        var model = new Option<string>("--model") { Description = "model file: .safetensors or .onnx", Required = true };
+        var classes = new Option<string>("--classes") { Description = "all, or class indices comma-separated (0,2)", DefaultValueFactory = _ => "all" };
+        var population = new Option<int?>("--population") { Description = "offspring per generation (default 100)" };
+        var iterations = new Option<int?>("--iterations") { Description = "most generations (default 200)" };
+        var seed = CommonOptions.Seed();
+        var device = CommonOptions.Device();
+        var outp = new Option<string?>("--out") { Description = "folder for fooling.npy (classes x C x H x W) and one PNG per class" };
+        var json = CommonOptions.Json();
+        var c = new Command("fooling", "evolve images the model assigns to a class with at least 99% confidence (MAP-Elites over all classes at once)");
+        foreach (var o in new Option[] { model, classes, population, iterations, seed, device, outp, json }) c.Options.Add(o);
+        c.SetAction(pr =>
+        {
+            var cs = pr.GetValue(classes)!;
+            int[]? list = null;
+            if (cs != "all")
+                list = cs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(v => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0 ? k
+                        : throw new PerturbException($"--classes: '{v}' is not a class index (use all or a list like 0,2)", 2)).ToArray();
+            using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
+            var modelPath = pr.GetValue(model)!;
+            using var m = ModelFile.Load(modelPath, be);
+            var d = new Engine.Attacks.Search.FoolingImages();
+            var f = new Engine.Attacks.Search.FoolingImages
+            {
+                Population = pr.GetValue(population) ?? d.Population, Generations = pr.GetValue(iterations) ?? d.Generations, Seed = pr.GetValue(seed),
+            };
+            io.Err.WriteLine($"attack fooling on {(list == null ? "every class" : "classes " + string.Join(",", list))}, device {be.Name} ...");
+            var r = f.Run(m, list);
+            io.Out.WriteLine($"fooling: {r.ReachedAt.Count(g => g >= 0)}/{r.Classes.Length} classes at {r.TargetConfidence:P0}, {r.Generations} generations, {r.Queries} queries ({r.Seconds:F1}s)");
+            io.Out.WriteLine($"  {"class",5} {"confidence",10} {"generation",10}");
+            for (int a = 0; a < r.Classes.Length; a++)
+                io.Out.WriteLine($"  {r.Classes[a],5} {r.BestConfidence[a],10:F4} {(r.ReachedAt[a] >= 0 ? r.ReachedAt[a].ToString(CultureInfo.InvariantCulture) : "-"),10}");
+            var dir = pr.GetValue(outp);
+            if (dir != null)
+            {
+                Directory.CreateDirectory(dir);
+                Npy.WriteFile(Path.Combine(dir, "fooling.npy"), NpyArray.FromFloats(r.Images.SelectMany(v => v).ToArray(), new[] { r.Classes.Length }.Concat(r.SampleShape).ToArray()));
+                var s = r.SampleShape;
+                if (s.Length == 3 && (s[0] == 1 || s[0] == 3))
+                    for (int a = 0; a < r.Classes.Length; a++)
+                        ImageWriter.SavePng(Path.Combine(dir, $"fooling_class{r.Classes[a]}_conf{r.BestConfidence[a]:F4}.png"), r.Images[a], s[0], s[1], s[2]);
+                io.Out.WriteLine($"wrote {dir}");
+            }
+            var jpath = pr.GetValue(json);
+            if (jpath != null) { var j = r.ToJson(modelPath); j["device"] = be.Name; CliUtil.WriteJson(jpath, j); }
+            return r.ReachedAt.All(g => g >= 0) ? 0 : 1;
+        });
+        return c;
     }
 
     static Command BuildOne(string name, CliIO io)

@@ -50,7 +50,10 @@ public sealed record AttackSettings
 /// <summary>Makes an attack from its CLI name.</summary>
 public static class AttackRegistry
 {
-    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap", "one-pixel", "square" };
+    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
+    /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
+    public static readonly string[] SearchNames = { "one-pixel", "square" };
+    public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
 
     /// <summary>
     /// The attack called <paramref name="name"/> with the given settings. Example:
@@ -154,7 +157,7 @@ public static class AttackRegistry
                 return new Square { Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
             }
             default:
-                throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", Names)})", 2);
+                throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", AllNames)})", 2);
         }
     }
 }
