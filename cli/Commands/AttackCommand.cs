@@ -12,8 +12,62 @@ public static class AttackCommand
     public static Command Build(CliIO io)
     {
         var cmd = new Command("attack", "run an adversarial attack on a model over a data set");
-        foreach (var name in AttackRegistry.Names) cmd.Subcommands.Add(BuildOne(name, io));
+        foreach (var name in AttackRegistry.AllNames) cmd.Subcommands.Add(BuildOne(name, io));
+        cmd.Subcommands.Add(BuildFooling(io));
         return cmd;
+    }
+
+    /// <summary><c>perturb attack fooling</c>: evolved fooling images; needs no data set.</summary>
+    static Command BuildFooling(CliIO io)
+    {
+        var model = new Option<string>("--model") { Description = "model file: .safetensors or .onnx", Required = true };
+        var classes = new Option<string>("--classes") { Description = "all, or class indices comma-separated (0,2)", DefaultValueFactory = _ => "all" };
+        var population = new Option<int?>("--population") { Description = "offspring per generation (default 100)" };
+        var iterations = new Option<int?>("--iterations") { Description = "most generations (default 200)" };
+        var seed = CommonOptions.Seed();
+        var device = CommonOptions.Device();
+        var outp = new Option<string?>("--out") { Description = "folder for fooling.npy (classes x C x H x W) and one PNG per class" };
+        var json = CommonOptions.Json();
+        var c = new Command("fooling", "evolve images the model assigns to a class with at least 99% confidence (MAP-Elites over all classes at once)");
+        foreach (var o in new Option[] { model, classes, population, iterations, seed, device, outp, json }) c.Options.Add(o);
+        c.SetAction(pr =>
+        {
+            var cs = pr.GetValue(classes)!;
+            int[]? list = null;
+            if (cs != "all")
+                list = cs.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(v => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0 ? k
+                        : throw new PerturbException($"--classes: '{v}' is not a class index (use all or a list like 0,2)", 2)).ToArray();
+            using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
+            var modelPath = pr.GetValue(model)!;
+            using var m = ModelFile.Load(modelPath, be);
+            var d = new Engine.Attacks.Search.FoolingImages();
+            var f = new Engine.Attacks.Search.FoolingImages
+            {
+                Population = pr.GetValue(population) ?? d.Population, Generations = pr.GetValue(iterations) ?? d.Generations, Seed = pr.GetValue(seed),
+            };
+            io.Err.WriteLine($"attack fooling on {(list == null ? "every class" : "classes " + string.Join(",", list))}, device {be.Name} ...");
+            var r = f.Run(m, list);
+            io.Out.WriteLine($"fooling: {r.ReachedAt.Count(g => g >= 0)}/{r.Classes.Length} classes at {r.TargetConfidence:P0}, {r.Generations} generations, {r.Queries} queries ({r.Seconds:F1}s)");
+            io.Out.WriteLine($"  {"class",5} {"confidence",10} {"generation",10}");
+            for (int a = 0; a < r.Classes.Length; a++)
+                io.Out.WriteLine($"  {r.Classes[a],5} {r.BestConfidence[a],10:F4} {(r.ReachedAt[a] >= 0 ? r.ReachedAt[a].ToString(CultureInfo.InvariantCulture) : "-"),10}");
+            var dir = pr.GetValue(outp);
+            if (dir != null)
+            {
+                Directory.CreateDirectory(dir);
+                Npy.WriteFile(Path.Combine(dir, "fooling.npy"), NpyArray.FromFloats(r.Images.SelectMany(v => v).ToArray(), new[] { r.Classes.Length }.Concat(r.SampleShape).ToArray()));
+                var s = r.SampleShape;
+                if (s.Length == 3 && (s[0] == 1 || s[0] == 3))
+                    for (int a = 0; a < r.Classes.Length; a++)
+                        ImageWriter.SavePng(Path.Combine(dir, $"fooling_class{r.Classes[a]}_conf{r.BestConfidence[a]:F4}.png"), r.Images[a], s[0], s[1], s[2]);
+                io.Out.WriteLine($"wrote {dir}");
+            }
+            var jpath = pr.GetValue(json);
+            if (jpath != null) { var j = r.ToJson(modelPath); j["device"] = be.Name; CliUtil.WriteJson(jpath, j); }
+            return r.ReachedAt.All(g => g >= 0) ? 0 : 1;
+        });
+        return c;
     }
 
     static Command BuildOne(string name, CliIO io)
@@ -32,13 +86,17 @@ public static class AttackCommand
         var restarts = new Option<int?>("--restarts") { Description = "random restarts, keeping the best per sample (PGD)" };
         var targeted = new Option<string?>("--targeted") { Description = "random, least-likely, or a class index (default: untargeted)" };
         var kappa = new Option<float?>("--kappa") { Description = "confidence margin (C&W)" };
+        var pixels = new Option<int?>("--pixels") { Description = "pixels to change (one-pixel: 1, 3, 5)" };
+        var population = new Option<int?>("--population") { Description = "candidates per image and generation (search attacks)" };
+        var iterations = new Option<int?>("--iterations") { Description = "generations or iterations (search attacks)" };
+        var queries = new Option<int?>("--queries") { Description = "query budget per image (Square)" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
         var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs" };
         var json = CommonOptions.Json();
         var c = new Command(name, $"the {name} attack");
-        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, seed, device, batch, outp, json }) c.Options.Add(o);
+        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, seed, device, batch, outp, json }) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var epsList = ParseList(pr.GetValue(eps), "--eps");
@@ -48,6 +106,7 @@ public static class AttackCommand
                 Steps = pr.GetValue(steps), Restarts = pr.GetValue(restarts), Kappa = pr.GetValue(kappa),
                 StepSize = ParseList(pr.GetValue(stepSize), "--step-size")?.Single(),
                 Seed = pr.GetValue(seed), MaxBatch = Math.Max(1, pr.GetValue(batch)),
+                Pixels = pr.GetValue(pixels), Population = pr.GetValue(population), Iterations = pr.GetValue(iterations), Queries = pr.GetValue(queries),
             };
             var attack = AttackRegistry.Create(name, settings);
             if (attack.NeedsEpsilon && epsList == null)
@@ -67,9 +126,11 @@ public static class AttackCommand
                 (epsList != null ? $", eps {string.Join(", ", epsList.Select(v => v.ToString("G4", CultureInfo.InvariantCulture)))}" : "") + $", device {be.Name} ...");
             var r = attack.Run(m, d.X, d.Labels, goal, epsList);
             io.Out.WriteLine($"{name}: clean accuracy {r.CleanAccuracy:P1} on {r.N} images, {r.ImagesPerSecond:F1} images/s ({r.Seconds:F1}s)");
-            io.Out.WriteLine($"  {"eps",-9} {"robust acc",10} {"success",8} {"mean L2",8} {"median L2",9} {"max Linf",8} {"PSNR",6} {"SSIM",6}");
+            bool q = r.Results.Any(e => e.Queries != null);
+            io.Out.WriteLine($"  {"eps",-9} {"robust acc",10} {"success",8} {"mean L2",8} {"median L2",9} {"max Linf",8} {"PSNR",6} {"SSIM",6}" + (q ? $" {"mean queries",12}" : ""));
             foreach (var e in r.Results)
-                io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}");
+                io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
+                    + (q ? $" {e.MeanQueries,12:F1}" : ""));
             var dir = pr.GetValue(outp);
             if (dir != null) { AttackOutput.Save(dir, r, d.X); io.Out.WriteLine($"wrote {dir}"); }
             var jpath = pr.GetValue(json);

@@ -35,6 +35,9 @@ public abstract class Attack : IAttack
     /// <summary>Most rows (samples times epsilons) on the device at once.</summary>
     public int MaxBatch { get; init; } = 256;
 
+    /// <summary>Whether the attack counts model queries per sample (search attacks); the result then carries them.</summary>
+    protected virtual bool CountsQueries => false;
+
     /// <summary>Runs the attack on one chunk of rows: leave the adversarial images in <c>b.Adv</c>.</summary>
     protected abstract void AttackChunk(AttackBatch b);
 
@@ -111,11 +114,14 @@ public abstract class Attack : IAttack
         public int D { get; }
         public int[][] Steps { get; }
         public long[][] Gradients { get; }
+        /// <summary>Model queries (forward evaluations of one image) the attack spent per sample, per epsilon.</summary>
+        public long[][] Queries { get; }
         public RunContext(Model m, float[] x, int[] labels, int[]? targets, float[] eps, float[] cleanLogits, int[] cleanPred, int n, int d)
         {
             Model = m; X = x; Labels = labels; Targets = targets; Eps = eps; CleanLogits = cleanLogits; CleanPred = cleanPred; N = n; D = d;
             Steps = eps.Select(_ => new int[n]).ToArray();
             Gradients = eps.Select(_ => new long[n]).ToArray();
+            Queries = eps.Select(_ => new long[n]).ToArray();
             Universal = new float[]?[eps.Length];
             FoolingRate = eps.Select(_ => double.NaN).ToArray();
         }
@@ -219,7 +225,7 @@ public abstract class Attack : IAttack
             ConfidenceAfter = Enumerable.Range(0, n).Select(i => prob[i][pred[i]]).ToArray(),
             TrueConfidenceAfter = Enumerable.Range(0, n).Select(i => prob[i][c.Labels[i]]).ToArray(),
             TargetConfidenceAfter = c.Targets == null ? null : Enumerable.Range(0, n).Select(i => prob[i][c.Targets[i]]).ToArray(),
-            Steps = c.Steps[e], Gradients = c.Gradients[e],
+            Steps = c.Steps[e], Gradients = c.Gradients[e], Queries = CountsQueries ? c.Queries[e] : null,
             UniversalPerturbation = c.Universal[e], FoolingRate = c.FoolingRate[e],
             RobustAccuracy = n == 0 ? double.NaN : Enumerable.Range(0, n).Count(i => pred[i] == c.Labels[i]) / (double)n,
             SuccessRate = nCorrect == 0 ? double.NaN : Enumerable.Range(0, n).Count(i => correct[i] && success[i]) / (double)nCorrect,

@@ -1,4 +1,5 @@
 using Perturb.Engine.Attacks.Gradient;
+using Perturb.Engine.Attacks.Search;
 
 namespace Perturb.Engine.Attacks;
 
@@ -35,12 +36,24 @@ public sealed record AttackSettings
     public EotRanges? EotRanges { get; init; }
     public double? FoolingTarget { get; init; }
     public int? MaxPasses { get; init; }
+    /// <summary>Search attacks: pixels changed (one-pixel), population, iterations (generations), query budget (Square).</summary>
+    public int? Pixels { get; init; }
+    public int? Population { get; init; }
+    public int? Iterations { get; init; }
+    public int? Queries { get; init; }
+    /// <summary>Fooling images: the classes to fool (null: all).</summary>
+    public int[]? Classes { get; init; }
+    /// <summary>Search attacks: most candidate images per forward pass.</summary>
+    public int? QueryBatch { get; init; }
 }
 
 /// <summary>Makes an attack from its CLI name.</summary>
 public static class AttackRegistry
 {
     public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
+    /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
+    public static readonly string[] SearchNames = { "one-pixel", "square" };
+    public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
 
     /// <summary>
     /// The attack called <paramref name="name"/> with the given settings. Example:
@@ -128,8 +141,23 @@ public static class AttackRegistry
                     RelStepSize = s.RelStepSize ?? d.RelStepSize, Seed = s.Seed, MaxBatch = s.MaxBatch,
                 };
             }
+            case "one-pixel":
+            {
+                var d = new OnePixel();
+                return new OnePixel
+                {
+                    Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
+                    QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "square":
+            {
+                if (s.Norm == Norm.L2) throw new PerturbException("square is implemented for Linf only; --norm l2 does not apply", 2);
+                var d = new Square();
+                return new Square { Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
+            }
             default:
-                throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", Names)})", 2);
+                throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", AllNames)})", 2);
         }
     }
 }

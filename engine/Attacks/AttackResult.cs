@@ -28,6 +28,19 @@ public sealed class EpsResult
     public required int[] Steps { get; init; }
     /// <summary>Forward-plus-input-gradient evaluations spent on the sample.</summary>
     public required long[] Gradients { get; init; }
+    /// <summary>Search attacks: model queries spent per sample (the run's clean and final passes not included); else null.</summary>
+    public long[]? Queries { get; init; }
+    /// <summary>Mean and median queries over the samples the attack ran on (queries &gt; 0); NaN without query counts.</summary>
+    public double MeanQueries => Queries is { } q && q.Any(v => v > 0) ? q.Where(v => v > 0).Average() : double.NaN;
+    public double MedianQueries
+    {
+        get
+        {
+            if (Queries is not { } q) return double.NaN;
+            var s = q.Where(v => v > 0).OrderBy(v => v).ToArray();
+            return s.Length == 0 ? double.NaN : s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+        }
+    }
 
     /// <summary>Universal perturbation attacks: the one perturbation (C x H x W) added to every image, else null.</summary>
     public float[]? UniversalPerturbation { get; init; }
@@ -90,6 +103,8 @@ public sealed class AttackResult
                 ["mean_ssim"] = D(r.MeanSsim),
                 ["images_per_second"] = D(ImagesPerSecond),
                 ["fooling_rate"] = D(r.FoolingRate),
+                ["mean_queries"] = D(r.MeanQueries),
+                ["median_queries"] = D(r.MedianQueries),
             });
         return new JsonObject
         {
@@ -108,12 +123,13 @@ public sealed class AttackResult
         var r = Results[epsIndex];
         var sb = new System.Text.StringBuilder();
         var inv = System.Globalization.CultureInfo.InvariantCulture;
-        sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients");
+        sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients"
+            + (r.Queries != null ? ",queries" : ""));
         for (int i = 0; i < N; i++)
             sb.AppendLine(string.Format(inv, "{0},{1},{2},{3},{4},{5},{6},{7:G6},{8:G6},{9:G6},{10:G6},{11},{12:G6},{13:G6},{14},{15}",
                 i, r.Eps?.ToString("G6", inv) ?? "", Labels[i], Targets?[i].ToString(inv) ?? "", PredictedBefore[i], r.PredictedAfter[i],
                 r.Success[i] ? 1 : 0, ConfidenceBefore[i], TrueConfidenceBefore[i], r.ConfidenceAfter[i], r.TrueConfidenceAfter[i],
-                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]));
+                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : ""));
         return sb.ToString();
     }
 }

@@ -1,0 +1,84 @@
+using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
+
+namespace Perturb.Engine.Attacks.Search;
+
+/// <summary>
+/// Base of the score-based black-box attacks: they read only the model's outputs, run the whole run in
+/// <see cref="Attack.Produce"/> (every generation of every still-running image as one batch of candidates, in chunks of
+/// at most <see cref="QueryBatch"/> images per forward pass) and count every query per sample.
+/// </summary>
+public abstract class SearchAttack : Attack
+{
+    /// <summary>Most candidate images in one forward pass.</summary>
+    public int QueryBatch { get; init; } = 4096;
+
+    protected override bool CountsQueries => true;
+
+    /// <summary>Search attacks do not use gradient chunks; everything happens in <see cref="Attack.Produce"/>.</summary>
+    protected sealed override void AttackChunk(AttackBatch b) =>
+        throw new InvalidOperationException($"{Name} runs whole populations in Produce, not in gradient chunks");
+
+    protected void CheckQueryBatch()
+    {
+        if (QueryBatch <= 0) throw new PerturbException($"{Name}: query batch must be positive, got {QueryBatch}", 2);
+    }
+
+    /// <summary>Sample shape as (C, H, W); search attacks need image inputs.</summary>
+    protected (int C, int H, int W) ImageShape(Model m)
+    {
+        var s = m.InputShape;
+        if (s.Length != 3) throw new PerturbException($"{Name} needs image inputs (C x H x W), the model takes {Tensor.ShapeString(s)}", 2);
+        return (s[0], s[1], s[2]);
+    }
+
+    /// <summary>
+    /// Evaluates <paramref name="count"/> candidate images: <paramref name="fill"/>(j, dst) writes candidate j into dst
+    /// (C*H*W values). Returns the logits on the host, count x classes; a one-output model gives the pair (0, z), so
+    /// softmax and first-maximum argmax agree with <see cref="Losses.Probabilities"/> and <see cref="Losses.Predict"/>.
+    /// </summary>
+    public static float[] EvaluateLogits(Model m, int count, int queryBatch, Action<int, Span<float>> fill)
+    {
+        var be = m.Backend;
+        int d = Layer.Product(m.InputShape), k = m.NumOutputs, classes = m.NumClasses;
+        var outp = new float[(long)count * classes];
+        var buf = new float[(long)Math.Min(queryBatch, Math.Max(count, 1)) * d];
+        for (int s = 0; s < count; s += queryBatch)
+        {
+            int rows = Math.Min(queryBatch, count - s);
+            for (int r = 0; r < rows; r++) fill(s + r, buf.AsSpan(r * d, d));
+            using var t = be.FromArray(buf.AsSpan(0, rows * d), new[] { rows }.Concat(m.InputShape).ToArray());
+            var z = m.Forward(t).ToArray();
+            if (k == 1)
+                for (int r = 0; r < rows; r++) { outp[(long)(s + r) * 2] = 0; outp[(long)(s + r) * 2 + 1] = z[r]; }
+            else Array.Copy(z, 0, outp, (long)s * classes, (long)rows * classes);
+        }
+        m.ReleaseActivations();
+        return outp;
+    }
+
+    /// <summary>Index of the first maximum of a logit row (as ArgmaxRows).</summary>
+    public static int Argmax(ReadOnlySpan<float> z)
+    {
+        int b = 0;
+        for (int j = 1; j < z.Length; j++) if (z[j] > z[b]) b = j;
+        return b;
+    }
+
+    /// <summary>Softmax probability of class <paramref name="c"/> of a logit row (max-subtracted, in double).</summary>
+    public static double Probability(ReadOnlySpan<float> z, int c)
+    {
+        float mx = z[0];
+        for (int j = 1; j < z.Length; j++) mx = Math.Max(mx, z[j]);
+        double s = 0;
+        for (int j = 0; j < z.Length; j++) s += Math.Exp(z[j] - mx);
+        return Math.Exp(z[c] - mx) / s;
+    }
+
+    /// <summary>Whether a prediction meets the goal: untargeted, any class but the label; targeted, the target.</summary>
+    protected static bool Meets(int pred, int goalClass, bool targeted) => targeted ? pred == goalClass : pred != goalClass;
+
+    /// <summary>The random stream of one sample (and epsilon): a function of (seed, index) only, so batching never changes it.</summary>
+    protected SplitMix64 SampleRng(int sample, int eps = 0) =>
+        new(Seed ^ (0x9E3779B97F4A7C15UL * (ulong)(sample + 1)) ^ (0xD1B54A32D192ED03UL * (ulong)(eps + 1)));
+}
