@@ -11,7 +11,7 @@ using Perturb.Engine.Training;
 
 namespace Perturb.Cli;
 
-/// <summary><c>perturb poison badnets|label-flip</c>: poison a training set, train, and measure against a clean twin.</summary>
+/// <summary><c>perturb poison badnets|label-flip|generative</c>: poison a training set, train, and measure against a clean twin.</summary>
 public static class PoisonCommand
 {
     sealed class Shared
@@ -39,9 +39,42 @@ public static class PoisonCommand
 
     public static Command Build(CliIO io)
     {
-        var cmd = new Command("poison", "poison a training set (BadNets backdoor, label flipping), train, and compare with a clean model trained with the same seed");
+        var cmd = new Command("poison", "poison a training set (BadNets backdoor, label flipping, generative poisoning), train, and compare with a clean model trained with the same seed");
         cmd.Subcommands.Add(BadNets(io));
         cmd.Subcommands.Add(LabelFlip(io));
+        cmd.Subcommands.Add(Generative(io));
+        return cmd;
+    }
+
+    static Command Generative(CliIO io)
+    {
+        var sh = new Shared();
+        var rate = new Option<double>("--rate") { Description = "poison budget: poisoned samples added, as a fraction of the training set", DefaultValueFactory = _ => 0.1 };
+        var eps = new Option<float>("--eps") { Description = "Linf budget of the generator's change to a source image", DefaultValueFactory = _ => 0.3f };
+        var rounds = new Option<int>("--rounds") { Description = "alternating rounds (victim epoch, generator steps)", DefaultValueFactory = _ => 3 };
+        var gsteps = new Option<int>("--generator-steps") { Description = "generator steps per round", DefaultValueFactory = _ => 30 };
+        var cmd = new Command("generative", "generative poisoning (after Yang et al. 2017): an auto-encoder makes poisons that raise the victim's loss; reports the victim's accuracy drop");
+        sh.AddTo(cmd);
+        foreach (var o in new Option[] { rate, eps, rounds, gsteps }) cmd.Options.Add(o);
+        cmd.SetAction(pr =>
+        {
+            var splits = DataSources.Load(pr.GetValue(sh.Data)!, pr.GetValue(sh.DataSeed));
+            using var be = CliUtil.OpenDevice(pr.GetValue(sh.Device)!, io);
+            var o = sh.Train(pr);
+            var g = new GenerativePoisonOptions { Rate = pr.GetValue(rate), Eps = pr.GetValue(eps), Rounds = pr.GetValue(rounds), GeneratorSteps = pr.GetValue(gsteps), Seed = o.Seed };
+            var r = GenerativePoisoning.Run(sh.Maker(pr, be, splits.Train), splits, g, o, io.Err.WriteLine);
+            io.Out.WriteLine($"generative poison ({r.PoisonCount} samples, eps {g.Eps:G3}): victim accuracy {r.PoisonedAccuracy:P2}, clean victim {r.CleanAccuracy:P2}, drop {r.AccuracyDrop * 100:F2} points");
+            var jp = pr.GetValue(sh.Json);
+            if (jp != null)
+                CliUtil.WriteJson(jp, new JsonObject
+                {
+                    ["attack"] = "generative", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
+                    ["rate"] = g.Rate, ["eps"] = g.Eps, ["rounds"] = g.Rounds, ["generator_steps"] = g.GeneratorSteps, ["n_poison"] = r.PoisonCount, ["n_train"] = r.TrainCount,
+                    ["clean_accuracy"] = r.PoisonedAccuracy, ["baseline_clean_accuracy"] = r.CleanAccuracy, ["accuracy_drop"] = r.AccuracyDrop,
+                    ["auc"] = N(r.PoisonedAuc), ["baseline_auc"] = N(r.CleanAuc), ["max_linf"] = r.MaxLinf,
+                });
+            return 0;
+        });
         return cmd;
     }
 

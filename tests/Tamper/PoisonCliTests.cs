@@ -34,4 +34,15 @@ public class PoisonCliTests : TempDirTest
         Assert.Single(bad.Err.Trim().Split('\n'));
         Assert.Equal(2, CliRunner.Run("poison", "badnets", "--data", "synthetic:train=20,test=8", "--trigger", "zigzag", "--device", "cpu").Code);
     }
+
+    [Fact]
+    public void GenerativeWritesTheDrop()
+    {
+        var j = Path.Combine(Dir, "g.json");
+        var (code, _, e) = CliRunner.Run("poison", "generative", "--data", "synthetic:train=100,test=30", "--arch", "lenet", "--rate", "0.1",
+            "--epochs", "1", "--rounds", "1", "--generator-steps", "2", "--device", "cpu", "--json", j);
+        Assert.True(code == 0, e);
+        var r = JsonNode.Parse(File.ReadAllText(j))!;
+        Assert.NotNull(r["accuracy_drop"]); Assert.Equal(10, (int)r["n_poison"]!);
+    }
 }
