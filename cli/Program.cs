@@ -18,6 +18,7 @@ public static class Program
         root.Subcommands.Add(DataCommand.Build(io));
         root.Subcommands.Add(PredictCommand.Build(io));
         root.Subcommands.Add(AttackCommand.Build(io));
+        root.Subcommands.Add(PoisonCommand.Build(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }

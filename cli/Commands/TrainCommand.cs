@@ -29,8 +29,12 @@ public static class TrainCommand
         var keepBest = new Option<bool>("--keep-best") { Description = "keep the parameters of the epoch with the best validation accuracy" };
         var outp = new Option<string?>("--out") { Description = "where to save the trained model: .safetensors, or .onnx (ONNX opset 17)" };
         var json = CommonOptions.Json();
+        var adversarial = new Option<string?>("--adversarial") { Description = "adversarial training: pgd (Madry et al.: each batch replaced by Linf PGD adversarials against the current model); also trains a standard model with the same seed and reports both" };
+        adversarial.AcceptOnlyFromAmong("pgd");
+        var advEps = new Option<float>("--eps") { Description = "adversarial training: Linf budget in pixel units", DefaultValueFactory = _ => 8f / 255 };
+        var advSteps = new Option<int>("--steps") { Description = "adversarial training: PGD steps per batch (evaluation uses twice as many)", DefaultValueFactory = _ => 7 };
         var cmd = new Command("train", "train a classifier on a data set and save it as .safetensors");
-        foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, recipe, keepBest, seed, device, outp, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, recipe, keepBest, seed, device, outp, json, adversarial, advEps, advSteps }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
             var outPath = pr.GetValue(outp);
@@ -57,23 +61,49 @@ public static class TrainCommand
             if (recipeName == null || Given(keepBest)) opts = opts with { KeepBest = pr.GetValue(keepBest) };
             opts = opts with { Momentum = pr.GetValue(momentum) };
             if (opts.KeepBest && splits.Val == null) throw new PerturbException($"--keep-best needs a validation split; data set '{splits.Name}' has none", 2);
+            var advName = pr.GetValue(adversarial);
+            var advOpts = new AdversarialOptions { Eps = pr.GetValue(advEps), Steps = pr.GetValue(advSteps) };
+            if (advName != null) advOpts.Validate();
+            if (advName != null && opts.KeepBest) throw new PerturbException("--adversarial does not keep a best-validation checkpoint; leave out --keep-best (or the recipe's)", 2);
             ProgressBar? bar = null;
-            var result = Trainer.Fit(model, tr, splits.Val, opts,
-                progress: (ep, done, total) =>
+            Action<int, int, int> progress = (ep, done, total) =>
                 {
                     bar ??= new ProgressBar(io.Err, $"epoch {ep + 1}/{opts.Epochs}");
                     bar.Update(done, total);
-                },
-                epochDone: es =>
+                };
+            Action<EpochStats> epochDone = es =>
                 {
                     (bar ?? new ProgressBar(io.Err, $"epoch {es.Epoch}/{opts.Epochs}")).Done(
                         $"loss {es.TrainLoss:F4} train acc {es.TrainAccuracy:P1}" + (es.ValAccuracy.HasValue ? $" val acc {es.ValAccuracy:P1}" : "") + $" lr {es.LearningRate:G3}");
                     bar = null;
-                });
+                };
+            var result = advName != null
+                ? AdversarialTraining.Fit(model, tr, splits.Val, opts, advOpts, progress, epochDone)
+                : Trainer.Fit(model, tr, splits.Val, opts, progress, epochDone);
             var test = Evaluator.Evaluate(model, splits.Test);
             var last = result.Epochs[^1];
             io.Out.WriteLine($"train loss {last.TrainLoss:F4}, test accuracy {test.Accuracy:P2}, AUC {test.Auc:F3} on {test.N} images" +
                 (opts.KeepBest ? $" (best validation epoch {result.BestEpoch})" : "") + $", {result.Seconds:F1}s on {be.Name}");
+            JsonObject? advJson = null;
+            if (advName != null)
+            {
+                // The same architecture, data and seed, trained without adversarials: the baseline.
+                using var std = Presets.Create(pr.GetValue(arch)!, be, tr.Channels, tr.Height, tr.Width, tr.NumClasses, s);
+                io.Err.WriteLine("training the standard model with the same seed for comparison");
+                Trainer.Fit(std, tr, null, opts);
+                var stdTest = Evaluator.Evaluate(std, splits.Test);
+                int evalSteps = 2 * advOpts.Steps;
+                double rob = AdversarialTraining.RobustAccuracy(model, splits.Test, advOpts.Eps, evalSteps, s);
+                double stdRob = AdversarialTraining.RobustAccuracy(std, splits.Test, advOpts.Eps, evalSteps, s);
+                io.Out.WriteLine($"PGD-{evalSteps} eps {advOpts.Eps:G3}: adversarially trained: clean {test.Accuracy:P2}, robust {rob:P2}; standard: clean {stdTest.Accuracy:P2}, robust {stdRob:P2}");
+                model.Info["adversarial"] = $"pgd eps={advOpts.Eps:R} steps={advOpts.Steps}";
+                advJson = new JsonObject
+                {
+                    ["method"] = advName, ["eps"] = advOpts.Eps, ["steps"] = advOpts.Steps, ["step_size"] = advOpts.Step, ["eval_steps"] = evalSteps,
+                    ["clean_accuracy"] = test.Accuracy, ["robust_accuracy"] = rob,
+                    ["standard_clean_accuracy"] = stdTest.Accuracy, ["standard_robust_accuracy"] = stdRob,
+                };
+            }
             if (outPath != null)
             {
                 model.Info["test_accuracy"] = test.Accuracy.ToString("R");
@@ -83,7 +113,7 @@ public static class TrainCommand
             var jpath = pr.GetValue(json);
             if (jpath != null)
             {
-                CliUtil.WriteJson(jpath, new JsonObject
+                var jo = new JsonObject
                 {
                     ["arch"] = pr.GetValue(arch), ["data"] = splits.Name, ["device"] = be.Name, ["device_name"] = be.DeviceName,
                     ["epochs"] = opts.Epochs, ["batch_size"] = opts.BatchSize, ["lr"] = opts.LearningRate, ["optimizer"] = opts.Optimizer,
@@ -98,7 +128,9 @@ public static class TrainCommand
                         ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_accuracy"] = e.TrainAccuracy,
                         ["val_accuracy"] = e.ValAccuracy, ["lr"] = e.LearningRate, ["seconds"] = e.Seconds,
                     }).ToArray()),
-                });
+                };
+                if (advJson != null) jo["adversarial"] = advJson;
+                CliUtil.WriteJson(jpath, jo);
             }
             return 0;
         });

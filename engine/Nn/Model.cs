@@ -150,6 +150,15 @@ public sealed class Model : IDisposable
         return r;
     }
 
+    /// <summary>The output of the node called <paramref name="layerName"/> in the last forward pass (owned by the model, valid until the next Forward).</summary>
+    public Tensor NodeOutput(string layerName)
+    {
+        if (_outs == null) throw new InvalidOperationException("NodeOutput needs a Forward first");
+        int i = _nodes.FindIndex(n => n.Layer.Name == layerName);
+        if (i < 0) throw new PerturbException($"the model has no layer '{layerName}'");
+        return _outs[i];
+    }
+
     /// <summary>Frees the tensors of the last pass.</summary>
     public void ReleaseActivations() { _ctx.Release(); _outs = null; _input = null; }
 

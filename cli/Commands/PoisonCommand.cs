@@ -1,0 +1,202 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Perturb.Engine;
+using Perturb.Engine.Data;
+using Perturb.Engine.Defenses;
+using Perturb.Engine.IO;
+using Perturb.Engine.Nn;
+using Perturb.Engine.Poison;
+using Perturb.Engine.Training;
+
+namespace Perturb.Cli;
+
+/// <summary><c>perturb poison badnets|label-flip|generative</c>: poison a training set, train, and measure against a clean twin.</summary>
+public static class PoisonCommand
+{
+    sealed class Shared
+    {
+        public readonly Option<string> Arch = new("--arch") { Description = $"architecture preset: {string.Join(", ", Presets.Names)}", DefaultValueFactory = _ => "lenet" };
+        public readonly Option<string> Data = CommonOptions.Data();
+        public readonly Option<ulong> DataSeed = CommonOptions.DataSeed();
+        public readonly Option<int> Epochs = new("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
+        public readonly Option<int> Batch = CommonOptions.BatchSize(64);
+        public readonly Option<float> Lr = new("--lr") { Description = "learning rate (Adam)", DefaultValueFactory = _ => 1e-3f };
+        public readonly Option<ulong> Seed = CommonOptions.Seed();
+        public readonly Option<string> Device = CommonOptions.Device();
+        public readonly Option<string?> Json = CommonOptions.Json();
+
+        public void AddTo(Command c) { foreach (var o in new Option[] { Arch, Data, DataSeed, Epochs, Batch, Lr, Seed, Device, Json }) c.Options.Add(o); }
+
+        public TrainOptions Train(ParseResult pr) => new() { Epochs = pr.GetValue(Epochs), BatchSize = pr.GetValue(Batch), LearningRate = pr.GetValue(Lr), Seed = pr.GetValue(Seed) };
+
+        public Func<Model> Maker(ParseResult pr, IBackend be, Dataset tr)
+        {
+            string arch = pr.GetValue(Arch)!; ulong s = pr.GetValue(Seed);
+            return () => { var m = Presets.Create(arch, be, tr.Channels, tr.Height, tr.Width, tr.NumClasses, s); m.ClassNames = tr.ClassNames; return m; };
+        }
+    }
+
+    public static Command Build(CliIO io)
+    {
+        var cmd = new Command("poison", "poison a training set (BadNets backdoor, label flipping, generative poisoning), train, and compare with a clean model trained with the same seed");
+        cmd.Subcommands.Add(BadNets(io));
+        cmd.Subcommands.Add(LabelFlip(io));
+        cmd.Subcommands.Add(Generative(io));
+        return cmd;
+    }
+
+    static Command Generative(CliIO io)
+    {
+        var sh = new Shared();
+        var rate = new Option<double>("--rate") { Description = "poison budget: poisoned samples added, as a fraction of the training set", DefaultValueFactory = _ => 0.1 };
+        var eps = new Option<float>("--eps") { Description = "Linf budget of the generator's change to a source image", DefaultValueFactory = _ => 0.3f };
+        var rounds = new Option<int>("--rounds") { Description = "alternating rounds (victim epoch, generator steps)", DefaultValueFactory = _ => 3 };
+        var gsteps = new Option<int>("--generator-steps") { Description = "generator steps per round", DefaultValueFactory = _ => 30 };
+        var cmd = new Command("generative", "generative poisoning (after Yang et al. 2017): an auto-encoder makes poisons that raise the victim's loss; reports the victim's accuracy drop");
+        sh.AddTo(cmd);
+        foreach (var o in new Option[] { rate, eps, rounds, gsteps }) cmd.Options.Add(o);
+        cmd.SetAction(pr =>
+        {
+            var splits = DataSources.Load(pr.GetValue(sh.Data)!, pr.GetValue(sh.DataSeed));
+            using var be = CliUtil.OpenDevice(pr.GetValue(sh.Device)!, io);
+            var o = sh.Train(pr);
+            var g = new GenerativePoisonOptions { Rate = pr.GetValue(rate), Eps = pr.GetValue(eps), Rounds = pr.GetValue(rounds), GeneratorSteps = pr.GetValue(gsteps), Seed = o.Seed };
+            var r = GenerativePoisoning.Run(sh.Maker(pr, be, splits.Train), splits, g, o, io.Err.WriteLine);
+            io.Out.WriteLine($"generative poison ({r.PoisonCount} samples, eps {g.Eps:G3}): victim accuracy {r.PoisonedAccuracy:P2}, clean victim {r.CleanAccuracy:P2}, drop {r.AccuracyDrop * 100:F2} points");
+            var jp = pr.GetValue(sh.Json);
+            if (jp != null)
+                CliUtil.WriteJson(jp, new JsonObject
+                {
+                    ["attack"] = "generative", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
+                    ["rate"] = g.Rate, ["eps"] = g.Eps, ["rounds"] = g.Rounds, ["generator_steps"] = g.GeneratorSteps, ["n_poison"] = r.PoisonCount, ["n_train"] = r.TrainCount,
+                    ["clean_accuracy"] = r.PoisonedAccuracy, ["baseline_clean_accuracy"] = r.CleanAccuracy, ["accuracy_drop"] = r.AccuracyDrop,
+                    ["auc"] = N(r.PoisonedAuc), ["baseline_auc"] = N(r.CleanAuc), ["max_linf"] = r.MaxLinf,
+                });
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command BadNets(CliIO io)
+    {
+        var sh = new Shared();
+        var rate = new Option<double>("--rate") { Description = "fraction of the training set poisoned", DefaultValueFactory = _ => 0.1 };
+        var target = new Option<int>("--target") { Description = "the backdoor's target label", DefaultValueFactory = _ => 0 };
+        var trig = new Option<string>("--trigger") { Description = "checkerboard, square, or an image file", DefaultValueFactory = _ => "checkerboard" };
+        var size = new Option<int>("--trigger-size") { Description = "trigger side in pixels", DefaultValueFactory = _ => 4 };
+        var place = new Option<string>("--trigger-place") { Description = "br, bl, tr, tl (1 pixel from the border), or X,Y (top-left corner)", DefaultValueFactory = _ => "br" };
+        var alpha = new Option<float>("--alpha") { Description = "blend weight of the trigger (1: opaque)", DefaultValueFactory = _ => 1f };
+        var detect = new Option<bool>("--detect") { Description = "run spectral signatures and activation clustering on the poisoned model's training features" };
+        var outDir = new Option<string?>("--out") { Description = "folder for example PNGs (clean and triggered test images)" };
+        var cmd = new Command("badnets", "BadNets backdoor (Gu et al. 2019): a trigger on a fraction of the training images, relabelled to the target");
+        sh.AddTo(cmd);
+        foreach (var o in new Option[] { rate, target, trig, size, place, alpha, detect, outDir }) cmd.Options.Add(o);
+        cmd.SetAction(pr =>
+        {
+            var splits = DataSources.Load(pr.GetValue(sh.Data)!, pr.GetValue(sh.DataSeed));
+            var tr = splits.Train;
+            var trigger = Trigger.Parse(pr.GetValue(trig)!, pr.GetValue(size), pr.GetValue(place)!, pr.GetValue(alpha), tr.Channels);
+            trigger.Validate(tr.Channels, tr.Height, tr.Width);
+            using var be = CliUtil.OpenDevice(pr.GetValue(sh.Device)!, io);
+            var o = sh.Train(pr);
+            double r = pr.GetValue(rate); int t = pr.GetValue(target);
+            JsonObject? detection = null;
+            var rep = PoisonExperiments.BadNets(sh.Maker(pr, be, tr), splits, trigger, r, t, o, io.Err.WriteLine,
+                keepPoisoned: !pr.GetValue(detect) ? null : (m, p) =>
+                {
+                    using (m)
+                    {
+                        var feats = Features.Extract(m, p.Data);
+                        var mask = p.Mask();
+                        // eps: the poisoned share of the target class (the defender's assumed bound).
+                        double eps = Math.Clamp(p.PoisonIndices.Length / (double)Math.Max(1, p.Data.Labels.Count(l => l == t)), 1e-6, 0.999);
+                        var ss = SpectralSignatures.Detect(feats, p.Data.Labels, p.Data.NumClasses, eps);
+                        var ac = ActivationClustering.Detect(feats, p.Data.Labels, p.Data.NumClasses, seed: o.Seed);
+                        detection = new JsonObject { ["layer"] = Features.DefaultLayer(m), ["eps"] = eps, ["spectral_signatures"] = DetectionJson(ss, mask), ["activation_clustering"] = DetectionJson(ac, mask) };
+                        io.Out.WriteLine($"spectral signatures: {Summary(ss, mask)}; activation clustering: {Summary(ac, mask)}");
+                    }
+                });
+            io.Out.WriteLine($"badnets ({trigger.Kind.ToString().ToLowerInvariant()} {trigger.Size}px, rate {r:G3}, target {t}): clean accuracy {rep.CleanAccuracy:P2}, attack success {rep.AttackSuccessRate:P2}; " +
+                $"clean model: clean accuracy {rep.BaselineCleanAccuracy:P2}, attack success {rep.BaselineAttackSuccessRate:P2}");
+            var od = pr.GetValue(outDir);
+            if (od != null)
+            {
+                Directory.CreateDirectory(od);
+                var te = splits.Test; var trg = Poisoning.Triggered(te, trigger, t);
+                for (int i = 0; i < Math.Min(4, trg.Count); i++)
+                    ImageWriter.SavePng(Path.Combine(od, $"triggered_{i}.png"), trg.Sample(i), te.Channels, te.Height, te.Width);
+            }
+            var jp = pr.GetValue(sh.Json);
+            if (jp != null)
+            {
+                var j = new JsonObject
+                {
+                    ["attack"] = "badnets", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
+                    ["rate"] = r, ["target"] = t, ["trigger"] = trigger.Kind.ToString().ToLowerInvariant(), ["trigger_size"] = trigger.Size, ["alpha"] = trigger.Alpha,
+                    ["trigger_place"] = pr.GetValue(place),
+                    ["clean_accuracy"] = rep.CleanAccuracy, ["attack_success_rate"] = N(rep.AttackSuccessRate), ["clean_auc"] = N(rep.CleanAuc),
+                    ["baseline_clean_accuracy"] = rep.BaselineCleanAccuracy, ["baseline_attack_success_rate"] = N(rep.BaselineAttackSuccessRate), ["baseline_auc"] = N(rep.BaselineAuc),
+                    ["n_poison"] = rep.PoisonCount, ["n_train"] = rep.TrainCount, ["n_triggered_test"] = rep.TriggeredTestCount,
+                };
+                if (detection != null) j["detection"] = detection;
+                CliUtil.WriteJson(jp, j);
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static Command LabelFlip(CliIO io)
+    {
+        var sh = new Shared();
+        var rate = new Option<string>("--rate") { Description = "fraction(s) of labels flipped, comma-separated (0 gives the clean model)", DefaultValueFactory = _ => "0,0.1,0.2,0.4" };
+        var cmd = new Command("label-flip", "label flipping: a fraction of the training labels changed to another class at random; clean accuracy per rate");
+        sh.AddTo(cmd);
+        cmd.Options.Add(rate);
+        cmd.SetAction(pr =>
+        {
+            var rates = pr.GetValue(rate)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p =>
+                double.TryParse(p.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0 && v <= 1 ? v
+                : throw new PerturbException($"--rate: '{p}' is not a fraction in [0, 1]", 2)).ToArray();
+            if (rates.Length == 0) throw new PerturbException("--rate: give at least one rate", 2);
+            var splits = DataSources.Load(pr.GetValue(sh.Data)!, pr.GetValue(sh.DataSeed));
+            using var be = CliUtil.OpenDevice(pr.GetValue(sh.Device)!, io);
+            var o = sh.Train(pr);
+            var pts = PoisonExperiments.LabelFlip(sh.Maker(pr, be, splits.Train), splits, rates, o, io.Err.WriteLine);
+            io.Out.WriteLine("rate     flipped  clean accuracy  AUC");
+            foreach (var p in pts) io.Out.WriteLine($"{p.Rate,-8:G3} {p.Flipped,7}  {p.CleanAccuracy,14:P2}  {p.Auc:F3}");
+            var jp = pr.GetValue(sh.Json);
+            if (jp != null)
+                CliUtil.WriteJson(jp, new JsonObject
+                {
+                    ["attack"] = "label-flip", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
+                    ["n_train"] = splits.Train.Count,
+                    ["points"] = new JsonArray(pts.Select(p => (JsonNode)new JsonObject
+                    {
+                        ["rate"] = p.Rate, ["flipped"] = p.Flipped, ["clean_accuracy"] = p.CleanAccuracy, ["auc"] = N(p.Auc),
+                    }).ToArray()),
+                });
+            return 0;
+        });
+        return cmd;
+    }
+
+    static double? N(double v) => double.IsFinite(v) ? v : null;
+
+    static string Summary(DetectionResult d, bool[] truth)
+    {
+        var (p, r) = d.PrecisionRecall(truth);
+        return $"{d.Flagged.Length} flagged, precision {p:P1}, recall {r:P1}";
+    }
+
+    static JsonObject DetectionJson(DetectionResult d, bool[] truth)
+    {
+        var (p, r) = d.PrecisionRecall(truth);
+        return new JsonObject
+        {
+            ["flagged"] = new JsonArray(d.Flagged.Select(i => (JsonNode)i).ToArray()),
+            ["n_flagged"] = d.Flagged.Length, ["precision"] = N(p), ["recall"] = N(r),
+        };
+    }
+}

@@ -1,0 +1,232 @@
+using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
+using Perturb.Engine.Training;
+
+namespace Perturb.Engine.Attacks.Patch;
+
+public enum PatchShape { Square, Round }
+
+/// <summary>One placement of a patch on an image: top-left corner of its box, scale of its side, rotation.</summary>
+public readonly record struct PatchPlacement(int Y, int X, int Side, double Angle);
+
+/// <summary>
+/// A patch (C x S x S with a square or round mask) and how it is put on an image: the patch is scaled to
+/// round(S * scale) pixels, rotated by an angle about its centre, and placed at an integer position. Rendering is a
+/// nearest-neighbour gather (each covered image pixel copies one patch pixel), so its adjoint, a scatter-add of the
+/// image gradient back to the patch pixels, is exact.
+/// </summary>
+public sealed class PatchRenderer
+{
+    public int Channels { get; }
+    public int Size { get; }
+    public PatchShape Shape { get; }
+    public bool[] Mask { get; }
+
+    public PatchRenderer(int channels, int size, PatchShape shape)
+    {
+        if (size < 1) throw new PerturbException($"patch side must be at least 1 pixel, got {size}", 2);
+        Channels = channels; Size = size; Shape = shape;
+        Mask = new bool[size * size];
+        double r = size / 2.0;
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++)
+            {
+                double dy = y + 0.5 - r, dx = x + 0.5 - r;
+                Mask[y * size + x] = shape == PatchShape.Square || dx * dx + dy * dy <= r * r;
+            }
+    }
+
+    /// <summary>The patch side for a fraction of an h x w image's area (a round patch's disc covers that fraction).</summary>
+    public static int SideFor(double fraction, int h, int w, PatchShape shape)
+    {
+        if (!(fraction > 0 && fraction <= 1)) throw new PerturbException($"patch size must be a fraction of the image in (0, 1], got {fraction}", 2);
+        double area = fraction * h * w;
+        int s = (int)Math.Round(shape == PatchShape.Square ? Math.Sqrt(area) : Math.Sqrt(4 * area / Math.PI));
+        return Math.Clamp(s, 1, Math.Min(h, w));
+    }
+
+    /// <summary>A random placement: scale in [scaleMin, scaleMax], angle in ±maxDegrees, a position where the box fits.</summary>
+    public PatchPlacement Sample(SplitMix64 r, int h, int w, double scaleMin, double scaleMax, double maxDegrees)
+    {
+        int side = Math.Clamp((int)Math.Round(Size * r.Range(scaleMin, scaleMax)), 1, Math.Min(h, w));
+        double ang = r.Range(-maxDegrees, maxDegrees) * Math.PI / 180;
+        return new PatchPlacement(r.NextInt(h - side + 1), r.NextInt(w - side + 1), side, ang);
+    }
+
+    /// <summary>
+    /// Pairs (image pixel within one channel plane, patch pixel within one channel plane) covered by the placement:
+    /// the inverse map of each box pixel (un-rotate, un-scale) to the nearest patch pixel inside the mask.
+    /// </summary>
+    public (int[] Dst, int[] Src) Map(PatchPlacement p, int h, int w)
+    {
+        var dst = new List<int>(); var src = new List<int>();
+        double c = p.Side / 2.0, cos = Math.Cos(p.Angle), sin = Math.Sin(p.Angle), k = (double)Size / p.Side;
+        for (int y = 0; y < p.Side; y++)
+            for (int x = 0; x < p.Side; x++)
+            {
+                double dy = y + 0.5 - c, dx = x + 0.5 - c;
+                double u = (cos * dx + sin * dy) * k + Size / 2.0, v = (-sin * dx + cos * dy) * k + Size / 2.0;
+                int su = (int)Math.Floor(u), sv = (int)Math.Floor(v);
+                if (su < 0 || sv < 0 || su >= Size || sv >= Size || !Mask[sv * Size + su]) continue;
+                dst.Add((p.Y + y) * w + p.X + x); src.Add(sv * Size + su);
+            }
+        return (dst.ToArray(), src.ToArray());
+    }
+
+    /// <summary>Puts the patch on one CHW image in place.</summary>
+    public void Apply(float[] patch, Span<float> img, (int[] Dst, int[] Src) map, int h, int w)
+    {
+        int hw = h * w, ss = Size * Size;
+        for (int ch = 0; ch < Channels; ch++)
+            for (int i = 0; i < map.Dst.Length; i++) img[ch * hw + map.Dst[i]] = patch[ch * ss + map.Src[i]];
+    }
+
+    /// <summary>The adjoint of <see cref="Apply"/> with respect to the patch: gPatch += scatter of the image gradient.</summary>
+    public void Adjoint(ReadOnlySpan<float> gImg, float[] gPatch, (int[] Dst, int[] Src) map, int h, int w)
+    {
+        int hw = h * w, ss = Size * Size;
+        for (int ch = 0; ch < Channels; ch++)
+            for (int i = 0; i < map.Dst.Length; i++) gPatch[ch * ss + map.Src[i]] += gImg[ch * hw + map.Dst[i]];
+    }
+}
+
+public sealed record PatchOptions
+{
+    public int Target { get; init; }
+    /// <summary>Fraction of the image area the full-scale patch covers.</summary>
+    public double SizeFraction { get; init; } = 0.2;
+    public PatchShape Shape { get; init; } = PatchShape.Square;
+    public int Steps { get; init; } = 200;
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Adam learning rate in pixel units.</summary>
+    public float LearningRate { get; init; } = 0.05f;
+    public double ScaleMin { get; init; } = 0.1;
+    public double ScaleMax { get; init; } = 1.0;
+    public double MaxRotationDegrees { get; init; } = 22.5;
+    /// <summary>Scale of the patch when it is evaluated (ART applies the full patch).</summary>
+    public double EvalScale { get; init; } = 1.0;
+    public ulong Seed { get; init; }
+}
+
+public sealed record PatchEval(double TargetedSuccess, double Accuracy, double Auc, int NonTarget, int N);
+
+public sealed record PatchResult(float[] Patch, int Side, PatchEval Learned, PatchEval Control, PatchEval Clean, float[] ControlPatch, double Seconds);
+
+/// <summary>
+/// Adversarial patch (Brown et al. 2017): a universal patch for a target class, learned by gradient ascent (Adam) on
+/// the mean target log-probability over training images with the patch at random places, scales and rotations
+/// (expectation over transformation), using input gradients only. Evaluation puts the patch on held-out images at
+/// random places and rotations; a natural control patch (a crop of another image, same size, mask and places) shows
+/// what the learned patch does beyond hiding pixels.
+/// </summary>
+public static class AdversarialPatch
+{
+    public static PatchResult Run(Model model, Dataset train, Dataset test, PatchOptions o, Action<int, int, double>? progress = null)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        if (o.Target < 0 || o.Target >= model.NumClasses) throw new PerturbException($"patch: target {o.Target} outside the model's {model.NumClasses} classes", 2);
+        if (o.Steps < 1 || o.BatchSize < 1) throw new PerturbException("patch: steps and batch size must be positive", 2);
+        if (!(o.ScaleMin > 0 && o.ScaleMin <= o.ScaleMax && o.ScaleMax <= 1)) throw new PerturbException($"patch: scales must satisfy 0 < min <= max <= 1, got {o.ScaleMin}..{o.ScaleMax}", 2);
+        if (train.Count == 0 || test.Count == 0) throw new PerturbException("patch: needs training and test images", 2);
+        int c = train.Channels, h = train.Height, w = train.Width;
+        int side = PatchRenderer.SideFor(o.SizeFraction, h, w, o.Shape);
+        var ren = new PatchRenderer(c, side, o.Shape);
+        var patch = Learn(model, train, ren, o, progress);
+        var control = ControlPatch(test, ren, o.Seed);
+        var learned = Evaluate(model, test, ren, patch, o);
+        var ctrl = Evaluate(model, test, ren, control, o);
+        var ev = Evaluator.Evaluate(model, test);
+        var clean = new PatchEval(TargetRate(ev.Predictions, test.Labels, o.Target), ev.Accuracy, ev.Auc, test.Labels.Count(l => l != o.Target), test.Count);
+        return new PatchResult(patch, side, learned, ctrl, clean, control, sw.Elapsed.TotalSeconds);
+    }
+
+    static float[] Learn(Model model, Dataset train, PatchRenderer ren, PatchOptions o, Action<int, int, double>? progress)
+    {
+        var be = model.Backend;
+        int c = train.Channels, h = train.Height, w = train.Width, s = train.SampleSize;
+        var rng = new SplitMix64(o.Seed ^ 0x9A7C_4000UL);
+        int len = c * ren.Size * ren.Size;
+        var patch = new float[len];
+        for (int i = 0; i < len; i++) patch[i] = (float)rng.NextDouble();
+        var m1 = new double[len]; var m2 = new double[len];
+        var g = new float[len];
+        model.Eval();
+        int n = Math.Min(o.BatchSize, train.Count);
+        var tgt = Enumerable.Repeat((float)o.Target, n).ToArray();
+        using var y = be.FromArray(tgt, n);
+        for (int t = 1; t <= o.Steps; t++)
+        {
+            var idx = new int[n];
+            for (int i = 0; i < n; i++) idx[i] = rng.NextInt(train.Count);
+            var xb = train.Gather(idx);
+            var maps = new (int[], int[])[n];
+            for (int i = 0; i < n; i++)
+            {
+                maps[i] = ren.Map(ren.Sample(rng, h, w, o.ScaleMin, o.ScaleMax, o.MaxRotationDegrees), h, w);
+                ren.Apply(patch, xb.AsSpan(i * s, s), maps[i], h, w);
+            }
+            using var x = be.FromArray(xb, n, c, h, w);
+            var logits = model.Forward(x);
+            // CE toward the target = -log p(target): descending it ascends the target log-probability.
+            using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
+            var dx = model.Backward(loss.Grad!, BackwardMode.InputOnly)!.ToArray();
+            Array.Clear(g);
+            for (int i = 0; i < n; i++) ren.Adjoint(dx.AsSpan(i * s, s), g, maps[i], h, w);
+            // Adam step (descent on the CE), then clamp to [0,1].
+            const double b1 = 0.9, b2 = 0.999;
+            for (int i = 0; i < len; i++)
+            {
+                m1[i] = b1 * m1[i] + (1 - b1) * g[i];
+                m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
+                double mh = m1[i] / (1 - Math.Pow(b1, t)), vh = m2[i] / (1 - Math.Pow(b2, t));
+                patch[i] = Math.Clamp((float)(patch[i] - o.LearningRate * mh / (Math.Sqrt(vh) + 1e-8)), 0f, 1f);
+            }
+            progress?.Invoke(t, o.Steps, loss.Mean());
+        }
+        model.ReleaseActivations();
+        return patch;
+    }
+
+    /// <summary>A natural control: a crop of a (seeded) test image, the patch's size, at a random place.</summary>
+    public static float[] ControlPatch(Dataset d, PatchRenderer ren, ulong seed)
+    {
+        var r = new SplitMix64(seed ^ 0xC0_47A0_1UL);
+        int img = r.NextInt(d.Count), sz = ren.Size, h = d.Height, w = d.Width;
+        int y0 = r.NextInt(h - sz + 1), x0 = r.NextInt(w - sz + 1);
+        var p = new float[d.Channels * sz * sz];
+        var src = d.Sample(img);
+        for (int ch = 0; ch < d.Channels; ch++)
+            for (int y = 0; y < sz; y++)
+                for (int x = 0; x < sz; x++) p[(ch * sz + y) * sz + x] = src[(ch * h + y0 + y) * w + x0 + x];
+        return p;
+    }
+
+    /// <summary>The test images with the patch at seeded random places and rotations (the same for every patch given the seed).</summary>
+    public static Dataset Patched(Dataset d, PatchRenderer ren, float[] patch, PatchOptions o)
+    {
+        var r = new SplitMix64(o.Seed ^ 0xE7A1_0000UL);
+        var x = (float[])d.X.Clone();
+        int s = d.SampleSize;
+        for (int i = 0; i < d.Count; i++)
+        {
+            var pl = ren.Sample(r, d.Height, d.Width, o.EvalScale, o.EvalScale, o.MaxRotationDegrees);
+            ren.Apply(patch, x.AsSpan(i * s, s), ren.Map(pl, d.Height, d.Width), d.Height, d.Width);
+        }
+        return new Dataset(x, d.Labels, d.Channels, d.Height, d.Width, d.ClassNames) { Name = d.Name + "+patch" };
+    }
+
+    public static PatchEval Evaluate(Model model, Dataset test, PatchRenderer ren, float[] patch, PatchOptions o)
+    {
+        var pd = Patched(test, ren, patch, o);
+        var ev = Evaluator.Evaluate(model, pd);
+        return new PatchEval(TargetRate(ev.Predictions, test.Labels, o.Target), ev.Accuracy, ev.Auc, test.Labels.Count(l => l != o.Target), test.Count);
+    }
+
+    /// <summary>The share of images not of the target class that are predicted as the target.</summary>
+    static double TargetRate(int[] pred, int[] labels, int target)
+    {
+        int n = 0, hit = 0;
+        for (int i = 0; i < labels.Length; i++) if (labels[i] != target) { n++; if (pred[i] == target) hit++; }
+        return n == 0 ? double.NaN : (double)hit / n;
+    }
+}
