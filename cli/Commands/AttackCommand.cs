@@ -13,6 +13,7 @@ public static class AttackCommand
     {
         var cmd = new Command("attack", "run an adversarial attack on a model over a data set");
         foreach (var name in AttackRegistry.AllNames) cmd.Subcommands.Add(BuildOne(name, io));
+        cmd.Subcommands.Add(PatchCommand.Build(io));
         cmd.Subcommands.Add(BuildFooling(io));
         return cmd;
     }

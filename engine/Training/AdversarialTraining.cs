@@ -34,55 +34,15 @@ public static class AdversarialTraining
     public static TrainResult Fit(Model model, Dataset train, Dataset? val, TrainOptions o, AdversarialOptions a,
         Action<int, int, int>? progress = null, Action<EpochStats>? epochDone = null)
     {
-        if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
-        if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
         a.Validate();
-        Trainer.CheckData(model, train);
-        var be = model.Backend;
-        using var opt = Optimizer.Create(o.Optimizer, model, o.LearningRate, o.WeightDecay, o.Momentum);
-        var sched = new MultiStepLr(o.LearningRate, o.Milestones, o.LrGamma);
-        var rng = new SplitMix64(o.Seed ^ 0xA5A5_1234_5678_9ABCUL);
-        model.SetDropoutStream(o.Seed ^ 0xD20F_0000UL);
-        var stats = new List<EpochStats>();
-        var total = Stopwatch.StartNew();
-        int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        ulong batchNo = 0;
-        for (int ep = 0; ep < o.Epochs; ep++)
+        var r = Trainer.Fit(model, train, val, o with { KeepBest = false }, progress, epochDone, (x, y, batchNo) =>
         {
-            var sw = Stopwatch.StartNew();
-            opt.LearningRate = sched.RateAt(ep);
-            var perm = rng.Permutation(train.Count);
-            double lossSum = 0; long correct = 0;
-            for (int b = 0; b < batches; b++)
-            {
-                int start = b * o.BatchSize, n = Math.Min(o.BatchSize, train.Count - start);
-                if (n < 2 && batches > 1) { progress?.Invoke(ep, b + 1, batches); continue; }
-                var idx = perm.AsSpan(start, n);
-                using var x = be.FromArray(train.Gather(idx), n, train.Channels, train.Height, train.Width);
-                var lab = new float[n];
-                for (int i = 0; i < n; i++) lab[i] = train.Labels[idx[i]];
-                using var y = be.FromArray(lab, n);
-                using var adv = be.Allocate(x.Shape);
-                model.Eval();
-                Perturb(model, x, y, adv, a, o.Seed ^ 0xAD7E_0000UL, batchNo++);
-                model.Train();
-                var logits = model.Forward(adv);
-                using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
-                var pred = Losses.Predict(be, logits);
-                for (int i = 0; i < n; i++) if (pred[i] == (int)lab[i]) correct++;
-                model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
-                opt.Step();
-                lossSum += loss.Mean() * n;
-                progress?.Invoke(ep, b + 1, batches);
-            }
-            model.ReleaseActivations();
-            double? valAcc = val != null ? Evaluator.Accuracy(model, val, Math.Max(o.BatchSize, 256)) : null;
-            var es = new EpochStats(ep + 1, lossSum / train.Count, (double)correct / train.Count, valAcc, opt.LearningRate, sw.Elapsed.TotalSeconds);
-            stats.Add(es);
-            epochDone?.Invoke(es);
-        }
-        model.Eval();
-        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.Epochs);
+            var adv = model.Backend.Allocate(x.Shape);
+            model.Eval();
+            Perturb(model, x, y, adv, a, o.Seed ^ 0xAD7E_0000UL, batchNo);
+            return adv;
+        });
+        return r;
     }
 
     /// <summary>

@@ -32,8 +32,12 @@ public static class Trainer
     /// Trains <paramref name="model"/> in place. <paramref name="progress"/> receives (epoch, batchesDone, batchesTotal)
     /// after each batch; <paramref name="epochDone"/> gets each epoch's figures.
     /// </summary>
+    /// <param name="batchInput">
+    /// Optional: makes the tensor the model trains on from each batch (x, labels, batch number), for example
+    /// adversarial examples; the trainer disposes it after the step. The model is in train mode again afterwards.
+    /// </param>
     public static TrainResult Fit(Model model, Dataset train, Dataset? val, TrainOptions o,
-        Action<int, int, int>? progress = null, Action<EpochStats>? epochDone = null)
+        Action<int, int, int>? progress = null, Action<EpochStats>? epochDone = null, Func<Tensor, Tensor, ulong, Tensor>? batchInput = null)
     {
         if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
         if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
@@ -49,6 +53,7 @@ public static class Trainer
         int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
         double bestAcc = double.NegativeInfinity; int bestEpoch = -1;
         Dictionary<Parameter, float[]>? best = null;
+        ulong batchNo = 0;
         for (int ep = 0; ep < o.Epochs; ep++)
         {
             var sw = Stopwatch.StartNew();
@@ -65,7 +70,9 @@ public static class Trainer
                 var lab = new float[n];
                 for (int i = 0; i < n; i++) lab[i] = train.Labels[idx[i]];
                 using var y = be.FromArray(lab, n);
-                var logits = model.Forward(x);
+                using var made = batchInput?.Invoke(x, y, batchNo++);
+                model.Train();
+                var logits = model.Forward(made ?? x);
                 using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
                 var pred = Losses.Predict(be, logits);
                 for (int i = 0; i < n; i++) if (pred[i] == (int)lab[i]) correct++;
