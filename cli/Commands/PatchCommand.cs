@@ -25,6 +25,7 @@ public static class PatchCommand
         var scaleMin = new Option<double>("--scale-min") { Description = "smallest patch scale during training", DefaultValueFactory = _ => 0.1 };
         var scaleMax = new Option<double>("--scale-max") { Description = "largest patch scale during training", DefaultValueFactory = _ => 1.0 };
         var rot = new Option<double>("--rotation") { Description = "largest rotation in degrees (both ways)", DefaultValueFactory = _ => 22.5 };
+        var printable = new Option<string?>("--printable") { Description = "keep the patch printable: every value in MIN,MAX (e.g. 0.1,0.9), clipped at each step (default: the full [0,1])" };
         var trainN = new Option<int>("--train-n") { Description = "learn on the first N training images (0: all)", DefaultValueFactory = _ => 0 };
         var testN = new Option<int>("--n") { Description = "evaluate on the first N test images (0: all)", DefaultValueFactory = _ => 0 };
         var batch = CommonOptions.BatchSize(32);
@@ -33,7 +34,7 @@ public static class PatchCommand
         var outp = new Option<string?>("--out") { Description = "folder for patch.png, control.png and patched examples" };
         var json = CommonOptions.Json();
         var cmd = new Command("patch", "adversarial patch (Brown et al. 2017): a universal targeted patch learned over the training split, evaluated on the test split against a natural control patch");
-        foreach (var o in new Option[] { model, data, dataSeed, target, size, shape, steps, lr, scaleMin, scaleMax, rot, trainN, testN, batch, seed, device, outp, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, data, dataSeed, target, size, shape, steps, lr, scaleMin, scaleMax, rot, printable, trainN, testN, batch, seed, device, outp, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
             var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
@@ -48,6 +49,12 @@ public static class PatchCommand
                 Steps = pr.GetValue(steps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr), ScaleMin = pr.GetValue(scaleMin), ScaleMax = pr.GetValue(scaleMax),
                 MaxRotationDegrees = pr.GetValue(rot), Seed = pr.GetValue(seed),
             };
+            if (pr.GetValue(printable) is { } pl)
+            {
+                var parts = AttackCommand.ParseList(pl, "--printable");
+                if (parts == null || parts.Length != 2) throw new PerturbException($"--printable: expected MIN,MAX such as 0.1,0.9, got '{pl}'", 2);
+                o = o with { PrintMin = parts[0], PrintMax = parts[1] };
+            }
             if (!(o.LearningRate > 0)) throw new PerturbException($"--lr must be positive, got {o.LearningRate}", 2);
             io.Err.WriteLine($"patch for class {o.Target} covering {o.SizeFraction:P0} of the image, learned on {tr.Count} training images, evaluated on {te.Count} test images, device {be.Name}");
             ProgressBar? bar = null;

@@ -48,4 +48,18 @@ public class PatchTests(ITestOutputHelper log)
         Assert.True(r.Learned.Accuracy < r.Control.Accuracy);
         Assert.All(r.Patch, v => Assert.InRange(v, 0f, 1f));
     }
+
+    [Fact]
+    public void PrintableRangeHoldsThroughoutAndStillAttacks()
+    {
+        using var be = new CpuBackend();
+        var data = SyntheticShapes.Create(41, trainCount: 300, testCount: 100);
+        using var m = Presets.Create("lenet", be, 1, 28, 28, 4, 6);
+        Trainer.Fit(m, data.Train, null, new TrainOptions { Epochs = 4, BatchSize = 32, LearningRate = 3e-3f, Seed = 6 });
+        var r = AdversarialPatch.Run(m, data.Train, data.Test, new PatchOptions { Target = 0, SizeFraction = 0.2, Steps = 100, Seed = 3, PrintMin = 0.2f, PrintMax = 0.8f });
+        Assert.All(r.Patch, v => Assert.InRange(v, 0.2f, 0.8f));
+        Assert.Contains(r.Patch, v => v == 0.2f || v == 0.8f); // the optimiser presses against the printable bounds
+        Assert.True(r.Learned.TargetedSuccess > r.Control.TargetedSuccess, $"learned {r.Learned.TargetedSuccess:P1} vs control {r.Control.TargetedSuccess:P1}");
+        Assert.Throws<Perturb.Engine.PerturbException>(() => AdversarialPatch.Run(m, data.Train, data.Test, new PatchOptions { Target = 0, Steps = 1, PrintMin = 0.9f, PrintMax = 0.1f }));
+    }
 }

@@ -106,6 +106,12 @@ public sealed record PatchOptions
     /// <summary>Scale of the patch when it is evaluated (ART applies the full patch).</summary>
     public double EvalScale { get; init; } = 1.0;
     public ulong Seed { get; init; }
+    /// <summary>
+    /// Printable colours: every patch value is kept in [PrintMin, PrintMax] throughout the optimisation (a printer can
+    /// reproduce neither pure black nor pure white, nor fully saturated channels). [0, 1] means no restriction.
+    /// </summary>
+    public float PrintMin { get; init; } = 0f;
+    public float PrintMax { get; init; } = 1f;
 }
 
 public sealed record PatchEval(double TargetedSuccess, double Accuracy, double Auc, int NonTarget, int N);
@@ -147,7 +153,9 @@ public static class AdversarialPatch
         var rng = new SplitMix64(o.Seed ^ 0x9A7C_4000UL);
         int len = c * ren.Size * ren.Size;
         var patch = new float[len];
-        for (int i = 0; i < len; i++) patch[i] = (float)rng.NextDouble();
+        if (!(o.PrintMin >= 0 && o.PrintMin < o.PrintMax && o.PrintMax <= 1))
+            throw new PerturbException($"printable range [{o.PrintMin}, {o.PrintMax}] must satisfy 0 <= min < max <= 1", 2);
+        for (int i = 0; i < len; i++) patch[i] = o.PrintMin + (o.PrintMax - o.PrintMin) * (float)rng.NextDouble();
         var m1 = new double[len]; var m2 = new double[len];
         var g = new float[len];
         model.Eval();
@@ -172,14 +180,14 @@ public static class AdversarialPatch
             var dx = model.Backward(loss.Grad!, BackwardMode.InputOnly)!.ToArray();
             Array.Clear(g);
             for (int i = 0; i < n; i++) ren.Adjoint(dx.AsSpan(i * s, s), g, maps[i], h, w);
-            // Adam step (descent on the CE), then clamp to [0,1].
+            // Adam step (descent on the CE), then clamp to the printable range ([0,1] by default).
             const double b1 = 0.9, b2 = 0.999;
             for (int i = 0; i < len; i++)
             {
                 m1[i] = b1 * m1[i] + (1 - b1) * g[i];
                 m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
                 double mh = m1[i] / (1 - Math.Pow(b1, t)), vh = m2[i] / (1 - Math.Pow(b2, t));
-                patch[i] = Math.Clamp((float)(patch[i] - o.LearningRate * mh / (Math.Sqrt(vh) + 1e-8)), 0f, 1f);
+                patch[i] = Math.Clamp((float)(patch[i] - o.LearningRate * mh / (Math.Sqrt(vh) + 1e-8)), o.PrintMin, o.PrintMax);
             }
             progress?.Invoke(t, o.Steps, loss.Mean());
         }
