@@ -1,0 +1,171 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Perturb.Engine.Attacks;
+
+namespace Perturb.Engine.Report;
+
+/// <summary>
+/// One row of a results table: one attack at one budget on one model and data set. The demo, <c>perturb sweep</c>
+/// and <c>perturb report</c> all read and write this row, as JSON (one object per row, or one per line in a .jsonl)
+/// and as CSV. Figures that do not apply are NaN in memory and null in JSON (empty in CSV).
+/// </summary>
+public sealed record ResultRow
+{
+    /// <summary>Sweep cell or demo step this row belongs to (free text, e.g. "pneumonia/cnn-small/pgd/eps=0.0078").</summary>
+    public string? Cell { get; init; }
+    public string? Model { get; init; }
+    public string? Data { get; init; }
+    public string? Split { get; init; }
+    public required string Attack { get; init; }
+    /// <summary>Budget in pixel units; null for budget-free attacks.</summary>
+    public double? Eps { get; init; }
+    public string? Norm { get; init; }
+    public bool Targeted { get; init; }
+    /// <summary>Attack settings that define the cell (steps, pixels, population, ...), free form.</summary>
+    public JsonObject? Params { get; init; }
+    public int N { get; init; }
+    public double CleanAccuracy { get; init; } = double.NaN;
+    public double RobustAccuracy { get; init; } = double.NaN;
+    public double SuccessRate { get; init; } = double.NaN;
+    public double MeanL2 { get; init; } = double.NaN;
+    public double MedianL2 { get; init; } = double.NaN;
+    public double MaxLinf { get; init; } = double.NaN;
+    public double MeanPsnr { get; init; } = double.NaN;
+    public double MeanSsim { get; init; } = double.NaN;
+    public double MeanQueries { get; init; } = double.NaN;
+    public double MedianQueries { get; init; } = double.NaN;
+    /// <summary>Wall time of the whole attack run this row came from (all its budgets together).</summary>
+    public double Seconds { get; init; } = double.NaN;
+    public double ImagesPerSecond { get; init; } = double.NaN;
+    public string? Device { get; init; }
+    public ulong Seed { get; init; }
+    /// <summary>Relative path (from the results file's folder) of an .npz with example images, or null.</summary>
+    public string? Examples { get; init; }
+
+    /// <summary>One row per budget of an attack result.</summary>
+    public static IEnumerable<ResultRow> FromAttack(AttackResult r, string? model, string? data, string? split, string? device,
+        string? norm = null, JsonObject? parameters = null, string? cell = null)
+    {
+        foreach (var e in r.Results)
+            yield return new ResultRow
+            {
+                Cell = cell, Model = model, Data = data, Split = split, Attack = r.Attack, Eps = e.Eps, Norm = norm,
+                Targeted = r.Targets != null, Params = parameters == null ? null : (JsonObject)parameters.DeepClone(), N = r.N,
+                CleanAccuracy = r.CleanAccuracy, RobustAccuracy = e.RobustAccuracy, SuccessRate = e.SuccessRate,
+                MeanL2 = e.MeanL2, MedianL2 = e.MedianL2, MaxLinf = e.MaxLinf, MeanPsnr = e.MeanPsnr, MeanSsim = e.MeanSsim,
+                MeanQueries = e.MeanQueries, MedianQueries = e.MedianQueries, Seconds = r.Seconds, ImagesPerSecond = r.ImagesPerSecond,
+                Device = device, Seed = r.Seed,
+            };
+    }
+
+    static JsonNode? D(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+
+    public JsonObject ToJson() => new()
+    {
+        ["cell"] = Cell, ["model"] = Model, ["data"] = Data, ["split"] = Split, ["attack"] = Attack,
+        ["eps"] = Eps is { } e && double.IsFinite(e) ? JsonValue.Create(e) : null, ["norm"] = Norm, ["targeted"] = Targeted,
+        ["params"] = Params == null ? null : Params.DeepClone(), ["n"] = N,
+        ["clean_accuracy"] = D(CleanAccuracy), ["robust_accuracy"] = D(RobustAccuracy), ["success_rate"] = D(SuccessRate),
+        ["mean_l2"] = D(MeanL2), ["median_l2"] = D(MedianL2), ["max_linf"] = D(MaxLinf), ["mean_psnr"] = D(MeanPsnr),
+        ["mean_ssim"] = D(MeanSsim), ["mean_queries"] = D(MeanQueries), ["median_queries"] = D(MedianQueries),
+        ["seconds"] = D(Seconds), ["images_per_second"] = D(ImagesPerSecond), ["device"] = Device, ["seed"] = Seed,
+        ["examples"] = Examples,
+    };
+
+    /// <summary>Reads a row; <paramref name="where"/> names the file and line for the error message.</summary>
+    public static ResultRow FromJson(JsonObject o, string where)
+    {
+        try
+        {
+            static double Num(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue(out double d) ? d : double.NaN;
+            static string? Str(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+            var attack = Str(o, "attack") ?? throw new PerturbException($"{where}: result row has no \"attack\"");
+            double eps = Num(o, "eps");
+            return new ResultRow
+            {
+                Cell = Str(o, "cell"), Model = Str(o, "model"), Data = Str(o, "data"), Split = Str(o, "split"), Attack = attack,
+                Eps = double.IsNaN(eps) ? null : eps, Norm = Str(o, "norm"),
+                Targeted = o["targeted"] is JsonValue t && t.TryGetValue(out bool tb) && tb,
+                Params = o["params"] is JsonObject p ? (JsonObject)p.DeepClone() : null,
+                N = o["n"] is JsonValue nv && nv.TryGetValue(out int n) ? n : 0,
+                CleanAccuracy = Num(o, "clean_accuracy"), RobustAccuracy = Num(o, "robust_accuracy"), SuccessRate = Num(o, "success_rate"),
+                MeanL2 = Num(o, "mean_l2"), MedianL2 = Num(o, "median_l2"), MaxLinf = Num(o, "max_linf"), MeanPsnr = Num(o, "mean_psnr"),
+                MeanSsim = Num(o, "mean_ssim"), MeanQueries = Num(o, "mean_queries"), MedianQueries = Num(o, "median_queries"),
+                Seconds = Num(o, "seconds"), ImagesPerSecond = Num(o, "images_per_second"), Device = Str(o, "device"),
+                Seed = o["seed"] is JsonValue sv && sv.TryGetValue(out ulong s) ? s : 0, Examples = Str(o, "examples"),
+            };
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new PerturbException($"{where}: malformed result row: {e.Message}");
+        }
+    }
+
+    public static readonly string CsvHeader =
+        "cell,model,data,split,attack,eps,norm,targeted,n,clean_accuracy,robust_accuracy,success_rate,mean_l2,median_l2,max_linf,mean_psnr,mean_ssim,mean_queries,median_queries,seconds,images_per_second,device,seed";
+
+    public string ToCsvLine()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        static string Q(string? s) => s == null ? "" : s.IndexOfAny(new[] { ',', '"', '\n' }) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
+        string F(double v) => double.IsFinite(v) ? v.ToString("G6", inv) : "";
+        return string.Join(",", Q(Cell), Q(Model), Q(Data), Q(Split), Q(Attack), Eps is { } e ? F(e) : "", Q(Norm), Targeted ? "1" : "0",
+            N.ToString(inv), F(CleanAccuracy), F(RobustAccuracy), F(SuccessRate), F(MeanL2), F(MedianL2), F(MaxLinf), F(MeanPsnr),
+            F(MeanSsim), F(MeanQueries), F(MedianQueries), F(Seconds), F(ImagesPerSecond), Q(Device), Seed.ToString(inv));
+    }
+
+    public static string ToCsv(IEnumerable<ResultRow> rows)
+    {
+        var sb = new StringBuilder().AppendLine(CsvHeader);
+        foreach (var r in rows) sb.AppendLine(r.ToCsvLine());
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Reads rows from a results.json (an object with a "rows" array, or a bare array) or a .jsonl (one row per line;
+    /// a torn last line from a killed writer is ignored). Errors name the file and the line.
+    /// </summary>
+    public static List<ResultRow> ReadFile(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        var rows = new List<ResultRow>();
+        if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+        {
+            var lines = text.Split('\n');
+            for (int i = 0; i < lines.Length; i++)
+            {
+                var line = lines[i].Trim();
+                if (line.Length == 0) continue;
+                JsonNode? node;
+                try { node = JsonNode.Parse(line); }
+                catch (JsonException e)
+                {
+                    if (i == lines.Length - 1 && !text.EndsWith('\n')) break; // torn final line of an interrupted writer
+                    throw new PerturbException($"{path}:{i + 1}: not valid JSON: {e.Message}");
+                }
+                if (node is not JsonObject o) throw new PerturbException($"{path}:{i + 1}: expected a JSON object");
+                rows.Add(FromJson(o, $"{path}:{i + 1}"));
+            }
+            return rows;
+        }
+        JsonNode? root;
+        try { root = JsonNode.Parse(text); }
+        catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}"); }
+        var arr = root switch
+        {
+            JsonArray a => a,
+            JsonObject o when o["rows"] is JsonArray a => a,
+            _ => throw new PerturbException($"{path}: expected a results file (an object with a \"rows\" array, or an array of rows)"),
+        };
+        for (int i = 0; i < arr.Count; i++)
+        {
+            if (arr[i] is not JsonObject o) throw new PerturbException($"{path}: row {i} is not an object");
+            rows.Add(FromJson(o, $"{path}: row {i}"));
+        }
+        return rows;
+    }
+}
