@@ -19,6 +19,8 @@ public static class Program
         root.Subcommands.Add(PredictCommand.Build(io));
         root.Subcommands.Add(AttackCommand.Build(io));
         root.Subcommands.Add(PoisonCommand.Build(io));
+        root.Subcommands.Add(DemoCommand.Build(io));
+        root.Subcommands.Add(DemoCommand.BuildReport(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }

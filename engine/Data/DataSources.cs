@@ -9,7 +9,7 @@ public static class DataSources
     /// <summary>The --data help text, for the CLI to show.</summary>
     public const string Help =
         "data set: 'histology' (the default for attack work: a SYNTHETIC H&E histology set made from --data-seed, " +
-        "2 classes benign/malignant, 3x32x32; 'histology:train=N,test=M,size=S'); " +
+        "2 classes benign/malignant, 3x32x32; 'histology:train=N,test=M,size=S,overlap=F' where overlap in [0,1] makes the classes look more alike); " +
         "'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K'); " +
         "a MedMNIST .npz file (e.g. pneumoniamnist.npz; get one with 'perturb data fetch'); " +
         "a folder of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...); " +
@@ -45,8 +45,9 @@ public static class DataSources
         }
         if (IsNamed(spec, "histology"))
         {
-            var o = new SpecOptions(spec, ParseOptions(spec, "histology"), "train", "test", "size");
-            return Generated(() => SyntheticHistology.Create(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32)), "synthetic H&E histology (generated)", spec);
+            var o = new SpecOptions(spec, ParseOptions(spec, "histology"), "train", "test", "size", "overlap");
+            return Generated(() => SyntheticHistology.Create(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32), o.Double("overlap", 0)),
+                "synthetic H&E histology (generated)", spec);
         }
         var (path, opts) = SplitPath(spec);
         if (File.Exists(path))

@@ -22,17 +22,24 @@ public static class SyntheticHistology
 {
     public static readonly string[] Classes = { "benign", "malignant" };
 
-    public static DataSplits Create(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32)
+    /// <param name="overlap">
+    /// 0 (the default) keeps the classes far apart. Above 0, each tile draws a grade g in [0, overlap]: malignant tiles
+    /// move toward benign (fewer, smaller, rounder, paler nuclei, fewer mitoses) and benign tiles toward malignant (an
+    /// irregular lattice, varied and darker nuclei) by g, so some tiles of the two classes look alike and the task gets
+    /// harder. At most 1.
+    /// </param>
+    public static DataSplits Create(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32, double overlap = 0)
     {
         if (size < 16 || size > 512) throw new PerturbException($"histology: tile size must be 16 to 512, got {size}", 2);
+        if (!(overlap >= 0 && overlap <= 1)) throw new PerturbException($"histology: overlap must be in [0, 1], got {overlap}", 2);
         if (trainCount < 2 || testCount < 2) throw new PerturbException($"histology: train and test need at least 2 tiles each, got {trainCount} and {testCount}", 2);
-        var train = Make(seed, 1, trainCount, size);
-        var val = Make(seed, 2, Math.Max(testCount / 2, 2), size);
-        var test = Make(seed, 3, testCount, size);
+        var train = Make(seed, 1, trainCount, size, overlap);
+        var val = Make(seed, 2, Math.Max(testCount / 2, 2), size, overlap);
+        var test = Make(seed, 3, testCount, size, overlap);
         return new DataSplits("histology", train, val, test);
     }
 
-    static Dataset Make(ulong seed, ulong split, int n, int size)
+    static Dataset Make(ulong seed, ulong split, int n, int size, double overlap)
     {
         int hw = size * size;
         var x = new float[(long)n * 3 * hw];
@@ -42,7 +49,7 @@ public static class SyntheticHistology
             int label = i % 2;
             y[i] = label;
             var r = new SplitMix64(seed * 0x9E3779B97F4A7C15UL ^ (split << 56) ^ ((ulong)i * 0xD1B54A32D192ED03UL));
-            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw));
+            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw), overlap);
         });
         return new Dataset(x, y, 3, size, size, Classes) { Name = "histology" };
     }
@@ -52,8 +59,11 @@ public static class SyntheticHistology
     static readonly double[] VE = { 0.072, 0.990, 0.105 };
 
     /// <summary>Draws one tile into dst (3 planes of size×size).</summary>
-    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst)
+    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst, double overlap = 0)
     {
+        // Grade toward the other class (no draw at overlap 0, so the default set is unchanged).
+        double gr8 = overlap > 0 ? r.Range(0, overlap) : 0;
+        static double Mix(double a, double b, double t) => a + (b - a) * t;
         const int ss = 2; // supersampling for smooth nucleus edges
         int n = size * ss, hw = size * size;
         var ch = new double[n * n]; // haematoxylin concentration
@@ -90,22 +100,25 @@ public static class SyntheticHistology
             for (double cy = oy - spacing; cy < n + spacing; cy += spacing)
                 for (double cx = ox - spacing; cx < n + spacing; cx += spacing)
                 {
-                    double jx = r.Range(-0.12, 0.12) * spacing, jy = r.Range(-0.12, 0.12) * spacing;
-                    double rr = rad * r.Range(0.93, 1.07);
-                    Nucleus(ch, ce, n, cx + jx, cy + jy, rr, rr * r.Range(1.0, 1.1), r.Range(0, Math.PI), dens, 0, 0, r);
+                    double jit = Mix(0.12, 0.45, gr8);
+                    double jx = r.Range(-jit, jit) * spacing, jy = r.Range(-jit, jit) * spacing;
+                    double rr = rad * r.Range(Mix(0.93, 0.8, gr8), Mix(1.07, 1.6, gr8));
+                    Nucleus(ch, ce, n, cx + jx, cy + jy, rr, rr * r.Range(1.0, Mix(1.1, 1.6, gr8)), r.Range(0, Math.PI), dens * Mix(1, 1.4, gr8),
+                        0.25 * gr8, 0.4 * gr8, r);
                 }
         }
         else
         {
             // Crowded, pleomorphic, hyperchromatic nuclei at random places.
-            int count = (int)Math.Round(r.Range(0.8, 1.2) * (size * size) / 40.0);
+            int count = (int)Math.Round(r.Range(0.8, 1.2) * (size * size) / Mix(40.0, 60.0, gr8));
             for (int k = 0; k < count; k++)
             {
-                double rad = r.Range(1.3, 2.8) * scale * ss;
-                double aspect = r.Range(1.0, 1.8), dens = r.Range(1.2, 1.8);
-                Nucleus(ch, ce, n, r.Range(0, n), r.Range(0, n), rad, rad * aspect, r.Range(0, Math.PI), dens, r.Range(0.1, 0.3), r.Range(0.2, 0.5), r);
+                double rad = r.Range(Mix(1.3, 1.2, gr8), Mix(2.8, 1.7, gr8)) * scale * ss;
+                double aspect = r.Range(1.0, Mix(1.8, 1.15, gr8)), dens = r.Range(Mix(1.2, 0.9, gr8), Mix(1.8, 1.2, gr8));
+                Nucleus(ch, ce, n, r.Range(0, n), r.Range(0, n), rad, rad * aspect, r.Range(0, Math.PI), dens,
+                    r.Range(0.1, 0.3) * (1 - gr8), r.Range(0.2, 0.5) * (1 - gr8), r);
             }
-            if (r.NextDouble() < 0.5)
+            if (r.NextDouble() < 0.5 * (1 - gr8))
             {
                 int figs = 1 + r.NextInt(2);
                 for (int k = 0; k < figs; k++) Mitosis(ch, n, r.Range(0.2, 0.8) * n, r.Range(0.2, 0.8) * n, scale * ss, r);

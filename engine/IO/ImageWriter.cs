@@ -8,7 +8,15 @@ public static class ImageWriter
     public static void SavePng(string path, ReadOnlySpan<float> chw, int c, int h, int w)
     {
         if (c != 1 && c != 3) throw new PerturbException($"{path}: cannot write a {c}-channel image as PNG (1 or 3 channels)");
-        if (chw.Length != c * h * w) throw new ArgumentException($"{path}: {chw.Length} values for a {c}x{h}x{w} image");
+        var bytes = EncodePng(chw, c, h, w);
+        AtomicFile.Write(path, s => s.Write(bytes));
+    }
+
+    /// <summary>Encodes a CHW image in [0,1] (1 or 3 channels) as PNG bytes.</summary>
+    public static byte[] EncodePng(ReadOnlySpan<float> chw, int c, int h, int w)
+    {
+        if (c != 1 && c != 3) throw new PerturbException($"cannot encode a {c}-channel image as PNG (1 or 3 channels)");
+        if (chw.Length != c * h * w) throw new ArgumentException($"{chw.Length} values for a {c}x{h}x{w} image");
         using var bmp = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque));
         var px = new byte[w * h * 4];
         int hw = h * w;
@@ -19,8 +27,8 @@ public static class ImageWriter
             px[4 * i] = r; px[4 * i + 1] = g; px[4 * i + 2] = b; px[4 * i + 3] = 255;
         }
         System.Runtime.InteropServices.Marshal.Copy(px, 0, bmp.GetPixels(), px.Length);
-        using var data = bmp.Encode(SKEncodedImageFormat.Png, 100) ?? throw new PerturbException($"{path}: PNG encoding failed");
-        AtomicFile.Write(path, s => data.SaveTo(s));
+        using var data = bmp.Encode(SKEncodedImageFormat.Png, 100) ?? throw new PerturbException("PNG encoding failed");
+        return data.ToArray();
     }
 
     static byte ToByte(float v) => (byte)Math.Clamp((int)MathF.Round(v * 255f), 0, 255);

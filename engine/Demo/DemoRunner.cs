@@ -1,0 +1,232 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Perturb.Engine.Attacks;
+using Perturb.Engine.Attacks.Patch;
+using Perturb.Engine.Data;
+using Perturb.Engine.IO;
+using Perturb.Engine.Nn;
+using Perturb.Engine.Poison;
+using Perturb.Engine.Report;
+using Perturb.Engine.Training;
+
+namespace Perturb.Engine.Demo;
+
+/// <summary>The demo's sizes. <see cref="Full"/> is the default; <see cref="Quick"/> is the CI setting.</summary>
+public sealed record DemoSettings
+{
+    public int TrainCount { get; init; } = 2000;
+    public int TestCount { get; init; } = 500;
+    public int Epochs { get; init; } = 4;
+    /// <summary>Test images attacked by each attack.</summary>
+    public int AttackCount { get; init; } = 100;
+    /// <summary>Budgets of FGSM and PGD, in 1/255 units.</summary>
+    public int[] Eps255 { get; init; } = { 1, 2, 4, 8, 16 };
+    public int PgdSteps { get; init; } = 10;
+    public int OnePixelPixels { get; init; } = 5;
+    /// <summary>Test images the one-pixel attack runs on (it is the slowest step).</summary>
+    public int OnePixelCount { get; init; } = 50;
+    public int OnePixelPopulation { get; init; } = 50;
+    public int OnePixelIterations { get; init; } = 20;
+    public int PatchSteps { get; init; } = 200;
+    public double PatchSize { get; init; } = 0.2;
+    /// <summary>How alike the two classes look (SyntheticHistology overlap); 0.9 gives a model that attacks can move.</summary>
+    public double Overlap { get; init; } = 0.9;
+    public double PoisonRate { get; init; } = 0.05;
+    /// <summary>Example rows in each grid of the report.</summary>
+    public int Examples { get; init; } = 6;
+
+    public static DemoSettings Full => new();
+    public static DemoSettings Quick => new()
+    {
+        TrainCount = 400, TestCount = 100, Epochs = 2, AttackCount = 24, Eps255 = new[] { 2, 8, 16 }, PgdSteps = 5,
+        OnePixelCount = 12, OnePixelPopulation = 30, OnePixelIterations = 5, PatchSteps = 25, Examples = 3,
+    };
+}
+
+/// <summary>
+/// <c>perturb demo</c>: the whole tool on the embedded synthetic histology set with no download and no GPU. Makes the
+/// data, trains cnn-small, runs FGSM and PGD over a list of budgets, DeepFool, a one-pixel attack, an adversarial patch
+/// and a BadNets backdoor, and writes the report (index.html, results.json, results.csv, example arrays, the model).
+/// </summary>
+public static class DemoRunner
+{
+    public const int Target = 0; // "benign": the patch and the backdoor make malignant tiles read as benign
+
+    /// <summary>Runs the demo into <paramref name="outDir"/>; <paramref name="log"/> gets one line per step (progress).</summary>
+    public static List<ResultRow> Run(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log)
+    {
+        var total = Stopwatch.StartNew();
+        try { Directory.CreateDirectory(Path.Combine(outDir, "examples")); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{outDir}: cannot create the output folder: {e.Message}"); }
+        const int steps = 9;
+        int step = 0;
+        void Step(string what) => log($"[{++step}/{steps}] {what}");
+
+        Step($"making the synthetic histology set ({s.TrainCount} training and {s.TestCount} test tiles, 3x32x32, seed {seed})");
+        var data = SyntheticHistology.Create(seed, s.TrainCount, s.TestCount, 32, s.Overlap);
+        var classes = data.Train.ClassNames;
+        string dataName = $"histology:train={s.TrainCount},test={s.TestCount},overlap={s.Overlap:0.##}";
+
+        Step($"training cnn-small for {s.Epochs} epochs on {be.Name}");
+        var opts = new TrainOptions { Epochs = s.Epochs, BatchSize = 64, LearningRate = 1e-3f, Optimizer = "adam", Seed = seed };
+        using var model = Presets.Create("cnn-small", be, 3, 32, 32, 2, seed);
+        var tr = Trainer.Fit(model, data.Train, null, opts, null, es => log($"    epoch {es.Epoch}/{s.Epochs}: loss {es.TrainLoss:F4}, train accuracy {es.TrainAccuracy:P1} ({es.Seconds:F1}s)"));
+        var ev = Evaluator.Evaluate(model, data.Test);
+        log($"    test accuracy {ev.Accuracy:P2}, AUC {ev.Auc:F3} on {ev.N} tiles ({tr.Seconds:F1}s)");
+        model.Info["test_accuracy"] = ev.Accuracy.ToString("R");
+        ModelFile.Save(model, Path.Combine(outDir, "model.safetensors"));
+
+        var rows = new List<ResultRow>();
+        var atk = data.Test.Take(Math.Min(s.AttackCount, data.Test.Count));
+        var eps = s.Eps255.Select(e => e / 255f).ToArray();
+        const string modelName = "cnn-small";
+
+        void AddAttack(IAttack a, IReadOnlyList<float>? budgets, string? norm, JsonObject? prm, int exampleEps, int count = int.MaxValue)
+        {
+            var set = count < atk.Count ? atk.Take(count) : atk;
+            var r = a.Run(model, set.X, set.Labels, AttackGoal.Parse(null, set.Count, seed), budgets);
+            var rs = ResultRow.FromAttack(r, modelName, dataName, "test", be.Name, norm, prm).ToList();
+            string file = $"examples/{a.Name}.npz";
+            ExampleSet.FromAttack(r, exampleEps, set.X, s.Examples, a.Name, classes).Save(Path.Combine(outDir, file));
+            rs[exampleEps] = rs[exampleEps] with { Examples = file };
+            rows.AddRange(rs);
+            foreach (var x in rs)
+                log($"    {a.Name}{(x.Eps is { } e ? $" eps {e * 255:0.#}/255" : "")}: robust accuracy {x.RobustAccuracy:P1}, success {x.SuccessRate:P1}" +
+                    (double.IsFinite(x.MedianL2) ? $", median L2 {x.MedianL2:F3}" : "") + (double.IsFinite(x.MeanQueries) ? $", mean queries {x.MeanQueries:F0}" : ""));
+            log($"    ({r.Seconds:F1}s)");
+        }
+        int mid = Array.FindIndex(s.Eps255, e => e >= 8) is var k and >= 0 ? k : s.Eps255.Length - 1;
+
+        Step($"FGSM (Linf) on {atk.Count} test tiles, eps {string.Join(", ", s.Eps255.Select(e => e + "/255"))}");
+        AddAttack(AttackRegistry.Create("fgsm", new AttackSettings { Seed = seed }), eps, "linf", null, mid);
+
+        Step($"PGD-{s.PgdSteps} (Linf) on the same tiles and budgets");
+        AddAttack(AttackRegistry.Create("pgd", new AttackSettings { Steps = s.PgdSteps, Seed = seed }), eps, "linf",
+            new JsonObject { ["steps"] = s.PgdSteps }, mid);
+
+        Step("DeepFool (L2, minimal perturbation)");
+        AddAttack(AttackRegistry.Create("deepfool", new AttackSettings { Seed = seed }), null, "l2", null, 0);
+
+        Step($"one-pixel attack on the first {Math.Min(s.OnePixelCount, atk.Count)} tiles: {s.OnePixelPixels} pixels, population {s.OnePixelPopulation}, {s.OnePixelIterations} generations");
+        AddAttack(AttackRegistry.Create("one-pixel", new AttackSettings
+        {
+            Pixels = s.OnePixelPixels, Population = s.OnePixelPopulation, Iterations = s.OnePixelIterations, Seed = seed,
+        }), null, "l0", new JsonObject { ["pixels"] = s.OnePixelPixels, ["population"] = s.OnePixelPopulation, ["iterations"] = s.OnePixelIterations }, 0, s.OnePixelCount);
+
+        Step($"adversarial patch ({s.PatchSize:P0} of the tile, target '{classes[Target]}', {s.PatchSteps} steps)");
+        rows.AddRange(Patch(model, data, atk, s, seed, be.Name, dataName, classes, outDir, log));
+
+        Step($"BadNets backdoor: {s.PoisonRate:P0} of the training set poisoned with a 4x4 checkerboard, target '{classes[Target]}'");
+        rows.AddRange(Backdoor(be, data, atk, s, seed, opts, dataName, classes, outDir, log));
+
+        var meta = new JsonObject
+        {
+            ["title"] = "Perturb demo: attacks on a histology classifier",
+            ["subtitle"] = "Synthetic H&E tiles (generated from a seed, no patient data), benign against malignant; cnn-small trained here.",
+            ["classes"] = new JsonArray(classes.Select(c => (JsonNode)c).ToArray()),
+            ["facts"] = new JsonObject
+            {
+                ["data"] = $"synthetic histology, {s.TrainCount} training and {s.TestCount} test tiles, 3x32x32, class overlap {s.Overlap:0.##}, seed {seed}",
+                ["model"] = $"cnn-small, {model.ParameterCount:N0} parameters, {s.Epochs} epochs of Adam (lr 1e-3, batch 64)",
+                ["clean test accuracy"] = $"{ev.Accuracy:P2} (AUC {ev.Auc:F3}) on {ev.N} tiles",
+                ["attacked images"] = $"the first {atk.Count} test tiles",
+                ["device"] = be.Name,
+                ["seed"] = seed.ToString(),
+                ["total time"] = $"{total.Elapsed.TotalSeconds:F1} s",
+            },
+            ["notes"] = new JsonArray(
+                "Budgets are in pixel units of images in [0,1]: eps 8/255 lets every pixel move by 8 grey levels.",
+                "Success rate counts the tiles the model classified correctly before the attack; robust accuracy counts all attacked tiles.",
+                "The patch row: clean accuracy without a patch, robust accuracy with the learned patch, success = share of non-target tiles now called the target. The patch-control row pastes a natural patch of the same size.",
+                "The badnets row: clean accuracy of the poisoned model, success = attack success rate on triggered test tiles of the other class; its params hold the clean twin's figures."),
+            ["seconds"] = total.Elapsed.TotalSeconds,
+        };
+        Step("writing the report");
+        HtmlReport.WriteAll(outDir, rows, meta);
+        log($"done in {total.Elapsed.TotalSeconds:F1}s: {Path.Combine(outDir, "index.html")}");
+        return rows;
+    }
+
+    static IEnumerable<ResultRow> Patch(Model model, DataSplits data, Dataset atk, DemoSettings s, ulong seed, string device, string dataName,
+        string[] classes, string outDir, Action<string> log)
+    {
+        var o = new PatchOptions { Target = Target, SizeFraction = s.PatchSize, Steps = s.PatchSteps, Seed = seed };
+        var r = AdversarialPatch.Run(model, data.Train, atk, o);
+        log($"    patch {r.Side}x{r.Side}: targeted success {r.Learned.TargetedSuccess:P1} (natural control {r.Control.TargetedSuccess:P1}), accuracy {r.Clean.Accuracy:P1} -> {r.Learned.Accuracy:P1} ({r.Seconds:F1}s)");
+        ImageWriter.SavePng(Path.Combine(outDir, "examples", "patch.png"), r.Patch, 3, r.Side, r.Side);
+        // Examples: non-target tiles with the patch at its evaluation placement.
+        var ren = new PatchRenderer(3, r.Side, o.Shape);
+        var idx = Enumerable.Range(0, atk.Count).Where(i => atk.Labels[i] != Target).Take(s.Examples).ToArray();
+        var sub = Subset(atk, idx);
+        var patched = AdversarialPatch.Patched(sub, ren, r.Patch, o);
+        Examples(model, sub, patched, "patch", "patched", outDir, classes);
+        var prm = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize, ["steps"] = s.PatchSteps, ["example_kind"] = "patched" };
+        yield return new ResultRow
+        {
+            Model = "cnn-small", Data = dataName, Split = "test", Attack = "patch", Targeted = true, Params = prm, N = r.Learned.N,
+            CleanAccuracy = r.Clean.Accuracy, RobustAccuracy = r.Learned.Accuracy, SuccessRate = r.Learned.TargetedSuccess,
+            Seconds = r.Seconds, Device = device, Seed = seed, Examples = "examples/patch.npz",
+        };
+        yield return new ResultRow
+        {
+            Model = "cnn-small", Data = dataName, Split = "test", Attack = "patch-control", Targeted = true,
+            Params = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize }, N = r.Control.N,
+            CleanAccuracy = r.Clean.Accuracy, RobustAccuracy = r.Control.Accuracy, SuccessRate = r.Control.TargetedSuccess, Device = device, Seed = seed,
+        };
+    }
+
+    static IEnumerable<ResultRow> Backdoor(IBackend be, DataSplits data, Dataset atk, DemoSettings s, ulong seed, TrainOptions opts, string dataName,
+        string[] classes, string outDir, Action<string> log)
+    {
+        var trigger = Trigger.Parse("checkerboard", 4, "br", 1f, 3);
+        var sw = Stopwatch.StartNew();
+        BadNetsReport? rep = null;
+        Model? poisoned = null;
+        try
+        {
+            rep = PoisonExperiments.BadNets(() => Presets.Create("cnn-small", be, 3, 32, 32, 2, seed), data, trigger, s.PoisonRate, Target, opts,
+                m => log("    " + m), (m, _) => poisoned = m);
+            var idx = Enumerable.Range(0, atk.Count).Where(i => atk.Labels[i] != Target).Take(s.Examples).ToArray();
+            var sub = Subset(atk, idx);
+            var trig = (float[])sub.X.Clone();
+            for (int i = 0; i < sub.Count; i++) trigger.Apply(trig.AsSpan(i * sub.SampleSize, sub.SampleSize), 3, 32, 32);
+            Examples(poisoned!, sub, new Dataset(trig, sub.Labels, 3, 32, 32, sub.ClassNames), "badnets", "triggered", outDir, classes);
+        }
+        finally { poisoned?.Dispose(); }
+        var prm = new JsonObject
+        {
+            ["rate"] = s.PoisonRate, ["target"] = Target, ["poisoned_samples"] = rep.PoisonCount, ["baseline_clean_accuracy"] = rep.BaselineCleanAccuracy,
+            ["baseline_attack_success"] = rep.BaselineAttackSuccessRate, ["example_kind"] = "triggered",
+        };
+        yield return new ResultRow
+        {
+            Model = "cnn-small", Data = dataName, Split = "test", Attack = "badnets", Targeted = true, Params = prm, N = rep.TriggeredTestCount,
+            CleanAccuracy = rep.CleanAccuracy, SuccessRate = rep.AttackSuccessRate, Seconds = sw.Elapsed.TotalSeconds, Device = be.Name, Seed = seed,
+            Examples = "examples/badnets.npz",
+        };
+    }
+
+    static Dataset Subset(Dataset d, int[] idx)
+    {
+        var x = idx.SelectMany(i => d.Sample(i).ToArray()).ToArray();
+        return new Dataset(x, idx.Select(i => d.Labels[i]).ToArray(), d.Channels, d.Height, d.Width, d.ClassNames);
+    }
+
+    /// <summary>Classifies the clean and modified images and saves them as an example set.</summary>
+    static void Examples(Model m, Dataset clean, Dataset modified, string name, string kind, string outDir, string[] classes)
+    {
+        var (pb, cb) = Classify(m, clean);
+        var (pa, caf) = Classify(m, modified);
+        new ExampleSet
+        {
+            Title = name, Kind = kind, SampleShape = new[] { clean.Channels, clean.Height, clean.Width }, ClassNames = classes,
+            Originals = clean.X, Modified = modified.X, Labels = clean.Labels, PredBefore = pb, PredAfter = pa, ConfBefore = cb, ConfAfter = caf,
+        }.Save(Path.Combine(outDir, "examples", name + ".npz"));
+    }
+
+    static (int[] Pred, float[] Conf) Classify(Model m, Dataset d)
+    {
+        var ev = Evaluator.Evaluate(m, d);
+        return (ev.Predictions, ev.Probabilities.Select((p, i) => p[ev.Predictions[i]]).ToArray());
+    }
+}

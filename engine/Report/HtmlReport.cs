@@ -1,0 +1,250 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Perturb.Engine.IO;
+
+namespace Perturb.Engine.Report;
+
+/// <summary>
+/// The results report: <c>index.html</c> (self-contained: images are inlined as data URIs, no script, no style sheet
+/// or font fetched from anywhere), with a summary table, robustness curves plotted with ScottPlot (robust accuracy and
+/// success rate against the budget, one line per attack), and per example set a grid of original, attacked image and
+/// amplified perturbation with labels and confidences. <c>results.json</c> and <c>results.csv</c> hold the same rows.
+/// </summary>
+public static class HtmlReport
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    /// <summary>
+    /// Writes results.json ({"meta": ..., "rows": [...]}), results.csv and index.html into <paramref name="dir"/>, each
+    /// to a temporary name first. Example paths in the rows are relative to <paramref name="dir"/>.
+    /// </summary>
+    public static void WriteAll(string dir, IReadOnlyList<ResultRow> rows, JsonObject? meta = null)
+    {
+        Directory.CreateDirectory(dir);
+        var json = new JsonObject { ["meta"] = meta?.DeepClone(), ["rows"] = new JsonArray(rows.Select(r => (JsonNode)r.ToJson()).ToArray()) };
+        AtomicFile.WriteText(Path.Combine(dir, "results.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteText(Path.Combine(dir, "results.csv"), ResultRow.ToCsv(rows));
+        WriteHtml(Path.Combine(dir, "index.html"), rows, meta, dir);
+    }
+
+    /// <summary>Reads the "meta" object of a results.json, or null (for .jsonl files and bare arrays).</summary>
+    public static JsonObject? ReadMeta(string path)
+    {
+        if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return null;
+        try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o["meta"] is JsonObject m ? (JsonObject)m.DeepClone() : null; }
+        catch (JsonException) { return null; }
+    }
+
+    public static void WriteHtml(string path, IReadOnlyList<ResultRow> rows, JsonObject? meta, string baseDir) =>
+        AtomicFile.WriteText(path, Build(rows, meta, baseDir));
+
+    public static string Build(IReadOnlyList<ResultRow> rows, JsonObject? meta, string baseDir)
+    {
+        var sb = new StringBuilder();
+        string title = meta?["title"]?.GetValue<string>() ?? "Perturb report";
+        var classNames = meta?["classes"] is JsonArray ca ? ca.Select(c => c?.GetValue<string>() ?? "?").ToArray() : null;
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(E(title)).Append("</title>\n<style>\n")
+          .Append(Css).Append("</style></head><body>\n<h1>").Append(E(title)).Append("</h1>\n");
+        if (meta?["subtitle"] is JsonValue st) sb.Append("<p class=\"sub\">").Append(E(st.ToString())).Append("</p>\n");
+        if (meta?["facts"] is JsonObject facts && facts.Count > 0)
+        {
+            sb.Append("<table class=\"facts\">");
+            foreach (var (k, v) in facts) sb.Append("<tr><th>").Append(E(k)).Append("</th><td>").Append(E(Fact(v))).Append("</td></tr>");
+            sb.Append("</table>\n");
+        }
+        if (meta?["notes"] is JsonArray notes && notes.Count > 0)
+        {
+            sb.Append("<ul class=\"notes\">");
+            foreach (var n in notes) sb.Append("<li>").Append(E(n?.ToString() ?? "")).Append("</li>");
+            sb.Append("</ul>\n");
+        }
+
+        sb.Append("<h2>Summary</h2>\n");
+        sb.Append(SummaryTable(rows));
+
+        var curves = Curves(rows);
+        if (curves.Count > 0)
+        {
+            sb.Append("<h2>Robustness curves</h2>\n<p>Accuracy on the attacked images and attack success rate against the budget &epsilon; (pixel units &times; 255); &epsilon; = 0 is the clean accuracy.</p>\n<div class=\"plots\">");
+            sb.Append(Img(Plot(curves, true), "robust accuracy against epsilon", "plot"));
+            sb.Append(Img(Plot(curves, false), "success rate against epsilon", "plot"));
+            sb.Append("</div>\n");
+        }
+
+        var seen = new HashSet<string>();
+        var withExamples = rows.Where(r => r.Examples != null && seen.Add(r.Examples)).ToList();
+        if (withExamples.Count > 0)
+        {
+            sb.Append("<h2>Examples</h2>\n<p>Each column: the original image with its true label and the model's confidence in its prediction, the attacked image with the new prediction (red when it is wrong), and the perturbation amplified to fill the grey range (0.5 + &delta; &middot; 0.5 / max|&delta;|).</p>\n");
+            foreach (var r in withExamples)
+            {
+                string kind = r.Params?["example_kind"]?.GetValue<string>() ?? "adversarial";
+                var ex = ExampleSet.Load(Path.Combine(baseDir, r.Examples!), RowTitle(r), kind, classNames);
+                sb.Append(Grid(ex));
+            }
+        }
+        sb.Append("<p class=\"foot\">Made by perturb. Everything on this page is inside this file.</p>\n</body></html>\n");
+        return sb.ToString();
+    }
+
+    static string Fact(JsonNode? v) => v switch
+    {
+        null => "",
+        JsonValue jv when jv.TryGetValue(out double d) => d.ToString(Math.Abs(d) >= 100 || d == Math.Floor(d) ? "0.##" : "0.####", Inv),
+        JsonValue jv => jv.ToString(),
+        _ => v.ToJsonString(),
+    };
+
+    static string RowTitle(ResultRow r)
+    {
+        var t = r.Attack + (r.Eps is { } e ? $", eps {Eps255(e)}" : "");
+        if (r.Model != null && r.Data != null) t += $" ({r.Model} on {r.Data})";
+        return t;
+    }
+
+    static string Eps255(double e)
+    {
+        double k = e * 255;
+        return Math.Abs(k - Math.Round(k)) < 1e-3 ? $"{Math.Round(k).ToString(Inv)}/255" : e.ToString("0.####", Inv);
+    }
+
+    static string SummaryTable(IReadOnlyList<ResultRow> rows)
+    {
+        bool multi = rows.Select(r => (r.Model, r.Data)).Distinct().Count() > 1;
+        var sb = new StringBuilder("<table class=\"sum\"><thead><tr>");
+        var heads = new List<string>();
+        if (multi) heads.AddRange(new[] { "model", "data" });
+        heads.AddRange(new[] { "attack", "&epsilon;", "norm", "n", "clean acc.", "robust acc.", "success", "mean L2", "median L2", "max L&infin;", "mean queries", "time (s)" });
+        foreach (var h in heads) sb.Append("<th>").Append(h).Append("</th>");
+        sb.Append("</tr></thead><tbody>\n");
+        foreach (var r in rows)
+        {
+            sb.Append("<tr>");
+            if (multi) sb.Append("<td>").Append(E(r.Model ?? "")).Append("</td><td>").Append(E(r.Data ?? "")).Append("</td>");
+            sb.Append("<td>").Append(E(r.Attack)).Append(r.Targeted ? " (targeted)" : "").Append("</td>")
+              .Append("<td>").Append(r.Eps is { } e ? Eps255(e) : "&ndash;").Append("</td>")
+              .Append("<td>").Append(E(r.Norm ?? "")).Append("</td>")
+              .Append("<td>").Append(r.N.ToString(Inv)).Append("</td>")
+              .Append(Pct(r.CleanAccuracy)).Append(Pct(r.RobustAccuracy)).Append(Pct(r.SuccessRate))
+              .Append(Num(r.MeanL2, "0.000")).Append(Num(r.MedianL2, "0.000")).Append(Num(r.MaxLinf, "0.000"))
+              .Append(Num(r.MeanQueries, "0")).Append(Num(r.Seconds, "0.0")).Append("</tr>\n");
+        }
+        return sb.Append("</tbody></table>\n").ToString();
+    }
+
+    static string Pct(double v) => "<td>" + (double.IsFinite(v) ? (100 * v).ToString("0.0", Inv) + "%" : "&ndash;") + "</td>";
+    static string Num(double v, string f) => "<td>" + (double.IsFinite(v) ? v.ToString(f, Inv) : "&ndash;") + "</td>";
+
+    /// <summary>One line per (model, data, attack, norm, targeted, settings) with at least two finite budgets.</summary>
+    internal sealed record Curve(string Label, double[] Eps, double[] Accuracy, double[] Success, double Clean);
+
+    internal static List<Curve> Curves(IReadOnlyList<ResultRow> rows)
+    {
+        bool multi = rows.Select(r => (r.Model, r.Data)).Distinct().Count() > 1;
+        var list = new List<Curve>();
+        foreach (var g in rows.Where(r => r.Eps is { } e && double.IsFinite(e))
+                     .GroupBy(r => (r.Model, r.Data, r.Attack, r.Norm, r.Targeted, P: ParamsKey(r.Params))))
+        {
+            var pts = g.OrderBy(r => r.Eps!.Value).ToList();
+            if (pts.Select(r => r.Eps).Distinct().Count() < 2) continue;
+            string label = g.Key.Attack + (g.Key.Norm != null ? $" {g.Key.Norm}" : "") + (g.Key.Targeted ? " targeted" : "")
+                + (g.Key.P.Length > 0 ? $" {g.Key.P}" : "") + (multi ? $" ({g.Key.Model}, {g.Key.Data})" : "");
+            list.Add(new Curve(label, pts.Select(r => r.Eps!.Value * 255).ToArray(), pts.Select(r => r.RobustAccuracy).ToArray(),
+                pts.Select(r => r.SuccessRate).ToArray(), pts[0].CleanAccuracy));
+        }
+        return list;
+    }
+
+    static string ParamsKey(JsonObject? p) =>
+        p == null ? "" : string.Join(" ", p.Where(kv => kv.Key != "example_kind").OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value?.ToJsonString()}"));
+
+    static byte[] Plot(List<Curve> curves, bool accuracy)
+    {
+        var plt = new ScottPlot.Plot();
+        foreach (var c in curves)
+        {
+            var xs = new List<double>();
+            var ys = new List<double>();
+            if (accuracy && double.IsFinite(c.Clean)) { xs.Add(0); ys.Add(c.Clean); }
+            if (!accuracy) { xs.Add(0); ys.Add(0); }
+            for (int i = 0; i < c.Eps.Length; i++)
+            {
+                double y = accuracy ? c.Accuracy[i] : c.Success[i];
+                if (!double.IsFinite(y)) continue;
+                if (c.Eps[i] == 0 && xs.Count > 0 && xs[^1] == 0) { ys[^1] = y; continue; }
+                xs.Add(c.Eps[i]); ys.Add(y);
+            }
+            var s = plt.Add.Scatter(xs.ToArray(), ys.ToArray());
+            s.LegendText = c.Label;
+            s.LineWidth = 2;
+            s.MarkerSize = 6;
+        }
+        plt.Title(accuracy ? "Accuracy under attack" : "Attack success rate");
+        plt.XLabel("epsilon (x 1/255)");
+        plt.YLabel(accuracy ? "accuracy" : "success rate (of correctly classified)");
+        plt.Axes.SetLimitsY(-0.02, 1.02);
+        plt.ShowLegend(accuracy ? ScottPlot.Alignment.UpperRight : ScottPlot.Alignment.LowerRight);
+        return plt.GetImageBytes(560, 380, ScottPlot.ImageFormat.Png);
+    }
+
+    static string Grid(ExampleSet ex)
+    {
+        var s = ex.SampleShape;
+        int c = s[0], h = s.Length > 1 ? s[1] : 1, w = s.Length > 2 ? s[2] : 1, d = ex.SampleSize;
+        var sb = new StringBuilder();
+        sb.Append("<h3>").Append(E(ex.Title)).Append("</h3>\n");
+        if (s.Length != 3 || (c != 1 && c != 3)) return sb.Append("<p>(not an image: no grid)</p>\n").ToString();
+        int px = Math.Max(96, Math.Min(160, 3 * Math.Max(h, w)));
+        string second = ex.Kind switch { "patched" => "with the patch", "triggered" => "with the trigger", _ => "adversarial" };
+        var rowsHtml = new[] { new StringBuilder(), new StringBuilder(), new StringBuilder() };
+        rowsHtml[0].Append("<tr><th>original</th>");
+        rowsHtml[1].Append("<tr><th>").Append(second).Append("</th>");
+        rowsHtml[2].Append("<tr><th>perturbation<br>(amplified)</th>");
+        var delta = new float[d];
+        for (int i = 0; i < ex.Count; i++)
+        {
+            var o = ex.Originals.AsSpan(i * d, d);
+            var m = ex.Modified.AsSpan(i * d, d);
+            float mx = 0;
+            for (int k = 0; k < d; k++) { delta[k] = m[k] - o[k]; mx = Math.Max(mx, Math.Abs(delta[k])); }
+            for (int k = 0; k < d; k++) delta[k] = mx > 0 ? 0.5f + 0.5f * delta[k] / mx : 0.5f;
+            bool wrongAfter = ex.PredAfter[i] != ex.Labels[i];
+            rowsHtml[0].Append("<td>").Append(Img(ImageWriter.EncodePng(o, c, h, w), "original", "px", px))
+              .Append($"<div>label {E(Name(ex, ex.Labels[i]))}<br>pred {E(Name(ex, ex.PredBefore[i]))} ({ex.ConfBefore[i].ToString("0.00", Inv)})</div></td>");
+            rowsHtml[1].Append("<td>").Append(Img(ImageWriter.EncodePng(m, c, h, w), second, "px", px))
+              .Append($"<div class=\"{(wrongAfter ? "bad" : "ok")}\">pred {E(Name(ex, ex.PredAfter[i]))} ({ex.ConfAfter[i].ToString("0.00", Inv)})</div></td>");
+            rowsHtml[2].Append("<td>").Append(Img(ImageWriter.EncodePng(delta, c, h, w), "perturbation", "px", px))
+              .Append($"<div>max |&delta;| {mx.ToString("0.000", Inv)}</div></td>");
+        }
+        sb.Append("<table class=\"grid\">\n");
+        foreach (var r in rowsHtml) sb.Append(r).Append("</tr>\n");
+        return sb.Append("</table>\n").ToString();
+    }
+
+    static string Name(ExampleSet ex, int k) => ex.ClassNames != null && k >= 0 && k < ex.ClassNames.Length ? ex.ClassNames[k] : k.ToString(Inv);
+
+    static string Img(byte[] png, string alt, string cls, int width = 0) =>
+        $"<img class=\"{cls}\" alt=\"{E(alt)}\"{(width > 0 ? $" width=\"{width}\" height=\"{width}\"" : "")} src=\"data:image/png;base64,{Convert.ToBase64String(png)}\">";
+
+    static string E(string s) => WebUtility.HtmlEncode(s);
+
+    const string Css = """
+body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 24px 32px; color: #222; max-width: 1200px; }
+h1 { margin-bottom: 4px; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 4px; margin-top: 32px; }
+.sub { color: #555; margin-top: 0; }
+table { border-collapse: collapse; }
+.facts th { text-align: left; padding: 2px 12px 2px 0; color: #555; font-weight: normal; } .facts td { padding: 2px 0; }
+.sum th, .sum td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; font-size: 14px; }
+.sum th { background: #f0f0f0; } .sum td:first-child, .sum th:first-child { text-align: left; }
+.sum tbody tr:nth-child(even) { background: #fafafa; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; } .plot { border: 1px solid #ddd; }
+.grid th { font-weight: normal; color: #555; padding: 4px 12px; text-align: right; }
+.grid td { text-align: center; padding: 4px 12px; font-size: 13px; vertical-align: top; }
+.px { image-rendering: pixelated; border: 1px solid #ccc; }
+.bad { color: #c0392b; font-weight: bold; } .ok { color: #1e7d32; }
+.notes li { margin: 2px 0; } .foot { color: #888; font-size: 12px; margin-top: 40px; }
+""";
+}
