@@ -11,7 +11,7 @@ public static class DemoCommand
     public static Command Build(CliIO io)
     {
         var outp = new Option<string>("--out") { Description = "folder for index.html, results.json, results.csv, examples/ and model.safetensors", DefaultValueFactory = _ => "demo" };
-        var quick = new Option<bool>("--quick") { Description = "a smaller setting (400 training tiles, 24 attacked, fewer steps): the CI run" };
+        var quick = new Option<bool>("--quick") { Description = "a smaller setting (800 training tiles, 24 attacked, fewer steps and budgets): the CI run" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var cmd = new Command("demo", "the whole tool in a few minutes: synthetic histology, train cnn-small, FGSM, PGD, DeepFool, one-pixel, a patch, a BadNets backdoor, and an HTML report");

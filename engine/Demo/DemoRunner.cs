@@ -17,6 +17,7 @@ public sealed record DemoSettings
     public int TrainCount { get; init; } = 2000;
     public int TestCount { get; init; } = 500;
     public int Epochs { get; init; } = 4;
+    public int BatchSize { get; init; } = 64;
     /// <summary>Test images attacked by each attack.</summary>
     public int AttackCount { get; init; } = 100;
     /// <summary>Budgets of FGSM and PGD, in 1/255 units.</summary>
@@ -38,7 +39,7 @@ public sealed record DemoSettings
     public static DemoSettings Full => new();
     public static DemoSettings Quick => new()
     {
-        TrainCount = 400, TestCount = 100, Epochs = 2, AttackCount = 24, Eps255 = new[] { 2, 8, 16 }, PgdSteps = 5,
+        TrainCount = 800, TestCount = 100, Epochs = 3, BatchSize = 32, AttackCount = 24, Eps255 = new[] { 2, 8, 16 }, PgdSteps = 5,
         OnePixelCount = 12, OnePixelPopulation = 30, OnePixelIterations = 5, PatchSteps = 25, Examples = 3,
     };
 }
@@ -68,7 +69,7 @@ public static class DemoRunner
         string dataName = $"histology:train={s.TrainCount},test={s.TestCount},overlap={s.Overlap:0.##}";
 
         Step($"training cnn-small for {s.Epochs} epochs on {be.Name}");
-        var opts = new TrainOptions { Epochs = s.Epochs, BatchSize = 64, LearningRate = 1e-3f, Optimizer = "adam", Seed = seed };
+        var opts = new TrainOptions { Epochs = s.Epochs, BatchSize = s.BatchSize, LearningRate = 1e-3f, Optimizer = "adam", Seed = seed };
         using var model = Presets.Create("cnn-small", be, 3, 32, 32, 2, seed);
         var tr = Trainer.Fit(model, data.Train, null, opts, null, es => log($"    epoch {es.Epoch}/{s.Epochs}: loss {es.TrainLoss:F4}, train accuracy {es.TrainAccuracy:P1} ({es.Seconds:F1}s)"));
         var ev = Evaluator.Evaluate(model, data.Test);
@@ -127,7 +128,7 @@ public static class DemoRunner
             ["facts"] = new JsonObject
             {
                 ["data"] = $"synthetic histology, {s.TrainCount} training and {s.TestCount} test tiles, 3x32x32, class overlap {s.Overlap:0.##}, seed {seed}",
-                ["model"] = $"cnn-small, {model.ParameterCount:N0} parameters, {s.Epochs} epochs of Adam (lr 1e-3, batch 64)",
+                ["model"] = $"cnn-small, {model.ParameterCount:N0} parameters, {s.Epochs} epochs of Adam (lr 1e-3, batch {s.BatchSize})",
                 ["clean test accuracy"] = $"{ev.Accuracy:P2} (AUC {ev.Auc:F3}) on {ev.N} tiles",
                 ["attacked images"] = $"the first {atk.Count} test tiles",
                 ["device"] = be.Name,

@@ -1,0 +1,175 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Perturb.Engine.Report;
+
+namespace Perturb.Tests.Demo;
+
+/// <summary>One quick demo run (through the CLI) shared by the tests of this class.</summary>
+public sealed class DemoFixture : IDisposable
+{
+    public readonly string Dir = Path.Combine(Path.GetTempPath(), "perturb-demo-" + Guid.NewGuid().ToString("N"));
+    public readonly int Code;
+    public readonly string Out, Err;
+    public readonly List<ResultRow> Rows;
+
+    public DemoFixture()
+    {
+        (Code, Out, Err) = CliRunner.Run("demo", "--quick", "--out", Dir, "--device", "cpu", "--seed", "3");
+        Rows = Code == 0 ? ResultRow.ReadFile(Path.Combine(Dir, "results.json")) : new List<ResultRow>();
+    }
+
+    public void Dispose() { try { Directory.Delete(Dir, true); } catch (IOException) { } }
+}
+
+public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
+{
+    readonly DemoFixture _f;
+    public DemoTests(DemoFixture f) { _f = f; }
+
+    [Fact]
+    public void DemoRunsEndToEndAndWritesEveryOutput()
+    {
+        Assert.True(_f.Code == 0, _f.Err);
+        foreach (var f in new[] { "index.html", "results.json", "results.csv", "model.safetensors", "examples/fgsm.npz", "examples/pgd.npz",
+                     "examples/deepfool.npz", "examples/one-pixel.npz", "examples/patch.npz", "examples/badnets.npz", "examples/patch.png" })
+            Assert.True(File.Exists(Path.Combine(_f.Dir, f)), f);
+        Assert.Empty(Directory.GetFiles(_f.Dir, "*.tmp*", SearchOption.AllDirectories));
+        // Progress: one line per step on stderr.
+        for (int i = 1; i <= 9; i++) Assert.Contains($"[{i}/9]", _f.Err);
+        Assert.Contains("index.html", _f.Out);
+        var attacks = _f.Rows.Select(r => r.Attack).Distinct().OrderBy(a => a).ToArray();
+        Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd" }, attacks);
+        var csv = File.ReadAllLines(Path.Combine(_f.Dir, "results.csv"));
+        Assert.Equal(ResultRow.CsvHeader, csv[0]);
+        Assert.Equal(_f.Rows.Count + 1, csv.Length);
+    }
+
+    [Fact]
+    public void DemoFiguresAreConsistent()
+    {
+        Assert.True(_f.Code == 0, _f.Err);
+        var clean = _f.Rows.First(r => r.Attack == "fgsm").CleanAccuracy;
+        Assert.True(clean >= 0.8, $"the quick demo model should learn the synthetic set, clean accuracy {clean}");
+        foreach (var name in new[] { "fgsm", "pgd" })
+        {
+            var rs = _f.Rows.Where(r => r.Attack == name).OrderBy(r => r.Eps).ToList();
+            Assert.Equal(new[] { 2, 8, 16 }, rs.Select(r => (int)Math.Round(r.Eps!.Value * 255)).ToArray());
+            foreach (var r in rs)
+            {
+                Assert.True(r.MaxLinf <= r.Eps!.Value + 1e-6, $"{name} eps {r.Eps}: max Linf {r.MaxLinf}");
+                Assert.InRange(r.RobustAccuracy, 0, clean + 1e-9);
+                Assert.Equal(24, r.N);
+            }
+        }
+        // A stronger attack beats a weaker one: PGD's robust accuracy at the largest budget is no higher than FGSM's.
+        double Rob(string a) => _f.Rows.Where(r => r.Attack == a).OrderBy(r => r.Eps).Last().RobustAccuracy;
+        Assert.True(Rob("pgd") <= Rob("fgsm"), $"pgd {Rob("pgd")} fgsm {Rob("fgsm")}");
+        Assert.True(Rob("pgd") < clean, "PGD at 16/255 must fool the quick model on some tiles");
+        var df = _f.Rows.Single(r => r.Attack == "deepfool");
+        Assert.Null(df.Eps);
+        Assert.True(df.SuccessRate > 0.5, $"deepfool success {df.SuccessRate}");
+        var op = _f.Rows.Single(r => r.Attack == "one-pixel");
+        Assert.Equal(12, op.N);
+        Assert.True(op.MeanQueries > 0, "one-pixel counts its queries");
+        var bd = _f.Rows.Single(r => r.Attack == "badnets");
+        Assert.InRange(bd.SuccessRate, 0, 1);
+        Assert.NotNull(bd.Params?["baseline_clean_accuracy"]);
+    }
+
+    [Fact]
+    public void ReportIsSelfContained()
+    {
+        Assert.True(_f.Code == 0, _f.Err);
+        var html = File.ReadAllText(Path.Combine(_f.Dir, "index.html"));
+        Assert.StartsWith("<!DOCTYPE html>", html);
+        Assert.DoesNotContain("http:", html, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("https:", html, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("<script", html, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("<link", html, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("url(", html, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("@import", html, StringComparison.OrdinalIgnoreCase);
+        var srcs = Regex.Matches(html, "src=\"([^\"]*)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.All(srcs, s => Assert.StartsWith("data:image/png;base64,", s));
+        // Two plots, and per example set three images per example (6 sets of 3 examples in the quick setting).
+        Assert.Equal(2 + 6 * 3 * 3, srcs.Count);
+        foreach (var s in srcs)
+        {
+            var png = Convert.FromBase64String(s["data:image/png;base64,".Length..]);
+            Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, png[..4]);
+        }
+        Assert.Contains("Robustness curves", html);
+        Assert.Contains("one-pixel", html);
+    }
+
+    [Fact]
+    public void ReportCommandRebuildsTheSamePage()
+    {
+        Assert.True(_f.Code == 0, _f.Err);
+        var (code, o, e) = CliRunner.Run("report", _f.Dir, "--out", Dir);
+        Assert.True(code == 0, e);
+        Assert.Contains("rows", o);
+        Assert.Equal(File.ReadAllText(Path.Combine(_f.Dir, "index.html")), File.ReadAllText(Path.Combine(Dir, "index.html")));
+        Assert.Equal(File.ReadAllText(Path.Combine(_f.Dir, "results.csv")), File.ReadAllText(Path.Combine(Dir, "results.csv")));
+    }
+
+    [Fact]
+    public void ReportErrorsNameTheFile()
+    {
+        var missing = Path.Combine(Dir, "nope.json");
+        var (code, _, e) = CliRunner.Run("report", missing);
+        Assert.Equal(1, code);
+        Assert.Contains(missing, e);
+        Assert.Single(e.Trim().Split('\n'));
+
+        var bad = Path.Combine(Dir, "bad.json");
+        File.WriteAllText(bad, "{\"rows\": [ {\"attack\": \"pgd\" ");
+        (code, _, e) = CliRunner.Run("report", bad);
+        Assert.Equal(1, code);
+        Assert.Contains(bad, e);
+        Assert.Contains("not valid JSON", e);
+
+        var noAttack = Path.Combine(Dir, "noattack.json");
+        File.WriteAllText(noAttack, "{\"rows\": [ {\"eps\": 0.1} ]}");
+        (code, _, e) = CliRunner.Run("report", noAttack);
+        Assert.Equal(1, code);
+        Assert.Contains("has no \"attack\"", e);
+        Assert.False(File.Exists(Path.Combine(Dir, "index.html")));
+
+        var missingExamples = Path.Combine(Dir, "ex.json");
+        File.WriteAllText(missingExamples, "{\"rows\": [ {\"attack\": \"pgd\", \"eps\": 0.03, \"examples\": \"gone.npz\"} ]}");
+        (code, _, e) = CliRunner.Run("report", missingExamples);
+        Assert.Equal(1, code);
+        Assert.Contains("gone.npz", e);
+        Assert.False(File.Exists(Path.Combine(Dir, "index.html")), "nothing half-written");
+    }
+
+    [Fact]
+    public void JsonlWithATornLastLineIsRead()
+    {
+        var rows = new[]
+        {
+            new ResultRow { Attack = "fgsm", Eps = 2 / 255.0, N = 10, CleanAccuracy = 0.9, RobustAccuracy = 0.6, SuccessRate = 1 / 3.0, Cell = "a,\"b\"" },
+            new ResultRow { Attack = "fgsm", Eps = 8 / 255.0, N = 10, CleanAccuracy = 0.9, RobustAccuracy = 0.2, SuccessRate = 7 / 9.0 },
+        };
+        var path = Path.Combine(Dir, "r.jsonl");
+        File.WriteAllText(path, string.Join("\n", rows.Select(r => r.ToJson().ToJsonString())) + "\n{\"attack\": \"pg");
+        var back = ResultRow.ReadFile(path);
+        Assert.Equal(2, back.Count);
+        Assert.Equal(rows[0].Cell, back[0].Cell);
+        Assert.Equal(rows[1].RobustAccuracy, back[1].RobustAccuracy);
+        Assert.True(double.IsNaN(back[0].MeanL2));
+        // A broken line in the middle is an error naming the line.
+        File.WriteAllText(path, "{\"attack\": \"x\"}\nnot json\n{\"attack\": \"y\"}\n");
+        var ex = Assert.Throws<Perturb.Engine.PerturbException>(() => ResultRow.ReadFile(path));
+        Assert.Contains(path + ":2", ex.Message);
+        // CSV quotes a field with a comma or a quote.
+        Assert.Contains("\"a,\"\"b\"\"\"", rows[0].ToCsvLine());
+        // The report of a .jsonl has curves but no example grid.
+        File.WriteAllText(path, string.Join("\n", rows.Select(r => r.ToJson().ToJsonString())) + "\n");
+        var (code, _, e) = CliRunner.Run("report", path);
+        Assert.True(code == 0, e);
+        var html = File.ReadAllText(Path.Combine(Dir, "index.html"));
+        Assert.Contains("Robustness curves", html);
+        Assert.DoesNotContain("<h2>Examples", html);
+    }
+}
