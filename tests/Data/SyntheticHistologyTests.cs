@@ -65,4 +65,35 @@ public class SyntheticHistologyTests
         double acc = Evaluator.Accuracy(m, data.Test);
         Assert.True(acc >= 0.85, $"held-out accuracy {acc:P1} < 85%");
     }
+
+    [Fact]
+    public void OverlapKeepsTheDefaultAndBringsTheClassesCloser()
+    {
+        var d0 = SyntheticHistology.Create(4, trainCount: 200, testCount: 10, size: 32);
+        var z = SyntheticHistology.Create(4, trainCount: 200, testCount: 10, size: 32, overlap: 0);
+        var o = SyntheticHistology.Create(4, trainCount: 200, testCount: 10, size: 32, overlap: 0.9);
+        var o2 = SyntheticHistology.Create(4, trainCount: 200, testCount: 10, size: 32, overlap: 0.9);
+        Assert.Equal(d0.Train.X, z.Train.X);
+        Assert.Equal(o.Train.X, o2.Train.X);
+        Assert.NotEqual(d0.Train.X, o.Train.X);
+        Assert.Equal(d0.Train.Labels, o.Train.Labels);
+        Assert.All(o.Train.X, v => Assert.InRange(v, 0f, 1f));
+        // Share of dark (nuclear) pixels per tile: the class gap shrinks when the classes overlap.
+        static double Gap(Dataset d)
+        {
+            var m = new double[2]; var n = new int[2];
+            int hw = d.Height * d.Width;
+            for (int i = 0; i < d.Count; i++)
+            {
+                var x = d.Sample(i);
+                int dark = 0;
+                for (int p = 0; p < hw; p++) if (0.299 * x[p] + 0.587 * x[hw + p] + 0.114 * x[2 * hw + p] < 0.45) dark++;
+                m[d.Labels[i]] += (double)dark / hw; n[d.Labels[i]]++;
+            }
+            return m[1] / n[1] - m[0] / n[0];
+        }
+        double g0 = Gap(d0.Train), g9 = Gap(o.Train);
+        Assert.True(g9 < 0.8 * g0, $"dark-pixel gap {g0:F4} at overlap 0, {g9:F4} at 0.9");
+        Assert.Throws<Perturb.Engine.PerturbException>(() => SyntheticHistology.Create(4, 20, 10, 32, overlap: 1.5));
+    }
 }
