@@ -19,6 +19,8 @@ public static class Program
         root.Subcommands.Add(PredictCommand.Build(io));
         root.Subcommands.Add(AttackCommand.Build(io));
         root.Subcommands.Add(PoisonCommand.Build(io));
+        root.Subcommands.Add(SweepCommand.Build(io));
+        root.Subcommands.Add(MergeCommand.Build(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }

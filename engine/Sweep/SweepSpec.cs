@@ -74,7 +74,12 @@ public sealed class SweepSpec
         try { root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}", 2); }
         if (root is not JsonObject o) throw new PerturbException($"{path}: expected a JSON object with \"models\", \"data\" and \"attacks\"", 2);
-        return Parse(o, path);
+        // JsonObject finds a repeated key only when it is first enumerated.
+        try { return Parse(o, path); }
+        catch (ArgumentException e) when (e is not ArgumentNullException && e.Message.Contains("same key"))
+        {
+            throw new PerturbException($"{path}: a key appears twice in one object ({e.Message.Split('(')[0].Trim()})", 2);
+        }
     }
 
     public static SweepSpec Parse(JsonObject o, string path)
