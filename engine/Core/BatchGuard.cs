@@ -98,6 +98,25 @@ public static class BatchGuard
         return batch;
     }
 
+    /// <summary>
+    /// A default batch (rows on the device at once) when the user gives none: a quarter of the device's memory
+    /// divided by the bytes one image needs, rounded down to a power of two, between 1 and <paramref name="cap"/>.
+    /// One image needs 4 bytes x the sum of every layer's output size (the activations a forward pass keeps for the
+    /// backward pass) x 3 (activations, their gradients, and an attack's own per-row buffers). A quarter leaves room
+    /// for the weights, the workspace and other processes; the engine cannot ask a device for its free memory, so
+    /// the rule starts from the total, and an out-of-memory still halves the batch (<see cref="Run"/>).
+    /// </summary>
+    public static int DefaultBatch(Nn.Model model, long deviceBytes, int cap = 1024)
+    {
+        long floats = Nn.Layer.Product(model.InputShape);
+        foreach (var node in model.Nodes) floats += Nn.Layer.Product(node.Layer.OutShape);
+        long perImage = Math.Max(1, floats) * 4 * 3;
+        long fit = Math.Max(1, deviceBytes / 4 / perImage);
+        int b = 1;
+        while ((long)b * 2 <= fit && b * 2 <= cap) b *= 2;
+        return b;
+    }
+
     static string Short(Exception e)
     {
         var m = e.Message.Split('\n')[0].Trim();

@@ -114,6 +114,7 @@ public static class SweepRunner
         using var be = (o.OpenDevice ?? Devices.Create)(device);
         var data = new Dictionary<string, Dataset>();
         var models = new Dictionary<string, Model>();
+        var batches = new Dictionary<string, int>();
         var oldLog = BatchGuard.Log;
         BatchGuard.Log = o.Log;
         try
@@ -132,6 +133,11 @@ public static class SweepRunner
                 try { models[name] = ModelFile.Load(cell.ModelPath, be); }
                 catch (PerturbException e) { throw new PerturbException($"{spec.Path}: model '{name}': {e.Message}", e.ExitCode); }
                 models[name].Eval();
+                if (spec.BatchSize == null)
+                {
+                    batches[name] = BatchGuard.DefaultBatch(models[name], be.MemoryBytes);
+                    log($"batch size for {name}: {batches[name]} (auto, from {be.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB of {be.Name} memory)");
+                }
             }
             foreach (var pair in pending.Select(c => (c.Model, c.Data)).Distinct())
             {
@@ -154,7 +160,8 @@ public static class SweepRunner
                     return new SweepSummary(o.OutPath, mine.Count, skipped, ran, true);
                 }
                 log($"cell {i + 1}/{mine.Count} (skipped {skipped} done): {cell.Id}");
-                var rows = RunCell(spec, cell, models[cell.Model], data[cell.Data], be.Name);
+                var run = batches.TryGetValue(cell.Model, out int mb) ? cell with { Settings = cell.Settings with { MaxBatch = mb } } : cell;
+                var rows = RunCell(spec, run, models[cell.Model], data[cell.Data], be.Name);
                 ResultsLog.Append(o.OutPath, rows);
                 ran.Add(cell.Id);
                 foreach (var r in rows)

@@ -51,7 +51,8 @@ public sealed class SweepSpec
     public ulong Seed { get; init; }
     public ulong DataSeed { get; init; }
     public string Device { get; init; } = "auto";
-    public int BatchSize { get; init; } = 256;
+    /// <summary>Most rows on the device at once; null ("auto", or no batch_size): per model, <see cref="BatchGuard.DefaultBatch"/>.</summary>
+    public int? BatchSize { get; init; }
     /// <summary>Every cell in the fixed order: models, then data sets, then attacks (spec order), then grid points.</summary>
     public required IReadOnlyList<SweepCell> Cells { get; init; }
 
@@ -98,8 +99,10 @@ public sealed class SweepSpec
         ulong dataSeed = o["data_seed"] == null ? 0 : ULong(o["data_seed"], "data_seed", path);
         string device = o["device"] == null ? "auto" : Str(o["device"], "device", path);
         if (!Devices.Kinds.Contains(device)) throw Bad($"'device' must be one of {string.Join(", ", Devices.Kinds)}, got '{device}'");
-        int batch = o["batch_size"] == null ? 256 : Int(o["batch_size"], "batch_size", path);
-        if (batch < 1) throw Bad($"'batch_size' must be a positive integer, got {batch}");
+        int? batchSize = o["batch_size"] is null || o["batch_size"] is JsonValue bv && bv.TryGetValue(out string? bs) && bs == "auto"
+            ? null : Int(o["batch_size"], "batch_size", path);
+        if (batchSize < 1) throw Bad($"'batch_size' must be a positive integer or \"auto\", got {batchSize}");
+        int batch = batchSize ?? 256; // the cells' placeholder when auto: the runner sets each model's own
 
         var modelPaths = new List<string>();
         foreach (var m in models)
@@ -210,7 +213,7 @@ public sealed class SweepSpec
         return new SweepSpec
         {
             Path = path, Models = models, Data = data, Split = split, N = n, Seed = seed, DataSeed = dataSeed, Device = device,
-            BatchSize = batch, Cells = cells,
+            BatchSize = batchSize, Cells = cells,
         };
     }
 

@@ -58,6 +58,24 @@ public class BatchGuardTests : IClassFixture<SweepFixture>
     }
 
     [Fact]
+    public void DefaultBatchFollowsTheDocumentedRule()
+    {
+        using var be = new CpuBackend();
+        using var m = ModelFile.Load(_f.ModelA, be);
+        long floats = 28 * 28 + m.Nodes.Sum(n => (long)n.Layer.OutShape.Aggregate(1, (a, b) => a * b));
+        long perImage = floats * 4 * 3;
+        foreach (long mem in new[] { 1L << 20, 64L << 20, 1L << 30 })
+        {
+            int b = BatchGuard.DefaultBatch(m, mem);
+            Assert.True((b & (b - 1)) == 0 && b >= 1 && b <= 1024, $"{b}");
+            if (b < 1024) Assert.True(b * perImage <= Math.Max(perImage, mem / 4) && 2 * b * perImage > mem / 4, $"{b} at {mem}");
+        }
+        Assert.Equal(1, BatchGuard.DefaultBatch(m, 1000));
+        Assert.Equal(1024, BatchGuard.DefaultBatch(m, 1L << 40));
+        Assert.Equal(16, BatchGuard.DefaultBatch(m, 1L << 40, cap: 16));
+    }
+
+    [Fact]
     public void AttacksGiveTheSameResultWhenTheDeviceRunsOutOfMemory()
     {
         using var be = new CpuBackend();

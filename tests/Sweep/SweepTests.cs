@@ -219,6 +219,19 @@ public class SweepTests : TempDirTest, IClassFixture<SweepFixture>
     }
 
     [Fact]
+    public void AutoBatchSizeGivesTheSameRows()
+    {
+        var (_, whole) = Whole();
+        var spec = SweepSpec.Load(WriteSpec(SweepFixture.SpecJson().Replace("\"batch_size\": 64,", ""), "auto.json"));
+        Assert.Null(spec.BatchSize);
+        var log = new List<string>();
+        var path = Path.Combine(Dir, "auto.jsonl");
+        Run(spec, path, log: log);
+        Assert.Contains(log, l => l.StartsWith("batch size for a.safetensors: ") && l.Contains("(auto, from "));
+        Assert.Equal(SweepFixture.Comparable(whole), SweepFixture.Comparable(ResultRow.ReadFile(path)));
+    }
+
+    [Fact]
     public void ResultsOfAChangedSpecAreRefused()
     {
         var (spec, _) = Whole();
