@@ -66,7 +66,8 @@ public sealed class SweepSpec
         "max_passes", "pixels", "population", "iterations", "queries", "query_batch", "targeted", "seed",
     };
 
-    public static SweepSpec Load(string path)
+    /// <param name="checkFiles">Whether model files and data paths must exist (merge only needs the cell list).</param>
+    public static SweepSpec Load(string path, bool checkFiles = true)
     {
         string text;
         try { text = File.ReadAllText(path); }
@@ -76,14 +77,14 @@ public sealed class SweepSpec
         catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}", 2); }
         if (root is not JsonObject o) throw new PerturbException($"{path}: expected a JSON object with \"models\", \"data\" and \"attacks\"", 2);
         // JsonObject finds a repeated key only when it is first enumerated.
-        try { return Parse(o, path); }
+        try { return Parse(o, path, checkFiles); }
         catch (ArgumentException e) when (e is not ArgumentNullException && e.Message.Contains("same key"))
         {
             throw new PerturbException($"{path}: a key appears twice in one object ({e.Message.Split('(')[0].Trim()})", 2);
         }
     }
 
-    public static SweepSpec Parse(JsonObject o, string path)
+    public static SweepSpec Parse(JsonObject o, string path, bool checkFiles = true)
     {
         PerturbException Bad(string msg) => new($"{path}: {msg}", 2);
         foreach (var k in o.Select(p => p.Key))
@@ -108,12 +109,12 @@ public sealed class SweepSpec
         foreach (var m in models)
         {
             var full = System.IO.Path.GetFullPath(m, folder);
-            if (!File.Exists(full)) throw Bad($"models: '{m}': no such model file ({full})");
+            if (checkFiles && !File.Exists(full)) throw Bad($"models: '{m}': no such model file ({full})");
             if (!(full.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)))
                 throw Bad($"models: '{m}': expected a .safetensors or .onnx file");
             modelPaths.Add(full);
         }
-        var dataSpecs = data.Select(d => ResolveData(d, folder, path)).ToList();
+        var dataSpecs = data.Select(d => ResolveData(d, folder, path, checkFiles)).ToList();
 
         if (o["attacks"] is not JsonArray attacks || attacks.Count == 0)
             throw Bad("'attacks' must be a non-empty array of objects like {\"name\": \"pgd\", \"eps\": [\"1/255\"]}");
@@ -232,7 +233,7 @@ public sealed class SweepSpec
     /// anything else is a path (optionally 'path:k=v,...') resolved against the spec's folder, which must exist
     /// ('NAME' also finds 'NAME.npz').
     /// </summary>
-    static string ResolveData(string d, string folder, string path)
+    static string ResolveData(string d, string folder, string path, bool check)
     {
         if (d is "histology" or "synthetic" || d.StartsWith("histology:", StringComparison.Ordinal) || d.StartsWith("synthetic:", StringComparison.Ordinal))
             return d;
@@ -241,7 +242,7 @@ public sealed class SweepSpec
         if (colon > 1 && d.IndexOf('=', colon) > colon) { p = d[..colon]; opts = d[colon..]; }
         var full = System.IO.Path.GetFullPath(p, folder);
         if (!File.Exists(full) && !Directory.Exists(full) && File.Exists(full + ".npz")) full += ".npz";
-        if (!File.Exists(full) && !Directory.Exists(full))
+        if (check && !File.Exists(full) && !Directory.Exists(full))
             throw new PerturbException($"{path}: data: '{d}': no such data set, file or folder ({full}; the generated sets are 'histology' and 'synthetic')", 2);
         return full + opts;
     }
