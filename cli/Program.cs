@@ -21,6 +21,9 @@ public static class Program
         root.Subcommands.Add(PoisonCommand.Build(io));
         root.Subcommands.Add(DemoCommand.Build(io));
         root.Subcommands.Add(DemoCommand.BuildReport(io));
+        root.Subcommands.Add(SweepCommand.Build(io));
+        root.Subcommands.Add(MergeCommand.Build(io));
+        Engine.BatchGuard.Log = io.Err.WriteLine;
 
         ParseResult pr;
         try { pr = root.Parse(args); }

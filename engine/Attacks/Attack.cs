@@ -139,9 +139,10 @@ public abstract class Attack : IAttack
         int n = c.N, d = c.D, E = c.Eps.Length, k = c.Model.NumOutputs;
         var adv = Enumerable.Range(0, E).Select(_ => new float[(long)n * d]).ToArray();
         long total = (long)n * E;
-        for (long start = 0; start < total; start += MaxBatch)
+        // Chunks of MaxBatch rows; an out-of-memory halves the chunk and retries it (rows are independent, so the
+        // result is the same at any chunk size).
+        BatchGuard.Run(total, MaxBatch, (start, rows) =>
         {
-            int rows = (int)Math.Min(MaxBatch, total - start);
             var si = new int[rows]; var ei = new int[rows]; var ev = new float[rows]; var tl = new int[rows];
             int[]? tg = c.Targets == null ? null : new int[rows];
             var x0 = new float[(long)rows * d]; var zl = new float[rows * k];
@@ -164,7 +165,7 @@ public abstract class Attack : IAttack
                 c.Steps[ei[r]][si[r]] = steps[r];
                 c.Gradients[ei[r]][si[r]] = b.Gradients[r];
             }
-        }
+        }, cleanup: c.Model.ReleaseActivations, what: Name);
         return adv;
     }
 

@@ -43,16 +43,17 @@ public abstract class SearchAttack : Attack
         int d = Layer.Product(m.InputShape), k = m.NumOutputs, classes = m.NumClasses;
         var outp = new float[(long)count * classes];
         var buf = new float[(long)Math.Min(queryBatch, Math.Max(count, 1)) * d];
-        for (int s = 0; s < count; s += queryBatch)
+        // An out-of-memory halves the chunk and retries it; each query's logits do not depend on the chunk.
+        BatchGuard.Run(count, queryBatch, (s0, rows) =>
         {
-            int rows = Math.Min(queryBatch, count - s);
+            int s = (int)s0;
             for (int r = 0; r < rows; r++) fill(s + r, buf.AsSpan(r * d, d));
             using var t = be.FromArray(buf.AsSpan(0, rows * d), new[] { rows }.Concat(m.InputShape).ToArray());
             var z = m.Forward(t).ToArray();
             if (k == 1)
                 for (int r = 0; r < rows; r++) { outp[(long)(s + r) * 2] = 0; outp[(long)(s + r) * 2 + 1] = z[r]; }
             else Array.Copy(z, 0, outp, (long)s * classes, (long)rows * classes);
-        }
+        }, cleanup: m.ReleaseActivations, what: "query batch");
         m.ReleaseActivations();
         return outp;
     }

@@ -1,0 +1,339 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Perturb.Engine.Attacks;
+
+namespace Perturb.Engine.Sweep;
+
+/// <summary>
+/// One cell of a sweep: one model, one data set, one attack at one point of its grid. All epsilons of a cell run in
+/// one batched attack run and give one result row each (one row with a null epsilon for budget-free attacks).
+/// </summary>
+public sealed record SweepCell
+{
+    /// <summary>Position in the full ordered cell list (0-based; sharding uses it).</summary>
+    public required int Index { get; init; }
+    /// <summary>Deterministic, readable id, e.g. "model=a.safetensors|data=histology|attack=pgd|norm=linf|steps=10".</summary>
+    public required string Id { get; init; }
+    /// <summary>The model as written in the spec (used in the id and the rows) and the file it resolves to.</summary>
+    public required string Model { get; init; }
+    public required string ModelPath { get; init; }
+    /// <summary>The data set as written in the spec, and the --data argument it resolves to.</summary>
+    public required string Data { get; init; }
+    public required string DataSpec { get; init; }
+    public required string Attack { get; init; }
+    /// <summary>The grid point (keys sorted), stored in each row's params.</summary>
+    public required JsonObject Params { get; init; }
+    public required AttackSettings Settings { get; init; }
+    /// <summary>Null (untargeted), "random", "least-likely" or a class index.</summary>
+    public string? Targeted { get; init; }
+    /// <summary>Budgets in pixel units; null for budget-free attacks.</summary>
+    public float[]? Eps { get; init; }
+
+    /// <summary>Rows a finished cell has in the results file.</summary>
+    public int ExpectedRows => Eps?.Length ?? 1;
+}
+
+/// <summary>
+/// A sweep.json: models x data sets x attacks x each attack's parameter grid. <see cref="Load"/> checks the whole
+/// spec (keys, values, attack settings through <see cref="AttackRegistry.Create"/>, that model files and data files
+/// exist) and throws one <see cref="PerturbException"/> (exit 2) naming the spec file and the key on the first problem.
+/// Relative paths resolve against the spec file's folder. See docs/sweeps.md.
+/// </summary>
+public sealed class SweepSpec
+{
+    public required string Path { get; init; }
+    public required IReadOnlyList<string> Models { get; init; }
+    public required IReadOnlyList<string> Data { get; init; }
+    public string Split { get; init; } = "test";
+    /// <summary>Attack the first N images of the split (0: all).</summary>
+    public int N { get; init; } = 100;
+    public ulong Seed { get; init; }
+    public ulong DataSeed { get; init; }
+    public string Device { get; init; } = "auto";
+    /// <summary>Most rows on the device at once; null ("auto", or no batch_size): per model, <see cref="BatchGuard.DefaultBatch"/>.</summary>
+    public int? BatchSize { get; init; }
+    /// <summary>Every cell in the fixed order: models, then data sets, then attacks (spec order), then grid points.</summary>
+    public required IReadOnlyList<SweepCell> Cells { get; init; }
+
+    static readonly string[] TopKeys = { "models", "data", "split", "n", "seed", "data_seed", "device", "batch_size", "attacks" };
+    static readonly string[] AttackOnlyKeys = { "name", "eps", "grid", "label" };
+    /// <summary>Attack settings (snake_case), allowed as fixed keys of an attack or as grid keys.</summary>
+    public static readonly string[] SettingKeys =
+    {
+        "norm", "steps", "step_size", "rel_step_size", "restarts", "random_start", "early_stop", "kappa", "binary_steps",
+        "initial_c", "learning_rate", "momentum", "top_k", "overshoot", "theta", "gamma", "eot_samples", "fooling_target",
+        "max_passes", "pixels", "population", "iterations", "queries", "query_batch", "targeted", "seed",
+    };
+
+    /// <param name="checkFiles">Whether model files and data paths must exist (merge only needs the cell list).</param>
+    public static SweepSpec Load(string path, bool checkFiles = true)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read the sweep spec: {e.Message}", 2); }
+        JsonNode? root;
+        try { root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}", 2); }
+        if (root is not JsonObject o) throw new PerturbException($"{path}: expected a JSON object with \"models\", \"data\" and \"attacks\"", 2);
+        // JsonObject finds a repeated key only when it is first enumerated.
+        try { return Parse(o, path, checkFiles); }
+        catch (ArgumentException e) when (e is not ArgumentNullException && e.Message.Contains("same key"))
+        {
+            throw new PerturbException($"{path}: a key appears twice in one object ({e.Message.Split('(')[0].Trim()})", 2);
+        }
+    }
+
+    public static SweepSpec Parse(JsonObject o, string path, bool checkFiles = true)
+    {
+        PerturbException Bad(string msg) => new($"{path}: {msg}", 2);
+        foreach (var k in o.Select(p => p.Key))
+            if (!TopKeys.Contains(k)) throw Bad($"unknown key '{k}' (known: {string.Join(", ", TopKeys)})");
+        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+
+        var models = StringList(o, "models", path, required: true);
+        var data = StringList(o, "data", path, required: true);
+        string split = o["split"] == null ? "test" : Str(o["split"], "split", path);
+        if (split is not ("train" or "val" or "test")) throw Bad($"'split' must be train, val or test, got '{split}'");
+        int n = o["n"] == null ? 100 : Int(o["n"], "n", path);
+        ulong seed = o["seed"] == null ? 0 : ULong(o["seed"], "seed", path);
+        ulong dataSeed = o["data_seed"] == null ? 0 : ULong(o["data_seed"], "data_seed", path);
+        string device = o["device"] == null ? "auto" : Str(o["device"], "device", path);
+        if (!Devices.Kinds.Contains(device)) throw Bad($"'device' must be one of {string.Join(", ", Devices.Kinds)}, got '{device}'");
+        int? batchSize = o["batch_size"] is null || o["batch_size"] is JsonValue bv && bv.TryGetValue(out string? bs) && bs == "auto"
+            ? null : Int(o["batch_size"], "batch_size", path);
+        if (batchSize < 1) throw Bad($"'batch_size' must be a positive integer or \"auto\", got {batchSize}");
+        int batch = batchSize ?? 256; // the cells' placeholder when auto: the runner sets each model's own
+
+        var modelPaths = new List<string>();
+        foreach (var m in models)
+        {
+            var full = System.IO.Path.GetFullPath(m, folder);
+            if (checkFiles && !File.Exists(full)) throw Bad($"models: '{m}': no such model file ({full})");
+            if (!(full.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)))
+                throw Bad($"models: '{m}': expected a .safetensors or .onnx file");
+            modelPaths.Add(full);
+        }
+        var dataSpecs = data.Select(d => ResolveData(d, folder, path, checkFiles)).ToList();
+
+        if (o["attacks"] is not JsonArray attacks || attacks.Count == 0)
+            throw Bad("'attacks' must be a non-empty array of objects like {\"name\": \"pgd\", \"eps\": [\"1/255\"]}");
+        var perAttack = new List<(string Name, string? Label, List<(JsonObject Params, AttackSettings S, string? Targeted)> Points, float[]? Eps)>();
+        for (int a = 0; a < attacks.Count; a++)
+        {
+            if (attacks[a] is not JsonObject ao) throw Bad($"attacks[{a}] must be an object");
+            string where = $"attacks[{a}]";
+            if (ao["name"] is null) throw Bad($"{where}: missing 'name' (one of {string.Join(", ", AttackRegistry.AllNames)})");
+            string name = Str(ao["name"], $"{where}.name", path);
+            if (!AttackRegistry.AllNames.Contains(name)) throw Bad($"{where}.name: unknown attack '{name}' (choose {string.Join(", ", AttackRegistry.AllNames)})");
+            where = $"attacks[{a}] ({name})";
+            foreach (var k in ao.Select(p => p.Key))
+                if (!AttackOnlyKeys.Contains(k) && !SettingKeys.Contains(k))
+                    throw Bad($"{where}: unknown key '{k}' (known: {string.Join(", ", AttackOnlyKeys.Concat(SettingKeys))})");
+            string? label = ao["label"] == null ? null : Str(ao["label"], $"{where}.label", path);
+            float[]? eps = null;
+            if (ao["eps"] is JsonNode en)
+            {
+                var items = en is JsonArray ea ? ea.ToList() : new List<JsonNode?> { en };
+                if (items.Count == 0) throw Bad($"{where}.eps: empty list");
+                eps = items.Select((v, i) => Fraction(v, $"{where}.eps[{i}]", path)).ToArray();
+                if (eps.Distinct().Count() != eps.Length) throw Bad($"{where}.eps: repeated budget");
+            }
+
+            var baseSettings = new AttackSettings { Seed = seed, MaxBatch = batch };
+            string? targeted = null;
+            foreach (var (k, v) in ao)
+                if (SettingKeys.Contains(k)) (baseSettings, targeted) = Apply(baseSettings, targeted, k, v, $"{where}.{k}", path);
+
+            // The grid: keys sorted, each a non-empty list; the points are their product (last key fastest).
+            var gridKeys = new List<(string Key, JsonArray Values)>();
+            if (ao["grid"] is JsonNode gn)
+            {
+                if (gn is not JsonObject go) throw Bad($"{where}.grid must be an object of lists, e.g. {{\"steps\": [10, 20]}}");
+                foreach (var (k, v) in go.OrderBy(p => p.Key, StringComparer.Ordinal))
+                {
+                    if (!SettingKeys.Contains(k)) throw Bad($"{where}.grid: unknown key '{k}' (known: {string.Join(", ", SettingKeys)})");
+                    if (ao.ContainsKey(k)) throw Bad($"{where}: '{k}' is both a fixed setting and a grid key");
+                    var arr = v is JsonArray va ? va : new JsonArray(v?.DeepClone());
+                    if (arr.Count == 0) throw Bad($"{where}.grid.{k}: empty list");
+                    gridKeys.Add((k, arr));
+                }
+            }
+            var points = new List<(JsonObject, AttackSettings, string?)>();
+            int total = gridKeys.Aggregate(1, (p, g) => checked(p * g.Values.Count));
+            for (int pi = 0; pi < total; pi++)
+            {
+                var prm = new JsonObject();
+                var s = baseSettings; var t = targeted;
+                int rest = pi;
+                var idx = new int[gridKeys.Count];
+                for (int g = gridKeys.Count - 1; g >= 0; g--) { idx[g] = rest % gridKeys[g].Values.Count; rest /= gridKeys[g].Values.Count; }
+                for (int g = 0; g < gridKeys.Count; g++)
+                {
+                    var (k, vals) = gridKeys[g];
+                    var v = vals[idx[g]];
+                    (s, t) = Apply(s, t, k, v, $"{where}.grid.{k}[{idx[g]}]", path);
+                    prm[k] = v?.DeepClone();
+                }
+                // Let the registry check the settings now, before any work starts.
+                IAttack attack;
+                try { attack = AttackRegistry.Create(name, s); }
+                catch (PerturbException e) { throw Bad($"{where}{(gridKeys.Count > 0 ? " at " + prm.ToJsonString() : "")}: {e.Message}"); }
+                if (attack.NeedsEpsilon && eps == null) throw Bad($"{where}: attack {name} needs 'eps' (e.g. \"eps\": [\"1/255\", \"2/255\"])");
+                if (!attack.NeedsEpsilon && eps != null) throw Bad($"{where}: attack {name} has no budget; leave out 'eps'");
+                if (t != null)
+                {
+                    try { AttackGoal.Parse(t, 1, seed); }
+                    catch (PerturbException e) { throw Bad($"{where}.targeted: {e.Message}"); }
+                }
+                points.Add((prm, s, t));
+            }
+            perAttack.Add((name, label, points, eps));
+        }
+
+        var cells = new List<SweepCell>();
+        var ids = new Dictionary<string, string>();
+        for (int mi = 0; mi < models.Count; mi++)
+            for (int di = 0; di < data.Count; di++)
+                for (int a = 0; a < perAttack.Count; a++)
+                    foreach (var (prm, s, t) in perAttack[a].Points)
+                    {
+                        var id = $"model={models[mi]}|data={data[di]}|attack={perAttack[a].Name}"
+                                 + (perAttack[a].Label != null ? $"|label={perAttack[a].Label}" : "")
+                                 + string.Concat(prm.Select(p => $"|{p.Key}={ValueText(p.Value)}"));
+                        if (ids.TryGetValue(id, out var first))
+                            throw Bad($"attacks[{a}] gives the cell '{id}' a second time (first from {first}); give the attacks different grids or a 'label'");
+                        ids[id] = $"attacks[{a}]";
+                        cells.Add(new SweepCell
+                        {
+                            Index = cells.Count, Id = id, Model = models[mi], ModelPath = modelPaths[mi], Data = data[di], DataSpec = dataSpecs[di],
+                            Attack = perAttack[a].Name, Params = (JsonObject)prm.DeepClone(), Settings = s, Targeted = t, Eps = perAttack[a].Eps,
+                        });
+                    }
+
+        return new SweepSpec
+        {
+            Path = path, Models = models, Data = data, Split = split, N = n, Seed = seed, DataSeed = dataSeed, Device = device,
+            BatchSize = batchSize, Cells = cells,
+        };
+    }
+
+    /// <summary>The text of a grid value in a cell id: strings as written, numbers invariant.</summary>
+    static string ValueText(JsonNode? v) => v switch
+    {
+        null => "null",
+        JsonValue jv when jv.TryGetValue(out string? s) => s!,
+        JsonValue jv when jv.TryGetValue(out bool b) => b ? "true" : "false",
+        JsonValue jv when jv.TryGetValue(out double d) => d.ToString("R", CultureInfo.InvariantCulture),
+        _ => v.ToJsonString(),
+    };
+
+    /// <summary>
+    /// The --data argument for a spec entry: the generated sets (histology, synthetic, with ':settings') as they are;
+    /// anything else is a path (optionally 'path:k=v,...') resolved against the spec's folder, which must exist
+    /// ('NAME' also finds 'NAME.npz').
+    /// </summary>
+    static string ResolveData(string d, string folder, string path, bool check)
+    {
+        if (d is "histology" or "synthetic" || d.StartsWith("histology:", StringComparison.Ordinal) || d.StartsWith("synthetic:", StringComparison.Ordinal))
+            return d;
+        string p = d, opts = "";
+        int colon = d.LastIndexOf(':');
+        if (colon > 1 && d.IndexOf('=', colon) > colon) { p = d[..colon]; opts = d[colon..]; }
+        var full = System.IO.Path.GetFullPath(p, folder);
+        if (!File.Exists(full) && !Directory.Exists(full) && File.Exists(full + ".npz")) full += ".npz";
+        if (check && !File.Exists(full) && !Directory.Exists(full))
+            throw new PerturbException($"{path}: data: '{d}': no such data set, file or folder ({full}; the generated sets are 'histology' and 'synthetic')", 2);
+        return full + opts;
+    }
+
+    static (AttackSettings, string?) Apply(AttackSettings s, string? targeted, string key, JsonNode? v, string where, string path)
+    {
+        int I() { int i = Int(v, where, path); return i >= 0 ? i : throw new PerturbException($"{path}: {where}: must be 0 or positive, got {i}", 2); }
+        float F() => Fraction(v, where, path);
+        bool B() => v is JsonValue jv && jv.TryGetValue(out bool b) ? b : throw new PerturbException($"{path}: {where}: expected true or false, got {v?.ToJsonString() ?? "null"}", 2);
+        switch (key)
+        {
+            case "norm":
+                var ns = Str(v, where, path);
+                return (s with { Norm = ns switch { "linf" => Norm.Linf, "l2" => Norm.L2, _ => throw new PerturbException($"{path}: {where}: norm must be linf or l2, got '{ns}'", 2) } }, targeted);
+            case "steps": return (s with { Steps = I() }, targeted);
+            case "step_size": return (s with { StepSize = F() }, targeted);
+            case "rel_step_size": return (s with { RelStepSize = F() }, targeted);
+            case "restarts": return (s with { Restarts = I() }, targeted);
+            case "random_start": return (s with { RandomStart = B() }, targeted);
+            case "early_stop": return (s with { EarlyStop = B() }, targeted);
+            case "kappa": return (s with { Kappa = F() }, targeted);
+            case "binary_steps": return (s with { BinarySteps = I() }, targeted);
+            case "initial_c": return (s with { InitialC = F() }, targeted);
+            case "learning_rate": return (s with { LearningRate = F() }, targeted);
+            case "momentum": return (s with { Momentum = F() }, targeted);
+            case "top_k": return (s with { TopK = I() }, targeted);
+            case "overshoot": return (s with { Overshoot = F() }, targeted);
+            case "theta": return (s with { Theta = F() }, targeted);
+            case "gamma": return (s with { Gamma = F() }, targeted);
+            case "eot_samples": return (s with { EotSamples = I() }, targeted);
+            case "fooling_target": return (s with { FoolingTarget = F() }, targeted);
+            case "max_passes": return (s with { MaxPasses = I() }, targeted);
+            case "pixels": return (s with { Pixels = I() }, targeted);
+            case "population": return (s with { Population = I() }, targeted);
+            case "iterations": return (s with { Iterations = I() }, targeted);
+            case "queries": return (s with { Queries = I() }, targeted);
+            case "query_batch": return (s with { QueryBatch = I() }, targeted);
+            case "seed": return (s with { Seed = ULong(v, where, path) }, targeted);
+            case "targeted":
+                return (s, v is JsonValue tv && tv.TryGetValue(out int cls) ? cls.ToString(CultureInfo.InvariantCulture) : Str(v, where, path));
+            default: throw new PerturbException($"{path}: {where}: unknown setting '{key}'", 2);
+        }
+    }
+
+    static List<string> StringList(JsonObject o, string key, string path, bool required)
+    {
+        var n = o[key];
+        if (n == null)
+            return required ? throw new PerturbException($"{path}: missing '{key}' (a list of strings)", 2) : new List<string>();
+        var items = n is JsonArray a ? a.ToList() : new List<JsonNode?> { n };
+        var list = items.Select((v, i) => Str(v, $"{key}[{i}]", path)).ToList();
+        if (list.Count == 0) throw new PerturbException($"{path}: '{key}' is empty", 2);
+        var dup = list.GroupBy(x => x).FirstOrDefault(g => g.Count() > 1);
+        if (dup != null) throw new PerturbException($"{path}: '{key}' lists '{dup.Key}' twice", 2);
+        return list;
+    }
+
+    static string Str(JsonNode? v, string where, string path) =>
+        v is JsonValue jv && jv.TryGetValue(out string? s) && !string.IsNullOrWhiteSpace(s) ? s
+            : throw new PerturbException($"{path}: {where}: expected a non-empty string, got {v?.ToJsonString() ?? "null"}", 2);
+
+    static int Int(JsonNode? v, string where, string path)
+    {
+        if (v is JsonValue jv && jv.TryGetValue(out double d) && d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue) return (int)d;
+        throw new PerturbException($"{path}: {where}: expected an integer, got {v?.ToJsonString() ?? "null"}", 2);
+    }
+
+    static ulong ULong(JsonNode? v, string where, string path)
+    {
+        if (v is JsonValue jv && jv.TryGetValue(out ulong u)) return u;
+        throw new PerturbException($"{path}: {where}: expected a non-negative integer, got {v?.ToJsonString() ?? "null"}", 2);
+    }
+
+    /// <summary>A non-negative finite number, or a string "A/B" or "A" (e.g. "8/255").</summary>
+    static float Fraction(JsonNode? v, string where, string path)
+    {
+        double x = double.NaN;
+        if (v is JsonValue jv)
+        {
+            if (jv.TryGetValue(out double d)) x = d;
+            else if (jv.TryGetValue(out string? s) && s != null)
+            {
+                var parts = s.Split('/');
+                if (parts.Length <= 2 && parts.All(p => double.TryParse(p.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out _)))
+                {
+                    x = double.Parse(parts[0].Trim(), CultureInfo.InvariantCulture);
+                    if (parts.Length == 2) x /= double.Parse(parts[1].Trim(), CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        if (double.IsFinite(x) && x >= 0) return (float)x;
+        throw new PerturbException($"{path}: {where}: expected a non-negative number or a fraction like \"8/255\", got {v?.ToJsonString() ?? "null"}", 2);
+    }
+}
