@@ -128,7 +128,10 @@ public static class AttackCommand
             var goal = AttackGoal.Parse(pr.GetValue(targeted), d.Count, pr.GetValue(seed));
             io.Err.WriteLine($"attack {name} on {d.Count} {pr.GetValue(split)} images of {d.Name}" +
                 (epsList != null ? $", eps {string.Join(", ", epsList.Select(v => v.ToString("G4", CultureInfo.InvariantCulture)))}" : "") + $", device {be.Name} ...");
+            ProgressBar? bar = null;
+            if (attack is Engine.Attacks.Search.Moea mp) { var b = bar = new ProgressBar(io.Err, "moea generations"); mp.Progress = (g, total) => b.Update(g, total); }
             var r = attack.Run(m, d.X, d.Labels, goal, epsList);
+            bar?.Done("done");
             io.Out.WriteLine($"{name}: clean accuracy {r.CleanAccuracy:P1} on {r.N} images, {r.ImagesPerSecond:F1} images/s ({r.Seconds:F1}s)");
             bool q = r.Results.Any(e => e.Queries != null);
             io.Out.WriteLine($"  {"eps",-9} {"robust acc",10} {"success",8} {"mean L2",8} {"median L2",9} {"max Linf",8} {"PSNR",6} {"SSIM",6}" + (q ? $" {"mean queries",12}" : ""));

@@ -26,6 +26,7 @@ public class SearchCliTests3 : TempDirTest
             "--targeted", "least-likely", "--population", "10", "--iterations", "4", "--seed", "1", "--device", "cpu", "--out", outDir, "--json", j);
         Assert.True(code == 0, err);
         Assert.Contains("mean queries", so);
+        Assert.Contains("moea generations done", err);
         var doc = JsonNode.Parse(File.ReadAllText(j))!;
         Assert.Equal("moea", (string)doc["attack"]!);
         var res = doc["results"]!.AsArray();

@@ -37,6 +37,9 @@ public sealed class Moea : SearchAttack
     public double MutationRate { get; init; } = 0.05;
     public double EtaMutation { get; init; } = 20;
 
+    /// <summary>Called after the start and after each generation with (generations done, generations in all).</summary>
+    public Action<int, int>? Progress { get; set; }
+
     /// <summary>The final rank-0 front of every attacked (image, eps) of the last run, by sample then eps.</summary>
     public IReadOnlyList<ParetoFront> ParetoFronts { get; private set; } = Array.Empty<ParetoFront>();
 
@@ -97,6 +100,7 @@ public sealed class Moea : SearchAttack
 
         Evaluate(c, states, kids: false);
         foreach (var s in states) (s.Rank, s.Crowd) = Nsga2.RankAndCrowding(s.F);
+        Progress?.Invoke(0, Iterations);
         var merged = new double[2 * P][];
         for (int gen = 0; gen < Iterations && states.Count > 0; gen++)
         {
@@ -129,6 +133,7 @@ public sealed class Moea : SearchAttack
                 s.Pop = pop; s.F = f; s.Conf = conf; s.Hit = hit;
                 (s.Rank, s.Crowd) = Nsga2.RankAndCrowding(s.F);
             }
+            Progress?.Invoke(gen + 1, Iterations);
         }
 
         var fronts = new List<ParetoFront>();
