@@ -69,7 +69,7 @@ public sealed class Moea : SearchAttack
     protected override float[][] Produce(RunContext c)
     {
         ImageShape(c.Model);
-        int d = c.D, P = Population, K = c.Model.NumClasses;
+        int d = c.D, P = Population;
         bool targeted = c.Targets != null;
         var adv = c.Eps.Select(_ => (float[])c.X.Clone()).ToArray();
         var states = new List<State>();
