@@ -25,12 +25,14 @@ public static class AttackCommand
         var classes = new Option<string>("--classes") { Description = "all, or class indices comma-separated (0,2)", DefaultValueFactory = _ => "all" };
         var population = new Option<int?>("--population") { Description = "offspring per generation (default 100)" };
         var iterations = new Option<int?>("--iterations") { Description = "most generations (default 200)" };
+        var encoding = new Option<string>("--encoding") { Description = "direct (one gene per pixel) or cppn (CPPN genomes, simplified NEAT)", DefaultValueFactory = _ => "direct" };
+        encoding.AcceptOnlyFromAmong("direct", "cppn");
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var outp = new Option<string?>("--out") { Description = "folder for fooling.npy (classes x C x H x W) and one PNG per class" };
         var json = CommonOptions.Json();
         var c = new Command("fooling", "evolve images the model assigns to a class with at least 99% confidence (MAP-Elites over all classes at once)");
-        foreach (var o in new Option[] { model, classes, population, iterations, seed, device, outp, json }) c.Options.Add(o);
+        foreach (var o in new Option[] { model, classes, population, iterations, encoding, seed, device, outp, json }) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var cs = pr.GetValue(classes)!;
@@ -46,8 +48,9 @@ public static class AttackCommand
             var f = new Engine.Attacks.Search.FoolingImages
             {
                 Population = pr.GetValue(population) ?? d.Population, Generations = pr.GetValue(iterations) ?? d.Generations, Seed = pr.GetValue(seed),
+                Encoding = pr.GetValue(encoding) == "cppn" ? Engine.Attacks.Search.FoolingEncoding.Cppn : Engine.Attacks.Search.FoolingEncoding.Direct,
             };
-            io.Err.WriteLine($"attack fooling on {(list == null ? "every class" : "classes " + string.Join(",", list))}, device {be.Name} ...");
+            io.Err.WriteLine($"attack fooling ({pr.GetValue(encoding)} encoding) on {(list == null ? "every class" : "classes " + string.Join(",", list))}, device {be.Name} ...");
             var r = f.Run(m, list);
             io.Out.WriteLine($"fooling: {r.ReachedAt.Count(g => g >= 0)}/{r.Classes.Length} classes at {r.TargetConfidence:P0}, {r.Generations} generations, {r.Queries} queries ({r.Seconds:F1}s)");
             io.Out.WriteLine($"  {"class",5} {"confidence",10} {"generation",10}");
@@ -125,7 +128,10 @@ public static class AttackCommand
             var goal = AttackGoal.Parse(pr.GetValue(targeted), d.Count, pr.GetValue(seed));
             io.Err.WriteLine($"attack {name} on {d.Count} {pr.GetValue(split)} images of {d.Name}" +
                 (epsList != null ? $", eps {string.Join(", ", epsList.Select(v => v.ToString("G4", CultureInfo.InvariantCulture)))}" : "") + $", device {be.Name} ...");
+            ProgressBar? bar = null;
+            if (attack is Engine.Attacks.Search.Moea mp) { var b = bar = new ProgressBar(io.Err, "moea generations"); mp.Progress = (g, total) => b.Update(g, total); }
             var r = attack.Run(m, d.X, d.Labels, goal, epsList);
+            bar?.Done("done");
             io.Out.WriteLine($"{name}: clean accuracy {r.CleanAccuracy:P1} on {r.N} images, {r.ImagesPerSecond:F1} images/s ({r.Seconds:F1}s)");
             bool q = r.Results.Any(e => e.Queries != null);
             io.Out.WriteLine($"  {"eps",-9} {"robust acc",10} {"success",8} {"mean L2",8} {"median L2",9} {"max Linf",8} {"PSNR",6} {"SSIM",6}" + (q ? $" {"mean queries",12}" : ""));
@@ -133,7 +139,12 @@ public static class AttackCommand
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
             var dir = pr.GetValue(outp);
-            if (dir != null) { AttackOutput.Save(dir, r, d.X); io.Out.WriteLine($"wrote {dir}"); }
+            if (dir != null)
+            {
+                AttackOutput.Save(dir, r, d.X);
+                if (attack is Engine.Attacks.Search.Moea mo) Engine.Attacks.Search.Moea.WriteParetoCsv(Path.Combine(dir, "pareto_front.csv"), mo.ParetoFronts);
+                io.Out.WriteLine($"wrote {dir}");
+            }
             var jpath = pr.GetValue(json);
             if (jpath != null)
             {

@@ -52,7 +52,7 @@ public static class AttackRegistry
 {
     public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
     /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
-    public static readonly string[] SearchNames = { "one-pixel", "square" };
+    public static readonly string[] SearchNames = { "one-pixel", "square", "moea" };
     public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
 
     /// <summary>
@@ -155,6 +155,11 @@ public static class AttackRegistry
                 if (s.Norm == Norm.L2) throw new PerturbException("square is implemented for Linf only; --norm l2 does not apply", 2);
                 var d = new Square();
                 return new Square { Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
+            }
+            case "moea":
+            {
+                var d = new Moea();
+                return new Moea { Norm = s.Norm ?? d.Norm, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
             }
             default:
                 throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", AllNames)})", 2);

@@ -5,14 +5,18 @@ using Perturb.Engine.Nn;
 
 namespace Perturb.Engine.Attacks.Search;
 
+public enum FoolingEncoding { Direct, Cppn }
+
 /// <summary>
-/// Evolved fooling images (Nguyen, Yosinski, Clune 2015), direct encoding: one gene per pixel value in [0,1], searched
-/// with MAP-Elites, the archive holding one elite per requested class (the image the model gives that class the highest
-/// probability so far). Start: <see cref="Population"/> uniform random images. Each generation makes Population
-/// offspring, each a copy of the elite of a uniformly drawn requested class with polynomial mutation (Deb; index
-/// <see cref="Eta"/>) on each gene with probability <see cref="MutationRate"/>, evaluates them as one batch, and lets
-/// every offspring replace the elite of every requested class it beats. The run stops when every requested class has an
-/// elite at <see cref="TargetConfidence"/> or after <see cref="Generations"/>. One class is a one-entry archive.
+/// Evolved fooling images (Nguyen, Yosinski, Clune 2015), searched with MAP-Elites, the archive holding one elite per
+/// requested class (the image the model gives that class the highest probability so far). Two encodings
+/// (<see cref="Encoding"/>): Direct, one gene per pixel value in [0,1], start uniform random, mutation polynomial
+/// (Deb; index <see cref="Eta"/>) on each gene with probability <see cref="MutationRate"/>; Cppn, a CPPN genome per
+/// image (<see cref="CppnGenome"/>, simplified NEAT mutations of <see cref="Cppn"/>) rendered on the host.
+/// Start: <see cref="Population"/> random genomes. Each generation makes Population offspring, each a mutated copy of
+/// the elite of a uniformly drawn requested class, evaluates them as one batch, and lets every offspring replace the
+/// elite of every requested class it beats. The run stops when every requested class has an elite at
+/// <see cref="TargetConfidence"/> or after <see cref="Generations"/>. One class is a one-entry archive.
 /// Every random choice comes from one SplitMix64 stream of <see cref="Seed"/>, so a run reproduces itself.
 /// </summary>
 public sealed class FoolingImages
@@ -24,15 +28,48 @@ public sealed class FoolingImages
     public double TargetConfidence { get; init; } = 0.99;
     public ulong Seed { get; init; }
     public int QueryBatch { get; init; } = 4096;
+    public FoolingEncoding Encoding { get; init; } = FoolingEncoding.Direct;
+    /// <summary>The CPPN mutation settings (Cppn encoding).</summary>
+    public CppnEncoding Cppn { get; init; } = new();
 
     /// <summary>Evolves fooling images for <paramref name="classes"/> (null: every class of the model).</summary>
     public FoolingResult Run(Model model, int[]? classes = null)
     {
-        var sw = Stopwatch.StartNew();
         if (Population < 1) throw new PerturbException($"fooling: population must be at least 1, got {Population}", 2);
         if (Generations < 0) throw new PerturbException($"fooling: generations must be 0 or more, got {Generations}", 2);
         if (!(MutationRate > 0 && MutationRate <= 1)) throw new PerturbException($"fooling: mutation rate must be in (0, 1], got {MutationRate}", 2);
         if (QueryBatch <= 0) throw new PerturbException($"fooling: query batch must be positive, got {QueryBatch}", 2);
+        int d = Layer.Product(model.InputShape);
+        if (Encoding == FoolingEncoding.Direct)
+            return Evolve(model, classes, rng => { var g = new float[d]; for (int j = 0; j < d; j++) g[j] = (float)rng.NextDouble(); return g; },
+                MutateDirect, (g, dst) => g.CopyTo(dst));
+        var s = model.InputShape;
+        if (s.Length != 3) throw new PerturbException($"fooling: the CPPN encoding needs image inputs (C x H x W), the model takes {Tensor.ShapeString(s)}", 2);
+        return Evolve(model, classes, rng => Cppn.Random(s[0], rng), Cppn.Mutate, (g, dst) => g.Render(dst, s[1], s[2]));
+    }
+
+    float[] MutateDirect(float[] parent, SplitMix64 rng)
+    {
+        double pow = 1 / (Eta + 1);
+        var child = new float[parent.Length];
+        for (int j = 0; j < parent.Length; j++)
+        {
+            float x = parent[j];
+            if (rng.NextDouble() < MutationRate)
+            {
+                double u = rng.NextDouble();
+                double delta = u < 0.5 ? Math.Pow(2 * u, pow) - 1 : 1 - Math.Pow(2 * (1 - u), pow);
+                x = Math.Clamp((float)(x + delta), 0f, 1f);
+            }
+            child[j] = x;
+        }
+        return child;
+    }
+
+    /// <summary>The MAP-Elites loop over genomes of type <typeparamref name="T"/>, rendered to images by <paramref name="render"/>.</summary>
+    FoolingResult Evolve<T>(Model model, int[]? classes, Func<SplitMix64, T> random, Func<T, SplitMix64, T> mutate, Action<T, Span<float>> render)
+    {
+        var sw = Stopwatch.StartNew();
         int K = model.NumClasses, d = Layer.Product(model.InputShape);
         var cls = classes ?? Enumerable.Range(0, K).ToArray();
         if (cls.Length == 0) throw new PerturbException("fooling: no classes given", 2);
@@ -41,48 +78,37 @@ public sealed class FoolingImages
         model.Eval();
         var rng = new SplitMix64(Seed);
         var elite = cls.Select(_ => new float[d]).ToArray();
+        var eliteGenome = new T[cls.Length];
         var conf = cls.Select(_ => -1.0).ToArray();
         var reached = cls.Select(_ => -1).ToArray();
         long queries = 0;
-        var kids = new float[(long)Population * d];
-        for (int i = 0; i < kids.Length; i++) kids[i] = (float)rng.NextDouble();
+        var kids = new T[Population];
+        var images = new float[(long)Population * d];
+        for (int q = 0; q < Population; q++) kids[q] = random(rng);
         int gen = 0;
         while (true)
         {
-            var z = SearchAttack.EvaluateLogits(model, Population, QueryBatch, (q, dst) => kids.AsSpan(q * d, d).CopyTo(dst));
+            for (int q = 0; q < Population; q++) render(kids[q], images.AsSpan(q * d, d));
+            var z = SearchAttack.EvaluateLogits(model, Population, QueryBatch, (q, dst) => images.AsSpan(q * d, d).CopyTo(dst));
             queries += Population;
             for (int q = 0; q < Population; q++)
                 for (int a = 0; a < cls.Length; a++)
                 {
                     double p = SearchAttack.Probability(z.AsSpan(q * K, K), cls[a]);
-                    if (p > conf[a]) { conf[a] = p; Array.Copy(kids, (long)q * d, elite[a], 0, d); }
+                    if (p > conf[a]) { conf[a] = p; eliteGenome[a] = kids[q]; Array.Copy(images, (long)q * d, elite[a], 0, d); }
                 }
             for (int a = 0; a < cls.Length; a++) if (reached[a] < 0 && conf[a] >= TargetConfidence) reached[a] = gen;
             if (gen == Generations || reached.All(r => r >= 0)) break;
             gen++;
-            double pow = 1 / (Eta + 1);
-            for (int q = 0; q < Population; q++)
-            {
-                var parent = elite[rng.NextInt(cls.Length)];
-                var child = kids.AsSpan(q * d, d);
-                for (int j = 0; j < d; j++)
-                {
-                    float x = parent[j];
-                    if (rng.NextDouble() < MutationRate)
-                    {
-                        double u = rng.NextDouble();
-                        double delta = u < 0.5 ? Math.Pow(2 * u, pow) - 1 : 1 - Math.Pow(2 * (1 - u), pow);
-                        x = Math.Clamp((float)(x + delta), 0f, 1f);
-                    }
-                    child[j] = x;
-                }
-            }
+            for (int q = 0; q < Population; q++) kids[q] = mutate(eliteGenome[rng.NextInt(cls.Length)], rng);
         }
         sw.Stop();
         return new FoolingResult
         {
             Classes = cls, BestConfidence = conf, Images = elite, ReachedAt = reached, Generations = gen, Queries = queries,
             SampleShape = (int[])model.InputShape.Clone(), TargetConfidence = TargetConfidence, Seed = Seed, Seconds = sw.Elapsed.TotalSeconds,
+            Encoding = Encoding == FoolingEncoding.Cppn ? "cppn" : "direct",
+            Genomes = Encoding == FoolingEncoding.Cppn ? eliteGenome.Cast<CppnGenome>().ToArray() : null,
         };
     }
 }
@@ -104,6 +130,10 @@ public sealed class FoolingResult
     public double TargetConfidence { get; init; }
     public ulong Seed { get; init; }
     public double Seconds { get; init; }
+    /// <summary>"direct" or "cppn".</summary>
+    public string Encoding { get; init; } = "direct";
+    /// <summary>The elite CPPN genome per class (Cppn encoding), else null.</summary>
+    public CppnGenome[]? Genomes { get; init; }
 
     public JsonObject ToJson(string? model = null)
     {
@@ -116,7 +146,7 @@ public sealed class FoolingResult
             });
         return new JsonObject
         {
-            ["attack"] = "fooling", ["model"] = model, ["seed"] = Seed, ["target_confidence"] = TargetConfidence,
+            ["attack"] = "fooling", ["encoding"] = Encoding, ["model"] = model, ["seed"] = Seed, ["target_confidence"] = TargetConfidence,
             ["generations"] = Generations, ["queries"] = Queries, ["seconds"] = Seconds,
             ["classes_reached"] = ReachedAt.Count(r => r >= 0), ["classes"] = arr,
         };
