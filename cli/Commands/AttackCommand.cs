@@ -91,13 +91,14 @@ public static class AttackCommand
         var population = new Option<int?>("--population") { Description = "candidates per image and generation (search attacks)" };
         var iterations = new Option<int?>("--iterations") { Description = "generations or iterations (search attacks)" };
         var queries = new Option<int?>("--queries") { Description = "query budget per image (Square)" };
+        var candidates = new Option<int?>("--candidates") { Description = "pixel-saliency: the most salient positions a pixel may take (default max(64, 5% of pixels))" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
         var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs" };
         var json = CommonOptions.Json();
         var c = new Command(name, $"the {name} attack");
-        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, seed, device, batch, outp, json }) c.Options.Add(o);
+        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, candidates, seed, device, batch, outp, json }) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var epsList = ParseList(pr.GetValue(eps), "--eps");
@@ -108,6 +109,7 @@ public static class AttackCommand
                 StepSize = ParseList(pr.GetValue(stepSize), "--step-size")?.Single(),
                 Seed = pr.GetValue(seed), MaxBatch = Math.Max(1, pr.GetValue(batch)),
                 Pixels = pr.GetValue(pixels), Population = pr.GetValue(population), Iterations = pr.GetValue(iterations), Queries = pr.GetValue(queries),
+                Candidates = pr.GetValue(candidates),
             };
             var attack = AttackRegistry.Create(name, settings);
             if (attack.NeedsEpsilon && epsList == null)
@@ -133,12 +135,21 @@ public static class AttackCommand
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
             var dir = pr.GetValue(outp);
-            if (dir != null) { AttackOutput.Save(dir, r, d.X); io.Out.WriteLine($"wrote {dir}"); }
+            var wb = (attack as Engine.Attacks.Search.WhiteBalance)?.Found;
+            if (dir != null)
+            {
+                AttackOutput.Save(dir, r, d.X);
+                if (wb != null) AtomicFile.WriteText(Path.Combine(dir, "white_balance.csv"), Engine.Attacks.Search.WhiteBalance.SettingsCsv(wb, r.Results[0].Success));
+                io.Out.WriteLine($"wrote {dir}");
+            }
             var jpath = pr.GetValue(json);
             if (jpath != null)
             {
                 var j = r.ToJson(modelPath);
                 j["data"] = pr.GetValue(data); j["split"] = pr.GetValue(split); j["device"] = be.Name;
+                if (wb != null)
+                    j["white_balance"] = new System.Text.Json.Nodes.JsonArray(wb.Select(w => w is { } s ? (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
+                        { ["temperature_k"] = s.Temperature, ["tint"] = s.Tint, ["gain"] = s.Gain } : null).ToArray());
                 CliUtil.WriteJson(jpath, j);
             }
             return 0;
