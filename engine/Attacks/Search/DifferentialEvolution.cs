@@ -28,6 +28,14 @@ internal sealed class DifferentialEvolution
     public required float[] Lo { get; init; }
     public required float[] Hi { get; init; }
 
+    /// <summary>Usage errors (exit 2) for DE settings, named after the attack.</summary>
+    public static void CheckSettings(string name, int population, int iterations, float f)
+    {
+        if (population < 4) throw new PerturbException($"{name}: population must be at least 4 (DE/rand/1 needs three others), got {population}", 2);
+        if (iterations < 0) throw new PerturbException($"{name}: iterations must be 0 or more, got {iterations}", 2);
+        if (!(f > 0)) throw new PerturbException($"{name}: F must be positive, got {f}", 2);
+    }
+
     sealed class State
     {
         public required int Sample;

@@ -28,9 +28,7 @@ public sealed class PixelSaliency : SearchAttack
     protected override void Validate()
     {
         if (Pixels < 1) throw new PerturbException($"{Name}: pixels must be at least 1, got {Pixels}", 2);
-        if (Population < 4) throw new PerturbException($"{Name}: population must be at least 4 (DE/rand/1 needs three others), got {Population}", 2);
-        if (Iterations < 0) throw new PerturbException($"{Name}: iterations must be 0 or more, got {Iterations}", 2);
-        if (!(F > 0)) throw new PerturbException($"{Name}: F must be positive, got {F}", 2);
+        DifferentialEvolution.CheckSettings(Name, Population, Iterations, F);
         if (Candidates < 0) throw new PerturbException($"{Name}: candidates must be 0 (automatic) or positive, got {Candidates}", 2);
         if (Candidates > 0 && Candidates < Pixels) throw new PerturbException($"{Name}: {Candidates} candidates cannot hold {Pixels} pixels", 2);
         CheckQueryBatch();

@@ -42,9 +42,7 @@ public sealed class WhiteBalance : SearchAttack
 
     protected override void Validate()
     {
-        if (Population < 4) throw new PerturbException($"{Name}: population must be at least 4 (DE/rand/1 needs three others), got {Population}", 2);
-        if (Iterations < 0) throw new PerturbException($"{Name}: iterations must be 0 or more, got {Iterations}", 2);
-        if (!(F > 0)) throw new PerturbException($"{Name}: F must be positive, got {F}", 2);
+        DifferentialEvolution.CheckSettings(Name, Population, Iterations, F);
         if (!(TemperatureMin >= 1667 && TemperatureMax <= 25000 && TemperatureMin <= TemperatureMax))
             throw new PerturbException($"{Name}: the temperature range must lie in 1667..25000 K, got {TemperatureMin}..{TemperatureMax}", 2);
         if (!(TintMax >= 0 && TintMax < 1)) throw new PerturbException($"{Name}: the tint bound must be in [0, 1), got {TintMax}", 2);

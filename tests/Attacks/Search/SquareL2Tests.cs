@@ -8,15 +8,6 @@ namespace Perturb.Tests.Attacks.Search;
 [Collection("trained-lenet")]
 public class SquareL2Tests(TrainedLeNet f, ITestOutputHelper log)
 {
-    /// <summary>conv_fwd flops the backend counts for one image through the model.</summary>
-    long ConvFlopsPerImage()
-    {
-        var c = f.Be.Counters; long before = c.Flops("conv_fwd");
-        using var t = f.Be.FromArray(f.Test.X.AsSpan(0, 784), 1, 1, 28, 28);
-        f.Model.Forward(t); f.Model.ReleaseActivations();
-        return c.Flops("conv_fwd") - before;
-    }
-
     static void AssertInL2Ball(AttackResult r, float[] x)
     {
         int d = x.Length / r.N;
@@ -40,7 +31,7 @@ public class SquareL2Tests(TrainedLeNet f, ITestOutputHelper log)
         var d = f.Take(24);
         float[] eps = { 0.1f, 4f };
         const int budget = 120;
-        long per = ConvFlopsPerImage();
+        long per = SquareTests.ConvFlopsPerImage(f);
         long before = f.Be.Counters.Flops("conv_fwd");
         var r = new Square { Norm = Norm.L2, Queries = budget, Seed = 4, QueryBatch = 5 }.Run(f.Model, d.X, d.Labels, AttackGoal.Untargeted, eps);
         long images = (f.Be.Counters.Flops("conv_fwd") - before) / per;
