@@ -147,9 +147,7 @@ public static class AttackCommand
             {
                 var j = r.ToJson(modelPath);
                 j["data"] = pr.GetValue(data); j["split"] = pr.GetValue(split); j["device"] = be.Name;
-                if (wb != null)
-                    j["white_balance"] = new System.Text.Json.Nodes.JsonArray(wb.Select(w => w is { } s ? (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
-                        { ["temperature_k"] = s.Temperature, ["tint"] = s.Tint, ["gain"] = s.Gain } : null).ToArray());
+                if (wb != null) j["white_balance"] = Engine.Attacks.Search.WhiteBalance.SettingsJson(wb);
                 CliUtil.WriteJson(jpath, j);
             }
             return 0;

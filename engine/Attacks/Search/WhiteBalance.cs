@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json.Nodes;
 
 namespace Perturb.Engine.Attacks.Search;
 
@@ -139,6 +140,10 @@ public sealed class WhiteBalance : SearchAttack
         Found = found;
         return new[] { adv };
     }
+
+    /// <summary>The chosen settings as a JSON array (null where the image was left as it was), for --json.</summary>
+    public static JsonArray SettingsJson(WhiteBalanceSetting?[] found) => new(found.Select(f => f is { } s
+        ? (JsonNode)new JsonObject { ["temperature_k"] = s.Temperature, ["tint"] = s.Tint, ["gain"] = s.Gain } : null).ToArray());
 
     /// <summary>
     /// The chosen settings as CSV (index, temperature_k, tint, gain, success; empty fields where the image was left as
