@@ -94,13 +94,14 @@ public static class AttackCommand
         var population = new Option<int?>("--population") { Description = "candidates per image and generation (search attacks)" };
         var iterations = new Option<int?>("--iterations") { Description = "generations or iterations (search attacks)" };
         var queries = new Option<int?>("--queries") { Description = "query budget per image (Square)" };
+        var candidates = new Option<int?>("--candidates") { Description = "pixel-saliency: the most salient positions a pixel may take (default max(64, 5% of pixels))" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
         var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs" };
         var json = CommonOptions.Json();
         var c = new Command(name, $"the {name} attack");
-        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, seed, device, batch, outp, json }) c.Options.Add(o);
+        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, candidates, seed, device, batch, outp, json }) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var epsList = ParseList(pr.GetValue(eps), "--eps");
@@ -111,6 +112,7 @@ public static class AttackCommand
                 StepSize = ParseList(pr.GetValue(stepSize), "--step-size")?.Single(),
                 Seed = pr.GetValue(seed), MaxBatch = Math.Max(1, pr.GetValue(batch)),
                 Pixels = pr.GetValue(pixels), Population = pr.GetValue(population), Iterations = pr.GetValue(iterations), Queries = pr.GetValue(queries),
+                Candidates = pr.GetValue(candidates),
             };
             var attack = AttackRegistry.Create(name, settings);
             if (attack.NeedsEpsilon && epsList == null)
@@ -139,10 +141,12 @@ public static class AttackCommand
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
             var dir = pr.GetValue(outp);
+            var wb = (attack as Engine.Attacks.Search.WhiteBalance)?.Found;
             if (dir != null)
             {
                 AttackOutput.Save(dir, r, d.X);
                 if (attack is Engine.Attacks.Search.Moea mo) Engine.Attacks.Search.Moea.WriteParetoCsv(Path.Combine(dir, "pareto_front.csv"), mo.ParetoFronts);
+                if (wb != null) AtomicFile.WriteText(Path.Combine(dir, "white_balance.csv"), Engine.Attacks.Search.WhiteBalance.SettingsCsv(wb, r.Results[0].Success));
                 io.Out.WriteLine($"wrote {dir}");
             }
             var jpath = pr.GetValue(json);
@@ -150,6 +154,7 @@ public static class AttackCommand
             {
                 var j = r.ToJson(modelPath);
                 j["data"] = pr.GetValue(data); j["split"] = pr.GetValue(split); j["device"] = be.Name;
+                if (wb != null) j["white_balance"] = Engine.Attacks.Search.WhiteBalance.SettingsJson(wb);
                 CliUtil.WriteJson(jpath, j);
             }
             return 0;

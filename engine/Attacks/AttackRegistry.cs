@@ -45,6 +45,8 @@ public sealed record AttackSettings
     public int[]? Classes { get; init; }
     /// <summary>Search attacks: most candidate images per forward pass.</summary>
     public int? QueryBatch { get; init; }
+    /// <summary>pixel-saliency: candidate positions (0: automatic).</summary>
+    public int? Candidates { get; init; }
 }
 
 /// <summary>Makes an attack from its CLI name.</summary>
@@ -52,7 +54,7 @@ public static class AttackRegistry
 {
     public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
     /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
-    public static readonly string[] SearchNames = { "one-pixel", "square", "moea" };
+    public static readonly string[] SearchNames = { "one-pixel", "square", "pixel-saliency", "white-balance", "moea" };
     public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
 
     /// <summary>
@@ -152,9 +154,26 @@ public static class AttackRegistry
             }
             case "square":
             {
-                if (s.Norm == Norm.L2) throw new PerturbException("square is implemented for Linf only; --norm l2 does not apply", 2);
                 var d = new Square();
-                return new Square { Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
+                return new Square { Norm = s.Norm ?? d.Norm, Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
+            }
+            case "pixel-saliency":
+            {
+                var d = new PixelSaliency();
+                return new PixelSaliency
+                {
+                    Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
+                    Candidates = s.Candidates ?? d.Candidates, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "white-balance":
+            {
+                var d = new WhiteBalance();
+                return new WhiteBalance
+                {
+                    Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
+                    QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
             }
             case "moea":
             {

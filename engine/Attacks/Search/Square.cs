@@ -1,7 +1,8 @@
 namespace Perturb.Engine.Attacks.Search;
 
 /// <summary>
-/// Square attack, Linf (Andriushchenko et al. 2020): random search with square updates at the corners of the Linf ball.
+/// Square attack (Andriushchenko et al. 2020), Linf (the default) or L2 (<see cref="Norm"/>; see <see cref="L2Start"/>
+/// and <see cref="L2Step"/>). Linf: random search with square updates at the corners of the Linf ball.
 /// Start: vertical stripes, x + eps * (random sign per channel and column), clipped to [0,1] (one query). Each
 /// iteration draws a square of side s = round(sqrt(p * H * W)) (at least 1, at most the image) at a random place and
 /// sets it, per channel, to x + eps * (random sign), clipped; the candidate replaces the current point when it lowers
@@ -17,8 +18,11 @@ public sealed class Square : SearchAttack
     public override bool NeedsEpsilon => true;
     /// <summary>Query budget per image, the start included.</summary>
     public int Queries { get; init; } = 10000;
-    /// <summary>Initial fraction of pixels a square covers.</summary>
-    public float PInit { get; init; } = 0.05f;
+    /// <summary>Initial fraction of pixels a square covers (the paper: 0.05 for Linf, 0.1 for L2).</summary>
+    public float PInit { get => _pInit ?? (Norm == Norm.L2 ? 0.1f : 0.05f); init => _pInit = value; }
+    float? _pInit;
+    /// <summary>Linf (Algorithm 2) or L2 (Algorithm 3, the official update with two windows).</summary>
+    public Norm Norm { get; init; } = Norm.Linf;
 
     protected override void Validate()
     {
@@ -64,6 +68,8 @@ public sealed class Square : SearchAttack
                 var rng = SampleRng(i, e);
                 var best = new float[d];
                 var x = c.X.AsSpan(i * d, d);
+                if (Norm == Norm.L2) L2Start(x, best, eps, rng, C, H, W);
+                else
                 for (int ch = 0; ch < C; ch++)
                     for (int col = 0; col < W; col++)
                     {
@@ -84,6 +90,12 @@ public sealed class Square : SearchAttack
                     if (ReferenceEquals(s.Cand, s.Best)) s.Cand = new float[d];
                     Array.Copy(s.Best, s.Cand, d);
                     var x = c.X.AsSpan(s.Sample * d, d);
+                    if (Norm == Norm.L2)
+                    {
+                        L2Step(x, s.Best, s.Cand, eps, p, s.Rng, C, H, W);
+                        c.Steps[e][s.Sample]++;
+                        continue;
+                    }
                     int r0 = s.Rng.NextInt(H - side + 1), c0 = s.Rng.NextInt(W - side + 1);
                     // Redraw the signs (up to 10 times) while the square would not change the current point.
                     for (int tries = 0; tries < 10; tries++)
@@ -112,6 +124,134 @@ public sealed class Square : SearchAttack
             result[e] = adv;
         }
         return result;
+    }
+
+    // ------------------------------------------------------------------ L2 (Algorithm 3, the official square_attack_l2)
+
+    /// <summary>
+    /// The L2 start: tiles of side s = H/5 (from (H - 5s)/2, W alike) each get the meta pseudo-Gaussian bump times a random
+    /// sign per channel; the whole perturbation is scaled to L2 norm eps and x + delta clipped to [0,1].
+    /// </summary>
+    internal static void L2Start(ReadOnlySpan<float> x, Span<float> best, float eps, Perturb.Engine.Data.SplitMix64 rng, int C, int H, int W)
+    {
+        int hw = H * W, d = C * hw;
+        var delta = new double[d];
+        int s = Math.Max(1, H / 5);
+        int h0 = Math.Max(0, (H - 5 * s) / 2), w0 = Math.Max(0, (W - 5 * s) / 2);
+        for (int th = 0; th < H / s; th++)
+            for (int tw = 0; tw < W / Math.Max(1, s); tw++)
+            {
+                var bump = MetaPseudoGaussian(s, rng);
+                for (int ch = 0; ch < C; ch++)
+                {
+                    double sgn = rng.NextDouble() < 0.5 ? -1 : 1;
+                    for (int a = 0; a < s; a++)
+                        for (int b = 0; b < s; b++)
+                        {
+                            int rr = h0 + th * s + a, cc = w0 + tw * s + b;
+                            if (rr < H && cc < W) delta[ch * hw + rr * W + cc] += sgn * bump[a * s + b];
+                        }
+                }
+            }
+        Project(x, delta, best, eps);
+    }
+
+    /// <summary>
+    /// One L2 candidate: window 1 (side s from the schedule, at least 3, odd) gets a fresh signed meta pseudo-Gaussian
+    /// per channel plus the current perturbation's normalised window, rescaled per channel so the freed mass (window 2
+    /// set to zero, plus any slack eps^2 - ||delta||^2 spread over the channels) moves there; then the whole
+    /// perturbation is scaled to norm eps and x + delta clipped to [0,1].
+    /// </summary>
+    internal static void L2Step(ReadOnlySpan<float> x, float[] best, float[] cand, float eps, double p, Perturb.Engine.Data.SplitMix64 rng, int C, int H, int W)
+    {
+        int hw = H * W, d = C * hw;
+        int s = Math.Max((int)Math.Round(Math.Sqrt(p * hw)), 3);
+        if (s % 2 == 0) s++;
+        s = Math.Max(1, Math.Min(s, Math.Min(H, W) - 1));
+        int h1 = rng.NextInt(H - s), w1 = rng.NextInt(W - s), h2 = rng.NextInt(H - s), w2 = rng.NextInt(W - s);
+        var delta = new double[d];
+        double imageSq = 0;
+        for (int k = 0; k < d; k++) { delta[k] = best[k] - x[k]; imageSq += delta[k] * delta[k]; }
+        bool In1(int r, int q) => r >= h1 && r < h1 + s && q >= w1 && q < w1 + s;
+        bool In2(int r, int q) => r >= h2 && r < h2 + s && q >= w2 && q < w2 + s;
+        var bump = MetaPseudoGaussian(s, rng);
+        var upd = new double[s * s];
+        for (int ch = 0; ch < C; ch++)
+        {
+            double win1 = 0, both = 0;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++)
+                {
+                    double v = delta[ch * hw + r * W + q];
+                    if (In1(r, q)) win1 += v * v;
+                    if (In1(r, q) || In2(r, q)) both += v * v;
+                }
+            win1 = Math.Sqrt(win1);
+            double sgn = rng.NextDouble() < 0.5 ? -1 : 1, un = 0;
+            for (int a = 0; a < s; a++)
+                for (int b = 0; b < s; b++)
+                {
+                    double v = sgn * bump[a * s + b] + delta[ch * hw + (h1 + a) * W + w1 + b] / (1e-10 + win1);
+                    upd[a * s + b] = v; un += v * v;
+                }
+            double target = Math.Sqrt(Math.Max((double)eps * eps - imageSq, 0) / C + both);
+            double scale = un > 0 ? target / Math.Sqrt(un) : 0;
+            for (int a = 0; a < s; a++)
+                for (int b = 0; b < s; b++) delta[ch * hw + (h2 + a) * W + w2 + b] = 0;
+            for (int a = 0; a < s; a++)
+                for (int b = 0; b < s; b++) delta[ch * hw + (h1 + a) * W + w1 + b] = upd[a * s + b] * scale;
+        }
+        Project(x, delta, cand, eps);
+    }
+
+    /// <summary>dst = clip(x + delta * eps / ||delta||_2, 0, 1) (x itself when delta is zero); its L2 distance to x is at most eps.</summary>
+    static void Project(ReadOnlySpan<float> x, double[] delta, Span<float> dst, float eps)
+    {
+        double n = 0;
+        foreach (var v in delta) n += v * v;
+        n = Math.Sqrt(n);
+        // Scale a hair under eps so float rounding of x + delta cannot push the norm past eps.
+        double f = n > 0 ? eps * (1 - 1e-6) / n : 0;
+        for (int k = 0; k < delta.Length; k++) dst[k] = Math.Clamp((float)(x[k] + delta[k] * f), 0f, 1f);
+    }
+
+    /// <summary>
+    /// The official meta pseudo-Gaussian perturbation of side s: the top s/2 rows a centred pseudo-Gaussian rectangle,
+    /// the rest its negative, normalised to unit L2 norm, transposed with probability 1/2.
+    /// </summary>
+    internal static double[] MetaPseudoGaussian(int s, Perturb.Engine.Data.SplitMix64 rng)
+    {
+        var m = new double[s * s];
+        var top = PseudoGaussianRectangle(s / 2, s);
+        var bottom = PseudoGaussianRectangle(s - s / 2, s);
+        for (int i = 0; i < top.Length; i++) m[i] = top[i];
+        for (int i = 0; i < bottom.Length; i++) m[top.Length + i] = -bottom[i];
+        double n = Math.Sqrt(m.Sum(v => v * v));
+        if (n > 0) for (int i = 0; i < m.Length; i++) m[i] /= n;
+        if (rng.NextDouble() > 0.5)
+        {
+            var t = new double[s * s];
+            for (int a = 0; a < s; a++) for (int b = 0; b < s; b++) t[b * s + a] = m[a * s + b];
+            m = t;
+        }
+        return m;
+    }
+
+    /// <summary>The official pseudo_gaussian_pert_rectangles(x, y): nested boxes around the centre weighted 1/(k+1)^2, unit norm.</summary>
+    static double[] PseudoGaussianRectangle(int x, int y)
+    {
+        var d = new double[x * y];
+        if (x == 0) return d;
+        int xc = x / 2 + 1, yc = y / 2 + 1, c0 = xc - 1, c1 = yc - 1;
+        for (int k = 0; k < Math.Max(xc, yc); k++)
+        {
+            for (int a = Math.Max(c0, 0); a < Math.Min(c0 + 2 * k + 1, x); a++)
+                for (int b = Math.Max(c1, 0); b < Math.Min(c1 + 2 * k + 1, y); b++) d[a * y + b] += 1.0 / ((k + 1) * (k + 1));
+            c0--; c1--;
+        }
+        double n = Math.Sqrt(d.Sum(v => v * v));
+        for (int i = 0; i < d.Length; i++) d[i] /= n;
+        return d;
     }
 
     /// <summary>One query per state: its candidate (the start point when <paramref name="start"/>); keeps improvements.</summary>

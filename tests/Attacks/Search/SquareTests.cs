@@ -7,8 +7,10 @@ namespace Perturb.Tests.Attacks.Search;
 [Collection("trained-lenet")]
 public class SquareTests(TrainedLeNet f, ITestOutputHelper log)
 {
+    long ConvFlopsPerImage() => ConvFlopsPerImage(f);
+
     /// <summary>conv_fwd flops the backend counts for one image through the model.</summary>
-    long ConvFlopsPerImage()
+    internal static long ConvFlopsPerImage(TrainedLeNet f)
     {
         var c = f.Be.Counters; long before = c.Flops("conv_fwd");
         using var t = f.Be.FromArray(f.Test.X.AsSpan(0, 784), 1, 1, 28, 28);

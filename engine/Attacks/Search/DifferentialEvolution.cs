@@ -1,0 +1,142 @@
+using Perturb.Engine.Data;
+
+namespace Perturb.Engine.Attacks.Search;
+
+/// <summary>Writes sample <c>sample</c>'s image with the candidate <c>genes</c> applied into <c>dst</c> (C*H*W values).</summary>
+internal delegate void GeneRenderer(int sample, ReadOnlySpan<float> genes, Span<float> dst);
+
+/// <summary>Fills one individual's genes at the start (in gene order, from the sample's own random stream).</summary>
+internal delegate void GeneInitialiser(int sample, SplitMix64 rng, Span<float> genes);
+
+/// <summary>
+/// The differential evolution of the one-pixel family (Su et al. 2019), shared by <see cref="OnePixel"/>,
+/// <see cref="PixelSaliency"/> and <see cref="WhiteBalance"/>: DE/rand/1 without crossover per sample, trial =
+/// p[r1] + F (p[r2] - p[r3]) with r1, r2, r3 distinct and not the parent, clamped per gene to [Lo, Hi]; the trial
+/// replaces its parent when its fitness is no worse. Fitness (minimised): the true class's probability (untargeted)
+/// or minus the target's (targeted). A sample stops as soon as any candidate meets the goal and keeps the fittest such
+/// candidate; otherwise the fittest after <see cref="Iterations"/> generations. Every evaluation round renders the
+/// populations of all still-running samples as one batch (chunks of QueryBatch) and counts Population queries and
+/// (per generation) one step per running sample.
+/// </summary>
+internal sealed class DifferentialEvolution
+{
+    public required int Population { get; init; }
+    public required int Iterations { get; init; }
+    public required float F { get; init; }
+    public required int QueryBatch { get; init; }
+    /// <summary>Per-gene bounds (length: genes per individual).</summary>
+    public required float[] Lo { get; init; }
+    public required float[] Hi { get; init; }
+
+    /// <summary>Usage errors (exit 2) for DE settings, named after the attack.</summary>
+    public static void CheckSettings(string name, int population, int iterations, float f)
+    {
+        if (population < 4) throw new PerturbException($"{name}: population must be at least 4 (DE/rand/1 needs three others), got {population}", 2);
+        if (iterations < 0) throw new PerturbException($"{name}: iterations must be 0 or more, got {iterations}", 2);
+        if (!(f > 0)) throw new PerturbException($"{name}: F must be positive, got {f}", 2);
+    }
+
+    sealed class State
+    {
+        public required int Sample;
+        public required SplitMix64 Rng;
+        public required float[] Pop;   // Population x genes
+        public required double[] Fit;
+        public float[]? Trial;
+        public int Winner = -1;        // index of the successful candidate (in Pop) once done
+    }
+
+    /// <summary>
+    /// Runs DE for the given samples (each with its random stream); returns each sample's chosen genes, in the order of
+    /// <paramref name="samples"/>. Queries and steps go to <c>c.Queries[e]</c> and <c>c.Steps[e]</c>.
+    /// </summary>
+    public float[][] Run(Attack.RunContext c, int e, IReadOnlyList<(int Sample, SplitMix64 Rng)> samples, GeneInitialiser init, GeneRenderer render)
+    {
+        int P = Population, L = Lo.Length;
+        bool targeted = c.Targets != null;
+        var goal = targeted ? c.Targets! : c.Labels;
+        var states = new List<State>();
+        foreach (var (i, rng) in samples)
+        {
+            var pop = new float[P * L];
+            for (int j = 0; j < P; j++) init(i, rng, pop.AsSpan(j * L, L));
+            states.Add(new State { Sample = i, Rng = rng, Pop = pop, Fit = new double[P] });
+        }
+
+        // Start: evaluate every initial population.
+        Evaluate(c, e, states, s => s.Pop, (s, j, fit, ok) =>
+        {
+            s.Fit[j] = fit;
+            if (ok && (s.Winner < 0 || fit < s.Fit[s.Winner])) s.Winner = j;
+        }, render, goal, targeted);
+        var running = states.Where(s => s.Winner < 0).ToList();
+        for (int gen = 0; gen < Iterations && running.Count > 0; gen++)
+        {
+            foreach (var s in running)
+            {
+                s.Trial ??= new float[P * L];
+                for (int j = 0; j < P; j++)
+                {
+                    int r1, r2, r3;
+                    do r1 = s.Rng.NextInt(P); while (r1 == j);
+                    do r2 = s.Rng.NextInt(P); while (r2 == j || r2 == r1);
+                    do r3 = s.Rng.NextInt(P); while (r3 == j || r3 == r1 || r3 == r2);
+                    for (int g = 0; g < L; g++)
+                    {
+                        float v = s.Pop[r1 * L + g] + F * (s.Pop[r2 * L + g] - s.Pop[r3 * L + g]);
+                        s.Trial[j * L + g] = Math.Clamp(v, Lo[g], Hi[g]);
+                    }
+                }
+                c.Steps[e][s.Sample]++;
+            }
+            // Selection: a trial replaces its parent when no worse; a successful trial ends its sample.
+            var best = new Dictionary<State, (int J, double Fit)>();
+            Evaluate(c, e, running, s => s.Trial!, (s, j, fit, ok) =>
+            {
+                if (fit <= s.Fit[j]) { Array.Copy(s.Trial!, j * L, s.Pop, j * L, L); s.Fit[j] = fit; }
+                if (ok && (!best.TryGetValue(s, out var b) || fit < b.Fit)) best[s] = (j, fit);
+            }, render, goal, targeted);
+            foreach (var (s, b) in best)
+            {
+                Array.Copy(s.Trial!, b.J * L, s.Pop, b.J * L, L);
+                s.Fit[b.J] = b.Fit;
+                s.Winner = b.J;
+            }
+            running = running.Where(s => s.Winner < 0).ToList();
+        }
+
+        return states.Select(s =>
+        {
+            int j = s.Winner;
+            if (j < 0) { j = 0; for (int q = 1; q < P; q++) if (s.Fit[q] < s.Fit[j]) j = q; }
+            return s.Pop.AsSpan(j * L, L).ToArray();
+        }).ToArray();
+    }
+
+    /// <summary>
+    /// Evaluates all Population candidates of every state in one batch (chunks of QueryBatch), counts the queries, and
+    /// calls <paramref name="take"/>(state, candidate, fitness, meets goal) for each.
+    /// </summary>
+    void Evaluate(Attack.RunContext c, int e, List<State> states, Func<State, float[]> genes, Action<State, int, double, bool> take,
+        GeneRenderer render, int[] goal, bool targeted)
+    {
+        if (states.Count == 0) return;
+        int P = Population, L = Lo.Length, classes = c.Model.NumClasses;
+        int count = states.Count * P;
+        var z = SearchAttack.EvaluateLogits(c.Model, count, QueryBatch, (q, dst) =>
+        {
+            var s = states[q / P];
+            render(s.Sample, genes(s).AsSpan(q % P * L, L), dst);
+        });
+        for (int q = 0; q < count; q++)
+        {
+            var s = states[q / P];
+            var row = z.AsSpan(q * classes, classes);
+            int t = goal[s.Sample];
+            double p = SearchAttack.Probability(row, t);
+            int pred = SearchAttack.Argmax(row);
+            take(s, q % P, targeted ? -p : p, targeted ? pred == t : pred != t);
+            c.Queries[e][s.Sample]++;
+        }
+    }
+}
