@@ -19,6 +19,7 @@ public static class Program
         root.Subcommands.Add(PredictCommand.Build(io));
         root.Subcommands.Add(AttackCommand.Build(io));
         root.Subcommands.Add(PoisonCommand.Build(io));
+        root.Subcommands.Add(WsiCommand.Build(io));
 
         ParseResult pr;
         try { pr = root.Parse(args); }
