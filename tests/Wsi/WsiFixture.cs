@@ -26,8 +26,8 @@ public sealed class WsiFactAttribute : FactAttribute
 public sealed class WsiCollection : ICollectionFixture<WsiFixture> { }
 
 /// <summary>
-/// A synthetic slide made once for the collection: a 1024x768 mosaic whose left 640 columns are 64-pixel
-/// <see cref="SyntheticHistology"/> tiles (rows 0-5 benign, rows 6-11 malignant) and whose right 384 columns are white,
+/// A synthetic slide made once for the collection: a 1024x768 mosaic whose left 640 columns are 64-pixel cells of
+/// <see cref="SyntheticHistology"/> tiles (32-pixel tiles shown at 2x; rows 0-5 benign, rows 6-11 malignant) and whose right 384 columns are white,
 /// saved as a JPEG-compressed pyramidal tiled TIFF by <c>vips tiffsave</c>; and a cnn-small (3x32x32, two classes)
 /// trained on synthetic histology, saved as a file for the CLI.
 /// </summary>
@@ -71,7 +71,8 @@ public sealed class WsiFixture : IDisposable
             Source = Array.Empty<float>(); Model = null!;
             return;
         }
-        var tiles = SyntheticHistology.Create(21, trainCount: 2 * Rows * TissueCols, testCount: 2, size: T).Train;
+        // 32-pixel tiles (the size the generator and the model are made for) drawn at 2x: every pixel a 2x2 block.
+        var tiles = SyntheticHistology.Create(21, trainCount: 2 * Rows * TissueCols, testCount: 2, size: T / 2).Train;
         var px = new float[3 * W * H];
         Array.Fill(px, 1f);
         int hw = W * H, benign = 0, malignant = 1;
@@ -84,7 +85,7 @@ public sealed class WsiFixture : IDisposable
                 for (int ch = 0; ch < 3; ch++)
                     for (int y = 0; y < T; y++)
                         for (int x = 0; x < T; x++)
-                            px[ch * hw + (r * T + y) * W + c * T + x] = MathF.Round(s[ch * T * T + y * T + x] * 255f) / 255f;
+                            px[ch * hw + (r * T + y) * W + c * T + x] = MathF.Round(s[ch * T * T / 4 + y / 2 * (T / 2) + x / 2] * 255f) / 255f;
             }
         Source = px;
         ImageWriter.SavePng(Png, px, 3, H, W);

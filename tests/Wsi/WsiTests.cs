@@ -70,7 +70,7 @@ public sealed class WsiTests : TempDirTest
     public void TilerSkipsExactlyTheWhiteTilesAndHeatMapSeparatesTheRegions()
     {
         using var s = Slide.Open(_f.Tif);
-        // This model is robust to small budgets on these tiles (PGD at 8/255 changes almost nothing), so a large one.
+        // This model is robust to small budgets (PGD-10 at 8/255 flips about 1% of its own 32x32 test tiles), so a large one.
         var r = WsiAnalysis.Run(s, _f.Model, Pgd(), new WsiOptions { Level = 0, Tile = 64, Epsilon = 32 / 255f, BatchSize = 50 });
         Assert.Equal(WsiFixture.Rows, r.Rows);
         Assert.Equal(WsiFixture.Cols, r.Cols);
@@ -90,8 +90,8 @@ public sealed class WsiTests : TempDirTest
         Assert.True(accBefore >= 0.85, $"slide accuracy {accBefore}");
         Assert.True(mMalig - mBenign > 0.5, $"heat map: benign {mBenign}, malignant {mMalig}");
         // The attack lowers accuracy and changes most predictions; success is a change of prediction.
-        Assert.True(accAfter < accBefore - 0.25, $"accuracy {accBefore} -> {accAfter}");
-        Assert.True(r.SuccessRate > 0.25, $"success {r.SuccessRate}");
+        Assert.True(accAfter < accBefore - 0.5, $"accuracy {accBefore} -> {accAfter}");
+        Assert.True(r.SuccessRate > 0.5, $"success {r.SuccessRate}");
         // Attacked tiles move their class-1 probability towards the other class.
         Assert.All(tissue.Where(t => t.Success), t => Assert.True(t.PredBefore == 1 ? t.HeatAfter < 0.5 : t.HeatAfter > 0.5));
         Assert.All(tissue, t => Assert.Equal(t.PredAfter != t.PredBefore, t.Success));
