@@ -182,6 +182,7 @@ public static class WsiAnalysis
                     pending.Add((idx, ImageFile.Resize(px, 3, t, t, mh, mw)));
                     if (pending.Count == o.BatchSize) Flush();
                 }
+                if (col == cols - 1) progress?.Invoke(visited - pending.Count, total); // tiles finished so far, also on rows of background only
             }
         Flush();
         progress?.Invoke(total, total);
