@@ -23,6 +23,7 @@ public static class Program
         root.Subcommands.Add(DemoCommand.BuildReport(io));
         root.Subcommands.Add(SweepCommand.Build(io));
         root.Subcommands.Add(MergeCommand.Build(io));
+        root.Subcommands.Add(WsiCommand.Build(io));
         Engine.BatchGuard.Log = io.Err.WriteLine;
 
         ParseResult pr;
