@@ -110,7 +110,8 @@ public static class SyntheticHistology
         else
         {
             // Crowded, pleomorphic, hyperchromatic nuclei at random places.
-            int count = (int)Math.Round(r.Range(0.8, 1.2) * (size * size) / Mix(40.0, 60.0, gr8));
+            // Nuclei per tile area: radii grow with the tile (scale), so the count does not (one density at every size).
+            int count = (int)Math.Round(r.Range(0.8, 1.2) * (32 * 32) / Mix(40.0, 60.0, gr8));
             for (int k = 0; k < count; k++)
             {
                 double rad = r.Range(Mix(1.3, 1.2, gr8), Mix(2.8, 1.7, gr8)) * scale * ss;
