@@ -14,7 +14,7 @@ public static class DemoCommand
         var quick = new Option<bool>("--quick") { Description = "a smaller setting (800 training tiles, 24 attacked, fewer steps and budgets): the CI run" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
-        var cmd = new Command("demo", "the whole tool in a few minutes: synthetic histology, train cnn-small, FGSM, PGD, DeepFool, one-pixel, a patch, a BadNets backdoor, and an HTML report");
+        var cmd = new Command("demo", "the whole tool in a few minutes: synthetic histology, train cnn-small, FGSM, PGD, DeepFool, one-pixel, white-balance, a patch, a BadNets backdoor, and an HTML report");
         foreach (var o in new Option[] { outp, quick, seed, device }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {

@@ -31,14 +31,14 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
     {
         Assert.True(_f.Code == 0, _f.Err);
         foreach (var f in new[] { "index.html", "results.json", "results.csv", "model.safetensors", "examples/fgsm.npz", "examples/pgd.npz",
-                     "examples/deepfool.npz", "examples/one-pixel.npz", "examples/patch.npz", "examples/badnets.npz", "examples/patch.png" })
+                     "examples/deepfool.npz", "examples/one-pixel.npz", "examples/white-balance.npz", "examples/patch.npz", "examples/badnets.npz", "examples/patch.png" })
             Assert.True(File.Exists(Path.Combine(_f.Dir, f)), f);
         Assert.Empty(Directory.GetFiles(_f.Dir, "*.tmp*", SearchOption.AllDirectories));
         // Progress: one line per step on stderr.
-        for (int i = 1; i <= 9; i++) Assert.Contains($"[{i}/9]", _f.Err);
+        for (int i = 1; i <= 10; i++) Assert.Contains($"[{i}/10]", _f.Err);
         Assert.Contains("index.html", _f.Out);
         var attacks = _f.Rows.Select(r => r.Attack).Distinct().OrderBy(a => a).ToArray();
-        Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd" }, attacks);
+        Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd", "white-balance" }, attacks);
         var csv = File.ReadAllLines(Path.Combine(_f.Dir, "results.csv"));
         Assert.Equal(ResultRow.CsvHeader, csv[0]);
         Assert.Equal(_f.Rows.Count + 1, csv.Length);
@@ -90,8 +90,8 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         Assert.DoesNotContain("@import", html, StringComparison.OrdinalIgnoreCase);
         var srcs = Regex.Matches(html, "src=\"([^\"]*)\"").Select(m => m.Groups[1].Value).ToList();
         Assert.All(srcs, s => Assert.StartsWith("data:image/png;base64,", s));
-        // Two plots, and per example set three images per example (6 sets of 3 examples in the quick setting).
-        Assert.Equal(2 + 6 * 3 * 3, srcs.Count);
+        // Two plots, and per example set three images per example (7 sets of 3 examples in the quick setting).
+        Assert.Equal(2 + 7 * 3 * 3, srcs.Count);
         foreach (var s in srcs)
         {
             var png = Convert.FromBase64String(s["data:image/png;base64,".Length..]);
