@@ -41,6 +41,7 @@ public abstract class SearchAttack : Attack
     {
         var be = m.Backend;
         int d = Layer.Product(m.InputShape), k = m.NumOutputs, classes = m.NumClasses;
+        queryBatch = Math.Min(queryBatch, ForwardRows(m));
         var outp = new float[(long)count * classes];
         var buf = new float[(long)Math.Min(queryBatch, Math.Max(count, 1)) * d];
         // An out-of-memory halves the chunk and retries it; each query's logits do not depend on the chunk.
@@ -56,6 +57,21 @@ public abstract class SearchAttack : Attack
         }, cleanup: m.ReleaseActivations, what: "query batch");
         m.ReleaseActivations();
         return outp;
+    }
+
+    /// <summary>Bytes of activations one forward chunk may hold (see <see cref="ForwardRows"/>).</summary>
+    public const long ForwardChunkBytes = 256L << 20;
+
+    /// <summary>
+    /// Most images per forward pass so that the activations the model keeps (every layer's output, 4 bytes a value)
+    /// stay under <see cref="ForwardChunkBytes"/>, at least 16: a population of 40,000 28x28 candidates in chunks of
+    /// 4096 held over 12 GB at once; a smaller chunk is as fast and keeps the memory flat.
+    /// </summary>
+    public static int ForwardRows(Model m)
+    {
+        long floats = Layer.Product(m.InputShape);
+        foreach (var node in m.Nodes) floats += Layer.Product(node.Layer.OutShape);
+        return (int)Math.Clamp(ForwardChunkBytes / (4 * Math.Max(1, floats)), 16, int.MaxValue);
     }
 
     /// <summary>Index of the first maximum of a logit row (as ArgmaxRows).</summary>
