@@ -9,7 +9,7 @@ namespace Perturb.Engine.Wsi;
 
 /// <summary>
 /// Writes a whole-slide run to a folder, every file to a temporary name then renamed: heatmap_before/after.png and
-/// .npy, tiles.csv, thumbnail.png and wsi.json.
+/// .npy, tiles.csv, thumbnail.png, wsi.json, and index.html (thumbnail and heat maps side by side with a colour bar).
 /// </summary>
 public static class WsiOutput
 {
@@ -23,17 +23,21 @@ public static class WsiOutput
     {
         try { Directory.CreateDirectory(dir); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{dir}: cannot create folder: {e.Message}"); }
+        var pngs = new byte[2][];
         foreach (bool after in new[] { false, true })
         {
             string name = after ? "heatmap_after" : "heatmap_before";
             var h = r.Heat(after);
             Npy.WriteFile(Path.Combine(dir, name + ".npy"), NpyArray.FromFloats(h, r.Rows, r.Cols));
             var (img, w, hh) = HeatImage(r, after);
-            ImageWriter.SavePng(Path.Combine(dir, name + ".png"), img, 3, hh, w);
+            pngs[after ? 1 : 0] = ImageWriter.EncodePng(img, 3, hh, w);
+            AtomicFile.Write(Path.Combine(dir, name + ".png"), s => s.Write(pngs[after ? 1 : 0]));
         }
         AtomicFile.WriteText(Path.Combine(dir, "tiles.csv"), Csv(r));
         var th = slide.Thumbnail(r.Level);
-        ImageWriter.SavePng(Path.Combine(dir, "thumbnail.png"), th.Pixels, 3, th.Height, th.Width);
+        var thPng = ImageWriter.EncodePng(th.Pixels, 3, th.Height, th.Width);
+        AtomicFile.Write(Path.Combine(dir, "thumbnail.png"), s => s.Write(thPng));
+        AtomicFile.WriteText(Path.Combine(dir, "index.html"), WsiReport.Build(r, thPng, pngs[0], pngs[1], 400));
         var j = Json(r);
         j["thumbnail_factor"] = th.Factor;
         if (extra != null) foreach (var kv in extra) j[kv.Key] = kv.Value?.DeepClone();

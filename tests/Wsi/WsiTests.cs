@@ -122,7 +122,13 @@ public sealed class WsiCliTests : TempDirTest
         Assert.Contains("72 background", stdout);
         Assert.Matches(@"tiles \d+/192", err);
         var names = Directory.GetFiles(od).Select(Path.GetFileName).OrderBy(n => n).ToArray();
-        Assert.Equal(new[] { "heatmap_after.npy", "heatmap_after.png", "heatmap_before.npy", "heatmap_before.png", "thumbnail.png", "tiles.csv", "wsi.json" }, names);
+        Assert.Equal(new[] { "heatmap_after.npy", "heatmap_after.png", "heatmap_before.npy", "heatmap_before.png", "index.html", "thumbnail.png", "tiles.csv", "wsi.json" }, names);
+        // The page inlines exactly the three PNG files written beside it and fetches nothing.
+        var html = File.ReadAllText(Path.Combine(od, "index.html"));
+        var srcs = System.Text.RegularExpressions.Regex.Matches(html, "src=\"data:image/png;base64,([^\"]*)\"").Select(m => m.Groups[1].Value).ToArray();
+        Assert.Equal(new[] { "thumbnail.png", "heatmap_before.png", "heatmap_after.png" }.Select(f => Convert.ToBase64String(File.ReadAllBytes(Path.Combine(od, f)))), srcs);
+        Assert.DoesNotContain("http", html);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(html, "src=").Count);
 
         var hb = Npy.ReadFile(Path.Combine(od, "heatmap_before.npy"));
         Assert.Equal(new[] { 12, 16 }, hb.Shape);
