@@ -72,6 +72,13 @@ public static class HtmlReport
             sb.Append(Img(Plot(curves, true), "robust accuracy against epsilon", "plot"));
             sb.Append(Img(Plot(curves, false), "success rate against epsilon", "plot"));
             sb.Append("</div>\n");
+            if (curves.Count > InsideLegend)
+            {
+                sb.Append("<ul class=\"legend\">");
+                for (int i = 0; i < curves.Count; i++)
+                    sb.Append($"<li><span class=\"sw\" style=\"background:{Palette[i % Palette.Length]}\"></span>{E(curves[i].Label)}</li>");
+                sb.Append("</ul>\n");
+            }
         }
 
         var seen = new HashSet<string>();
@@ -114,19 +121,23 @@ public static class HtmlReport
     static string SummaryTable(IReadOnlyList<ResultRow> rows)
     {
         bool multi = rows.Select(r => (r.Model, r.Data)).Distinct().Count() > 1;
+        bool settings = rows.Any(r => ParamsKey(r.Params).Length > 0);
         var sb = new StringBuilder("<table class=\"sum\"><thead><tr>");
         var heads = new List<string>();
         if (multi) heads.AddRange(new[] { "model", "data" });
-        heads.AddRange(new[] { "attack", "&epsilon;", "norm", "n", "clean acc.", "robust acc.", "success", "mean L2", "median L2", "max L&infin;", "mean queries", "time (s)" });
+        heads.Add("attack");
+        if (settings) heads.Add("settings");
+        heads.AddRange(new[] { "&epsilon;", "norm", "n", "clean acc.", "robust acc.", "success", "mean L2", "median L2", "max L&infin;", "mean queries", "time (s)" });
         foreach (var h in heads) sb.Append("<th>").Append(h).Append("</th>");
         sb.Append("</tr></thead><tbody>\n");
         foreach (var r in rows)
         {
             sb.Append("<tr>");
-            if (multi) sb.Append("<td>").Append(E(r.Model ?? "")).Append("</td><td>").Append(E(r.Data ?? "")).Append("</td>");
-            sb.Append("<td>").Append(E(r.Attack)).Append(r.Targeted ? " (targeted)" : "").Append("</td>")
-              .Append("<td>").Append(r.Eps is { } e ? Eps255(e) : "&ndash;").Append("</td>")
-              .Append("<td>").Append(E(r.Norm ?? "")).Append("</td>")
+            if (multi) sb.Append("<td class=\"t\">").Append(E(r.Model ?? "")).Append("</td><td class=\"t\">").Append(E(r.Data ?? "")).Append("</td>");
+            sb.Append("<td class=\"t\">").Append(E(r.Attack)).Append(r.Targeted ? " (targeted)" : "").Append("</td>");
+            if (settings) sb.Append("<td class=\"t\">").Append(E(ParamsKey(r.Params))).Append("</td>");
+            sb.Append("<td>").Append(r.Eps is { } e ? Eps255(e) : "&ndash;").Append("</td>")
+              .Append("<td class=\"t\">").Append(E(r.Norm ?? "")).Append("</td>")
               .Append("<td>").Append(r.N.ToString(Inv)).Append("</td>")
               .Append(Pct(r.CleanAccuracy)).Append(Pct(r.RobustAccuracy)).Append(Pct(r.SuccessRate))
               .Append(Num(r.MeanL2, "0.000")).Append(Num(r.MedianL2, "0.000")).Append(Num(r.MaxLinf, "0.000"))
@@ -159,13 +170,26 @@ public static class HtmlReport
     }
 
     static string ParamsKey(JsonObject? p) =>
-        p == null ? "" : string.Join(" ", p.Where(kv => kv.Key != "example_kind").OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value?.ToJsonString()}"));
+        p == null ? "" : string.Join(" ", p.Where(kv => kv.Key != "example_kind").OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Value(kv.Value)}"));
+
+    static string Value(JsonNode? v) => v switch
+    {
+        JsonValue jv when jv.TryGetValue(out double d) => d.ToString("G4", Inv),
+        JsonValue jv when jv.TryGetValue(out string? t) => t ?? "",
+        null => "null",
+        _ => v.ToJsonString(),
+    };
+
+    const int InsideLegend = 3;
+    /// <summary>Line colours (matplotlib's tab10); past ten lines the colours repeat with dashed lines.</summary>
+    static readonly string[] Palette = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" };
 
     static byte[] Plot(List<Curve> curves, bool accuracy)
     {
         var plt = new ScottPlot.Plot();
-        foreach (var c in curves)
+        for (int ci = 0; ci < curves.Count; ci++)
         {
+            var c = curves[ci];
             var xs = new List<double>();
             var ys = new List<double>();
             if (accuracy && double.IsFinite(c.Clean)) { xs.Add(0); ys.Add(c.Clean); }
@@ -179,6 +203,8 @@ public static class HtmlReport
             }
             var s = plt.Add.Scatter(xs.ToArray(), ys.ToArray());
             s.LegendText = c.Label;
+            s.Color = ScottPlot.Color.FromHex(Palette[ci % Palette.Length]);
+            if (ci >= Palette.Length) s.LinePattern = ScottPlot.LinePattern.Dashed;
             s.LineWidth = 2;
             s.MarkerSize = 6;
         }
@@ -186,7 +212,9 @@ public static class HtmlReport
         plt.XLabel("epsilon (x 1/255)");
         plt.YLabel(accuracy ? "accuracy" : "success rate (of correctly classified)");
         plt.Axes.SetLimitsY(-0.02, 1.02);
-        plt.ShowLegend(accuracy ? ScottPlot.Alignment.UpperRight : ScottPlot.Alignment.LowerRight);
+        // A few lines: the legend inside, in a corner the curves leave free; more: one HTML legend under both plots.
+        if (curves.Count <= InsideLegend) plt.ShowLegend(accuracy ? ScottPlot.Alignment.UpperRight : ScottPlot.Alignment.LowerRight);
+        else plt.HideLegend();
         return plt.GetImageBytes(560, 380, ScottPlot.ImageFormat.Png);
     }
 
@@ -238,13 +266,15 @@ h1 { margin-bottom: 4px; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 4
 table { border-collapse: collapse; }
 .facts th { text-align: left; padding: 2px 12px 2px 0; color: #555; font-weight: normal; } .facts td { padding: 2px 0; }
 .sum th, .sum td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; font-size: 14px; }
-.sum th { background: #f0f0f0; } .sum td:first-child, .sum th:first-child { text-align: left; }
+.sum th { background: #f0f0f0; text-align: center; } .sum td.t { text-align: left; }
 .sum tbody tr:nth-child(even) { background: #fafafa; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; } .plot { border: 1px solid #ddd; }
 .grid th { font-weight: normal; color: #555; padding: 4px 12px; text-align: right; }
 .grid td { text-align: center; padding: 4px 12px; font-size: 13px; vertical-align: top; }
 .px { image-rendering: pixelated; border: 1px solid #ccc; }
 .bad { color: #c0392b; font-weight: bold; } .ok { color: #1e7d32; }
-.notes li { margin: 2px 0; } .foot { color: #888; font-size: 12px; margin-top: 40px; }
+.notes li { margin: 2px 0; }
+.legend { list-style: none; padding: 0; columns: 2; font-size: 13px; } .legend li { margin: 2px 0; }
+.sw { display: inline-block; width: 22px; height: 4px; vertical-align: middle; margin-right: 8px; } .foot { color: #888; font-size: 12px; margin-top: 40px; }
 """;
 }

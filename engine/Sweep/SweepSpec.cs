@@ -63,7 +63,7 @@ public sealed class SweepSpec
     {
         "norm", "steps", "step_size", "rel_step_size", "restarts", "random_start", "early_stop", "kappa", "binary_steps",
         "initial_c", "learning_rate", "momentum", "top_k", "overshoot", "theta", "gamma", "eot_samples", "fooling_target",
-        "max_passes", "pixels", "population", "iterations", "queries", "query_batch", "targeted", "seed",
+        "max_passes", "pixels", "population", "iterations", "queries", "query_batch", "candidates", "targeted", "seed",
     };
 
     /// <param name="checkFiles">Whether model files and data paths must exist (merge only needs the cell list).</param>
@@ -280,6 +280,7 @@ public sealed class SweepSpec
             case "iterations": return (s with { Iterations = I() }, targeted);
             case "queries": return (s with { Queries = I() }, targeted);
             case "query_batch": return (s with { QueryBatch = I() }, targeted);
+            case "candidates": return (s with { Candidates = I() }, targeted);
             case "seed": return (s with { Seed = ULong(v, where, path) }, targeted);
             case "targeted":
                 return (s, v is JsonValue tv && tv.TryGetValue(out int cls) ? cls.ToString(CultureInfo.InvariantCulture) : Str(v, where, path));
