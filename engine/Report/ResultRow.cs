@@ -124,8 +124,9 @@ public sealed record ResultRow
     }
 
     /// <summary>
-    /// Reads rows from a results.json (an object with a "rows" array, or a bare array) or a .jsonl (one row per line;
-    /// a torn last line from a killed writer is ignored). Errors name the file and the line.
+    /// Reads rows from a results.json (an object with a "rows" array, or a bare array), a <c>perturb attack --json</c>
+    /// summary, or a .jsonl (one row per line; a torn last line from a killed writer is ignored). Errors name the file
+    /// and the line.
     /// </summary>
     public static List<ResultRow> ReadFile(string path)
     {
@@ -155,11 +156,24 @@ public sealed record ResultRow
         JsonNode? root;
         try { root = JsonNode.Parse(text); }
         catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}"); }
+        // The --json summary of `perturb attack`: one entry per budget under "results", the run's fields beside it.
+        if (root is JsonObject att && att["rows"] == null && att["results"] is JsonArray res && att["attack"] is JsonValue)
+        {
+            for (int i = 0; i < res.Count; i++)
+            {
+                if (res[i] is not JsonObject e) throw new PerturbException($"{path}: results[{i}] is not an object");
+                var o = (JsonObject)e.DeepClone();
+                foreach (var k in new[] { "attack", "model", "data", "split", "n", "seed", "targeted", "device" })
+                    if (o[k] == null && att[k] != null) o[k] = att[k]!.DeepClone();
+                rows.Add(FromJson(o, $"{path}: results[{i}]"));
+            }
+            return rows;
+        }
         var arr = root switch
         {
             JsonArray a => a,
             JsonObject o when o["rows"] is JsonArray a => a,
-            _ => throw new PerturbException($"{path}: expected a results file (an object with a \"rows\" array, or an array of rows)"),
+            _ => throw new PerturbException($"{path}: expected a results file (an object with a \"rows\" array, an array of rows, or a perturb attack --json summary)"),
         };
         for (int i = 0; i < arr.Count; i++)
         {

@@ -172,4 +172,22 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         Assert.Contains("Robustness curves", html);
         Assert.DoesNotContain("<h2>Examples", html);
     }
+
+    [Fact]
+    public void ReportReadsAttackJsonSummaries()
+    {
+        Assert.True(_f.Code == 0, _f.Err);
+        var model = Path.Combine(_f.Dir, "model.safetensors");
+        var j = Path.Combine(Dir, "fgsm.json");
+        var (code, _, e) = CliRunner.Run("attack", "fgsm", "--model", model, "--data", "histology:train=40,test=40,overlap=0.9", "--n", "12",
+            "--eps", "2/255,8/255", "--device", "cpu", "--json", j);
+        Assert.True(code == 0, e);
+        var rows = ResultRow.ReadFile(j);
+        Assert.Equal(2, rows.Count);
+        Assert.All(rows, r => { Assert.Equal("fgsm", r.Attack); Assert.Equal(12, r.N); Assert.Equal(model, r.Model); });
+        Assert.Equal(new[] { 2.0, 8.0 }, rows.Select(r => Math.Round(r.Eps!.Value * 255, 3)).ToArray());
+        (code, _, e) = CliRunner.Run("report", j);
+        Assert.True(code == 0, e);
+        Assert.Contains("Robustness curves", File.ReadAllText(Path.Combine(Dir, "index.html")));
+    }
 }
