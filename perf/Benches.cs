@@ -188,6 +188,46 @@ public sealed class Benches
         model.ReleaseActivations();
     }
 
+    /// <summary>
+    /// Model queries per second of a search attack (one-pixel, population 400) on cnn-small 1x28x28, against the plain
+    /// forward rate of the same model at the attack's own forward chunk, measured in the same run: the ratio is the
+    /// share of forward speed the search keeps after its bookkeeping (candidate images, DE, selection).
+    /// </summary>
+    public void SearchBench()
+    {
+        int n = _o.Quick ? 8 : 32, pop = 400, gens = _o.Quick ? 1 : 4;
+        Progress($"one-pixel (population {pop}, {gens} generations) on cnn-small 1x28x28, {n} images");
+        using var model = Presets.Create("cnn-small", _be, 1, 28, 28, 2, 7);
+        model.Eval();
+        int chunk = Math.Min(4096, Perturb.Engine.Attacks.Search.SearchAttack.ForwardRows(model));
+        var rng = new Random(3);
+        var fx = Enumerable.Range(0, chunk * 784).Select(_ => (float)rng.NextDouble()).ToArray();
+        using var x = _be.FromArray(fx, chunk, 1, 28, 28);
+        Action fwd = () => model.Forward(x);
+        long flops = CountFlops(fwd);
+        var t = Timing.Measure(fwd, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
+        model.ReleaseActivations();
+        double fwdRate = chunk / t.MedianS;
+        var xs = Enumerable.Range(0, n * 784).Select(_ => (float)rng.NextDouble()).ToArray();
+        var attack = Perturb.Engine.Attacks.AttackRegistry.Create("one-pixel", new Perturb.Engine.Attacks.AttackSettings
+        { Pixels = 1, Population = pop, Iterations = gens, Seed = 1 });
+        // Labels the model already predicts, so every image is attacked; the random model is rarely fooled early.
+        var pred = Perturb.Engine.Attacks.Search.SearchAttack.EvaluateLogits(model, n, 4096, (j, d) => xs.AsSpan(j * 784, 784).CopyTo(d));
+        var ys = Enumerable.Range(0, n).Select(i => pred[2 * i + 1] > pred[2 * i] ? 1 : 0).ToArray();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var res = attack.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted);
+        double secs = sw.Elapsed.TotalSeconds;
+        long queries = res.Results[0].Queries!.Sum();
+        double qps = queries / secs;
+        _r.Add(new Figure("search", $"one-pixel pop {pop} cnn-small 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
+        {
+            ["images"] = n, ["population"] = pop, ["generations"] = gens, ["queries"] = queries, ["seconds"] = secs,
+            ["forward_chunk"] = chunk, ["plain_forward_images_per_s"] = fwdRate, ["ratio_to_plain_forward"] = qps / fwdRate,
+            ["what"] = "model queries per second of the whole attack (clean and final passes included in the time) against the plain forward rate at the same chunk",
+        }));
+        Console.Error.WriteLine($"  one-pixel: {queries} queries in {secs:F2}s = {qps:F0} queries/s; plain forward {fwdRate:F0} images/s; ratio {qps / fwdRate:F3}");
+    }
+
     void ResnetFigure(string name, int batch, Action work, string what)
     {
         long flops = CountFlops(work); // also the warm-up call

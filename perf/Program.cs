@@ -11,10 +11,10 @@ namespace Perturb.Perf;
 /// </summary>
 public static class Program
 {
-    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "all", "compare" };
+    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "all", "compare" };
 
     const string Usage =
-        "usage: perf <peak|gemm|conv|resnet|all|compare> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
+        "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]";
 
     public static int Main(string[] args)
@@ -96,6 +96,7 @@ public static class Program
             if (o.Bench is "conv" or "all") b.Conv();
             if (o.Bench is "resnet" or "all") b.Resnet();
             if (o.Bench is "attack") b.AttackBench();
+            if (o.Bench is "search") b.SearchBench();
         }
         else { report.DeviceKind = "host"; report.DeviceName = Machine.CpuModel; }
 
