@@ -190,4 +190,27 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         Assert.True(code == 0, e);
         Assert.Contains("Robustness curves", File.ReadAllText(Path.Combine(Dir, "index.html")));
     }
+
+    [Fact]
+    public void ManyCurvesGetOneHtmlLegendAndASettingsColumn()
+    {
+        var rows = new List<ResultRow>();
+        foreach (var steps in new[] { 5, 20 })
+            foreach (var data in new[] { "a", "b" })
+                foreach (var e in new[] { 2, 4, 8 })
+                    rows.Add(new ResultRow
+                    {
+                        Attack = "pgd", Model = "m", Data = data, Eps = e / 255.0, N = 10, CleanAccuracy = 1, RobustAccuracy = 1 - e / 10.0,
+                        SuccessRate = e / 10.0, Params = new JsonObject { ["steps"] = steps },
+                    });
+        var html = HtmlReport.Build(rows, null, Dir);
+        var legend = Regex.Match(html, "<ul class=\"legend\">(.*?)</ul>").Groups[1].Value;
+        Assert.Equal(4, Regex.Matches(legend, "<li>").Count);
+        Assert.Contains("pgd steps=20 (m, b)", legend);
+        Assert.Equal(2, Regex.Matches(html, "<img ").Count);
+        Assert.Contains("<th>settings</th>", html);
+        Assert.Equal(12, Regex.Matches(html, "<td class=\"t\">steps=5</td>|<td class=\"t\">steps=20</td>").Count);
+        // Three lines or fewer keep the legend inside the plot.
+        Assert.DoesNotContain("class=\"legend\"", HtmlReport.Build(rows.Take(9).ToList(), null, Dir));
+    }
 }
