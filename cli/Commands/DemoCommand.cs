@@ -47,24 +47,19 @@ public static class DemoCommand
         {
             var paths = pr.GetValue(files)!.Select(p => Directory.Exists(p) ? Path.Combine(p, "results.json") : p).ToList();
             foreach (var p in paths) if (!File.Exists(p)) throw new PerturbException($"{p}: results file not found", 1);
+            var outDir = Path.GetFullPath(pr.GetValue(outp) ?? Path.GetDirectoryName(Path.GetFullPath(paths[0]))!);
             var rows = new List<ResultRow>();
-            var baseDir = Path.GetDirectoryName(Path.GetFullPath(paths[0]))!;
             foreach (var p in paths)
             {
                 var dir = Path.GetDirectoryName(Path.GetFullPath(p))!;
-                foreach (var r in ResultRow.ReadFile(p))
-                {
-                    // Example paths are relative to their own results file; make them relative to the report's folder.
-                    var ex = r.Examples;
-                    rows.Add(ex == null ? r : r with { Examples = Path.GetRelativePath(pr.GetValue(outp) is { } o ? Path.GetFullPath(o) : baseDir, Path.Combine(dir, ex)) });
-                }
+                // Example paths are relative to their own results file; make them relative to the report's folder.
+                rows.AddRange(ResultRow.ReadFile(p).Select(r => r.Examples is { } ex ? r with { Examples = Path.GetRelativePath(outDir, Path.Combine(dir, ex)) } : r));
             }
             if (rows.Count == 0) throw new PerturbException($"{paths[0]}: holds no result rows", 1);
-            var outDir = pr.GetValue(outp) is { } od ? Path.GetFullPath(od) : baseDir;
             Directory.CreateDirectory(outDir);
             var meta = HtmlReport.ReadMeta(paths[0]) ?? new System.Text.Json.Nodes.JsonObject();
-            if (paths.Count > 1 || meta["title"] == null) meta["title"] = pr.GetValue(title) ?? "Perturb report";
-            else if (pr.GetValue(title) is { } t) meta["title"] = t;
+            // One results file keeps its own title unless --title is given; several get --title or a plain one.
+            meta["title"] = pr.GetValue(title) ?? (paths.Count == 1 ? meta["title"]?.GetValue<string>() : null) ?? "Perturb report";
             var html = Path.Combine(outDir, "index.html");
             HtmlReport.WriteHtml(html, rows, meta, outDir);
             Engine.IO.AtomicFile.WriteText(Path.Combine(outDir, "results.csv"), ResultRow.ToCsv(rows));

@@ -108,9 +108,7 @@ public static class BatchGuard
     /// </summary>
     public static int DefaultBatch(Nn.Model model, long deviceBytes, int cap = 1024)
     {
-        long floats = Nn.Layer.Product(model.InputShape);
-        foreach (var node in model.Nodes) floats += Nn.Layer.Product(node.Layer.OutShape);
-        long perImage = Math.Max(1, floats) * 4 * 3;
+        long perImage = Math.Max(1, model.ActivationValuesPerSample) * 4 * 3;
         long fit = Math.Max(1, deviceBytes / 4 / perImage);
         int b = 1;
         while ((long)b * 2 <= fit && b * 2 <= cap) b *= 2;

@@ -167,8 +167,7 @@ public static class DemoRunner
         ImageWriter.SavePng(Path.Combine(outDir, "examples", "patch.png"), r.Patch, 3, r.Side, r.Side);
         // Examples: non-target tiles with the patch at its evaluation placement.
         var ren = new PatchRenderer(3, r.Side, o.Shape);
-        var idx = Enumerable.Range(0, atk.Count).Where(i => atk.Labels[i] != Target).Take(s.Examples).ToArray();
-        var sub = Subset(atk, idx);
+        var sub = NonTargetExamples(atk, s.Examples);
         var patched = AdversarialPatch.Patched(sub, ren, r.Patch, o);
         Examples(model, sub, patched, "patch", "patched", outDir, classes);
         var prm = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize, ["steps"] = s.PatchSteps, ["example_kind"] = "patched" };
@@ -197,8 +196,7 @@ public static class DemoRunner
         {
             rep = PoisonExperiments.BadNets(() => Presets.Create("cnn-small", be, 3, 32, 32, 2, seed), data, trigger, s.PoisonRate, Target, opts,
                 m => log("    " + m), (m, _) => poisoned = m);
-            var idx = Enumerable.Range(0, atk.Count).Where(i => atk.Labels[i] != Target).Take(s.Examples).ToArray();
-            var sub = Subset(atk, idx);
+            var sub = NonTargetExamples(atk, s.Examples);
             var trig = (float[])sub.X.Clone();
             for (int i = 0; i < sub.Count; i++) trigger.Apply(trig.AsSpan(i * sub.SampleSize, sub.SampleSize), 3, 32, 32);
             Examples(poisoned!, sub, new Dataset(trig, sub.Labels, 3, 32, 32, sub.ClassNames), "badnets", "triggered", outDir, classes);
@@ -217,8 +215,10 @@ public static class DemoRunner
         };
     }
 
-    static Dataset Subset(Dataset d, int[] idx)
+    /// <summary>The first <paramref name="k"/> samples not of the target class: the images a patch or trigger should flip.</summary>
+    static Dataset NonTargetExamples(Dataset d, int k)
     {
+        var idx = Enumerable.Range(0, d.Count).Where(i => d.Labels[i] != Target).Take(k).ToArray();
         var x = idx.SelectMany(i => d.Sample(i).ToArray()).ToArray();
         return new Dataset(x, idx.Select(i => d.Labels[i]).ToArray(), d.Channels, d.Height, d.Width, d.ClassNames);
     }

@@ -8,8 +8,7 @@ public static class ImageWriter
     public static void SavePng(string path, ReadOnlySpan<float> chw, int c, int h, int w)
     {
         if (c != 1 && c != 3) throw new PerturbException($"{path}: cannot write a {c}-channel image as PNG (1 or 3 channels)");
-        var bytes = EncodePng(chw, c, h, w);
-        AtomicFile.Write(path, s => s.Write(bytes));
+        AtomicFile.WriteBytes(path, EncodePng(chw, c, h, w));
     }
 
     /// <summary>Encodes a CHW image in [0,1] (1 or 3 channels) as PNG bytes.</summary>

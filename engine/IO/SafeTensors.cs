@@ -163,5 +163,7 @@ public static class AtomicFile
         }
     }
 
-    public static void WriteText(string path, string text) => Write(path, s => { var b = Encoding.UTF8.GetBytes(text); s.Write(b); });
+    public static void WriteText(string path, string text) => WriteBytes(path, Encoding.UTF8.GetBytes(text));
+
+    public static void WriteBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
 }

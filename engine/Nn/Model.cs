@@ -52,6 +52,9 @@ public sealed class Model : IDisposable
 
     public long ParameterCount => TrainableParameters().Sum(p => (long)p.Value.Length);
 
+    /// <summary>Values one sample holds in a forward pass: its input plus every layer's output (what the pass keeps for backward).</summary>
+    public long ActivationValuesPerSample => Layer.Product(InputShape) + _nodes.Sum(n => (long)Layer.Product(n.Layer.OutShape));
+
     /// <summary>Tells cached values derived from parameters (BatchNorm's eval affine) that they are stale.</summary>
     public void MarkParametersChanged() => _ctx.ParamVersion++;
 

@@ -31,12 +31,12 @@ public static class WsiOutput
             Npy.WriteFile(Path.Combine(dir, name + ".npy"), NpyArray.FromFloats(h, r.Rows, r.Cols));
             var (img, w, hh) = HeatImage(r, after);
             pngs[after ? 1 : 0] = ImageWriter.EncodePng(img, 3, hh, w);
-            AtomicFile.Write(Path.Combine(dir, name + ".png"), s => s.Write(pngs[after ? 1 : 0]));
+            AtomicFile.WriteBytes(Path.Combine(dir, name + ".png"), pngs[after ? 1 : 0]);
         }
         AtomicFile.WriteText(Path.Combine(dir, "tiles.csv"), Csv(r));
         var th = slide.Thumbnail(r.Level);
         var thPng = ImageWriter.EncodePng(th.Pixels, 3, th.Height, th.Width);
-        AtomicFile.Write(Path.Combine(dir, "thumbnail.png"), s => s.Write(thPng));
+        AtomicFile.WriteBytes(Path.Combine(dir, "thumbnail.png"), thPng);
         AtomicFile.WriteText(Path.Combine(dir, "index.html"), WsiReport.Build(r, thPng, pngs[0], pngs[1], 400));
         var j = Json(r);
         j["thumbnail_factor"] = th.Factor;

@@ -69,9 +69,7 @@ public abstract class SearchAttack : Attack
     /// </summary>
     public static int ForwardRows(Model m)
     {
-        long floats = Layer.Product(m.InputShape);
-        foreach (var node in m.Nodes) floats += Layer.Product(node.Layer.OutShape);
-        return (int)Math.Clamp(ForwardChunkBytes / (4 * Math.Max(1, floats)), 16, int.MaxValue);
+        return (int)Math.Clamp(ForwardChunkBytes / (4 * Math.Max(1, m.ActivationValuesPerSample)), 16, int.MaxValue);
     }
 
     /// <summary>Index of the first maximum of a logit row (as ArgmaxRows).</summary>
