@@ -368,4 +368,31 @@ public sealed partial class CpuBackend
             for (int t = 0; t < rs; t++) dw[c * rs + t] = (float)row.Acc[t];
         });
     }
+
+    // ---------------------------------------------------------------- bias
+
+    protected override void BiasAddCore(Tensor y, Tensor bias, int outer, int channels, int inner)
+    {
+        var yb = B(y);
+        var bb = B(bias);
+        For(outer * channels, inner, i =>
+        {
+            var row = yb.Span((long)i * inner, inner);
+            TensorPrimitives.Add(row, bb[i % channels], row);
+        });
+    }
+
+    protected override void BiasGradCore(Tensor dy, Tensor db, int outer, int channels, int inner) =>
+        SumChannels(B(dy), B(db), outer, channels, inner);
+
+    /// <summary>o[c] = sum over n, i of d[n, c, i] (d viewed as [outer, channels, inner]), accumulated in double.</summary>
+    void SumChannels(Buf d, Buf o, int outer, int channels, int inner)
+    {
+        For(channels, (long)outer * inner, c =>
+        {
+            double s = 0;
+            for (int n = 0; n < outer; n++) s += SumD(d.Span(((long)n * channels + c) * inner, inner));
+            o[c] = (float)s;
+        });
+    }
 }

@@ -11,7 +11,7 @@ namespace Perturb.Engine.Backends;
 /// emulates GPU threads: slow, used by CI to test the kernels). Storage is one
 /// <c>MemoryBuffer1D&lt;float, Stride1D.Dense&gt;</c> per tensor; a tensor is the view (Offset, Length) of it.
 /// All ops are queued on the accelerator's default stream; only ToArray (and Upload, which copies from host memory)
-/// wait. This file holds creation, memory and device discovery; IlgpuBackend.Ops.cs the arithmetic.
+/// wait. This file holds creation, memory, device discovery and launch helpers; each op family is in Ilgpu&lt;Family&gt;.cs beside its CPU twin Cpu&lt;Family&gt;.cs.
 /// </summary>
 public sealed partial class IlgpuBackend : BackendBase
 {
@@ -168,5 +168,22 @@ public sealed partial class IlgpuBackend : BackendBase
         _wsCol?.Dispose(); _wsCols2?.Dispose(); _wsSmall?.Dispose(); _dummy.Dispose();
         _acc.Dispose();
         _context.Dispose();
+    }
+
+    // ------------------------------------------------------------------ copy, fill, launch helpers
+
+    Action<Index1D, ArrayView<float>, ArrayView<float>>? _copy;
+    Action<Index1D, ArrayView<float>, float>? _fill;
+
+    static KernelConfig PerRow(int rows) => new(new Index3D(rows, 1, 1), new Index3D(Perturb.Kernels.Reduce.GroupSize, 1, 1));
+
+    protected override void CopyCore(Tensor src, Tensor dst)
+    {
+        (_copy ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(Perturb.Kernels.Elementwise.Copy))(src.Length, V(src), V(dst));
+    }
+
+    protected override void FillCore(Tensor t, float value)
+    {
+        (_fill ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(Perturb.Kernels.Elementwise.Fill))(t.Length, V(t), value);
     }
 }
