@@ -10,6 +10,8 @@ public static class DataSources
     public const string Help =
         "data set: 'histology' (the default for attack work: a SYNTHETIC H&E histology set made from --data-seed, " +
         "2 classes benign/malignant, 3x32x32; 'histology:train=N,test=M,size=S,overlap=F' where overlap in [0,1] makes the classes look more alike); " +
+        "'histology-seg' (the same tiles with the exact nucleus mask and an instance map of each: segmentation, " +
+        "mask classes background/nucleus, or 'classes=3' for background/benign nucleus/malignant nucleus; settings as for histology); " +
         "'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K'); " +
         "a MedMNIST .npz file (e.g. pneumoniamnist.npz; get one with 'perturb data fetch'); " +
         "a folder of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...); " +
@@ -42,6 +44,12 @@ public static class DataSources
         {
             var o = new SpecOptions(spec, ParseOptions(spec, "synthetic"), "train", "test", "channels", "size", "classes");
             return Generated(() => SyntheticShapes.Create(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("channels", 1), o.Int("size", 28), o.Int("classes", 4)), "synthetic shapes (generated)", spec);
+        }
+        if (IsNamed(spec, "histology-seg"))
+        {
+            var o = new SpecOptions(spec, ParseOptions(spec, "histology-seg"), "train", "test", "size", "overlap", "classes");
+            return Generated(() => SyntheticHistology.CreateSegmentation(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32), o.Double("overlap", 0), o.Int("classes", 2)),
+                "synthetic H&E histology with nucleus masks (generated)", spec);
         }
         if (IsNamed(spec, "histology"))
         {
