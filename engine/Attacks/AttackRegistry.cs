@@ -69,4 +69,21 @@ public static class AttackRegistry
     /// </summary>
     public static IAttack Create(string name, IReadOnlyDictionary<string, object>? values = null, int maxBatch = 256) =>
         Get(name).Create(values, maxBatch);
+
+    /// <summary>
+    /// The table of every attack's settings (sweep key, <c>perturb attack</c> option, kind, default, meaning) that
+    /// docs/sweeps.md holds between <see cref="TableBegin"/> and <see cref="TableEnd"/>; a test checks it matches.
+    /// </summary>
+    public static string SettingsMarkdown()
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.Append("| attack | sweep key | `perturb attack` option | value | default | meaning |\n|---|---|---|---|---|---|\n");
+        foreach (var a in Attacks)
+            foreach (var st in a.Settings)
+                sb.Append($"| {a.Name} | `{st.Name}` | `{st.Option}` | {st.Kind} | {st.DefaultText} | {st.Help.Replace("|", "\\|")} |\n");
+        return sb.ToString();
+    }
+
+    public const string TableBegin = "<!-- settings table: generated from the attacks' [Setting] descriptors (AttackRegistry.SettingsMarkdown); do not edit by hand -->";
+    public const string TableEnd = "<!-- end of settings table -->";
 }

@@ -72,7 +72,7 @@ public static class Values
         if (items.Length == 0 || items.Any(s => s.Length == 0))
             throw Bad(where, "a comma-separated list of numbers like 1/255,2/255", $"'{text}'");
         var list = items.Select(s => Number(s, where, range)).ToArray();
-        if (distinct && list.Distinct().Count() != list.Length) throw new PerturbException($"{where}: a value appears twice in '{text}'", 2);
+        if (distinct && list.Distinct().Count() != list.Length) throw Bad(where, "each value once", $"'{text}'");
         return list;
     }
 
@@ -91,7 +91,7 @@ public static class Values
         var items = text.Split(',', StringSplitOptions.TrimEntries);
         if (items.Any(s => s.Length == 0)) throw Bad(where, "a comma-separated list of whole numbers like 0,2", $"'{text}'");
         var list = items.Select(s => Int(s, where, range)).ToArray();
-        if (distinct && list.Distinct().Count() != list.Length) throw new PerturbException($"{where}: a value appears twice in '{text}'", 2);
+        if (distinct && list.Distinct().Count() != list.Length) throw Bad(where, "each value once", $"'{text}'");
         return list;
     }
 
@@ -123,8 +123,12 @@ public static class Values
 
     static string Show(JsonNode? v) => v?.ToJsonString() ?? "null";
 
+    /// <summary>A value as parsed from text: values built in code (JsonValue.Create(12)) convert to nothing but their own type.</summary>
+    static JsonNode? Parsed(JsonNode? v) => v is JsonValue ? JsonNode.Parse(v.ToJsonString()) : v;
+
     public static double Number(JsonNode? v, string where, ValueRange range)
     {
+        v = Parsed(v);
         if (v is JsonValue jv && jv.TryGetValue(out double d))
             return range.Contains(d) ? d : throw Bad(where, $"a number {range.Describe()}", Show(v));
         if (v is JsonValue sv && sv.TryGetValue(out string? s) && s != null) return Number(s, where, range);
@@ -133,17 +137,18 @@ public static class Values
 
     public static int Int(JsonNode? v, string where, ValueRange range)
     {
+        v = Parsed(v);
         if (v is JsonValue jv && jv.TryGetValue(out double d) && d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue)
             return range.Contains(d) ? (int)d : throw Bad(where, $"a whole number {range.Describe()}", Show(v));
         throw Bad(where, $"a whole number {range.Describe()}", Show(v));
     }
 
     public static ulong Seed(JsonNode? v, string where) =>
-        v is JsonValue jv && jv.TryGetValue(out ulong u) ? u : throw Bad(where, "a seed (a whole number, 0 or more)", Show(v));
+        Parsed(v) is JsonValue jv && jv.TryGetValue(out ulong u) ? u : throw Bad(where, "a seed (a whole number, 0 or more)", Show(v));
 
     public static bool Bool(JsonNode? v, string where) =>
-        v is JsonValue jv && jv.TryGetValue(out bool b) ? b : throw Bad(where, "true or false", Show(v));
+        Parsed(v) is JsonValue jv && jv.TryGetValue(out bool b) ? b : throw Bad(where, "true or false", Show(v));
 
     public static string String(JsonNode? v, string where) =>
-        v is JsonValue jv && jv.TryGetValue(out string? s) && !string.IsNullOrWhiteSpace(s) ? s : throw Bad(where, "a non-empty string", Show(v));
+        Parsed(v) is JsonValue jv && jv.TryGetValue(out string? s) && !string.IsNullOrWhiteSpace(s) ? s : throw Bad(where, "a non-empty string", Show(v));
 }
