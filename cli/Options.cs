@@ -43,9 +43,9 @@ public static class Opt
     public static Option<double[]?> NumberList(string name, string desc, ValueRange range, bool distinct = true) =>
         Make<double[]?>(name, desc, t => Values.NumberList(t, name, range, distinct), null);
 
-    /// <summary>A comma-separated list of whole numbers (0,2); null when not given (or <paramref name="def"/>).</summary>
-    public static Option<int[]?> IntList(string name, string desc, ValueRange range, int[]? def = null) =>
-        Make<int[]?>(name, desc, t => t.Trim().Length == 0 ? Array.Empty<int>() : Values.IntList(t, name, range, distinct: true), def == null ? null : () => def);
+    /// <summary>A comma-separated list of whole numbers (0,2); null when not given (or <paramref name="def"/>); <paramref name="allWord"/>, when set, is a word that stands for every value (an empty list).</summary>
+    public static Option<int[]?> IntList(string name, string desc, ValueRange range, int[]? def = null, string? allWord = null) =>
+        Make<int[]?>(name, desc, t => t.Trim() == allWord ? Array.Empty<int>() : Values.IntList(t, name, range, distinct: true), def == null ? null : () => def);
 
     /// <summary>A list option's value; null when it was not given (System.CommandLine gives an empty array then).</summary>
     public static T[]? ListValue<T>(this ParseResult pr, Option<T[]?> o) => pr.GetValue(o) is { Length: > 0 } v ? v : null;

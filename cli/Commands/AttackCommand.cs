@@ -61,7 +61,7 @@ public static class AttackCommand
     static Command BuildFooling(CliIO io)
     {
         var model = new Option<string>("--model") { Description = "model file: .safetensors or .onnx", Required = true };
-        var classes = Opt.IntList("--classes", "class indices comma-separated (0,2); default: every class", ValueRange.NonNegative);
+        var classes = Opt.IntList("--classes", "all, or class indices comma-separated (0,2)", ValueRange.NonNegative, allWord: "all");
         var settings = new SettingOptions(Setting.Of(typeof(FoolingImages)));
         var device = CommonOptions.Device();
         var outp = new Option<string?>("--out") { Description = "folder for fooling.npy (classes x C x H x W) and one PNG per class" };
