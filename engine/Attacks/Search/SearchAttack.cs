@@ -11,6 +11,7 @@ namespace Perturb.Engine.Attacks.Search;
 public abstract class SearchAttack : Attack
 {
     /// <summary>Most candidate images in one forward pass.</summary>
+    [Setting("query_batch", "most candidate images per forward pass", Min = 1)]
     public int QueryBatch { get; init; } = 4096;
 
     protected override bool CountsQueries => true;
