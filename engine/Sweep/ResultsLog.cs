@@ -26,8 +26,7 @@ public static class ResultsLog
         var done = new Dictionary<string, List<ResultRow>>();
         if (!File.Exists(path)) return new State(done, 0, 0, 0);
         byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        bytes = IO.SafeFiles.ReadAllBytes(path, "results file");
 
         // Complete lines (ending in '\n') with their end offsets; a last line without '\n' is torn.
         var rows = new List<(ResultRow Row, long End, int Line)>();
