@@ -54,6 +54,9 @@ public sealed class PassContext
     }
 
     /// <summary>Frees one tensor of the pass before the pass ends (inference passes free activations no later node reads).</summary>
+    /// <summary>Tensors the pass holds now.</summary>
+    internal int Count => _owned.Count;
+
     internal void Free(object storage)
     {
         int i = _owned.FindLastIndex(t => !t.IsView && ReferenceEquals(t.Storage, storage));

@@ -177,6 +177,9 @@ public sealed class Model : IDisposable
     bool _inferred;
     int[]? _lastUse;
 
+    /// <summary>Tensors the last pass still holds (tests check that <see cref="Infer"/> frees them).</summary>
+    internal int LiveActivations => _ctx.Count;
+
     /// <summary>
     /// The bookkeeping of <see cref="Infer"/>: node outputs that share storage (a Flatten's view, an identity) form one
     /// group, owned by the node that allocated it; a group is freed after the last node that reads any of its members.
