@@ -95,7 +95,9 @@ public static class Idx
         try
         {
             using var fs = Npy.OpenRead(path);
-            using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(fs, CompressionMode.Decompress) : fs;
+            bool gz = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
+            uint? isize = gz ? GzipDeclaredSize(fs) : null;
+            using Stream s = gz ? new GZipStream(fs, CompressionMode.Decompress) : fs;
             int head = 4 + 4 * nd;
             var hb = new byte[head];
             int got = ReadFully(s, hb, head);
@@ -113,13 +115,27 @@ public static class Idx
             long count = Limits.Product(dims);
             if (count < 0) throw new PerturbException($"{path}: dimensions {string.Join("x", dims)} hold more bytes than 64-bit arithmetic counts");
             Limits.Check($"{path}: dimensions {string.Join("x", dims)}: bytes", count, Math.Min(Limits.MaxArrayBytes, Array.MaxLength), "PERTURB_MAX_ARRAY_BYTES");
-            var data = new byte[count];
-            got = ReadFully(s, data, (int)count);
+            if (isize is { } declared && (uint)(head + count) != declared && declared < head + count)
+                throw new PerturbException($"{path}: the gzip trailer declares {declared} uncompressed bytes but the IDX header's dimensions {string.Join("x", dims)} need {head + count}");
+            var data = IO.SafeFiles.ReadUpTo(s, count);
+            got = data.Length;
             if (got < count)
                 throw new PerturbException($"{path}: truncated: dimensions {string.Join("x", dims)} need {count} bytes of data, the file has {got}");
             return (dims, data);
         }
         catch (InvalidDataException e) { throw new PerturbException($"{path}: not a valid gzip file: {e.Message}"); }
+    }
+
+    /// <summary>The uncompressed size a gzip member declares in its last 4 bytes (modulo 2^32), leaving the stream at the start.</summary>
+    static uint? GzipDeclaredSize(FileStream fs)
+    {
+        if (!fs.CanSeek || fs.Length < 18) return null;
+        var b = new byte[4];
+        fs.Seek(-4, SeekOrigin.End);
+        int got = 0;
+        while (got < 4) { int k = fs.Read(b, got, 4 - got); if (k <= 0) break; got += k; }
+        fs.Seek(0, SeekOrigin.Begin);
+        return got == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b) : null;
     }
 
     static int ReadFully(Stream s, byte[] buf, int n)

@@ -119,8 +119,8 @@ public static class Npy
         long n = h.Count, bytes = n * h.ItemSize;
         if (declaredBytes is { } dec && h.HeaderBytes + bytes > dec)
             throw new PerturbException($"{where}: the archive declares {dec:N0} bytes for this member but its header's shape {h.ShapeText} of '{h.Descr}' needs {h.HeaderBytes + bytes:N0}");
-        var data = new byte[bytes];
-        int got = ReadFully(s, data);
+        var data = SafeFiles.ReadUpTo(s, bytes);
+        long got = data.Length;
         if (got < bytes) throw new PerturbException($"{where}: truncated: shape {h.ShapeText} of '{h.Descr}' needs {bytes} bytes of data, the file has {got}");
         int size = h.ItemSize;
         if (h.BigEndian && size > 1)
@@ -370,10 +370,14 @@ public sealed class NpzFile : IDisposable
     {
         Path = path;
         _fs = Npy.OpenRead(path);
-        try { _zip = new ZipArchive(_fs, ZipArchiveMode.Read); }
-        catch (InvalidDataException e) { _fs.Dispose(); throw new PerturbException($"{path}: not a valid .npz (zip) file: {e.Message}"); }
-        // NumPy reads the last of two members with one name, ZipArchive.GetEntry the first: refuse the ambiguity.
-        var dup = _zip.Entries.GroupBy(e => e.FullName.EndsWith(".npy") ? e.FullName[..^4] : e.FullName).FirstOrDefault(g => g.Count() > 1);
+        IGrouping<string, ZipArchiveEntry>? dup;
+        try
+        {
+            _zip = new ZipArchive(_fs, ZipArchiveMode.Read);
+            // NumPy reads the last of two members with one name, ZipArchive.GetEntry the first: refuse the ambiguity.
+            dup = _zip.Entries.GroupBy(e => e.FullName.EndsWith(".npy") ? e.FullName[..^4] : e.FullName).FirstOrDefault(g => g.Count() > 1);
+        }
+        catch (InvalidDataException e) { _zip?.Dispose(); _fs.Dispose(); throw new PerturbException($"{path}: not a valid .npz (zip) file: {e.Message}"); }
         if (dup != null)
         {
             Dispose();

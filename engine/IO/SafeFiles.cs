@@ -72,6 +72,41 @@ public static class SafeFiles
         return got == len ? buf : buf.AsSpan(0, got).ToArray();
     }
 
+    /// <summary>
+    /// Reads up to <paramref name="n"/> bytes (fewer at the end of the stream). Memory follows the data that actually
+    /// arrives, not the size a header claims: a seekable stream is checked against its length first, any other is read
+    /// in chunks. So a 100-byte file whose header claims a gigabyte allocates about 100 bytes.
+    /// </summary>
+    public static byte[] ReadUpTo(Stream s, long n)
+    {
+        if (n <= 0) return Array.Empty<byte>();
+        if (s.CanSeek) n = Math.Min(n, Math.Max(0, s.Length - s.Position));
+        if (n > Array.MaxLength) n = Array.MaxLength;
+        const int chunk = 16 << 20;
+        if (n <= chunk || s.CanSeek)
+        {
+            var buf = new byte[n];
+            int got = 0;
+            while (got < n) { int k = s.Read(buf, got, (int)(n - got)); if (k <= 0) break; got += k; }
+            return got == n ? buf : buf[..got];
+        }
+        var parts = new List<byte[]>();
+        long total = 0;
+        while (total < n)
+        {
+            var part = new byte[Math.Min(chunk, n - total)];
+            int got = 0;
+            while (got < part.Length) { int k = s.Read(part, got, part.Length - got); if (k <= 0) break; got += k; }
+            parts.Add(got == part.Length ? part : part[..got]);
+            total += got;
+            if (got < part.Length) break; // the stream ended
+        }
+        var all = new byte[total];
+        long off = 0;
+        foreach (var p in parts) { p.CopyTo(all, off); off += p.Length; }
+        return all;
+    }
+
     public static string ReadAllText(string path, string what = "file") => System.Text.Encoding.UTF8.GetString(StripBom(ReadAllBytes(path, what)));
 
     static byte[] StripBom(byte[] b) => b.Length >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF ? b[3..] : b;

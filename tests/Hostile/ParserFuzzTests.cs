@@ -23,7 +23,8 @@ namespace Perturb.Tests.Hostile;
 /// </summary>
 public class ParserFuzzTests : TempDirTest
 {
-    const int Iterations = 250;
+    /// <summary>Inputs per parser: 250 in CI (a few seconds in all); PERTURB_FUZZ_ITERATIONS runs more locally.</summary>
+    static readonly int Iterations = int.TryParse(Environment.GetEnvironmentVariable("PERTURB_FUZZ_ITERATIONS"), out int n) && n > 0 ? n : 250;
     const long AllocationCap = 256L << 20;
 
     static readonly byte[] Extremes = { 0x00, 0xFF, 0x7F, 0x80, 0x01, (byte)'(', (byte)'{', (byte)'[', (byte)'9', (byte)'-' };
