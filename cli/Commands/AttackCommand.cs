@@ -75,7 +75,7 @@ public static class AttackCommand
         return c;
     }
 
-    static Option<bool> Overwrite() => new("--overwrite") { Description = "replace an --out folder that holds other files (a folder written by perturb is always replaced whole)" };
+    internal static Option<bool> Overwrite() => new("--overwrite") { Description = "replace an --out folder that holds other files (a folder written by perturb is always replaced whole)" };
 
     static Command BuildOne(string name, CliIO io)
     {

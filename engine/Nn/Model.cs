@@ -293,7 +293,7 @@ public sealed class Model : IDisposable
             if (arch["classes"] is JsonArray cl) m.ClassNames = cl.Select(v => (string)v!).ToArray();
             return m;
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException or InvalidCastException or NullReferenceException or KeyNotFoundException)
         {
             throw new PerturbException($"bad architecture description: {e.Message}");
         }

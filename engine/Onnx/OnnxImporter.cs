@@ -93,7 +93,11 @@ sealed class Importer
         foreach (var n in g.Node)
         {
             _cur = n;
-            Convert(n);
+            // A node missing an input, output or attribute the operator needs (a damaged or hand-made file) is one
+            // error naming the node, not an index or key exception from deep inside the conversion.
+            try { Convert(n); }
+            catch (Exception e) when (e is ArgumentOutOfRangeException or IndexOutOfRangeException or KeyNotFoundException or InvalidOperationException or NullReferenceException or InvalidCastException or OverflowException)
+            { throw Err(n, $"malformed node (an input, output or attribute it needs is missing or of the wrong kind: {e.Message})"); }
         }
         if (g.Output.Count == 0) throw new PerturbException("the graph declares no output");
         var outName = g.Output[0].Name;

@@ -101,6 +101,32 @@ public class ParserFuzzTests : TempDirTest
         FuzzFile(File.ReadAllBytes(Path.Combine(Dir, "seed.safetensors")), "fuzz.safetensors", f => ModelFile.Load(f, be).Dispose());
     }
 
+    /// <summary>The architecture JSON inside a model file, mutated as text: FromArchitecture and every layer's settings.</summary>
+    [Fact]
+    public void ModelArchitectureJson()
+    {
+        using var be = new CpuBackend();
+        var g = new GraphBuilder(1, 6, 6);
+        g.Add("norm", new Normalize(new[] { 0.5f }, new[] { 0.5f }), GraphBuilder.Input);
+        g.Add("conv", new Conv2d(1, 2, 3, padding: 1));
+        g.Add("bn", new BatchNorm2d(2));
+        g.Add("relu", new ActivationLayer(Activation.Relu));
+        g.Add("pool", new Pool2d(true, 2));
+        g.Add("flat", new Flatten());
+        g.Add("fc", new Linear(18, 3));
+        var p = Path.Combine(Dir, "seed.safetensors");
+        using (var m = g.Build(be, 1)) ModelFile.Save(m, p);
+        var (tensors, meta) = SafeTensors.Read(p);
+        var arch = System.Text.Encoding.UTF8.GetBytes(meta[ModelFile.ArchKey]);
+        Mutated(arch).Sample(b =>
+        {
+            var mm = new Dictionary<string, string>(meta) { [ModelFile.ArchKey] = System.Text.Encoding.UTF8.GetString(b) };
+            var f = Path.Combine(Dir, "fuzz.safetensors");
+            SafeTensors.Write(f, tensors, mm);
+            OneClearOutcome(() => ModelFile.Load(f, be).Dispose());
+        }, iter: Iterations, threads: 1);
+    }
+
     [Fact]
     public void OnnxModelFile()
     {
