@@ -47,7 +47,7 @@ public static class PredictCommand
                 for (int i = 0; i < n; i++)
                 {
                     var p = probs[i];
-                    int arg = 0; for (int j = 1; j < p.Length; j++) if (p[j] > p[arg]) arg = j;
+                    int arg = Losses.Argmax(p);
                     string label = arg < names.Length ? names[arg] : arg.ToString();
                     io.Out.WriteLine($"{files[start + i]}\t{label}\t{p[arg]:F4}");
                     results.Add(new JsonObject
