@@ -99,9 +99,14 @@ public static class AttackCommand
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
         var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs" };
+        var pngBits = new Option<int?>("--png-bits") { Description = "with --out: every adversarial image as an 8- or 16-bit PNG, re-read and classified again (success after rounding in --json)" };
+        pngBits.AcceptOnlyFromAmong("8", "16");
+        var dicom = new Option<bool>("--dicom") { Description = "with --out: every adversarial image as a DICOM file beside its source's metadata, at the source's bit depth, re-read and classified again" };
+        var window = CommonOptions.Window();
+        var frame = CommonOptions.Frame();
         var json = CommonOptions.Json();
         var c = new Command(name, $"the {name} attack");
-        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, candidates, seed, device, batch, outp, json }) c.Options.Add(o);
+        foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, candidates, seed, device, batch, outp, pngBits, dicom, window, frame, json }) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var epsList = ParseList(pr.GetValue(eps), "--eps");
@@ -119,7 +124,9 @@ public static class AttackCommand
                 throw new PerturbException($"attack {name} needs --eps (e.g. --eps 1/255,2/255,4/255,8/255)", 2);
             if (!attack.NeedsEpsilon && epsList != null)
                 throw new PerturbException($"attack {name} has no budget; leave out --eps", 2);
-            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
+            var quant = new QuantizedOutputOptions { PngBits = pr.GetValue(pngBits), Dicom = pr.GetValue(dicom), MaxBatch = settings.MaxBatch };
+            if ((quant.PngBits != null || quant.Dicom) && pr.GetValue(outp) == null) throw new PerturbException("--png-bits and --dicom write files: give --out DIR", 2);
+            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed), CommonOptions.Dicom(pr.GetValue(window), pr.GetValue(frame)));
             int count = pr.GetValue(n);
             if (count < 0) throw new PerturbException($"--n must be 0 or positive, got {count}", 2);
             if (count > 0) d = d.Take(count);
@@ -142,9 +149,13 @@ public static class AttackCommand
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
             var dir = pr.GetValue(outp);
             var wb = (attack as Engine.Attacks.Search.WhiteBalance)?.Found;
+            var checks = new List<QuantizedCheck>();
             if (dir != null)
             {
                 AttackOutput.Save(dir, r, d.X);
+                checks = QuantizedOutput.Save(dir, r, d, m, name, quant);
+                foreach (var qc in checks)
+                    io.Out.WriteLine($"  {qc.Kind,-6} eps {(qc.Eps.HasValue ? qc.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-")}: success {qc.SuccessRate:P1} after writing and re-reading {qc.Files} files (max error {qc.MaxErrorLevels:F2} grey levels)");
                 if (attack is Engine.Attacks.Search.Moea mo) Engine.Attacks.Search.Moea.WriteParetoCsv(Path.Combine(dir, "pareto_front.csv"), mo.ParetoFronts);
                 if (wb != null) AtomicFile.WriteText(Path.Combine(dir, "white_balance.csv"), Engine.Attacks.Search.WhiteBalance.SettingsCsv(wb, r.Results[0].Success));
                 io.Out.WriteLine($"wrote {dir}");
@@ -155,6 +166,7 @@ public static class AttackCommand
                 var j = r.ToJson(modelPath);
                 j["data"] = pr.GetValue(data); j["split"] = pr.GetValue(split); j["device"] = be.Name;
                 if (wb != null) j["white_balance"] = Engine.Attacks.Search.WhiteBalance.SettingsJson(wb);
+                QuantizedOutput.AddTo(j, r.Results, checks);
                 CliUtil.WriteJson(jpath, j);
             }
             return 0;
