@@ -39,7 +39,7 @@ internal static partial class DicomCodec
     static bool _ready;
 
     /// <summary>Registers the glue resolver once and checks GDCM loads; one clear error line otherwise.</summary>
-    static void Ensure(string path)
+    internal static void Ensure(string path)
     {
         lock (Gate)
         {
@@ -99,6 +99,27 @@ internal static partial class DicomCodec
     static double? FirstNumber(string? s) =>
         s != null && double.TryParse(s.Split('\\')[0].Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v : null;
 
+    /// <summary>
+    /// GDCM reads a file cut short inside native (uncompressed) pixel data without complaint, zero-filling what is
+    /// missing. So look for the Pixel Data element's header (tag 7FE0,0010, with or without an OW/OB VR, its length
+    /// the size the image needs) and check the bytes after it are all in the file.
+    /// </summary>
+    static void CheckNotTruncated(string path, long need)
+    {
+        var b = File.ReadAllBytes(path);
+        long dataStart = -1;
+        for (int i = b.Length - 8; i >= 0 && dataStart < 0; i--)
+        {
+            if (b[i] != 0xE0 || b[i + 1] != 0x7F || b[i + 2] != 0x10 || b[i + 3] != 0x00) continue;
+            if (i + 12 <= b.Length && b[i + 4] == 'O' && (b[i + 5] == 'W' || b[i + 5] == 'B') && BitConverter.ToUInt32(b, i + 8) is var ve && (ve == need || ve == need + 1))
+                dataStart = i + 12;
+            else if (BitConverter.ToUInt32(b, i + 4) is var vi && (vi == need || vi == need + 1))
+                dataStart = i + 8;
+        }
+        if (dataStart >= 0 && b.Length - dataStart < need)
+            throw Bad(path, $"pixel data truncated: {b.Length - dataStart} bytes of the {need} the image needs");
+    }
+
     /// <summary>Frames in the file, from its header only (the pixel data is not decoded).</summary>
     public static int CountFrames(string path)
     {
@@ -133,6 +154,7 @@ internal static partial class DicomCodec
         if (total > 1L << 28) throw Bad(path, $"image too large ({cols}x{rows}x{spp}, {frames} frames)");
         long len = im.GetBufferLength();
         if (len < total * (ba / 8)) throw Bad(path, $"pixel data holds {len} bytes, {total * (ba / 8)} expected");
+        if (!im.GetTransferSyntax().IsEncapsulated()) CheckNotTruncated(path, total * (ba / 8));
         var buf = new byte[len];
         if (!im.GetBuffer(buf)) throw Bad(path, $"GDCM could not decode the pixel data (transfer syntax {im.GetTransferSyntax().GetString()?.TrimEnd('\0')})");
         bool planar = spp == 3 && im.GetPlanarConfiguration() == 1;
@@ -180,6 +202,7 @@ internal static partial class DicomCodec
                 else BitConverter.TryWriteBytes(buf.AsSpan(o), (ushort)(v & 0xffff));
             }
         var img = new gdcm.Image();
+        GC.SuppressFinalize(img); // reference counted: the writer that takes it deletes it (a second delete would crash)
         img.SetNumberOfDimensions(2);
         img.SetDimension(0, (uint)src.Columns); img.SetDimension(1, (uint)src.Rows);
         var pf = new gdcm.PixelFormat((ushort)spp, (ushort)src.BitsAllocated, (ushort)src.BitsStored, (ushort)(src.BitsStored - 1), (ushort)(src.Signed ? 1 : 0));
@@ -229,6 +252,7 @@ internal static partial class DicomCodec
 #else
 internal static partial class DicomCodec
 {
+    internal static void Ensure(string path) => throw new PerturbException($"{path}: {Missing}, then rebuild Perturb");
     public static int CountFrames(string path) => throw new PerturbException($"{path}: {Missing}, then rebuild Perturb");
     public static DicomRaw Read(string path) => throw new PerturbException($"{path}: {Missing}, then rebuild Perturb");
     public static void WriteDerived(DicomRaw src, int[] frame, string outPath, DicomDerivation d) => throw new PerturbException($"{outPath}: {Missing}, then rebuild Perturb");
