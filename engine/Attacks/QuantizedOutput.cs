@@ -28,8 +28,8 @@ public sealed record QuantizedCheck(string Kind, float? Eps, int Files, double S
 /// model on the pixels read, so that an attack that works only in float shows. PNG: <c>png&lt;bits&gt;_&lt;tag&gt;/</c>, one
 /// grey or RGB file per image at 8 or 16 bits. DICOM: <c>dicom_&lt;tag&gt;/</c>, one single-frame file per image, written
 /// by <see cref="Dicom.WriteDerived"/> at the source's size and bit depth; an image that the data loader resized keeps
-/// the source's resolution: the perturbation is resized to the source (antialiased bilinear) and added to the source
-/// frame there, and the file read back is resized to the model again before it is classified.
+/// the source's resolution: the source frame is changed so that resizing it to the model gives the adversarial image
+/// (<see cref="ToSource"/>), and the file read back is resized to the model again before it is classified.
 /// </summary>
 public static class QuantizedOutput
 {
@@ -109,14 +109,7 @@ public static class QuantizedOutput
             var adv = e.Adversarial.AsSpan(i * size, size);
             var target = new float[orig.Length];
             if (raw.Rows == h && raw.Columns == w) adv.CopyTo(target);
-            else
-            {
-                // The perturbation at the source's size: resize 0.5 + delta/2 (in [0,1], as Resize clamps) and undo the offset.
-                var half = new float[size];
-                for (int k = 0; k < size; k++) half[k] = 0.5f + 0.5f * (adv[k] - d.X[(long)i * size + k]);
-                var up = ImageFile.Resize(half, c, h, w, raw.Rows, raw.Columns);
-                for (int k = 0; k < orig.Length; k++) target[k] = Math.Clamp(orig[k] + 2 * (up[k] - 0.5f), 0f, 1f);
-            }
+            else ToSource(orig, raw.Rows, raw.Columns, adv, c, h, w, target);
             var name = Path.GetFileNameWithoutExtension(src.File) + (raw.Frames > 1 ? $"_frame{src.Frame}" : "");
             var path = Path.Combine(sub, $"{i:D4}_{name}.dcm");
             Directory.CreateDirectory(sub);
@@ -129,6 +122,31 @@ public static class QuantizedOutput
             ImageFile.Resize(back.Pixels, c, raw.Rows, raw.Columns, h, w).CopyTo(reread, (long)i * size);
         }
         return Check("dicom", r, e, model, reread, maxBatch, maxErr);
+    }
+
+    /// <summary>
+    /// The source-size image whose resize to the model is the adversarial image: the source frame plus a perturbation
+    /// found by back-projection (d += Up(adv - Down(clamp(orig + d))), Up and Down the antialiased bilinear resize),
+    /// up to 100 rounds or until the residual is under a 65535th. Plain upsampling of the perturbation would not do:
+    /// resizing down again blurs a perturbation made at the model's size, and measured here that undid a PGD attack.
+    /// </summary>
+    static void ToSource(float[] orig, int rows, int cols, ReadOnlySpan<float> adv, int c, int h, int w, float[] target)
+    {
+        int size = c * h * w;
+        var d = new float[orig.Length];
+        var half = new float[size];
+        for (int round = 0; round < 100; round++)
+        {
+            for (int k = 0; k < orig.Length; k++) target[k] = Math.Clamp(orig[k] + d[k], 0f, 1f);
+            var down = ImageFile.Resize(target, c, rows, cols, h, w);
+            float worst = 0;
+            for (int k = 0; k < size; k++) { float r = adv[k] - down[k]; worst = Math.Max(worst, Math.Abs(r)); half[k] = 0.5f + 0.5f * r; }
+            if (worst < 1f / 65535) break;
+            // Resize clamps to [0,1]: resize 0.5 + r/2 and undo the offset.
+            var up = ImageFile.Resize(half, c, h, w, rows, cols);
+            for (int k = 0; k < orig.Length; k++) d[k] += 2 * (up[k] - 0.5f);
+        }
+        for (int k = 0; k < orig.Length; k++) target[k] = Math.Clamp(orig[k] + d[k], 0f, 1f);
     }
 
     static QuantizedCheck Check(string kind, AttackResult r, EpsResult e, Model model, float[] x, int maxBatch, double maxErr)
