@@ -40,7 +40,7 @@ public static class PredictCommand
                 var x = new float[n * c * h * w];
                 for (int i = 0; i < n; i++) ImageFile.Load(files[start + i], c, h, w, dicom).CopyTo(x, i * c * h * w);
                 using var xt = be.FromArray(x, n, c, h, w);
-                var probs = Losses.Probabilities(be, m.Forward(xt));
+                var probs = Losses.Probabilities(be, m.Infer(xt));
                 for (int i = 0; i < n; i++)
                 {
                     var p = probs[i];

@@ -172,7 +172,7 @@ public static class QuantizedOutput
         {
             int m = Math.Min(maxBatch, n - s);
             using var t = be.FromArray(x.AsSpan((int)((long)s * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
-            Losses.Predict(be, model.Forward(t)).CopyTo(pred, s);
+            Losses.Predict(be, model.Infer(t)).CopyTo(pred, s);
         }
         model.ReleaseActivations();
         return pred;

@@ -106,7 +106,7 @@ internal static partial class DicomCodec
     /// </summary>
     static void CheckNotTruncated(string path, long need)
     {
-        var b = File.ReadAllBytes(path);
+        var b = IO.SafeFiles.ReadAllBytes(path, "DICOM file");
         long dataStart = -1;
         for (int i = b.Length - 8; i >= 0 && dataStart < 0; i--)
         {
