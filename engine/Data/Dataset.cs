@@ -16,6 +16,10 @@ public sealed class Dataset
     public int NumClasses => ClassNames.Length;
     public int SampleSize => Channels * Height * Width;
     public string Name { get; init; } = "";
+    /// <summary>Where each sample came from, for data sets read from files (image folders); null otherwise.</summary>
+    public ImageSource[]? Sources { get; init; }
+    /// <summary>How DICOM samples were read (window, frame), so that writing them back inverts the same mapping.</summary>
+    public DicomOptions? Dicom { get; init; }
 
     public Dataset(float[] x, int[] labels, int c, int h, int w, string[] classNames)
     {
@@ -58,7 +62,7 @@ public sealed class Dataset
                 throw new PerturbException($"data set '{Name}': mask of sample {i / hw} holds value {v} at pixel ({i % hw / Width}, {i % Width}), outside the {classNames.Length} classes" + (ignore >= 0 ? $" and not the ignore label {ignore}" : ""));
         }
         return new Dataset(X, Labels, Channels, Height, Width, ClassNames)
-        { Name = Name, Masks = masks, MaskClassNames = classNames, Instances = instances, IgnoreLabel = ignore };
+        { Name = Name, Sources = Sources, Dicom = Dicom, Masks = masks, MaskClassNames = classNames, Instances = instances, IgnoreLabel = ignore };
     }
 
     public ReadOnlySpan<int> Mask(int i) => Masks!.AsSpan(i * PixelsPerSample, PixelsPerSample);
@@ -88,7 +92,8 @@ public sealed class Dataset
         int p = n * PixelsPerSample;
         return new Dataset(X.AsSpan(0, n * SampleSize).ToArray(), Labels.AsSpan(0, n).ToArray(), Channels, Height, Width, ClassNames)
         {
-            Name = Name, Masks = Masks?.AsSpan(0, p).ToArray(), MaskClassNames = MaskClassNames,
+            Name = Name, Sources = Sources?[..n], Dicom = Dicom,
+            Masks = Masks?.AsSpan(0, p).ToArray(), MaskClassNames = MaskClassNames,
             Instances = Instances?.AsSpan(0, p).ToArray(), IgnoreLabel = IgnoreLabel,
         };
     }
