@@ -15,6 +15,8 @@ public static class DataSources
         "'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K'); " +
         "a MedMNIST .npz file (e.g. pneumoniamnist.npz; get one with 'perturb data fetch'); " +
         "a folder of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...); " +
+        "a segmentation folder ROOT/images/*.png with ROOT/masks/*.png of the same names (class = 8-bit mask value, or the colour's index in ROOT/palette.json; masks resized nearest-neighbour), " +
+        "or a segmentation .npz (train_images/train_masks, test_images/test_masks); " +
         "or a folder of class folders of .png/.jpg/.bmp/.dcm images (DICOM through GDCM, one image per frame) (ROOT/CLASS/*.png, or ROOT/train|val|test/CLASS/*.png), " +
         "with optional settings 'ROOT:size=S|HxW,channels=1|3,test=F' (default: the first image's size and channels; " +
         "test=0.2 holds out 20% of each class, by --data-seed, when there are no train/test folders; " +
@@ -66,7 +68,15 @@ public static class DataSources
             if (!path.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
                 throw new PerturbException($"{path}: not a data set file (expected a MedMNIST .npz, a folder of IDX files or a folder of class folders)");
             new SpecOptions(spec, opts);
+            if (MaskData.IsMaskNpz(path))
+                return Generated(() => MaskData.LoadNpz(path), "segmentation .npz (images and masks)", path);
             return new(() => MedMnist.Load(path), s => MedMnist.LoadSplit(path, s), () => MedMnist.Info(path));
+        }
+        if (MaskData.IsMaskFolder(path))
+        {
+            var o = new SpecOptions(spec, opts, "size", "channels", "test");
+            var (h, w) = o.Size("size");
+            return Generated(() => MaskData.LoadFolder(path, h, w, o.Int("channels", 0), o.Double("test", 0.2), dataSeed), "segmentation folder (images/ and masks/)", path);
         }
         if (Idx.IsIdxFolder(path))
         {

@@ -214,7 +214,7 @@ public sealed class BestIterate : IDisposable
             if (s > _score[r]) { _score[r] = s; better[r] = 1f; }
         }
         _b.Be.Upload(_mask, better);
-        _b.A.SelectRows(_best, _b.A.Adv, _mask, scratch);
+        _b.A.SelectRows(_best, _b.A.Adv, _mask);
         return dice.Select(d => _a.Meets(_b.Targeted, d)).ToArray();
     }
 
