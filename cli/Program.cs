@@ -20,7 +20,7 @@ public static class Program
         root.Subcommands.Add(AttackCommand.Build(io));
         root.Subcommands.Add(PoisonCommand.Build(io));
         root.Subcommands.Add(DemoCommand.Build(io));
-        root.Subcommands.Add(DemoCommand.BuildReport(io));
+        root.Subcommands.Add(ReportCommand.Build(io));
         root.Subcommands.Add(SweepCommand.Build(io));
         root.Subcommands.Add(MergeCommand.Build(io));
         root.Subcommands.Add(WsiCommand.Build(io));

@@ -95,8 +95,8 @@ public static class ResultsLog
             throw new PerturbException($"{path}:{line}: cell '{cell.Id}' has budgets [{string.Join(", ", got)}] but the spec asks for [{string.Join(", ", want)}]; the spec changed since these rows were written (use another --out)");
         if (split != null && rows.Any(r => r.Split != split))
             throw new PerturbException($"{path}:{line}: cell '{cell.Id}' was run on the {rows[0].Split} split but the spec says {split} (use another --out)");
-        if (rows.Any(r => r.Seed != cell.Settings.Seed))
-            throw new PerturbException($"{path}:{line}: cell '{cell.Id}' was run with seed {rows[0].Seed} but the spec says {cell.Settings.Seed} (use another --out)");
+        if (rows.Any(r => r.Seed != cell.Seed))
+            throw new PerturbException($"{path}:{line}: cell '{cell.Id}' was run with seed {rows[0].Seed} but the spec says {cell.Seed} (use another --out)");
     }
 
     /// <summary>

@@ -21,13 +21,21 @@ public enum FoolingEncoding { Direct, Cppn }
 /// </summary>
 public sealed class FoolingImages
 {
+    [Setting("population", "offspring per generation", Min = 1)]
     public int Population { get; init; } = 100;
+    [Setting("iterations", "most generations", Min = 0)]
     public int Generations { get; init; } = 200;
+    [Setting("mutation_rate", "probability of mutating each gene (direct encoding)", Min = 0, MinOpen = true, Max = 1)]
     public double MutationRate { get; init; } = 0.1;
+    [Setting("eta", "distribution index of the polynomial mutation (direct encoding)", Min = 0)]
     public double Eta { get; init; } = 20;
+    [Setting("target_confidence", "confidence at which a class counts as fooled", Min = 0, MinOpen = true, Max = 1)]
     public double TargetConfidence { get; init; } = 0.99;
+    [Setting("seed", "seed of every random choice")]
     public ulong Seed { get; init; }
+    [Setting("query_batch", "most candidate images per forward pass", Min = 1)]
     public int QueryBatch { get; init; } = 4096;
+    [Setting("encoding", "direct (one gene per pixel) or cppn (CPPN genomes, simplified NEAT)")]
     public FoolingEncoding Encoding { get; init; } = FoolingEncoding.Direct;
     /// <summary>The CPPN mutation settings (Cppn encoding).</summary>
     public CppnEncoding Cppn { get; init; } = new();

@@ -10,12 +10,12 @@ public class SearchCliTests : TempDirTest
     public void RegistryMakesEverySearchAttack()
     {
         foreach (var name in Perturb.Engine.Attacks.AttackRegistry.SearchNames)
-            Assert.Equal(name, Perturb.Engine.Attacks.AttackRegistry.Create(name, new Perturb.Engine.Attacks.AttackSettings()).Name);
+            Assert.Equal(name, Perturb.Engine.Attacks.AttackRegistry.Create(name).Name);
         var op = (Perturb.Engine.Attacks.Search.OnePixel)Perturb.Engine.Attacks.AttackRegistry.Create("one-pixel",
-            new Perturb.Engine.Attacks.AttackSettings { Pixels = 5, Population = 400, Iterations = 100 });
+            new Dictionary<string, object> { ["pixels"] = 5, ["population"] = 400, ["iterations"] = 100 });
         Assert.Equal((5, 400, 100, 0.5f), (op.Pixels, op.Population, op.Iterations, op.F));
         Assert.Equal(77, ((Perturb.Engine.Attacks.Search.Square)Perturb.Engine.Attacks.AttackRegistry.Create("square",
-            new Perturb.Engine.Attacks.AttackSettings { Queries = 77 })).Queries);
+            new Dictionary<string, object> { ["queries"] = 77 })).Queries);
     }
 
     [Fact]

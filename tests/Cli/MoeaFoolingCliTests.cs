@@ -4,7 +4,8 @@ using Perturb.Engine.Data;
 
 namespace Perturb.Tests.Cli;
 
-public class SearchCliTests3 : TempDirTest
+/// <summary>moea (JSON and the Pareto front) and fooling images with the CPPN encoding from the CLI.</summary>
+public class MoeaFoolingCliTests : TempDirTest
 {
     static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
     const string Data = "synthetic:train=300,test=32";
