@@ -44,7 +44,7 @@ public static class PredictCommand
                 for (int i = 0; i < n; i++)
                 {
                     var p = probs[i];
-                    int arg = 0; for (int j = 1; j < p.Length; j++) if (p[j] > p[arg]) arg = j;
+                    int arg = Losses.Argmax(p);
                     string label = arg < names.Length ? names[arg] : arg.ToString();
                     var src = files[start + i];
                     io.Out.WriteLine($"{src.File}{(Dicom.IsDicom(src.File) ? $"#{src.Frame}" : "")}\t{label}\t{p[arg]:F4}");

@@ -38,7 +38,7 @@ public static class ImageHeader
             format = "JPEG";
             (w, h) = JpegSize(b, path);
         }
-        else throw Bad("not a PNG, JPEG or BMP image (its first bytes are none of their signatures)");
+        else throw Bad("not a readable image: not a PNG, JPEG or BMP (its first bytes are none of their signatures)");
         if (w <= 0 || h <= 0) throw Bad($"{format} header declares {w}x{h} pixels; an image needs at least one");
         Limits.Check($"{path}: {format} header declares {w}x{h}; pixels", w * h, Limits.MaxImagePixels, "PERTURB_MAX_IMAGE_PIXELS");
         return (format, w, h);

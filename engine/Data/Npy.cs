@@ -118,7 +118,7 @@ public static class Npy
         var h = ReadHeader(s, where);
         long n = h.Count, bytes = n * h.ItemSize;
         if (declaredBytes is { } dec && h.HeaderBytes + bytes > dec)
-            throw new PerturbException($"{where}: the archive declares {dec:N0} bytes for this member but its header's shape {h.ShapeText} of '{h.Descr}' needs {h.HeaderBytes + bytes:N0}");
+            throw new PerturbException($"{where}: truncated: shape {h.ShapeText} of '{h.Descr}' needs {bytes} bytes of data, the archive declares {Math.Max(0, dec - h.HeaderBytes)} for this member");
         var data = SafeFiles.ReadUpTo(s, bytes);
         long got = data.Length;
         if (got < bytes) throw new PerturbException($"{where}: truncated: shape {h.ShapeText} of '{h.Descr}' needs {bytes} bytes of data, the file has {got}");

@@ -38,7 +38,7 @@ public static class SafeFiles
         switch (Kind(path))
         {
             case FileKind.Regular: return;
-            case FileKind.Missing: throw new PerturbException($"{path}: no such {what}");
+            case FileKind.Missing: throw new PerturbException($"{path}: no such file");
             case FileKind.Directory: throw new PerturbException($"{path}: is a folder, not a {what}");
             default: throw new PerturbException($"{path}: not a regular file (a device, pipe or socket); only regular files are read");
         }
@@ -49,7 +49,7 @@ public static class SafeFiles
     {
         RequireRegular(path, what);
         try { return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new PerturbException($"{path}: no such {what}"); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new PerturbException($"{path}: no such file"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
     }
 

@@ -74,7 +74,7 @@ public sealed class SweepSpec
     {
         string text;
         try { text = IO.SafeFiles.ReadAllText(path, "sweep spec"); }
-        catch (PerturbException e) { throw new PerturbException(e.Message, 2); }
+        catch (PerturbException e) { throw new PerturbException($"{path}: cannot read the sweep spec: {(e.Message.StartsWith(path + ": ") ? e.Message[(path.Length + 2)..] : e.Message)}", 2); }
         JsonNode? root;
         try { root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}", 2); }
