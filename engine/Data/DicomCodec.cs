@@ -127,7 +127,7 @@ internal static partial class DicomCodec
         Ensure(path);
         if (!File.Exists(path)) throw Bad(path, "no such file");
         IO.SafeFiles.RequireRegular(path, "DICOM file");
-        var r = new gdcm.Reader();
+        using var r = new gdcm.Reader(); // disposed at the end: the data set below lives inside the reader
         r.SetFileName(path);
         if (!r.ReadUpToTag(new gdcm.Tag(0x7fe0, 0x0010))) throw Bad(path, "not a DICOM file GDCM can read");
         var ds = r.GetFile().GetDataSet();
@@ -138,7 +138,9 @@ internal static partial class DicomCodec
 
     public static DicomRaw Read(string path)
     {
-        var r = Open(path);
+        // The image and data set wrappers below point into the reader's memory: it must outlive them (a reader left to
+        // the finalizer can be deleted while they are in use), so it is disposed at the end of the method.
+        using var r = Open(path);
         var im = r.GetImage();
         var pf = im.GetPixelFormat();
         int cols = (int)im.GetDimension(0), rows = (int)im.GetDimension(1);
@@ -190,7 +192,7 @@ internal static partial class DicomCodec
     /// </summary>
     public static void WriteDerived(DicomRaw src, int[] frame, string outPath, DicomDerivation d)
     {
-        var r = Open(src.Path);
+        using var r = Open(src.Path); // outlives the file, data set and image wrappers that point into it
         var im = r.GetImage();
         var file = r.GetFile();
         var ds = file.GetDataSet();
