@@ -36,6 +36,7 @@ public sealed partial class IlgpuBackend
     Action<Index1D, V1, V1, V1, int>? _softmaxBwd;
     Action<Index1D, V1, V1, V1, V1, V1, int, int>? _ce;
     Action<Index1D, V1, V1, V1, V1, V1, int, int, float, int>? _cw;
+    Action<Index1D, V1, V1, V1, V1, V1, V1, int, int, int>? _dlr;
     Action<Index1D, V1, V1, V1, V1, V1, int>? _bce;
     Action<Index1D, V1, V1, V1>? _add, _mul;
     Action<Index1D, float, V1, V1>? _axpy, _scale;
@@ -459,6 +460,18 @@ public sealed partial class IlgpuBackend
         if (rows == 0) return;
         (_cw ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, V1, V1, int, int, float, int>(KL.CwMargin))(rows,
             V(logits), V(labels), V(loss), VOrDummy(dlogits), dlogits is null ? _dummy.View : V(gradScale), cols, targeted ? 1 : 0, kappa, dlogits is null ? 0 : 1);
+    }
+
+    public void DlrLoss(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols)
+    {
+        if (cols < 2) throw new ArgumentException($"dlr_loss: needs at least two classes, got {cols}");
+        Counters.Hit("dlr_loss", 4L * rows * cols);
+        CheckLoss(logits, labels, loss, dlogits, gradScale, rows, cols, "dlr_loss");
+        if (targeted) Check.Len(targets, rows, "dlr_loss", "targets");
+        if (rows == 0) return;
+        (_dlr ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, V1, V1, V1, int, int, int>(KL.Dlr))(rows,
+            V(logits), V(labels), targeted ? V(targets) : _dummy.View, V(loss), VOrDummy(dlogits), dlogits is null ? _dummy.View : V(gradScale),
+            cols, targeted ? 1 : 0, dlogits is null ? 0 : 1);
     }
 
     public void BceWithLogits(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows)
