@@ -95,6 +95,8 @@ public static class AttackCommand
         var iterations = new Option<int?>("--iterations") { Description = "generations or iterations (search attacks)" };
         var queries = new Option<int?>("--queries") { Description = "query budget per image (Square)" };
         var candidates = new Option<int?>("--candidates") { Description = "pixel-saliency: the most salient positions a pixel may take (default max(64, 5% of pixels))" };
+        var version = new Option<string?>("--version") { Description = "AutoAttack: standard, plus or rand (APGD with EOT over 20 draws)" };
+        version.AcceptOnlyFromAmong("standard", "plus", "rand");
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
@@ -102,6 +104,7 @@ public static class AttackCommand
         var json = CommonOptions.Json();
         var c = new Command(name, $"the {name} attack");
         foreach (var o in new Option[] { model, data, dataSeed, split, n, eps, norm, steps, stepSize, restarts, targeted, kappa, pixels, population, iterations, queries, candidates, seed, device, batch, outp, json }) c.Options.Add(o);
+        if (name == "autoattack") c.Options.Add(version);
         c.SetAction(pr =>
         {
             var epsList = ParseList(pr.GetValue(eps), "--eps");
@@ -113,6 +116,7 @@ public static class AttackCommand
                 Seed = pr.GetValue(seed), MaxBatch = Math.Max(1, pr.GetValue(batch)),
                 Pixels = pr.GetValue(pixels), Population = pr.GetValue(population), Iterations = pr.GetValue(iterations), Queries = pr.GetValue(queries),
                 Candidates = pr.GetValue(candidates),
+                Version = name == "autoattack" ? pr.GetValue(version) switch { "plus" => AutoAttackVersion.Plus, "rand" => AutoAttackVersion.Rand, "standard" => AutoAttackVersion.Standard, _ => null } : null,
             };
             var attack = AttackRegistry.Create(name, settings);
             if (attack.NeedsEpsilon && epsList == null)
@@ -140,6 +144,8 @@ public static class AttackCommand
             foreach (var e in r.Results)
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
+            foreach (var e in r.Results.Where(e => e.Stages != null))
+                io.Out.WriteLine($"  eps {e.Eps?.ToString("0.0####", CultureInfo.InvariantCulture)}: " + string.Join(" -> ", e.Stages!.Select(st => $"{st.Stage} {st.RobustAccuracy:P1}")));
             var dir = pr.GetValue(outp);
             var wb = (attack as Engine.Attacks.Search.WhiteBalance)?.Found;
             if (dir != null)

@@ -53,6 +53,7 @@ public sealed class AttackBatch : IDisposable
     readonly Tensor _dlogits, _loss, _zeroRows, _ones;
     readonly Tensor? _pair, _pairGrad;
     readonly Dictionary<float, Tensor> _consts = new();
+    Tensor? _trueLabels;
     Tensor? _bnGamma, _bnBeta, _bnMean, _bnVar, _bnScratch, _bnSaveMean;
 
     internal AttackBatch(Model model, int[] sampleIndex, int[] epsIndex, float[] eps, int[] trueLabels, int[]? targets,
@@ -108,6 +109,9 @@ public sealed class AttackBatch : IDisposable
         return Model.Backward(_dlogits, BackwardMode.InputOnly)!;
     }
 
+    /// <summary>Per-row targets of the targeted DLR loss (APGD-T sets one target class per round); null: the goal's.</summary>
+    public Tensor? DlrTargets { get; set; }
+
     /// <summary>Per-row loss of the last gradient or margin computation.</summary>
     public Tensor Loss => _loss;
 
@@ -117,6 +121,17 @@ public sealed class AttackBatch : IDisposable
         {
             if (Outputs == 1) Be.BceWithLogits(z, Labels, _loss, dlogits, gradScale, Rows);
             else Be.CrossEntropy(z, Labels, _loss, dlogits, gradScale, Rows, Outputs);
+            return;
+        }
+        if (kind == LossKind.Dlr)
+        {
+            // DLR is maximised to attack; targeted toward DlrTargets (APGD-T's round) or the goal's targets.
+            _trueLabels ??= Be.FromArray(TrueLabels.Select(v => (float)v).ToArray(), Rows);
+            var tgt = DlrTargets ?? (Targeted ? Labels : null);
+            var zz = z;
+            if (Outputs == 1) { Be.ChannelCopy(z, 1, 0, _pair!, 2, 1, 1, Rows, 1, false); zz = _pair!; }
+            Be.DlrLoss(zz, _trueLabels, tgt ?? _trueLabels, _loss, dlogits == null ? null : Outputs == 1 ? _pairGrad : dlogits, gradScale, tgt != null, Rows, Classes);
+            if (dlogits != null && Outputs == 1) Be.ChannelCopy(_pairGrad!, 2, 1, dlogits, 1, 0, 1, Rows, 1, false);
             return;
         }
         if (Outputs == 1)
@@ -303,7 +318,7 @@ public sealed class AttackBatch : IDisposable
     public void Dispose()
     {
         foreach (var t in new[] { X0, Adv, EpsT, Labels, Direction, StepCount, _dlogits, _loss, _zeroRows, _ones, _pair, _pairGrad,
-                     _bnGamma, _bnBeta, _bnMean, _bnVar, _bnScratch, _bnSaveMean })
+                     _bnGamma, _bnBeta, _bnMean, _bnVar, _bnScratch, _bnSaveMean, _trueLabels })
             t?.Dispose();
         foreach (var t in _consts.Values) t.Dispose();
         _consts.Clear();

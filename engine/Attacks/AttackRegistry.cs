@@ -1,5 +1,6 @@
 using Perturb.Engine.Attacks.Gradient;
 using Perturb.Engine.Attacks.Search;
+using Perturb.Engine.Nn;
 
 namespace Perturb.Engine.Attacks;
 
@@ -47,12 +48,14 @@ public sealed record AttackSettings
     public int? QueryBatch { get; init; }
     /// <summary>pixel-saliency: candidate positions (0: automatic).</summary>
     public int? Candidates { get; init; }
+    /// <summary>AutoAttack: standard, plus or rand.</summary>
+    public AutoAttackVersion? Version { get; init; }
 }
 
 /// <summary>Makes an attack from its CLI name.</summary>
 public static class AttackRegistry
 {
-    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
+    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "autoattack" };
     /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
     public static readonly string[] SearchNames = { "one-pixel", "square", "pixel-saliency", "white-balance", "moea" };
     public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
@@ -141,6 +144,43 @@ public static class AttackRegistry
                 {
                     Norm = s.Norm ?? d.Norm, MaxPasses = s.MaxPasses ?? d.MaxPasses, FoolingTarget = s.FoolingTarget ?? d.FoolingTarget,
                     RelStepSize = s.RelStepSize ?? d.RelStepSize, Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "apgd-ce":
+            case "apgd-dlr":
+            {
+                var d = new Apgd();
+                return new Apgd
+                {
+                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, Restarts = s.Restarts ?? d.Restarts, EotSamples = s.EotSamples ?? d.EotSamples,
+                    Loss = name == "apgd-dlr" ? LossKind.Dlr : LossKind.CrossEntropy, Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "apgd-t":
+            {
+                var d = new ApgdT();
+                return new ApgdT
+                {
+                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, Restarts = s.Restarts ?? d.Restarts, TargetClasses = s.TopK ?? d.TargetClasses,
+                    Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "fab-t":
+            {
+                var d = new FabT();
+                return new FabT
+                {
+                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, Restarts = s.Restarts ?? d.Restarts, TargetClasses = s.TopK ?? d.TargetClasses,
+                    Seed = s.Seed, MaxBatch = s.MaxBatch,
+                };
+            }
+            case "autoattack":
+            {
+                var d = new AutoAttack();
+                return new AutoAttack
+                {
+                    Norm = s.Norm ?? d.Norm, Version = s.Version ?? d.Version, Steps = s.Steps ?? d.Steps, Queries = s.Queries ?? d.Queries,
+                    TargetClasses = s.TopK ?? d.TargetClasses, Seed = s.Seed, MaxBatch = s.MaxBatch,
                 };
             }
             case "one-pixel":

@@ -47,6 +47,11 @@ public sealed class EpsResult
     /// <summary>Universal perturbation attacks: fraction of samples whose prediction the perturbation changes (NaN otherwise).</summary>
     public double FoolingRate { get; init; } = double.NaN;
 
+    /// <summary>Composite attacks (AutoAttack): the stage that broke each sample, null where none did (or it was wrong to begin with).</summary>
+    public string?[]? BrokenBy { get; init; }
+    /// <summary>Composite attacks: robust accuracy after each stage, in the order they ran.</summary>
+    public IReadOnlyList<(string Stage, double RobustAccuracy)>? Stages { get; init; }
+
     /// <summary>Fraction of all samples predicted as their true label after the attack.</summary>
     public double RobustAccuracy { get; init; }
     /// <summary>Success rate over the samples classified correctly before the attack.</summary>
@@ -90,7 +95,8 @@ public sealed class AttackResult
         static JsonNode? D(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
         var arr = new JsonArray();
         foreach (var r in Results)
-            arr.Add(new JsonObject
+        {
+            var o = new JsonObject
             {
                 ["eps"] = r.Eps.HasValue ? JsonValue.Create((double)r.Eps.Value) : null,
                 ["clean_accuracy"] = D(CleanAccuracy),
@@ -105,7 +111,15 @@ public sealed class AttackResult
                 ["fooling_rate"] = D(r.FoolingRate),
                 ["mean_queries"] = D(r.MeanQueries),
                 ["median_queries"] = D(r.MedianQueries),
-            });
+            };
+            if (r.Stages != null)
+                o["stages"] = new JsonArray(r.Stages.Select(st => (JsonNode)new JsonObject
+                {
+                    ["stage"] = st.Stage, ["robust_accuracy"] = D(st.RobustAccuracy),
+                    ["broken"] = r.BrokenBy!.Count(v => v == st.Stage),
+                }).ToArray());
+            arr.Add(o);
+        }
         return new JsonObject
         {
             ["attack"] = Attack,
@@ -124,12 +138,13 @@ public sealed class AttackResult
         var sb = new System.Text.StringBuilder();
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients"
-            + (r.Queries != null ? ",queries" : ""));
+            + (r.Queries != null ? ",queries" : "") + (r.BrokenBy != null ? ",broken_by" : ""));
         for (int i = 0; i < N; i++)
             sb.AppendLine(string.Format(inv, "{0},{1},{2},{3},{4},{5},{6},{7:G6},{8:G6},{9:G6},{10:G6},{11},{12:G6},{13:G6},{14},{15}",
                 i, r.Eps?.ToString("G6", inv) ?? "", Labels[i], Targets?[i].ToString(inv) ?? "", PredictedBefore[i], r.PredictedAfter[i],
                 r.Success[i] ? 1 : 0, ConfidenceBefore[i], TrueConfidenceBefore[i], r.ConfidenceAfter[i], r.TrueConfidenceAfter[i],
-                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : ""));
+                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : "")
+                + (r.BrokenBy != null ? "," + (r.BrokenBy[i] ?? "") : ""));
         return sb.ToString();
     }
 }

@@ -1,6 +1,7 @@
 namespace Perturb.Engine.Nn;
 
-public enum LossKind { CrossEntropy, CwMargin }
+/// <summary>Attack losses: cross-entropy (BCE for one output), the CW margin, and the DLR ratio (Croce and Hein 2020).</summary>
+public enum LossKind { CrossEntropy, CwMargin, Dlr }
 
 /// <summary>The result of a loss on a batch: per-sample losses and dLoss/dLogits, both on the device.</summary>
 public sealed class LossResult : IDisposable
