@@ -57,7 +57,7 @@ public static class AttackRegistry
 {
     public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "autoattack" };
     /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
-    public static readonly string[] SearchNames = { "one-pixel", "square", "pixel-saliency", "white-balance", "moea" };
+    public static readonly string[] SearchNames = { "one-pixel", "square", "pixel-saliency", "white-balance", "moea", "hopskipjump", "boundary" };
     public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
 
     /// <summary>
@@ -191,6 +191,17 @@ public static class AttackRegistry
                     Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
                     QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
                 };
+            }
+            case "hopskipjump":
+            {
+                var d = new HopSkipJump();
+                return new HopSkipJump { Norm = s.Norm ?? d.Norm, Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
+            }
+            case "boundary":
+            {
+                if (s.Norm == Norm.Linf) throw new PerturbException("boundary is the L2 attack; --norm linf does not apply", 2);
+                var d = new Boundary();
+                return new Boundary { Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
             }
             case "square":
             {
