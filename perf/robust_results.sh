@@ -17,8 +17,9 @@ parts=${*:-fgsm table multi hsj cw}
 data=../shared/data/medmnist/pneumoniamnist.npz
 if [[ ! -f $data ]]; then echo "skipped: $data is absent" >&2; exit 0; fi
 mkdir -p "$out"
-dotnet build cli -c Release -v q -nologo >/dev/null
-perturb=cli/bin/Release/net10.0/perturb
+# $PERTURB: another build of the CLI (default: build this tree's).
+if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
+perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
 peer="/usr/bin/python3 perf/peers/robust_peers.py --torchattacks ${TORCHATTACKS:-../adversarial-attacks-pytorch}"
 want() { [[ " $parts " == *" $1 "* ]]; }
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Philox = Perturb.Kernels.Philox;
 
 namespace Perturb.Engine.Nn;
 

@@ -63,6 +63,9 @@ public class ContractTests
         ["attack_step_l2 grad short"] = (be, T) => be.AttackStepL2(T(12), T(12), T(11), T(3), T(3), 3, 4),
     };
 
+    internal static IEnumerable<string> ShortCaseNames => ShortTensorCases.Keys;
+    internal static void RunShortCase(string name, IBackend be, Func<int, Tensor> T) => ShortTensorCases[name](be, T);
+
     [Theory, MemberData(nameof(ShortCases))]
     public void TooShortTensorThrowsArgumentException(string backend, string name)
     {

@@ -17,35 +17,24 @@ public sealed partial class CpuBackend
         return (mx, (float)Math.Log(s));
     }
 
-    /// <summary>Runs body(row) for every row after checking x and y hold rows*cols values.</summary>
-    void ForRows(string op, Tensor x, Tensor y, int rows, int cols, long flopsPerValue, Action<Span<float>, Span<float>> body)
+    /// <summary>Runs body(row of x, row of y) for every row.</summary>
+    void ForRows(Tensor x, Tensor y, int rows, int cols, Action<Span<float>, Span<float>> body)
     {
-        long len = (long)rows * cols;
-        var xb = B(x, len, op, "x"); var yb = B(y, len, op, "y");
-        Counters.Hit(op, flopsPerValue * len);
+        var xb = B(x); var yb = B(y);
         For(rows, cols, r => body(xb.Span((long)r * cols, cols), yb.Span((long)r * cols, cols)));
     }
 
-    public void Softmax(Tensor x, Tensor y, int rows, int cols) =>
-        ForRows("softmax", x, y, rows, cols, 4, (xs, ys) =>
+    protected override void SoftmaxCore(Tensor x, Tensor y, int rows, int cols, bool log) =>
+        ForRows(x, y, rows, cols, (xs, ys) =>
         {
             var (mx, ls) = LogSumExp(xs);
-            for (int j = 0; j < xs.Length; j++) ys[j] = MathF.Exp(xs[j] - mx - ls);
+            if (log) for (int j = 0; j < xs.Length; j++) ys[j] = xs[j] - mx - ls;
+            else for (int j = 0; j < xs.Length; j++) ys[j] = MathF.Exp(xs[j] - mx - ls);
         });
 
-    public void LogSoftmax(Tensor x, Tensor y, int rows, int cols) =>
-        ForRows("log_softmax", x, y, rows, cols, 4, (xs, ys) =>
-        {
-            var (mx, ls) = LogSumExp(xs);
-            for (int j = 0; j < xs.Length; j++) ys[j] = xs[j] - mx - ls;
-        });
-
-    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int rows, int cols)
+    protected override void SoftmaxBackwardCore(Tensor y, Tensor dy, Tensor dx, int rows, int cols)
     {
-        const string op = "softmax_bwd";
-        long len = (long)rows * cols;
-        var yb = B(y, len, op, "y"); var db = B(dy, len, op, "dy"); var ob = B(dx, len, op, "dx");
-        Counters.Hit(op, 4 * len);
+        var yb = B(y); var db = B(dy); var ob = B(dx);
         For(rows, cols, r =>
         {
             var ys = yb.Span((long)r * cols, cols); var g = db.Span((long)r * cols, cols); var o = ob.Span((long)r * cols, cols);
@@ -54,27 +43,15 @@ public sealed partial class CpuBackend
         });
     }
 
-    /// <summary>Reads the label of row r as an integer class index and checks its range.</summary>
-    static int Label(Buf labels, int r, int cols, string op)
-    {
-        float v = labels[r];
-        int t = (int)v;
-        if (t < 0 || t >= cols || t != v) throw new ArgumentException($"{op}: label {v} of row {r} is not a class index in [0, {cols})");
-        return t;
-    }
-
     /// <summary>Per-row loss: returns loss of logits z with class t; writes scale * d loss/d z into grad when hasGrad.</summary>
     delegate float RowLoss(int row, ReadOnlySpan<float> z, int t, Span<float> grad, float scale, bool hasGrad);
 
-    /// <summary>Shared driver of the class-label losses: checks, counts, validates labels, runs one row per work item.</summary>
-    void ClassLoss(string op, long flopsPerValue, Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols, RowLoss body)
+    /// <summary>Shared driver of the class-label losses (labels already checked): one row per work item.</summary>
+    void ClassLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols, RowLoss body)
     {
-        long len = (long)rows * cols;
-        var zb = B(logits, len, op, "logits"); var lb = B(labels, rows, op, "labels"); var ob = B(loss, rows, op, "loss");
-        Buf? gb = dlogits == null ? null : B(dlogits, len, op, "dlogits");
-        var sb = B(gradScale, gb == null ? 0 : rows, op, "gradScale");
-        Counters.Hit(op, flopsPerValue * len);
-        for (int r = 0; r < rows; r++) Label(lb, r, cols, op);
+        var zb = B(logits); var lb = B(labels); var ob = B(loss);
+        Buf? gb = dlogits == null ? null : B(dlogits);
+        var sb = B(gradScale);
         For(rows, cols, r =>
         {
             bool hasGrad = gb != null;
@@ -88,8 +65,8 @@ public sealed partial class CpuBackend
     /// loss = log(1 + S) and d loss/d z_t = -S / (1 + S) = -sum_{j != t} p_j, never 1 - p_t: p_t rounds to 1 in float32
     /// on a confident model and p_t - 1 would then be 0, where the sum of the other probabilities is not.
     /// </summary>
-    public void CrossEntropy(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols) =>
-        ClassLoss("ce_loss", 5, logits, labels, loss, dlogits, gradScale, rows, cols, (_, z, t, d, sc, hasGrad) =>
+    protected override void CrossEntropyCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols) =>
+        ClassLoss(logits, labels, loss, dlogits, gradScale, rows, cols, (_, z, t, d, sc, hasGrad) =>
         {
             // Shift by the row max (no overflow), sum the others apart from the target.
             float mx = TensorPrimitives.Max(z);
@@ -97,17 +74,17 @@ public sealed partial class CpuBackend
             for (int j = 0; j < z.Length; j++) if (j != t) so += Math.Exp(z[j] - mx);
             double sum = et + so;
             if (hasGrad)
-            {
                 for (int j = 0; j < z.Length; j++) d[j] = j == t ? (float)(-sc * (so / sum)) : (float)(sc * (Math.Exp(z[j] - mx) / sum));
-            }
             // log(sum) - (z_t - mx); log1p keeps the tiny loss of a confident row (z_t is the max, et = 1).
             return (float)(z[t] == mx ? Log1P(so) : Math.Log(sum) - (z[t] - mx));
         });
 
-    public void CwMarginLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols)
+    /// <summary>log(1 + v) for v &gt;= 0, exact to rounding for tiny v (where 1 + v rounds to 1).</summary>
+    static double Log1P(double v) => v < 1e-8 ? v * (1 - 0.5 * v) : Math.Log(1 + v);
+
+    protected override void CwMarginLossCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols)
     {
-        if (cols < 2) throw new ArgumentException($"cw_loss: needs at least two classes, got {cols}");
-        ClassLoss("cw_loss", 2, logits, labels, loss, dlogits, gradScale, rows, cols, (_, z, t, d, sc, hasGrad) =>
+        ClassLoss(logits, labels, loss, dlogits, gradScale, rows, cols, (_, z, t, d, sc, hasGrad) =>
         {
             int o = FirstArgmax(z, t);
             // margin = z_t - max_{j != t} z_j (untargeted), or its negation (targeted).
@@ -123,20 +100,15 @@ public sealed partial class CpuBackend
         });
     }
 
-    /// <summary>log(1 + v) for v &gt;= 0, exact to rounding for tiny v (where 1 + v rounds to 1).</summary>
-    static double Log1P(double v) => v < 1e-8 ? v * (1 - 0.5 * v) : Math.Log(1 + v);
-
     /// <summary>
     /// The DLR loss of Croce and Hein (2020), in double; see <see cref="IBackend.DlrLoss"/>. z sorted descending is
     /// z_(1) &gt;= z_(2) &gt;= ...; the denominator is z_(1) - z_(3) (untargeted) or z_(1) - (z_(3) + z_(4))/2
     /// (targeted), with fewer classes the deepest that exists (z_(3) for three classes), and 1 for two classes.
     /// </summary>
-    public void DlrLoss(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols)
+    protected override void DlrLossCore(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols)
     {
-        if (cols < 2) throw new ArgumentException($"dlr_loss: needs at least two classes, got {cols}");
-        var tb = B(targets, targeted ? rows : 0, "dlr_loss", "targets");
-        if (targeted) for (int r = 0; r < rows; r++) Label(tb, r, cols, "dlr_loss");
-        ClassLoss("dlr_loss", 4, logits, labels, loss, dlogits, gradScale, rows, cols, (r, z, y, d, sc, hasGrad) =>
+        var tb = B(targets);
+        ClassLoss(logits, labels, loss, dlogits, gradScale, rows, cols, (r, z, y, d, sc, hasGrad) =>
         {
             // The four largest logits, descending (the first index wins ties, as ArgmaxRows).
             Span<int> top = stackalloc int[4];
@@ -178,13 +150,11 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void BceWithLogits(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows)
+    protected override void BceWithLogitsCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows)
     {
-        const string op = "bce_loss";
-        var zb = B(logits, rows, op, "logits"); var lb = B(labels, rows, op, "labels"); var ob = B(loss, rows, op, "loss");
-        Buf? gb = dlogits == null ? null : B(dlogits, rows, op, "dlogits");
-        var sb = B(gradScale, gb == null ? 0 : rows, op, "gradScale");
-        Counters.Hit(op, 8L * rows);
+        var zb = B(logits); var lb = B(labels); var ob = B(loss);
+        Buf? gb = dlogits == null ? null : B(dlogits);
+        var sb = B(gradScale);
         For(rows, 8, r =>
         {
             // e = exp(-|z|) <= 1, so nothing overflows. sigmoid(z) - y = (1 - y) sigmoid(z) - y sigmoid(-z): the two
