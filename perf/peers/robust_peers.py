@@ -4,11 +4,13 @@ the same images (originals.npy / labels.npy from `perturb attack ... --out DIR`)
 
 For each attack and epsilon: robust accuracy (the model's fresh prediction on the returned images equals the label,
 over all N images) and seconds. fgsm64 is FGSM with the network and images in float64: the reference for FGSM's
-vanishing float32 gradient on confident models. cw reports the median L2 of the successful adversarials among the
+vanishing float32 gradient on confident models (it too vanishes once 1 - p_t < 1e-16); fgsm-lse and fgsm64-lse take
+the gradient of the cross-entropy written from the log-sum-exp at the target (as Perturb computes it), in float32 and
+float64. cw reports the median L2 of the successful adversarials among the
 images classified correctly before (success checked here, independently).
 
 Usage: python3 perf/peers/robust_peers.py --model M.safetensors --inputs DIR --torchattacks REPO
-           [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,pgd,apgd,autoattack,cw] [--json out.json]
+           [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,fgsm-lse,fgsm64-lse,pgd,apgd,autoattack,cw] [--json out.json]
 Runs on Debian's python3-torch 1.13 with 2 threads.
 """
 import argparse
@@ -33,10 +35,19 @@ def predict(model, x, bs=500):
         return torch.cat([model(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
 
 
-def fgsm(model, x, y, eps):
+def lse_cross_entropy(z, y):
+    """Cross-entropy as log1p(sum_{j != y} exp(z_j - z_y)): autograd then gives -sum_{j != y} p_j at the label,
+    which does not vanish when p_y rounds to 1 (PyTorch's own cross_entropy gives p_y - 1)."""
+    d = z - z.gather(1, y[:, None])
+    d = d.scatter(1, y[:, None], float("-inf"))
+    return torch.log1p(torch.exp(d).sum(1)).sum()
+
+
+def fgsm(model, x, y, eps, lse=False):
     """One signed-gradient step on the summed cross-entropy, clamped to [0,1] (torchattacks' FGSM, any dtype)."""
     x = x.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(x), y, reduction="sum")
+    z = model(x)
+    loss = lse_cross_entropy(z, y) if lse else torch.nn.functional.cross_entropy(z, y, reduction="sum")
     g, = torch.autograd.grad(loss, x)
     return (x + eps * g.sign()).clamp(0, 1).detach()
 
@@ -68,10 +79,12 @@ def main():
             t0 = time.perf_counter()
             err = None
             try:
-                if name == "fgsm64":
-                    m64 = load_model(a.model)[0].double()
-                    adv = torch.cat([fgsm(m64, x[i:i + a.batch].double(), y[i:i + a.batch], eps) for i in range(0, len(x), a.batch)])
-                    pred = predict(m64, adv)
+                if name in ("fgsm64", "fgsm-lse", "fgsm64-lse"):
+                    m = load_model(a.model)[0]
+                    dt = torch.float64 if name.startswith("fgsm64") else torch.float32
+                    m = m.to(dt)
+                    adv = torch.cat([fgsm(m, x[i:i + a.batch].to(dt), y[i:i + a.batch], eps, lse=name.endswith("lse")) for i in range(0, len(x), a.batch)])
+                    pred = predict(m, adv)
                 else:
                     if name == "fgsm":
                         atk = ta.FGSM(model, eps=eps)
