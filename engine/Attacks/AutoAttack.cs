@@ -18,13 +18,18 @@ public sealed class AutoAttack : Attack
 {
     public override string Name => "autoattack";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the ball: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
+    [Setting("version", "standard (APGD-CE, APGD-T, FAB-T, Square), plus, or rand (APGD-CE and APGD-DLR with EOT over 20 draws)")]
     public AutoAttackVersion Version { get; init; } = AutoAttackVersion.Standard;
     /// <summary>Iterations of the APGD and FAB stages (the paper: 100).</summary>
+    [Setting("steps", "iterations of the APGD and FAB stages", Min = 1)]
     public int Steps { get; init; } = 100;
     /// <summary>Square's query budget (the paper: 5,000).</summary>
+    [Setting("queries", "Square's query budget per image", Min = 1)]
     public int Queries { get; init; } = 5000;
     /// <summary>Target classes of APGD-T and FAB-T (the paper: 9, or fewer when the model has fewer).</summary>
+    [Setting("target_classes", "target classes of APGD-T and FAB-T", Min = 1)]
     public int TargetClasses { get; init; } = 9;
 
     /// <summary>The stages of <see cref="Version"/>, in order.</summary>

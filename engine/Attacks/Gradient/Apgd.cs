@@ -18,12 +18,16 @@ public class Apgd : Attack
 {
     public override string Name => Loss == LossKind.Dlr ? "apgd-dlr" : "apgd-ce";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the ball: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
+    [Setting("steps", "iterations (the step-size schedule scales with them)", Min = 1)]
     public int Steps { get; init; } = 100;
+    [Setting("restarts", "random restarts; a sample keeps its first success", Min = 1)]
     public int Restarts { get; init; } = 1;
-    /// <summary>Cross-entropy (BCE for one output) or DLR.</summary>
+    /// <summary>Cross-entropy (BCE for one output) or DLR (<see cref="ApgdDlr"/>).</summary>
     public LossKind Loss { get; init; } = LossKind.CrossEntropy;
     /// <summary>Gradient passes averaged per step (EOT), 1 for deterministic models.</summary>
+    [Setting("eot_samples", "gradient passes averaged per step (EOT, for randomised models)", Min = 1)]
     public int EotSamples { get; init; } = 1;
     /// <summary>The momentum weight of the previous step (0.25 = 1 - 0.75: the paper's alpha = 0.75).</summary>
     public const double Alpha = 0.75, RhoOscillation = 0.75;
@@ -215,7 +219,7 @@ public class Apgd : Attack
                 int k = b.Outputs;
                 for (int r = 0; r < rows; r++)
                 {
-                    int pred = k == 1 ? (z[r] > 0 ? 1 : 0) : Search.SearchAttack.Argmax(z.AsSpan(r * k, k));
+                    int pred = k == 1 ? (z[r] > 0 ? 1 : 0) : Losses.Argmax(z.AsSpan(r * k, k));
                     ok[r] = b.Targeted && !ownTargets ? pred == b.LossLabels[r] : pred != b.TrueLabels[r];
                 }
             }
@@ -223,6 +227,12 @@ public class Apgd : Attack
         if (EotSamples > 1) for (int j = 0; j < sum!.Length; j++) sum[j] /= EotSamples;
         return (sum!, loss, ok);
     }
+}
+
+/// <summary>APGD-DLR: APGD on the DLR loss (the plain margin for two-class models; see <see cref="IBackend.DlrLoss"/>).</summary>
+public sealed class ApgdDlr : Apgd
+{
+    public ApgdDlr() { Loss = LossKind.Dlr; }
 }
 
 /// <summary>
@@ -233,6 +243,7 @@ public class Apgd : Attack
 public sealed class ApgdT : Apgd
 {
     public override string Name => "apgd-t";
+    [Setting("target_classes", "target classes, ranked 2nd onward by the clean logits (fewer when the model has fewer)", Min = 1)]
     public int TargetClasses { get; init; } = 9;
 
     public ApgdT() { Loss = LossKind.Dlr; }

@@ -19,10 +19,14 @@ public sealed class DeepFool : Attack
 {
     public override string Name => "deepfool";
     public override bool NeedsEpsilon => false;
+    [Setting("norm", "the distance: l2 or linf")]
     public Norm Norm { get; init; } = Norm.L2;
+    [Setting("steps", "most iterations", Min = 1)]
     public int MaxIterations { get; init; } = 50;
+    [Setting("overshoot", "relative overshoot past the linearised boundary", Min = 0)]
     public float Overshoot { get; init; } = 0.02f;
     /// <summary>Candidate classes: the k most likely under the clean logits (the class moved away from included).</summary>
+    [Setting("top_k", "candidate classes: the k most likely under the clean logits", Min = 2)]
     public int TopK { get; init; } = 10;
 
     protected override void Validate()
@@ -44,7 +48,7 @@ public sealed class DeepFool : Attack
         var cands = new int[rows][];
         for (int r = 0; r < rows; r++)
         {
-            var z = ClassLogits(b.CleanLogits, r, k);
+            var z = Losses.ClassLogits(b.CleanLogits, r, k);
             cands[r] = b.Targeted ? new[] { b.LossLabels[r] }
                 : Enumerable.Range(0, nc).OrderByDescending(c => z[c]).ThenBy(c => c).Take(kk).Where(c => c != b.TrueLabels[r]).ToArray();
         }
@@ -60,8 +64,8 @@ public sealed class DeepFool : Attack
             bool any = false;
             for (int r = 0; r < rows; r++)
             {
-                var z = ClassLogits(logits, r, k);
-                int pred = Argmax(z);
+                var z = Losses.ClassLogits(logits, r, k);
+                int pred = Losses.Argmax(z);
                 active[r] = b.Targeted ? pred != b.LossLabels[r] : pred == b.TrueLabels[r];
                 src[r] = b.Targeted ? pred : b.TrueLabels[r];
                 any |= active[r];
@@ -92,7 +96,7 @@ public sealed class DeepFool : Attack
             {
                 if (!active[r]) return;
                 steps[r]++;
-                var z = ClassLogits(logits, r, k);
+                var z = Losses.ClassLogits(logits, r, k);
                 int s = src[r];
                 long o = (long)r * d;
                 double bestPert = double.PositiveInfinity; int bestK = -1; double bestNorm = 0;
@@ -122,13 +126,4 @@ public sealed class DeepFool : Attack
         b.StepsHost = steps;
     }
 
-    static float[] ClassLogits(float[] logits, int r, int k) =>
-        k == 1 ? new[] { 0f, logits[r] } : logits.AsSpan(r * k, k).ToArray();
-
-    static int Argmax(float[] z)
-    {
-        int m = 0;
-        for (int i = 1; i < z.Length; i++) if (z[i] > z[m]) m = i;
-        return m;
-    }
 }

@@ -17,12 +17,19 @@ public sealed class FabT : Attack
 {
     public override string Name => "fab-t";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the norm minimised: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
+    [Setting("steps", "iterations per target class", Min = 1)]
     public int Steps { get; init; } = 100;
+    [Setting("restarts", "starts per target class (the first at the image, the others random)", Min = 1)]
     public int Restarts { get; init; } = 1;
+    [Setting("target_classes", "target classes, ranked 2nd onward by the clean logits", Min = 1)]
     public int TargetClasses { get; init; } = 9;
+    [Setting("alpha_max", "largest weight of the step from the original image", Min = 0, Max = 1)]
     public double AlphaMax { get; init; } = 0.1;
+    [Setting("eta", "overshoot of the projection", Min = 1)]
     public double Eta { get; init; } = 1.05;
+    [Setting("beta", "pull-back toward the original after a success", Min = 0, Max = 1)]
     public double Beta { get; init; } = 0.9;
 
     protected override void Validate()
@@ -205,5 +212,5 @@ public sealed class FabT : Attack
         return p;
     }
 
-    static int Pred(float[] z, int r, int nc) => Search.SearchAttack.Argmax(z.AsSpan(r * nc, nc));
+    static int Pred(float[] z, int r, int nc) => Losses.Argmax(z.AsSpan(r * nc, nc));
 }

@@ -19,8 +19,10 @@ public sealed class Jsma : Attack
     public override string Name => "jsma";
     public override bool NeedsEpsilon => false;
     /// <summary>Change per chosen pixel: +1 saturates pixels upward (default), negative values darken.</summary>
+    [Setting("theta", "change per chosen feature (non-zero; negative decreases)")]
     public float Theta { get; init; } = 1f;
     /// <summary>Largest fraction of the values that may change.</summary>
+    [Setting("gamma", "most features changed, as a fraction of the input", Min = 0, MinOpen = true, Max = 1)]
     public float Gamma { get; init; } = 0.1f;
 
     protected override void Validate()
@@ -38,7 +40,7 @@ public sealed class Jsma : Attack
         for (int r = 0; r < rows; r++)
         {
             if (b.Targeted) { target[r] = b.LossLabels[r]; continue; }
-            var z = k == 1 ? new[] { 0f, b.CleanLogits[r] } : b.CleanLogits.AsSpan(r * k, k).ToArray();
+            var z = Losses.ClassLogits(b.CleanLogits, r, k);
             target[r] = Enumerable.Range(0, nc).Where(c => c != b.TrueLabels[r]).OrderByDescending(c => z[c]).ThenBy(c => c).First();
         }
         var domain = new bool[(long)rows * d];
@@ -57,7 +59,7 @@ public sealed class Jsma : Attack
             for (int r = 0; r < rows; r++)
             {
                 if (done[r]) continue;
-                int pred = k == 1 ? (logits[r] > 0 ? 1 : 0) : Argmax(logits.AsSpan(r * k, k));
+                int pred = Losses.PredictRow(logits, r, k);
                 if (pred == target[r] || changed[r] + 2 > maxChanged) done[r] = true;
                 else any = true;
             }
@@ -117,12 +119,5 @@ public sealed class Jsma : Attack
         }
         be.Upload(b.Adv, adv);
         b.StepsHost = steps;
-    }
-
-    static int Argmax(ReadOnlySpan<float> z)
-    {
-        int m = 0;
-        for (int i = 1; i < z.Length; i++) if (z[i] > z[m]) m = i;
-        return m;
     }
 }

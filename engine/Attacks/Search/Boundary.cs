@@ -12,8 +12,11 @@ namespace Perturb.Engine.Attacks.Search;
 public sealed class Boundary : DecisionAttack
 {
     public override string Name => "boundary";
+    [Setting("spherical_step", "initial orthogonal step, relative to the distance", Min = 0, MinOpen = true)]
     public double SphericalStep { get; init; } = 1e-2;
+    [Setting("source_step", "initial step toward the original, relative to the distance", Min = 0, MinOpen = true)]
     public double SourceStep { get; init; } = 1e-2;
+    [Setting("adaptation", "factor by which the steps grow or shrink", Min = 1, MinOpen = true)]
     public double Adaptation { get; init; } = 1.5;
 
     protected override IEnumerable<Probe> Attack(Image s)

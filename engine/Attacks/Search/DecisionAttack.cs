@@ -1,4 +1,5 @@
 using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
 
 namespace Perturb.Engine.Attacks.Search;
 
@@ -16,6 +17,7 @@ public abstract class DecisionAttack : SearchAttack
 {
     public override bool NeedsEpsilon => false;
     /// <summary>Query budget per image, the start included.</summary>
+    [Setting("queries", "query budget per image, the start included", Min = 1)]
     public int Queries { get; init; } = 5000;
 
     /// <summary>Candidates to evaluate; after the round, <see cref="Adversarial"/>[j] says whether candidate j met the goal.</summary>
@@ -90,7 +92,7 @@ public abstract class DecisionAttack : SearchAttack
                 var (p, i, _) = batch[q];
                 int j = next.TryGetValue(p, out var v) ? v : 0;
                 next[p] = j + 1;
-                p.Adversarial[j] = Meets(Argmax(z.AsSpan(q * classes, classes)), goal[i], targeted);
+                p.Adversarial[j] = Meets(Losses.Argmax(z.AsSpan(q * classes, classes)), goal[i], targeted);
             }
             running = running.Where(r => r.S.Left > 0 && r.It.Current.Adversarial.Length == r.It.Current.Candidates.Count && r.It.MoveNext()).ToList();
         }

@@ -12,8 +12,11 @@ namespace Perturb.Engine.Attacks.Search;
 public sealed class HopSkipJump : DecisionAttack
 {
     public override string Name => "hopskipjump";
+    [Setting("norm", "the distance minimised: l2 or linf")]
     public Norm Norm { get; init; } = Norm.L2;
+    [Setting("initial_evals", "boundary probes at the first iteration (then times sqrt(t))", Min = 1)]
     public int InitialEvals { get; init; } = 100;
+    [Setting("max_evals", "most boundary probes in one iteration", Min = 1)]
     public int MaxEvals { get; init; } = 10000;
 
     protected override void Validate()
