@@ -77,6 +77,7 @@ internal static partial class DicomCodec
     {
         Ensure(path);
         if (!File.Exists(path)) throw Bad(path, "no such file");
+        IO.SafeFiles.RequireRegular(path, "DICOM file"); // GDCM would block on a FIFO named x.dcm
         var r = new gdcm.ImageReader();
         r.SetFileName(path);
         if (!r.Read()) throw Bad(path, "not a DICOM image GDCM can read (no pixel data, an unknown transfer syntax, or a damaged file)");
@@ -125,7 +126,8 @@ internal static partial class DicomCodec
     {
         Ensure(path);
         if (!File.Exists(path)) throw Bad(path, "no such file");
-        var r = new gdcm.Reader();
+        IO.SafeFiles.RequireRegular(path, "DICOM file");
+        using var r = new gdcm.Reader(); // disposed at the end: the data set below lives inside the reader
         r.SetFileName(path);
         if (!r.ReadUpToTag(new gdcm.Tag(0x7fe0, 0x0010))) throw Bad(path, "not a DICOM file GDCM can read");
         var ds = r.GetFile().GetDataSet();
@@ -136,7 +138,9 @@ internal static partial class DicomCodec
 
     public static DicomRaw Read(string path)
     {
-        var r = Open(path);
+        // The image and data set wrappers below point into the reader's memory: it must outlive them (a reader left to
+        // the finalizer can be deleted while they are in use), so it is disposed at the end of the method.
+        using var r = Open(path);
         var im = r.GetImage();
         var pf = im.GetPixelFormat();
         int cols = (int)im.GetDimension(0), rows = (int)im.GetDimension(1);
@@ -188,7 +192,7 @@ internal static partial class DicomCodec
     /// </summary>
     public static void WriteDerived(DicomRaw src, int[] frame, string outPath, DicomDerivation d)
     {
-        var r = Open(src.Path);
+        using var r = Open(src.Path); // outlives the file, data set and image wrappers that point into it
         var im = r.GetImage();
         var file = r.GetFile();
         var ds = file.GetDataSet();
