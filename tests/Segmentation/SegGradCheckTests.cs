@@ -182,6 +182,10 @@ public class SegGradCheckTests
         var e = Assert.Throws<PerturbException>(() => Presets.Create("unet:depth=3", be, 3, 20, 20, 2, 1));
         Assert.Contains("multiples of 8", e.Message);
         Assert.Throws<PerturbException>(() => Presets.Create("unet:size=3", be, 3, 32, 32, 2, 1));
+        // A segmentation model is no classifier: classification training and attacks refuse it with one clear line.
+        var hist = Perturb.Engine.Data.SyntheticHistology.Create(1, 4, 2, 32).Train;
+        Assert.Contains("segmentation", Assert.Throws<PerturbException>(() => Perturb.Engine.Training.Trainer.Fit(small, hist, null, new Perturb.Engine.Training.TrainOptions { Epochs = 1 })).Message);
+        Assert.Contains("seg-pgd", Assert.Throws<PerturbException>(() => new Perturb.Engine.Attacks.Gradient.Pgd().Run(small, hist.X, hist.Labels, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 0.1f })).Message);
         // The architecture round-trips through its JSON (model files).
         using var back = Model.FromArchitecture(be, (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(small.ArchitectureJson().ToJsonString())!, 1);
         Assert.Equal(small.ParameterCount, back.ParameterCount);
