@@ -43,7 +43,7 @@ public static class AttackCommand
                         : throw new PerturbException($"--classes: '{v}' is not a class index (use all or a list like 0,2)", 2)).ToArray();
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             var d = new Engine.Attacks.Search.FoolingImages();
             var f = new Engine.Attacks.Search.FoolingImages
             {
@@ -125,7 +125,7 @@ public static class AttackCommand
             if (count > 0) d = d.Take(count);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             m.Eval();
             var goal = AttackGoal.Parse(pr.GetValue(targeted), d.Count, pr.GetValue(seed));
             io.Err.WriteLine($"attack {name} on {d.Count} {pr.GetValue(split)} images of {d.Name}" +

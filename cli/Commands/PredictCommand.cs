@@ -30,7 +30,7 @@ public static class PredictCommand
             if (files.Length == 0) throw new PerturbException($"{path}: holds no image files ({string.Join(", ", ImageFile.Extensions)})");
 
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
-            using var m = ModelFile.Load(pr.GetValue(model)!, be);
+            using var m = CliUtil.LoadModel(pr.GetValue(model)!, be, io);
             m.Eval();
             if (m.InputShape.Length != 3) throw new PerturbException($"{pr.GetValue(model)}: the model takes {Tensor.ShapeString(m.InputShape)} inputs, not images");
             int c = m.InputShape[0], h = m.InputShape[1], w = m.InputShape[2], bs = Math.Max(1, pr.GetValue(batch));
@@ -43,7 +43,7 @@ public static class PredictCommand
                 var x = new float[n * c * h * w];
                 for (int i = 0; i < n; i++) ImageFile.Load(files[start + i], c, h, w).CopyTo(x, i * c * h * w);
                 using var xt = be.FromArray(x, n, c, h, w);
-                var probs = Losses.Probabilities(be, m.Forward(xt));
+                var probs = Losses.Probabilities(m, m.Forward(xt));
                 for (int i = 0; i < n; i++)
                 {
                     var p = probs[i];

@@ -262,29 +262,40 @@ public sealed class Concat : Layer
     public override JsonObject Config() => new();
 }
 
-/// <summary>Softmax over the features of [N, K].</summary>
+/// <summary>
+/// Softmax over one axis of the per-sample shape (default the last) when every dimension after it is 1: [K],
+/// [K, 1, 1], [T, K]. The rows are all the other positions.
+/// </summary>
 public sealed class SoftmaxLayer : Layer
 {
     Tensor? _y;
+    int _cols;
+    /// <summary>Per-sample axis (no batch dimension); -1: the last.</summary>
+    public int Axis { get; }
+    public SoftmaxLayer(int axis = -1) { Axis = axis; }
     public override string Type => "Softmax";
     protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
     {
-        if (inShapes[0].Length != 1) throw ShapeError("K (flattened)", inShapes[0]);
-        return (int[])inShapes[0].Clone();
+        var s = inShapes[0];
+        int a = Axis < 0 ? s.Length + Axis : Axis;
+        if (a < 0 || a >= s.Length || s.Skip(a + 1).Any(d => d != 1))
+            throw new PerturbException($"layer '{Name}' (Softmax) over axis {Axis} of {Tensor.ShapeString(s)}: only an axis followed by size-1 dimensions is supported");
+        _cols = s[a];
+        return (int[])s.Clone();
     }
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
         _y = c.Alloc(x[0].Shape);
-        c.Be.Softmax(x[0], _y, x[0].N, OutShape[0]);
+        c.Be.Softmax(x[0], _y, x[0].Length / _cols, _cols);
         return _y;
     }
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
         if (!needDx[0]) return new Tensor?[] { null };
         var dx = c.Alloc(dy.Shape);
-        c.Be.SoftmaxBackward(_y!, dy, dx, dy.N, OutShape[0]);
+        c.Be.SoftmaxBackward(_y!, dy, dx, dy.Length / _cols, _cols);
         return new[] { dx };
     }
-    public override JsonObject Config() => new();
+    public override JsonObject Config() => Axis == -1 ? new() : new() { ["axis"] = Axis };
 }

@@ -31,13 +31,22 @@ public static class OnnxExporter
         var g = new GraphProto { Name = model.Info.TryGetValue("arch", out var arch) ? arch : "perturb" };
         g.Input.Add(ValueInfo("input", model.InputShape));
         var names = new string[model.Nodes.Count];
+        // A Softmax/LogSoftmax/Sigmoid ending removed at import is written back, so the file computes what it did.
+        string? ending = model.Info.TryGetValue("onnx.ending_op", out var e) && e is "Softmax" or "LogSoftmax" or "Sigmoid" ? e : null;
         for (int i = 0; i < model.Nodes.Count; i++)
         {
             var node = model.Nodes[i];
             var l = node.Layer;
             var ins = node.Inputs.Select(j => j < 0 ? "input" : names[j]).ToArray();
-            names[i] = i == model.Nodes.Count - 1 ? "output" : l.Name;
+            names[i] = i == model.Nodes.Count - 1 ? (ending == null ? "output" : "logits") : l.Name;
             new Writer(g, l, ins, names[i]).Emit();
+        }
+        if (ending != null)
+        {
+            var en = new NodeProto { OpType = ending, Name = "ending_" + ending.ToLowerInvariant() };
+            en.Input.Add("logits"); en.Output.Add("output");
+            if (ending != "Sigmoid") en.Attribute.Add(new AttributeProto { Name = "axis", Type = AttributeProto.Types.AttributeType.Int, I = -1 });
+            g.Node.Add(en);
         }
         g.Output.Add(ValueInfo("output", model.OutputShape));
         var mp = new ModelProto
@@ -172,7 +181,7 @@ public static class OnnxExporter
                 case AddLayer: Node("Add", _ins[0], _ins[1]); break;
                 case MulLayer: Node("Mul", _ins[0], _ins[1]); break;
                 case Concat: Node("Concat", _ins).Int("axis", 1); break;
-                case SoftmaxLayer: Node("Softmax", _ins[0]).Int("axis", -1); break;
+                case SoftmaxLayer sm: Node("Softmax", _ins[0]).Int("axis", sm.Axis < 0 ? -1 : sm.Axis + 1); break;
                 default: throw new PerturbException($"layer '{_l.Name}' of type {_l.Type} has no ONNX export");
             }
         }

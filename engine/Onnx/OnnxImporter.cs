@@ -73,6 +73,8 @@ sealed class Importer
     readonly List<PNode> _nodes = new();
     readonly Dictionary<string, int> _uses = new();
     readonly HashSet<string> _names = new();
+    /// <summary>LogSoftmax nodes (imported as Softmax; only allowed as the removed final op): node index → ONNX name.</summary>
+    readonly Dictionary<int, string> _logSoftmax = new();
     int _opset;
     int[] _inputShape = Array.Empty<int>();
     NodeProto _cur = null!;
@@ -103,12 +105,56 @@ sealed class Importer
         if (!_dyn.TryGetValue(outName, out var outV)) throw new PerturbException($"graph output '{outName}' is not produced by any node");
         if (outV.Pads != null) throw new PerturbException($"graph output '{outName}' comes from Pad node '{outV.PadNode}', which only a Conv or pooling can absorb");
         if (outV.Node < 0) throw new PerturbException($"graph output '{outName}' is the graph input itself (no layers)");
-        var model = BuildModel(outV.Node);
+        var (outNode, ending) = StripProbabilityEnding(outV.Node);
+        foreach (var (ln, ls) in _logSoftmax)
+            if (ln != ending.Node) throw new PerturbException($"LogSoftmax node '{ls}': a LogSoftmax is supported only as the graph's final operation (optionally followed by Flatten/Reshape/Identity)");
+        var model = BuildModel(outNode);
         model.Info["source"] = "onnx";
+        if (ending.Op != null)
+        {
+            model.Info[Model.ProbabilitiesKey] = ending.Op == "Sigmoid" && model.NumOutputs > 1 ? "sigmoid" : model.NumOutputs == 1 ? "sigmoid" : "softmax";
+            model.Info[Model.EndingKey] = $"the graph ends in {ending.Op} (node '{ending.Name}'): it was removed, attacks run on the logits before it, and probabilities are the "
+                + (model.Info[Model.ProbabilitiesKey] == "softmax" ? "softmax of those logits" : model.NumOutputs == 1 ? "sigmoid of that logit" : "sigmoid of each logit");
+            model.Info["onnx.ending_op"] = ending.Op;
+        }
         if (_mp.ProducerName.Length > 0) model.Info["onnx.producer"] = (_mp.ProducerName + " " + _mp.ProducerVersion).Trim();
         model.Info["onnx.opset"] = _opset.ToString();
         if (g.Output.Count > 1) model.Info["onnx.output"] = outName;
         return model;
+    }
+
+    /// <summary>
+    /// A final Softmax, LogSoftmax or Sigmoid (possibly followed by Flatten, flattening Reshapes or Identity) turns the
+    /// logits into probabilities; the engine's losses and reports expect logits. Removes that node: the nodes after it
+    /// read its input instead. Returns the new output node and what was removed (Op null when nothing was). A softmax
+    /// over a single value (always 1) is left alone.
+    /// </summary>
+    (int Out, (string? Op, string Name, int Node) Ending) StripProbabilityEnding(int outNode)
+    {
+        var chain = new List<int>();
+        int i = outNode;
+        while (i >= 0 && _nodes[i].Layer is Flatten && _nodes[i].Inputs.Length == 1) { chain.Add(i); i = _nodes[i].Inputs[0]; }
+        if (i < 0) return (outNode, (null, "", -1));
+        var p = _nodes[i];
+        string? op = p.Layer switch
+        {
+            SoftmaxLayer when _logSoftmax.ContainsKey(i) => "LogSoftmax",
+            SoftmaxLayer => "Softmax",
+            ActivationLayer { Function: Activation.Sigmoid } => "Sigmoid",
+            _ => null,
+        };
+        if (op == null) return (outNode, (null, "", -1));
+        if (op != "Sigmoid" && Layer.Product(p.OutShape) == 1)
+        {
+            if (op == "LogSoftmax") throw new PerturbException($"LogSoftmax node '{p.Name}' is over a single value, so the model's output is always 0");
+            return (outNode, (null, "", -1));
+        }
+        int src = p.Inputs[0];
+        if (src < 0) throw new PerturbException($"the graph is only a {op} of its input (no layers before it)");
+        if (chain.Count == 0) return (src, (op, p.Name, i));
+        var after = _nodes[chain[^1]];
+        after.Inputs = after.Inputs.Select(j => j == i ? src : j).ToArray();
+        return (outNode, (op, p.Name, i));
     }
 
     int OpsetVersion()
@@ -205,6 +251,7 @@ sealed class Importer
             case "Identity": Alias(n, In(n, 0)); break;
             case "Dropout": DropoutOp(n); break;
             case "Softmax": SoftmaxOp(n); break;
+            case "LogSoftmax": SoftmaxOp(n, log: true); break;
             case "Concat": ConcatOp(n); break;
             case "Pad": PadOp(n); break;
             case "Shape": ShapeOp(n); break;
@@ -677,13 +724,17 @@ sealed class Importer
         Emit(n, new Concat(), o, xs);
     }
 
-    void SoftmaxOp(NodeProto n)
+    void SoftmaxOp(NodeProto n, bool log = false)
     {
         var x = Plain(n, 0);
         long axis = AttrI(n, "axis", _opset < 13 ? 1 : -1);
         if (axis < 0) axis += x.Shape.Length + 1;
-        if (x.Shape.Length != 1 || axis != 1) throw Err(n, $"only a softmax over the features of [N, K] is supported (input [N, {string.Join(", ", x.Shape)}], axis {AttrI(n, "axis", _opset < 13 ? 1 : -1)})");
-        Emit(n, new SoftmaxLayer(), x);
+        // Before opset 13 the softmax runs over the flattened axes from axis on; from 13 over that one axis. Either way
+        // the engine's layer needs only size-1 dimensions after the axis.
+        if (axis < 1 || x.Shape.Skip((int)axis).Any(d => d != 1))
+            throw Err(n, $"only a softmax over an axis followed by size-1 dimensions is supported (input [N, {string.Join(", ", x.Shape)}], axis {AttrI(n, "axis", _opset < 13 ? 1 : -1)})");
+        Emit(n, new SoftmaxLayer((int)axis - 1 == x.Shape.Length - 1 ? -1 : (int)axis - 1), x);
+        if (log) _logSoftmax[_nodes.Count - 1] = NodeName(n);
     }
 
     void DropoutOp(NodeProto n)

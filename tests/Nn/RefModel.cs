@@ -87,8 +87,9 @@ public sealed class RefModel
                     off += ci;
                 }
                 return dst;
-            case SoftmaxLayer:
-                return Ref.Softmax(x[0], n, l.OutShape[0]);
+            case SoftmaxLayer sm:
+                int smCols = l.OutShape[sm.Axis < 0 ? l.OutShape.Length + sm.Axis : sm.Axis];
+                return Ref.Softmax(x[0], x[0].Length / smCols, smCols);
             case ChannelAffineLayer af:
                 return Ref.ChannelAffine(x[0], Param(l, "scale"), Param(l, "shift"), n, af.Channels, hw);
             case MulLayer:
