@@ -94,6 +94,8 @@ sealed class Importer
             foreach (var i in n.Input) if (i.Length > 0) _uses[i] = _uses.GetValueOrDefault(i) + 1;
         foreach (var o in g.Output) _uses[o.Name] = _uses.GetValueOrDefault(o.Name) + 1;
 
+        var missing = Unsupported(g);
+        if (missing.Count > 0) throw new PerturbException(UnsupportedMessage(missing));
         foreach (var n in g.Node)
         {
             _cur = n;
@@ -226,40 +228,75 @@ sealed class Importer
 
     // ------------------------------------------------------------------ node conversion
 
+    /// <summary>The operators the import converts, and how. The graph is scanned against this table before converting.</summary>
+    Dictionary<string, Action<NodeProto>> Ops() => _ops ??= new()
+    {
+        ["Conv"] = n => ConvOp(n),
+        ["Gemm"] = n => GemmOp(n),
+        ["MatMul"] = n => MatMulOp(n),
+        ["Add"] = n => Binary(n),
+        ["Sub"] = n => Binary(n),
+        ["Mul"] = n => Binary(n),
+        ["Div"] = n => Binary(n),
+        ["Relu"] = n => Emit(n, new ActivationLayer(Activation.Relu), Plain(n, 0)),
+        ["LeakyRelu"] = n => Emit(n, new ActivationLayer(Activation.LeakyRelu, AttrF(n, "alpha", 0.01f)), Plain(n, 0)),
+        ["Sigmoid"] = n => Emit(n, new ActivationLayer(Activation.Sigmoid), Plain(n, 0)),
+        ["Tanh"] = n => Emit(n, new ActivationLayer(Activation.Tanh), Plain(n, 0)),
+        ["Clip"] = n => ClipOp(n),
+        ["MaxPool"] = n => PoolOp(n, true),
+        ["AveragePool"] = n => PoolOp(n, false),
+        ["GlobalAveragePool"] = n => GapOp(n),
+        ["BatchNormalization"] = n => BatchNormOp(n),
+        ["Flatten"] = n => FlattenOp(n),
+        ["Reshape"] = n => ReshapeOp(n),
+        ["Constant"] = n => ConstantOp(n),
+        ["Identity"] = n => Alias(n, In(n, 0)),
+        ["Dropout"] = n => DropoutOp(n),
+        ["Softmax"] = n => SoftmaxOp(n),
+        ["LogSoftmax"] = n => SoftmaxOp(n, log: true),
+        ["Concat"] = n => ConcatOp(n),
+        ["Pad"] = n => PadOp(n),
+        ["Shape"] = n => ShapeOp(n),
+        ["Gather"] = n => GatherOp(n),
+        ["Unsqueeze"] = n => UnsqueezeOp(n),
+        ["Cast"] = n => CastOp(n),
+    };
+    Dictionary<string, Action<NodeProto>>? _ops;
+
+    /// <summary>
+    /// Every operator of the graph the import does not convert, in graph order: (domain-qualified op, first node, count).
+    /// </summary>
+    List<(string Op, string Node, int Count)> Unsupported(GraphProto g)
+    {
+        var r = new List<(string Op, string Node, int Count)>();
+        foreach (var n in g.Node)
+        {
+            bool ok = n.Domain is "" or "ai.onnx" && Ops().ContainsKey(n.OpType);
+            if (ok) continue;
+            string op = n.Domain is "" or "ai.onnx" ? n.OpType : n.Domain + "." + n.OpType;
+            int i = r.FindIndex(e => e.Op == op);
+            if (i < 0) r.Add((op, NodeName(n), 1));
+            else r[i] = (op, r[i].Node, r[i].Count + 1);
+        }
+        return r;
+    }
+
+    /// <summary>One line naming the first unsupported operator and its node, then every other one the model needs.</summary>
+    static string UnsupportedMessage(List<(string Op, string Node, int Count)> u)
+    {
+        static string Nodes(int c) => c == 1 ? "" : $", {c} nodes";
+        var first = u[0];
+        var msg = $"unsupported ONNX operator '{first.Op}' (node '{first.Node}'{Nodes(first.Count)})";
+        if (u.Count > 1)
+            msg += "; the model also needs " + string.Join(", ", u.Skip(1).Select(e => $"'{e.Op}' (node '{e.Node}'{Nodes(e.Count)})"));
+        return msg;
+    }
+
     void Convert(NodeProto n)
     {
-        if (n.Domain is not ("" or "ai.onnx"))
-            throw new PerturbException($"unsupported ONNX operator '{n.Domain}.{n.OpType}' (node '{NodeName(n)}')");
-        switch (n.OpType)
-        {
-            case "Conv": ConvOp(n); break;
-            case "Gemm": GemmOp(n); break;
-            case "MatMul": MatMulOp(n); break;
-            case "Add": case "Sub": case "Mul": case "Div": Binary(n); break;
-            case "Relu": Emit(n, new ActivationLayer(Activation.Relu), Plain(n, 0)); break;
-            case "LeakyRelu": Emit(n, new ActivationLayer(Activation.LeakyRelu, AttrF(n, "alpha", 0.01f)), Plain(n, 0)); break;
-            case "Sigmoid": Emit(n, new ActivationLayer(Activation.Sigmoid), Plain(n, 0)); break;
-            case "Tanh": Emit(n, new ActivationLayer(Activation.Tanh), Plain(n, 0)); break;
-            case "Clip": ClipOp(n); break;
-            case "MaxPool": PoolOp(n, true); break;
-            case "AveragePool": PoolOp(n, false); break;
-            case "GlobalAveragePool": GapOp(n); break;
-            case "BatchNormalization": BatchNormOp(n); break;
-            case "Flatten": FlattenOp(n); break;
-            case "Reshape": ReshapeOp(n); break;
-            case "Constant": ConstantOp(n); break;
-            case "Identity": Alias(n, In(n, 0)); break;
-            case "Dropout": DropoutOp(n); break;
-            case "Softmax": SoftmaxOp(n); break;
-            case "LogSoftmax": SoftmaxOp(n, log: true); break;
-            case "Concat": ConcatOp(n); break;
-            case "Pad": PadOp(n); break;
-            case "Shape": ShapeOp(n); break;
-            case "Gather": GatherOp(n); break;
-            case "Unsqueeze": UnsqueezeOp(n); break;
-            case "Cast": CastOp(n); break;
-            default: throw new PerturbException($"unsupported ONNX operator '{n.OpType}' (node '{NodeName(n)}')");
-        }
+        if (n.Domain is not ("" or "ai.onnx") || !Ops().TryGetValue(n.OpType, out var f))
+            throw new PerturbException(UnsupportedMessage(Unsupported(_mp.Graph)));
+        f(n);
     }
 
     static string NodeName(NodeProto n) => n.Name.Length > 0 ? n.Name : (n.Output.Count > 0 ? n.Output[0] : "?");

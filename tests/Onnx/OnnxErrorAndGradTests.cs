@@ -43,6 +43,22 @@ public class OnnxErrorTests : TempDirTest
         Assert.Contains("lstm_1", msg);
     }
 
+    /// <summary>The whole graph is scanned first: one line names the first gap and its node, then every other one.</summary>
+    [Fact]
+    public void UnsupportedOperatorsAreAllNamedAtOnce()
+    {
+        var msg = Load(Model(Base(g =>
+        {
+            g.Node.Add(Node("LSTM", "lstm_1", new[] { "c" }, new[] { "l1" }));
+            g.Node.Add(Node("GRU", "gru_a", new[] { "l1" }, new[] { "l2" }));
+            g.Node.Add(Node("LSTM", "lstm_2", new[] { "l2" }, new[] { "l3" }));
+            g.Node.Add(new NodeProto { OpType = "FusedThing", Domain = "com.example", Name = "fx", Input = { "l3" }, Output = { "r" } });
+        }), 13), "gaps.onnx");
+        Assert.DoesNotContain("\n", msg);
+        Assert.Contains("unsupported ONNX operator 'LSTM' (node 'lstm_1', 2 nodes)", msg);
+        Assert.Contains("the model also needs 'GRU' (node 'gru_a'), 'com.example.FusedThing' (node 'fx')", msg);
+    }
+
     [Fact]
     public void ExternalDataIsAClearError()
     {
