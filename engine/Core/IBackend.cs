@@ -15,7 +15,7 @@ namespace Perturb.Engine;
 /// - Labels and indices are stored as floats holding small non-negative integers.
 /// - Every op calls <c>Counters.Hit(name, flops)</c> once per call with the op name given in its doc comment.
 /// </summary>
-public interface IBackend : IDisposable
+public partial interface IBackend : IDisposable
 {
     /// <summary>"cpu", "ilgpu-cpu" or "cuda".</summary>
     string Name { get; }
