@@ -87,8 +87,9 @@ public static class Strided
             { d[^1] *= dims[i]; a[^1] = s0[i]; b[^1] = s1[i]; c[^1] = s2[i]; continue; }
             d.Add(dims[i]); a.Add(s0[i]); b.Add(s1[i]); c.Add(s2[i]);
         }
+        if (d.Count == 0) { d.Add(1); a.Add(0); b.Add(0); c.Add(0); }   // a single element
         if (d.Count > MaxRank) throw new PerturbException($"a strided iteration over {Tensor.ShapeString(dims)} needs {d.Count} dimensions after merging; at most {MaxRank} are supported");
-        if (dims.Any(x => x == 0)) { d.Clear(); d.Add(0); a.Add(0); b.Add(0); c.Add(0); }
+        if (dims.Any(x => x == 0)) { d.Clear(); a.Clear(); b.Clear(); c.Clear(); d.Add(0); a.Add(0); b.Add(0); c.Add(0); }
         var r = new StridedArgs { Rank = d.Count, Off0 = off0, Off1 = off1, Off2 = off2 };
         for (int i = 0; i < d.Count; i++) { r.Dims.Set(i, d[i]); r.S0.Set(i, a[i]); r.S1.Set(i, b[i]); r.S2.Set(i, c[i]); }
         return r;
