@@ -344,3 +344,98 @@ public sealed class SliceLayer : Layer
     public override JsonObject Config() => new() { ["starts"] = TensorJson.Ints(Starts), ["steps"] = TensorJson.Ints(Steps), ["shape"] = TensorJson.Ints(Shape) };
     internal static SliceLayer FromConfig(JsonObject o) => new(o.Ints("starts"), o.Ints("steps"), o.Ints("shape"));
 }
+
+/// <summary>
+/// Broadcasts x to a larger per-sample shape of the same rank (ONNX Expand): a strided copy with zero strides along
+/// the expanded axes; the gradient sums dy over them.
+/// </summary>
+public sealed class ExpandLayer : Layer
+{
+    public int[] Shape { get; }
+    Tensor? _x;
+    public ExpandLayer(int[] shape) { Shape = shape; }
+    public override string Type => "Expand";
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (s.Length != Shape.Length || s.Where((d, i) => d != Shape[i] && d != 1).Any())
+            throw new PerturbException($"layer '{Name}' (Expand): {Tensor.ShapeString(s)} does not broadcast to {Tensor.ShapeString(Shape)}");
+        return (int[])Shape.Clone();
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        _x = x[0];
+        var y = c.Alloc(Batch(_x.N, OutShape));
+        c.Be.StridedCopy(_x, y, Strided.Make(y.Shape, Strided.BroadcastStrides(_x.Shape, y.Shape), Strided.Contiguous(y.Shape)));
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var dx = c.Alloc(_x!.Shape);
+        // dx = sum of dy over the expanded axes: the gradient of x in x + 0-broadcast (Add's derivative is 1)
+        var (keep, red) = Strided.BinaryGrad(_x.Shape, dy.Shape, dy.Shape, 0);
+        c.Be.BinaryBackward(BinaryOp.Add, 0, _x, dy, dy, dx, keep, red);
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new() { ["shape"] = TensorJson.Ints(Shape) };
+    internal static ExpandLayer FromConfig(JsonObject o) => new(o.Ints("shape"));
+}
+
+/// <summary>
+/// Repeats x Repeats[d] times along each per-sample axis d (ONNX Tile): the output viewed as [r0, s0, r1, s1, ...]
+/// reads x with zero strides along the r axes; the gradient sums dy over them.
+/// </summary>
+public sealed class TileLayer : Layer
+{
+    public int[] Repeats { get; }
+    public TileLayer(int[] repeats)
+    {
+        if (repeats.Length == 0 || repeats.Any(r => r <= 0)) throw new PerturbException($"Tile: invalid repeats [{string.Join(", ", repeats)}]");
+        Repeats = repeats;
+    }
+    public override string Type => "Tile";
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (s.Length != Repeats.Length) throw new PerturbException($"layer '{Name}' (Tile): {Repeats.Length} repeats for input {Tensor.ShapeString(s)}");
+        return s.Select((d, i) => d * Repeats[i]).ToArray();
+    }
+
+    /// <summary>The interleaved shape [N, r0, s0, r1, s1, ...] and x's strides over it (0 along the r axes).</summary>
+    (int[] Dims, int[] XStrides) View(int n)
+    {
+        var s = InShapes[0]; var sx = Strided.Contiguous(Batch(n, s));
+        var dims = new List<int> { n }; var st = new List<int> { sx[0] };
+        for (int d = 0; d < s.Length; d++) { dims.Add(Repeats[d]); st.Add(0); dims.Add(s[d]); st.Add(sx[d + 1]); }
+        return (dims.ToArray(), st.ToArray());
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        var y = c.Alloc(Batch(x[0].N, OutShape));
+        var (dims, sx) = View(x[0].N);
+        c.Be.StridedCopy(x[0], y, Strided.Make(dims, sx, Strided.Contiguous(dims)));
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var (dims, _) = View(dy.N);
+        var (keep, red) = Strided.Reduce(dims, Enumerable.Range(0, Repeats.Length).Select(d => 1 + 2 * d).ToArray());
+        var dx = c.Alloc(Batch(dy.N, InShapes[0]));
+        c.Be.ReduceAxes(ReduceOp.Sum, dy, dx, keep, red);
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new() { ["repeats"] = TensorJson.Ints(Repeats) };
+    internal static TileLayer FromConfig(JsonObject o) => new(o.Ints("repeats"));
+}

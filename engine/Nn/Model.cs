@@ -304,6 +304,8 @@ public static class LayerFactory
         "Transpose" => TransposeLayer.FromConfig(cfg),
         "Reshape" => ReshapeLayer.FromConfig(cfg),
         "Slice" => SliceLayer.FromConfig(cfg),
+        "Expand" => ExpandLayer.FromConfig(cfg),
+        "Tile" => TileLayer.FromConfig(cfg),
         "Softmax" => new SoftmaxLayer(cfg.I("axis", -1)),
         "Affine" => ChannelAffineLayer.FromConfig(cfg),
         "Mul" => new MulLayer(),

@@ -263,6 +263,8 @@ public static class OnnxExporter
                 }
                 case TransposeLayer t: Node("Transpose", _ins[0]).Ints("perm", t.Perm.Select(v => (long)v + 1).Prepend(0L).ToArray()); break;
                 case ReshapeLayer rs: Node("Reshape", _ins[0], Ints64("shape", rs.Shape.Select(d => (long)d).Prepend(0L).ToArray())); break;
+                case ExpandLayer ex: Node("Expand", _ins[0], Ints64("shape", ex.Shape.Select(d => (long)d).Prepend(1L).ToArray())); break;
+                case TileLayer tl: Node("Tile", _ins[0], Ints64("repeats", tl.Repeats.Select(d => (long)d).Prepend(1L).ToArray())); break;
                 case SliceLayer sl:
                 {
                     int r = sl.Shape.Length;

@@ -289,6 +289,8 @@ sealed class Importer
         ["Slice"] = n => SliceOp(n),
         ["Split"] = n => SplitOp(n),
         ["ConstantOfShape"] = n => ConstantOfShapeOp(n),
+        ["Expand"] = n => ExpandOp(n),
+        ["Tile"] = n => TileOp(n),
     };
     Dictionary<string, Action<NodeProto>>? _ops;
 
@@ -954,6 +956,36 @@ sealed class Importer
         if (dropped.Length == 0) throw Err(n, "the gather leaves no axis but the batch");
         var sl = Part(n, "slice", new SliceLayer(start, steps, shape), shape, x);
         Emit(n, dropped.Length == 1 ? new Flatten() : new ReshapeLayer(dropped), dropped, sl);
+    }
+
+    void ExpandOp(NodeProto n)
+    {
+        var shape = ConstIn(n, 1, "shape");
+        if (shape.V.Skip(1).Any(double.IsNaN)) throw Err(n, "a shape that depends on the batch size beyond its first axis is not supported");
+        var t = shape.V.Select(v => double.IsNaN(v) ? 1 : (int)v).ToArray();
+        if (_consts.TryGetValue(In(n, 0), out var kc))
+        {
+            var o = Strided.BroadcastShape(kc.Dims, t) ?? throw Err(n, "shapes do not broadcast");
+            SetConst(n, 0, Broadcast(n, kc, new Const { Dims = o, V = new double[o.Aggregate(1, (p, q) => p * q)] }, (u, _) => u));
+            return;
+        }
+        var x = Plain(n, 0);
+        var full = new[] { 1 }.Concat(x.Shape).ToArray();
+        var outFull = Strided.BroadcastShape(full, t) ?? throw Err(n, $"[N, {string.Join(", ", x.Shape)}] does not broadcast to [{string.Join(", ", t)}]");
+        if (outFull.Length != full.Length || outFull[0] != 1) throw Err(n, "an Expand that adds axes or grows the batch is not supported");
+        var os = outFull[1..];
+        if (os.SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
+        Emit(n, new ExpandLayer(os), os, x);
+    }
+
+    void TileOp(NodeProto n)
+    {
+        var reps = ConstIn(n, 1, "repeats").V.Select(v => (int)v).ToArray();
+        var x = Plain(n, 0);
+        if (reps.Length != x.Shape.Length + 1 || reps.Any(r => r <= 0)) throw Err(n, $"repeats [{string.Join(", ", reps)}] do not fit rank {x.Shape.Length + 1}");
+        if (reps[0] != 1) throw Err(n, "tiling the batch axis is not supported");
+        if (reps.All(r => r == 1)) { Alias(n, In(n, 0)); return; }
+        Emit(n, new TileLayer(reps[1..]), x.Shape.Select((d, i) => d * reps[i + 1]).ToArray(), x);
     }
 
     void ConstantOfShapeOp(NodeProto n)

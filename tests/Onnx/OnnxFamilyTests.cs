@@ -18,6 +18,10 @@ public class OnnxFamilyTests
         foreach (var fam in new[] { "efficientnet", "mobilenet_v3", "mnasnet", "shufflenet_v2", "regnet", "convnext" })
             foreach (var v in new[] { "op11", "op13", "op17", "op13_static_nofold" })
                 yield return new object[] { $"{fam}_{v}" };
+        // Elu, Selu, Softplus, Gelu, Sqrt, Exp, Log, Abs, Max/Min, Split, strided Slice, Transpose, ReduceMax/L2/Sum,
+        // Tile-free repeat, GroupNorm and InstanceNorm, Unsqueeze/Squeeze, MatMul over the last axis of [N, 1, F]
+        yield return new object[] { "ops_op13" };
+        yield return new object[] { "ops_op17" };
     }
 
     [Theory, MemberData(nameof(Cases))]
