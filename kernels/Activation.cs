@@ -3,7 +3,16 @@ using ILGPU.Algorithms;
 
 namespace Perturb.Kernels;
 
-/// <summary>Activation kinds, numbered as Perturb.Engine.Activation: 0 ReLU, 1 LeakyReLU, 2 Sigmoid, 3 Tanh.</summary>
+/// <summary>
+/// The integer codes a kernel takes to choose an activation. Perturb.Engine.Activation is defined from these, so the
+/// numbering exists once.
+/// </summary>
+public static class ActivationKind
+{
+    public const int Relu = 0, LeakyRelu = 1, Sigmoid = 2, Tanh = 3;
+}
+
+/// <summary>Activations forward and backward; <c>kind</c> is an <see cref="ActivationKind"/> code.</summary>
 public static class Activation
 {
     // y = f(x): ReLU max(x, 0); LeakyReLU x > 0 ? x : alpha*x; Sigmoid 1/(1+exp(-x)); Tanh tanh(x). In place allowed.
@@ -11,9 +20,9 @@ public static class Activation
     {
         float v = x[i];
         float r;
-        if (kind == 0) r = v > 0f ? v : 0f;
-        else if (kind == 1) r = v > 0f ? v : alpha * v;
-        else if (kind == 2) r = 1f / (1f + XMath.Exp(-v));
+        if (kind == ActivationKind.Relu) r = v > 0f ? v : 0f;
+        else if (kind == ActivationKind.LeakyRelu) r = v > 0f ? v : alpha * v;
+        else if (kind == ActivationKind.Sigmoid) r = 1f / (1f + XMath.Exp(-v));
         else r = XMath.Tanh(v);
         y[i] = r;
     }
@@ -23,9 +32,9 @@ public static class Activation
     public static void Backward(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx, int kind, float alpha)
     {
         float g = dy[i], d;
-        if (kind == 0) d = x[i] > 0f ? 1f : 0f;
-        else if (kind == 1) d = x[i] > 0f ? 1f : alpha;
-        else if (kind == 2) { float s = y[i]; d = s * (1f - s); }
+        if (kind == ActivationKind.Relu) d = x[i] > 0f ? 1f : 0f;
+        else if (kind == ActivationKind.LeakyRelu) d = x[i] > 0f ? 1f : alpha;
+        else if (kind == ActivationKind.Sigmoid) { float s = y[i]; d = s * (1f - s); }
         else { float t = y[i]; d = 1f - t * t; }
         dx[i] = g * d;
     }

@@ -104,7 +104,7 @@ public static class Broadcast
     }
 
     // y[o2] = f(a[o0], b[o1]) for every element of the iteration.
-    public static void BinaryForward(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, StridedArgs s, int op)
+    public static void Forward(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, StridedArgs s, int op)
     {
         s.At(i, out int o0, out int o1, out int o2);
         y[o2] = F(op, a[o0], b[o1]);
@@ -113,7 +113,7 @@ public static class Broadcast
     // Gradient of one operand (which: 0 for a, 1 for b). Thread i owns dx[i]; keep iterates dx's elements (offsets in
     // a, b, dy as S0, S1, S2), red the axes the operand is broadcast aint (the same three strides); the thread sums
     // dy * df/d(operand) over them, so no two threads write one element.
-    public static void BinaryBackward(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> dy, ArrayView<float> dx,
+    public static void Backward(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> dy, ArrayView<float> dx,
         StridedArgs keep, StridedArgs red, int op, int which)
     {
         keep.At(i, out int a0, out int b0, out int g0);

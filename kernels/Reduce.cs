@@ -4,6 +4,15 @@ using ILGPU.Algorithms;
 namespace Perturb.Kernels;
 
 /// <summary>
+/// The integer codes of the per-row reductions (sum, max and the norms). Perturb.Engine.Reduction is defined from
+/// these.
+/// </summary>
+public static class ReduceKind
+{
+    public const int Sum = 0, Max = 1, L0 = 2, L2 = 3, Linf = 4;
+}
+
+/// <summary>
 /// Row reductions: one group of <see cref="GroupSize"/> threads per row (Grid.IdxX = row), each thread striding over
 /// the row, then a shared-memory tree. The group helpers below are also used by Norm, AttackStep.
 /// </summary>
@@ -44,27 +53,27 @@ public static class Reduce
         return r;
     }
 
-    // out[r] = scale * reduce_j x[r*cols + j], kind: 0 sum, 1 max, 2 L0 (count |v| > 0), 3 L2 (sqrt sum v^2), 4 Linf (max |v|).
+    // out[r] = scale * reduce_j x[r*cols + j], kind a ReduceKind: Sum, Max, L0 (count |v| > 0), L2 (sqrt sum v^2), Linf (max |v|).
     // x viewed as [rows, cols]; group per row.
     public static void Rows(ArrayView<float> x, ArrayView<float> outp, int cols, int kind, float scale)
     {
         var sh = SharedMemory.Allocate<float>(GroupSize);
         int row = Grid.IdxX;
         long b = (long)row * cols;
-        bool isMax = kind == 1 || kind == 4;
+        bool isMax = kind == ReduceKind.Max || kind == ReduceKind.Linf;
         float acc = isMax ? float.NegativeInfinity : 0f;
         for (int j = Group.IdxX; j < cols; j += GroupSize)
         {
             float v = x[b + j];
-            if (kind == 0) acc += v;
-            else if (kind == 1) acc = XMath.Max(acc, v);
-            else if (kind == 2) acc += XMath.Abs(v) > 0f ? 1f : 0f;
-            else if (kind == 3) acc += v * v;
+            if (kind == ReduceKind.Sum) acc += v;
+            else if (kind == ReduceKind.Max) acc = XMath.Max(acc, v);
+            else if (kind == ReduceKind.L0) acc += XMath.Abs(v) > 0f ? 1f : 0f;
+            else if (kind == ReduceKind.L2) acc += v * v;
             else acc = XMath.Max(acc, XMath.Abs(v));
         }
         float r = isMax ? GroupMax(sh, acc) : GroupSum(sh, acc);
-        if (kind == 3) r = XMath.Sqrt(r);
-        if (kind == 4 && cols == 0) r = 0f;
+        if (kind == ReduceKind.L2) r = XMath.Sqrt(r);
+        if (kind == ReduceKind.Linf && cols == 0) r = 0f;
         if (Group.IdxX == 0) outp[row] = r * scale;
     }
 

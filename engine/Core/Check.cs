@@ -1,6 +1,6 @@
 namespace Perturb.Engine;
 
-/// <summary>Argument checks shared by the backends.</summary>
+/// <summary>Argument checks used by <c>Backends.BackendBase</c>.</summary>
 public static class Check
 {
     public static void Len(Tensor t, long need, string op, string name)
@@ -10,10 +10,6 @@ public static class Check
     public static void Same(Tensor a, Tensor b, string op)
     {
         if (a.Length != b.Length) throw new ArgumentException($"{op}: lengths differ, [{Tensor.ShapeString(a.Shape)}] and [{Tensor.ShapeString(b.Shape)}]");
-    }
-    public static void Owner(IBackend be, Tensor t, string op)
-    {
-        if (!ReferenceEquals(t.Backend, be)) throw new ArgumentException($"{op}: tensor belongs to backend {t.Backend.Name}, not {be.Name}");
     }
 }
 

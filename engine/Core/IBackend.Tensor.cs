@@ -14,13 +14,13 @@ public partial interface IBackend
     void UnaryForward(UnaryOp op, float a, float b, Tensor x, Tensor y);
     /// <summary>dx = dy * f'(x). dx may alias dy. Op "unary_bwd".</summary>
     void UnaryBackward(UnaryOp op, float a, float b, Tensor x, Tensor dy, Tensor dx);
-    /// <summary>y[o2] = a[o0] op b[o1] over the iteration s (offsets from S0, S1, S2). Op "binary_fwd".</summary>
-    void BinaryForward(BinaryOp op, Tensor a, Tensor b, Tensor y, in StridedArgs s);
+    /// <summary>y[o2] = a[o0] op b[o1] over the iteration s (offsets from S0, S1, S2). Op "broadcast_fwd".</summary>
+    void BroadcastForward(BroadcastOp op, Tensor a, Tensor b, Tensor y, in StridedArgs s);
     /// <summary>
     /// dx = gradient of operand <paramref name="which"/> (0: a, 1: b) of a broadcast binary op: dx[i] = sum over red of
-    /// dy * d(a op b)/d operand, keep and red from <see cref="Strided.BinaryGrad"/>. Op "binary_bwd".
+    /// dy * d(a op b)/d operand, keep and red from <see cref="Strided.BinaryGrad"/>. Op "broadcast_bwd".
     /// </summary>
-    void BinaryBackward(BinaryOp op, int which, Tensor a, Tensor b, Tensor dy, Tensor dx, in StridedArgs keep, in StridedArgs red);
+    void BroadcastBackward(BroadcastOp op, int which, Tensor a, Tensor b, Tensor dy, Tensor dx, in StridedArgs keep, in StridedArgs red);
     /// <summary>dst[o1] = src[o0] over the iteration s (Transpose, Slice, Concat on any axis, Expand). Op "strided_copy".</summary>
     void StridedCopy(Tensor src, Tensor dst, in StridedArgs s);
     /// <summary>

@@ -5,15 +5,21 @@ namespace Perturb.Engine;
 /// and <c>IlgpuBackend</c> (ILGPU kernels on CUDA or ILGPU's CPU accelerator). Everything above (layers, losses,
 /// optimisers, attacks) is written once against this interface.
 ///
+/// Both derive from <c>Backends.BackendBase</c>, which holds this contract once: every argument check, the op
+/// counters and each op's flop formula, before it calls the backend's core method. The two backends therefore accept
+/// and reject the same calls, with the same message, and count the same flops.
+///
 /// Conventions for every op:
 /// - All tensors are float32, row-major, and belong to this backend. Sizes are given explicitly where an op could
-///   read them several ways; an op checks that each tensor is at least as long as it needs and throws
-///   <see cref="ArgumentException"/> otherwise.
+///   read them several ways; an op checks that each tensor is at least as long as it needs (element-wise ops: that
+///   all their tensors have equal length), that sizes are not negative, and throws <see cref="ArgumentException"/>
+///   with one line naming the op and the argument otherwise, before any work.
 /// - Outputs are overwritten, never accumulated into, unless a parameter says otherwise (GEMM's beta).
 /// - An output may not alias an input unless the op says it may ("in place allowed").
 /// - Ops are asynchronous on a device; <see cref="ToArray"/> and <see cref="Synchronize"/> wait.
 /// - Labels and indices are stored as floats holding small non-negative integers.
-/// - Every op calls <c>Counters.Hit(name, flops)</c> once per call with the op name given in its doc comment.
+/// - Every op calls <c>Counters.Hit(name, flops)</c> once per call with the op name and flops given in its doc
+///   comment (n = the output's length unless said otherwise; no flops for copy and fill).
 /// </summary>
 public partial interface IBackend : IDisposable
 {
@@ -57,35 +63,39 @@ public partial interface IBackend : IDisposable
     /// Op "conv_fwd", flops s.Flops.
     /// </summary>
     void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y);
-    /// <summary>dx[N,C,H,W] = gradient of the convolution w.r.t. its input, given dy[N,K,OH,OW]. Op "conv_bwd_data".</summary>
+    /// <summary>dx[N,C,H,W] = gradient of the convolution w.r.t. its input, given dy[N,K,OH,OW]. Op "conv_bwd_data", flops s.Flops.</summary>
     void ConvBackwardData(in ConvShape s, Tensor dy, Tensor w, Tensor dx);
     /// <summary>
     /// dw[K,C/G,R,S] = gradient w.r.t. the weights, given x and dy; dbias[K] = sum of dy over N, OH, OW when dbias
-    /// is not null. Op "conv_bwd_weights".
+    /// is not null. Op "conv_bwd_weights", flops s.Flops.
     /// </summary>
     void ConvBackwardWeights(in ConvShape s, Tensor x, Tensor dy, Tensor dw, Tensor? dbias);
 
     // ---------------------------------------------------------------- bias
-    /// <summary>y[n, c, i] += bias[c] for y viewed as [outer, channels, inner]. In place. Op "bias_add".</summary>
+    /// <summary>y[n, c, i] += bias[c] for y viewed as [outer, channels, inner]. In place. Op "bias_add", flops outer*channels*inner.</summary>
     void BiasAdd(Tensor y, Tensor bias, int outer, int channels, int inner);
-    /// <summary>db[c] = sum over n, i of dy[n, c, i] for dy viewed as [outer, channels, inner]. Op "bias_grad".</summary>
+    /// <summary>db[c] = sum over n, i of dy[n, c, i] for dy viewed as [outer, channels, inner]. Op "bias_grad", flops outer*channels*inner.</summary>
     void BiasGrad(Tensor dy, Tensor db, int outer, int channels, int inner);
 
     // ---------------------------------------------------------------- activations
     /// <summary>
     /// y = f(x) elementwise, f one of ReLU, LeakyReLU (slope alpha for x &lt; 0), Sigmoid, Tanh. In place allowed.
-    /// Op "act_fwd".
+    /// Op "act_fwd", flops n.
     /// </summary>
     void ActivationForward(Activation f, float alpha, Tensor x, Tensor y);
     /// <summary>
     /// dx = dy * f'(x). ReLU and LeakyReLU read x (derivative at x == 0 is 0 for ReLU, alpha for LeakyReLU, i.e. the
     /// x &gt; 0 branch is taken only for x &gt; 0); Sigmoid and Tanh read y = f(x) (x may be null for them).
-    /// dx may alias dy. Op "act_bwd".
+    /// dx may alias dy. Op "act_bwd", flops n.
     /// </summary>
     void ActivationBackward(Activation f, float alpha, Tensor? x, Tensor? y, Tensor dy, Tensor dx);
 
     // ---------------------------------------------------------------- pooling
-    /// <summary>Max pooling, y[N,C,OH,OW]. Ties: the first maximum in row-major window order wins. Op "maxpool_fwd".</summary>
+    /// <summary>
+    /// Max pooling, y[N,C,OH,OW]. Ties: the first maximum in row-major window order wins. Every pooling op requires
+    /// 2*pad &lt;= window in each direction (as PyTorch) and a non-empty output. Op "maxpool_fwd"; every pooling op
+    /// counts flops N*C*OH*OW*KH*KW.
+    /// </summary>
     void MaxPoolForward(in PoolShape s, Tensor x, Tensor y);
     /// <summary>
     /// dx[N,C,H,W] = sum over windows of dy routed to the window's first maximum of x (recomputed from x).
@@ -96,9 +106,9 @@ public partial interface IBackend : IDisposable
     void AvgPoolForward(in PoolShape s, Tensor x, Tensor y);
     /// <summary>dx = gradient of average pooling. Op "avgpool_bwd".</summary>
     void AvgPoolBackward(in PoolShape s, Tensor dy, Tensor dx);
-    /// <summary>y[n, c] = mean over i of x[n, c, i], x viewed as [n, c, hw]. Op "gap_fwd".</summary>
+    /// <summary>y[n, c] = mean over i of x[n, c, i], x viewed as [n, c, hw]. Op "gap_fwd", flops n*c*hw.</summary>
     void GlobalAvgPoolForward(Tensor x, Tensor y, int n, int c, int hw);
-    /// <summary>dx[n, c, i] = dy[n, c] / hw. Op "gap_bwd".</summary>
+    /// <summary>dx[n, c, i] = dy[n, c] / hw. Op "gap_bwd", flops n*c*hw.</summary>
     void GlobalAvgPoolBackward(Tensor dy, Tensor dx, int n, int c, int hw);
 
     // ---------------------------------------------------------------- batch norm, per-channel affine
@@ -107,38 +117,40 @@ public partial interface IBackend : IDisposable
     /// y = (x - mean) * invStd * gamma + beta, invStd = 1/sqrt(var + eps). Writes saveMean[c] and saveInvStd[c]
     /// for the backward pass, and updates runningMean = (1-momentum)*runningMean + momentum*mean and
     /// runningVar = (1-momentum)*runningVar + momentum*unbiasedVar (n*hw/(n*hw-1) * var; var itself when n*hw == 1),
-    /// as PyTorch. Op "bn_fwd_train".
+    /// as PyTorch. Op "bn_fwd_train", flops 8*n*c*hw.
     /// </summary>
     void BatchNormForwardTrain(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor saveMean, Tensor saveInvStd,
         Tensor runningMean, Tensor runningVar, float momentum, float eps, int n, int c, int hw);
     /// <summary>
     /// Backward of training-mode batch norm. dx = gamma*invStd/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)), M = n*hw,
     /// xhat = (x - mean)*invStd. When dgamma and dbeta are not null: dgamma[c] = sum(dy*xhat), dbeta[c] = sum(dy).
-    /// Op "bn_bwd".
+    /// Op "bn_bwd", flops 10*n*c*hw.
     /// </summary>
     void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor saveMean, Tensor saveInvStd, Tensor dx,
         Tensor? dgamma, Tensor? dbeta, int n, int c, int hw);
-    /// <summary>y[n, c, i] = x[n, c, i] * scale[c] + shift[c]. In place allowed. Op "channel_affine".</summary>
+    /// <summary>y[n, c, i] = x[n, c, i] * scale[c] + shift[c]. In place allowed. Op "channel_affine", flops 2*n*c*hw.</summary>
     void ChannelAffine(Tensor x, Tensor scale, Tensor shift, Tensor y, int n, int c, int hw);
     /// <summary>
     /// Backward of <see cref="ChannelAffine"/>: dx = dy * scale[c] (dx may alias dy). When dscale/dshift are not
-    /// null: dscale[c] = sum(dy * x), dshift[c] = sum(dy) over n and i (x must then be given). Op "channel_affine_bwd".
+    /// null: dscale[c] = sum(dy * x), dshift[c] = sum(dy) over n and i (x must then be given). Op "channel_affine_bwd", flops 4*n*c*hw.
     /// </summary>
     void ChannelAffineBackward(Tensor dy, Tensor scale, Tensor dx, Tensor? x, Tensor? dscale, Tensor? dshift, int n, int c, int hw);
 
     // ---------------------------------------------------------------- softmax
-    /// <summary>y = softmax(x) along the last dimension of x viewed as [rows, cols]; max-subtracted. In place allowed. Op "softmax".</summary>
+    /// <summary>y = softmax(x) along the last dimension of x viewed as [rows, cols]; max-subtracted. In place allowed. Op "softmax", flops 5*rows*cols.</summary>
     void Softmax(Tensor x, Tensor y, int rows, int cols);
-    /// <summary>y = log_softmax(x), as above. Op "log_softmax".</summary>
+    /// <summary>y = log_softmax(x), as above. Op "log_softmax", flops 5*rows*cols.</summary>
     void LogSoftmax(Tensor x, Tensor y, int rows, int cols);
-    /// <summary>dx = y * (dy - sum_j(dy_j * y_j)) per row, y = softmax output. Op "softmax_bwd".</summary>
+    /// <summary>dx = y * (dy - sum_j(dy_j * y_j)) per row, y = softmax output. Op "softmax_bwd", flops 4*rows*cols.</summary>
     void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int rows, int cols);
 
     // ---------------------------------------------------------------- losses (per sample; the caller reduces)
     /// <summary>
     /// Cross-entropy of logits[rows, cols] against integer labels[rows]: loss[r] = logsumexp(z_r) - z_r[label].
     /// When dlogits is not null: dlogits[r, j] = gradScale[r] * (softmax(z_r)_j - [j == label]).
-    /// gradScale is per sample (1/rows for a mean loss; +-1 to ascend or descend per sample). Op "ce_loss".
+    /// gradScale is per sample (1/rows for a mean loss; +-1 to ascend or descend per sample). Every labels[r] must be an
+    /// integer in [0, cols), or the op throws naming the row (this reads the labels on the host: on a device it
+    /// waits for queued work). Op "ce_loss", flops 6*rows*cols.
     /// </summary>
     void CrossEntropy(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols);
     /// <summary>
@@ -147,75 +159,75 @@ public partial interface IBackend : IDisposable
     /// targeted (t = target class): loss = max(max_{j != t} z_j - z_t, -kappa).
     /// Minimising it attacks. dlogits[r] = gradScale[r] * d loss/d z: zero when the clamp at -kappa is active
     /// (loss == -kappa with the margin strictly below), otherwise +1/-1 at t and at the first arg-max j != t.
-    /// Op "cw_loss".
+    /// Needs cols &gt;= 2; labels checked as for CrossEntropy. Op "cw_loss", flops 2*rows*cols.
     /// </summary>
     void CwMarginLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols);
     /// <summary>
     /// Binary cross-entropy with logits for one-output models: z = logits[r] (logits is [rows] or [rows, 1]),
     /// y = labels[r] in {0, 1}: loss = max(z, 0) - z*y + log(1 + exp(-|z|)); dlogits[r] = gradScale[r]*(sigmoid(z) - y).
-    /// Op "bce_loss".
+    /// Op "bce_loss", flops 8*rows.
     /// </summary>
     void BceWithLogits(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows);
 
     // ---------------------------------------------------------------- element-wise
-    /// <summary>y = a + b. y may alias a or b. Op "add".</summary>
+    /// <summary>y = a + b. y may alias a or b. Op "add", flops n.</summary>
     void Add(Tensor a, Tensor b, Tensor y);
-    /// <summary>y = a * b. y may alias a or b. Op "mul".</summary>
+    /// <summary>y = a * b. y may alias a or b. Op "mul", flops n.</summary>
     void Mul(Tensor a, Tensor b, Tensor y);
-    /// <summary>y += alpha * x. Op "axpy".</summary>
+    /// <summary>y += alpha * x. Op "axpy", flops 2n.</summary>
     void Axpy(float alpha, Tensor x, Tensor y);
-    /// <summary>y = alpha * x. In place allowed. Op "scale".</summary>
+    /// <summary>y = alpha * x. In place allowed. Op "scale", flops n.</summary>
     void Scale(float alpha, Tensor x, Tensor y);
-    /// <summary>y = min(max(x, lo), hi). In place allowed. Op "clamp".</summary>
+    /// <summary>y = min(max(x, lo), hi). In place allowed. Op "clamp", flops n.</summary>
     void Clamp(Tensor x, float lo, float hi, Tensor y);
-    /// <summary>y = sign(x) in {-1, 0, 1}. In place allowed. Op "sign".</summary>
+    /// <summary>y = sign(x) in {-1, 0, 1}. In place allowed. Op "sign", flops n.</summary>
     void Sign(Tensor x, Tensor y);
-    /// <summary>y = a + t * (b - a). y may alias a or b. Op "lerp".</summary>
+    /// <summary>y = a + t * (b - a). y may alias a or b. Op "lerp", flops 3n.</summary>
     void Lerp(Tensor a, Tensor b, float t, Tensor y);
     /// <summary>
     /// Channel copy for Concat and its backward: for each n &lt; outer and channel i &lt; count,
     /// dst[n, dstOff + i, :] (+)= src[n, srcOff + i, :], src viewed as [outer, srcC, inner], dst as [outer, dstC, inner].
-    /// Accumulates into dst when accumulate. Op "channel_copy".
+    /// Accumulates into dst when accumulate. Op "channel_copy", flops outer*count*inner.
     /// </summary>
     void ChannelCopy(Tensor src, int srcC, int srcOff, Tensor dst, int dstC, int dstOff, int count, int outer, int inner, bool accumulate);
 
     // ---------------------------------------------------------------- per-sample reductions
     /// <summary>
     /// outp[r] = reduction over x's row r, x viewed as [rows, cols]: Sum, Max, L0 (count of |v| &gt; 0),
-    /// L2 (sqrt of sum of squares), Linf (max |v|). Op "reduce".
+    /// L2 (sqrt of sum of squares), Linf (max |v|). Op "reduce", flops rows*cols.
     /// </summary>
     void ReduceRows(Reduction kind, Tensor x, Tensor outp, int rows, int cols);
-    /// <summary>outp[r] = index of the first maximum of row r, as a float. Op "argmax".</summary>
+    /// <summary>outp[r] = index of the first maximum of row r, as a float. Op "argmax", flops rows*cols.</summary>
     void ArgmaxRows(Tensor x, Tensor outp, int rows, int cols);
 
     // ---------------------------------------------------------------- random (Philox4x32-10)
     /// <summary>
     /// t[i] = uniform in [0, 1) from Philox4x32-10 with key (lo32(seed), hi32(seed)) and counter
     /// (lo32(offset + i), hi32(offset + i), 0, 0): the first output word w0, as (w0 &gt;&gt; 8) * 2^-24.
-    /// Bit-identical on every backend. Op "rand_uniform".
+    /// Bit-identical on every backend. Op "rand_uniform", flops n.
     /// </summary>
     void RandomUniform(Tensor t, ulong seed, ulong offset);
     /// <summary>
     /// t[i] = mean + std * N(0,1), Box-Muller on the same counter as RandomUniform: u1 = ((w0 &gt;&gt; 8) + 1) * 2^-24,
-    /// u2 = (w1 &gt;&gt; 8) * 2^-24, z = sqrt(-2 ln u1) * cos(2 pi u2). Op "rand_normal".
+    /// u2 = (w1 &gt;&gt; 8) * 2^-24, z = sqrt(-2 ln u1) * cos(2 pi u2). Op "rand_normal", flops n.
     /// </summary>
     void RandomNormal(Tensor t, ulong seed, ulong offset, float mean = 0f, float std = 1f);
     /// <summary>
     /// Inverted dropout: mask[i] = u_i &gt;= p ? 1/(1-p) : 0 with u_i as in RandomUniform(seed, offset); y = x * mask.
-    /// Op "dropout".
+    /// p must be in [0, 1]. Op "dropout", flops n.
     /// </summary>
     void DropoutForward(Tensor x, Tensor y, Tensor mask, float p, ulong seed, ulong offset);
 
     // ---------------------------------------------------------------- optimisers (in place on w and state)
     /// <summary>
     /// SGD with momentum, PyTorch's rule: g' = g + weightDecay*w; v = momentum*v + g' (v = g' when momentum == 0);
-    /// w -= lr * (nesterov ? g' + momentum*v : v). Op "sgd".
+    /// w -= lr * (nesterov ? g' + momentum*v : v). Op "sgd", flops 5n.
     /// </summary>
     void SgdUpdate(Tensor w, Tensor g, Tensor v, float lr, float momentum, float weightDecay, bool nesterov);
     /// <summary>
     /// Adam, PyTorch's rule (L2 weight decay added to the gradient): g' = g + wd*w; m = b1*m + (1-b1)*g';
     /// v = b2*v + (1-b2)*g'^2; w -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps). step starts at 1.
-    /// Op "adam".
+    /// Op "adam", flops 12n.
     /// </summary>
     void AdamUpdate(Tensor w, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step);
 
@@ -223,12 +235,12 @@ public partial interface IBackend : IDisposable
     /// <summary>
     /// One L-inf step for x viewed as [rows, cols] (row = sample), with per-sample step size and budget:
     /// xadv = clamp(clamp(xadv + step[r]*sign(grad), x0 - eps[r], x0 + eps[r]), 0, 1). In place on xadv.
-    /// Op "attack_step_linf".
+    /// Op "attack_step_linf", flops 6*rows*cols.
     /// </summary>
     void AttackStepLinf(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
     /// <summary>
     /// One L2 step: g = grad / (||grad_r||_2 + 1e-12); d = xadv + step[r]*g - x0; d *= min(1, eps[r] / ||d_r||_2)
-    /// (no scaling when ||d_r|| == 0); xadv = clamp(x0 + d, 0, 1). In place on xadv. Op "attack_step_l2".
+    /// (no scaling when ||d_r|| == 0); xadv = clamp(x0 + d, 0, 1). In place on xadv. Op "attack_step_l2", flops 10*rows*cols.
     /// </summary>
     void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
 }

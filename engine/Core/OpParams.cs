@@ -39,6 +39,21 @@ public readonly record struct PoolShape(
     public PoolShape WithN(int n) => this with { N = n };
 }
 
-public enum Activation { Relu, LeakyRelu, Sigmoid, Tanh }
+/// <summary>Activation functions; the values are the kernels' codes (Perturb.Kernels.ActivationKind).</summary>
+public enum Activation
+{
+    Relu = Perturb.Kernels.ActivationKind.Relu,
+    LeakyRelu = Perturb.Kernels.ActivationKind.LeakyRelu,
+    Sigmoid = Perturb.Kernels.ActivationKind.Sigmoid,
+    Tanh = Perturb.Kernels.ActivationKind.Tanh,
+}
 
-public enum Reduction { Sum, Max, L0, L2, Linf }
+/// <summary>Per-row reductions; the values are the kernels' codes (Perturb.Kernels.ReduceKind).</summary>
+public enum Reduction
+{
+    Sum = Perturb.Kernels.ReduceKind.Sum,
+    Max = Perturb.Kernels.ReduceKind.Max,
+    L0 = Perturb.Kernels.ReduceKind.L0,
+    L2 = Perturb.Kernels.ReduceKind.L2,
+    Linf = Perturb.Kernels.ReduceKind.Linf,
+}

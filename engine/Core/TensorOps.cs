@@ -28,7 +28,7 @@ public enum UnaryOp
 }
 
 /// <summary>Binary ops with NumPy broadcasting, numbered as Perturb.Kernels.Broadcast.</summary>
-public enum BinaryOp { Add, Sub, Mul, Div, Pow, Max, Min }
+public enum BroadcastOp { Add, Sub, Mul, Div, Pow, Max, Min }
 
 /// <summary>Axis reductions, numbered as Perturb.Kernels.Broadcast (Mean is Sum with scale 1/count).</summary>
 public enum ReduceOp { Sum, Max, Min, L2, Mean }
@@ -103,7 +103,7 @@ public static class Strided
     }
 
     /// <summary>
-    /// Gradient of operand <paramref name="which"/> of a binary op: (keep, red) for <see cref="IBackend.BinaryBackward"/>.
+    /// Gradient of operand <paramref name="which"/> of a binary op: (keep, red) for <see cref="IBackend.BroadcastBackward"/>.
     /// keep runs over the operand's own elements, red over the axes it is broadcast along; strides S0 a, S1 b, S2 dy.
     /// </summary>
     public static (StridedArgs Keep, StridedArgs Red) BinaryGrad(int[] a, int[] b, int[] y, int which)

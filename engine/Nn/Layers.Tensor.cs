@@ -57,7 +57,7 @@ public sealed class UnaryLayer : Layer
 /// </summary>
 public sealed class BinaryLayer : Layer
 {
-    public BinaryOp Op { get; }
+    public BroadcastOp Op { get; }
     /// <summary>The constant operand's ONNX shape (null: two computed inputs).</summary>
     public int[]? ConstShape { get; }
     /// <summary>Whether the constant is the left operand (c op x).</summary>
@@ -67,9 +67,9 @@ public sealed class BinaryLayer : Layer
     Tensor? _a, _b;
     int[] _fa = [], _fb = [];
 
-    public BinaryLayer(BinaryOp op) { Op = op; }
+    public BinaryLayer(BroadcastOp op) { Op = op; }
 
-    public BinaryLayer(BinaryOp op, float[] constant, int[] constShape, bool constLeft)
+    public BinaryLayer(BroadcastOp op, float[] constant, int[] constShape, bool constLeft)
     {
         if (constant.Length != Product(constShape)) throw new PerturbException($"Binary: {constant.Length} constant values for shape {Tensor.ShapeString(constShape)}");
         Op = op; _const0 = constant; ConstShape = constShape; ConstLeft = constLeft;
@@ -121,7 +121,7 @@ public sealed class BinaryLayer : Layer
         else (_a, _b) = ConstLeft ? (_c!.Value, x[0]) : (x[0], _c!.Value);
         int n = x[0].N;
         var y = c.Alloc(Batch(n, OutShape));
-        c.Be.BinaryForward(Op, _a, _b, y, Strided.Binary(FullA(n), FullB(n), y.Shape));
+        c.Be.BroadcastForward(Op, _a, _b, y, Strided.Binary(FullA(n), FullB(n), y.Shape));
         return y;
     }
 
@@ -133,7 +133,7 @@ public sealed class BinaryLayer : Layer
             var fa = FullA(n); var fb = FullB(n);
             var (keep, red) = Strided.BinaryGrad(fa, fb, dy.Shape, which);
             var dx = c.Alloc(which == 0 ? fa : fb);
-            c.Be.BinaryBackward(Op, which, _a!, _b!, dy, dx, keep, red);
+            c.Be.BroadcastBackward(Op, which, _a!, _b!, dy, dx, keep, red);
             return dx;
         }
         if (ConstShape == null) return new[] { needDx[0] ? Grad(0) : null, needDx[1] ? Grad(1) : null };
@@ -149,7 +149,7 @@ public sealed class BinaryLayer : Layer
 
     internal static BinaryLayer FromConfig(JsonObject o)
     {
-        var op = o.Enum<BinaryOp>("op");
+        var op = o.Enum<BroadcastOp>("op");
         if (o["const_shape"] == null) return new BinaryLayer(op);
         var s = o.Ints("const_shape");
         return new BinaryLayer(op, new float[Product(s)], s, o.B("const_left", false));
@@ -379,7 +379,7 @@ public sealed class ExpandLayer : Layer
         var dx = c.Alloc(_x!.Shape);
         // dx = sum of dy over the expanded axes: the gradient of x in x + 0-broadcast (Add's derivative is 1)
         var (keep, red) = Strided.BinaryGrad(_x.Shape, dy.Shape, dy.Shape, 0);
-        c.Be.BinaryBackward(BinaryOp.Add, 0, _x, dy, dy, dx, keep, red);
+        c.Be.BroadcastBackward(BroadcastOp.Add, 0, _x, dy, dy, dx, keep, red);
         return new[] { dx };
     }
 

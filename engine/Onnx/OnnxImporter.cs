@@ -23,9 +23,7 @@ public static class OnnxImporter
 {
     public static Model Load(string path, IBackend be)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        byte[] bytes = IO.SafeFiles.ReadAllBytes(path, "model file");
         ModelProto mp;
         try { mp = ModelProto.Parser.ParseFrom(bytes); }
         catch (InvalidProtocolBufferException e) { throw new PerturbException($"{path}: not a valid ONNX file (the protobuf does not parse: {e.Message})"); }
@@ -99,7 +97,11 @@ sealed class Importer
         foreach (var n in g.Node)
         {
             _cur = n;
-            Convert(n);
+            // A node missing an input, output or attribute the operator needs (a damaged or hand-made file) is one
+            // error naming the node, not an index or key exception from deep inside the conversion.
+            try { Convert(n); }
+            catch (Exception e) when (e is ArgumentOutOfRangeException or IndexOutOfRangeException or KeyNotFoundException or InvalidOperationException or NullReferenceException or InvalidCastException or OverflowException)
+            { throw Err(n, $"malformed node (an input, output or attribute it needs is missing or of the wrong kind: {e.Message})"); }
         }
         if (g.Output.Count == 0) throw new PerturbException("the graph declares no output");
         var outName = g.Output[0].Name;
@@ -261,8 +263,8 @@ sealed class Importer
         ["Unsqueeze"] = n => UnsqueezeOp(n),
         ["Cast"] = n => CastOp(n),
         ["Pow"] = n => Binary(n),
-        ["Max"] = n => VariadicOp(n, BinaryOp.Max),
-        ["Min"] = n => VariadicOp(n, BinaryOp.Min),
+        ["Max"] = n => VariadicOp(n, BroadcastOp.Max),
+        ["Min"] = n => VariadicOp(n, BroadcastOp.Min),
         ["HardSigmoid"] = n => UnaryOpN(n, UnaryOp.HardSigmoid, AttrF(n, "alpha", 0.2f), AttrF(n, "beta", 0.5f)),
         ["HardSwish"] = n => UnaryOpN(n, UnaryOp.HardSwish),
         ["Elu"] = n => UnaryOpN(n, UnaryOp.Elu, AttrF(n, "alpha", 1f)),
@@ -567,14 +569,14 @@ sealed class Importer
 
     static float[] Ones(int c, float v = 1f) => Enumerable.Repeat(v, c).ToArray();
 
-    static BinaryOp BinOp(string op) => op switch
+    static BroadcastOp BinOp(string op) => op switch
     {
-        "Add" => BinaryOp.Add, "Sub" => BinaryOp.Sub, "Mul" => BinaryOp.Mul, "Div" => BinaryOp.Div, "Pow" => BinaryOp.Pow,
-        "Max" => BinaryOp.Max, _ => BinaryOp.Min,
+        "Add" => BroadcastOp.Add, "Sub" => BroadcastOp.Sub, "Mul" => BroadcastOp.Mul, "Div" => BroadcastOp.Div, "Pow" => BroadcastOp.Pow,
+        "Max" => BroadcastOp.Max, _ => BroadcastOp.Min,
     };
 
     /// <summary>x op constant (or constant op x) with the constant broadcast: a Binary layer holding the constant.</summary>
-    void ConstBinary(NodeProto n, BinaryOp op, bool constLeft)
+    void ConstBinary(NodeProto n, BroadcastOp op, bool constLeft)
     {
         var x = Plain(n, constLeft ? 1 : 0);
         var k = _consts[In(n, constLeft ? 0 : 1)];
@@ -582,7 +584,7 @@ sealed class Importer
     }
 
     /// <summary>Emits x op k (k a constant of any broadcasting shape); returns the new tensor.</summary>
-    Dyn BindConstBinary(NodeProto n, BinaryOp op, Dyn x, Const k, bool constLeft, string name, bool bind)
+    Dyn BindConstBinary(NodeProto n, BroadcastOp op, Dyn x, Const k, bool constLeft, string name, bool bind)
     {
         int r = Math.Max(x.Shape.Length + 1, k.Dims.Length);
         var pk = Strided.PadLeft(k.Dims, r);
@@ -623,14 +625,14 @@ sealed class Importer
     }
 
     /// <summary>Max / Min of any number of inputs: pairwise broadcast binary ops.</summary>
-    void VariadicOp(NodeProto n, BinaryOp op)
+    void VariadicOp(NodeProto n, BroadcastOp op)
     {
         var names = n.Input.Where(i => i.Length > 0).ToList();
         if (names.Count == 0) throw Err(n, "no inputs");
         if (names.All(_consts.ContainsKey))
         {
             var acc = _consts[names[0]];
-            foreach (var nm in names.Skip(1)) acc = Broadcast(n, acc, _consts[nm], op == BinaryOp.Max ? Math.Max : Math.Min);
+            foreach (var nm in names.Skip(1)) acc = Broadcast(n, acc, _consts[nm], op == BroadcastOp.Max ? Math.Max : Math.Min);
             SetConst(n, 0, acc);
             return;
         }
@@ -704,15 +706,15 @@ sealed class Importer
     {
         var ks = x.Shape.Select((d, i) => axes.Contains(i) ? 1 : d).ToArray();
         var mean = Part(n, "mean", new ReduceLayer(ReduceOp.Mean, axes, true), ks, x);
-        var d = Part(n, "centre", new BinaryLayer(BinaryOp.Sub), x.Shape, x, mean);
+        var d = Part(n, "centre", new BinaryLayer(BroadcastOp.Sub), x.Shape, x, mean);
         var sq = Part(n, "square", new UnaryLayer(UnaryOp.Pow, 2f), x.Shape, d);
         var v = Part(n, "var", new ReduceLayer(ReduceOp.Mean, axes, true), ks, sq);
-        var ve = BindConstBinary(n, BinaryOp.Add, v, Scalar1(eps), false, NodeName(n) + "_eps", false);
+        var ve = BindConstBinary(n, BroadcastOp.Add, v, Scalar1(eps), false, NodeName(n) + "_eps", false);
         var sd = Part(n, "std", new UnaryLayer(UnaryOp.Sqrt), ks, ve);
         bool more = scale != null || bias != null;
-        var y = DynOf(Emit(n, new BinaryLayer(BinaryOp.Div), x.Shape, more ? NodeName(n) + "_norm" : NodeName(n), !more, d, sd));
-        if (scale != null) y = BindConstBinary(n, BinaryOp.Mul, y, scale, false, bias != null ? NodeName(n) + "_scale" : NodeName(n), bias == null);
-        if (bias != null) BindConstBinary(n, BinaryOp.Add, y, bias, false, NodeName(n), true);
+        var y = DynOf(Emit(n, new BinaryLayer(BroadcastOp.Div), x.Shape, more ? NodeName(n) + "_norm" : NodeName(n), !more, d, sd));
+        if (scale != null) y = BindConstBinary(n, BroadcastOp.Mul, y, scale, false, bias != null ? NodeName(n) + "_scale" : NodeName(n), bias == null);
+        if (bias != null) BindConstBinary(n, BroadcastOp.Add, y, bias, false, NodeName(n), true);
     }
 
     void OnlyFirstOutput(NodeProto n)
@@ -760,17 +762,17 @@ sealed class Importer
         var grouped = Part(n, "groups", new ReshapeLayer(new[] { g, c / g * rest }), new[] { g, c / g * rest }, x);
         var ks = new[] { g, 1 };
         var mean = Part(n, "mean", new ReduceLayer(ReduceOp.Mean, new[] { 1 }, true), ks, grouped);
-        var d = Part(n, "centre", new BinaryLayer(BinaryOp.Sub), grouped.Shape, grouped, mean);
+        var d = Part(n, "centre", new BinaryLayer(BroadcastOp.Sub), grouped.Shape, grouped, mean);
         var sq = Part(n, "square", new UnaryLayer(UnaryOp.Pow, 2f), grouped.Shape, d);
         var v = Part(n, "var", new ReduceLayer(ReduceOp.Mean, new[] { 1 }, true), ks, sq);
-        var ve = BindConstBinary(n, BinaryOp.Add, v, Scalar1(AttrF(n, "epsilon", 1e-5f)), false, NodeName(n) + "_eps", false);
+        var ve = BindConstBinary(n, BroadcastOp.Add, v, Scalar1(AttrF(n, "epsilon", 1e-5f)), false, NodeName(n) + "_eps", false);
         var sd = Part(n, "std", new UnaryLayer(UnaryOp.Sqrt), ks, ve);
-        var y = Part(n, "norm", new BinaryLayer(BinaryOp.Div), grouped.Shape, d, sd);
+        var y = Part(n, "norm", new BinaryLayer(BroadcastOp.Div), grouped.Shape, d, sd);
         var back = Part(n, "ungroup", new ReshapeLayer(x.Shape), x.Shape, y);
         var per = Enumerable.Repeat(1, x.Shape.Length - 1).Prepend(c).ToArray();
         double[] PerChannelOf(Const k) => k.Count == c ? k.V : Enumerable.Range(0, c).Select(i => k.V[i / (c / g)]).ToArray();
-        var ys = BindConstBinary(n, BinaryOp.Mul, back, new Const { Dims = per, V = PerChannelOf(scale) }, false, NodeName(n) + "_scale", false);
-        BindConstBinary(n, BinaryOp.Add, ys, new Const { Dims = per, V = PerChannelOf(bias) }, false, NodeName(n), true);
+        var ys = BindConstBinary(n, BroadcastOp.Mul, back, new Const { Dims = per, V = PerChannelOf(scale) }, false, NodeName(n) + "_scale", false);
+        BindConstBinary(n, BroadcastOp.Add, ys, new Const { Dims = per, V = PerChannelOf(bias) }, false, NodeName(n), true);
     }
 
     // ---------------------------------------------------------------- layout: transpose, squeeze, slice, split, gather
@@ -1032,7 +1034,10 @@ sealed class Importer
             if (da[i] != db[i] && da[i] != 1 && db[i] != 1) throw Err(n, $"constant shapes {Tensor.ShapeString(a.Dims)} and {Tensor.ShapeString(b.Dims)} do not broadcast");
             dout[i] = Math.Max(da[i], db[i]);
         }
-        int count = dout.Aggregate(1, (p, q) => p * q);
+        // A broadcast of [40000, 1] and [1, 40000] would fold into 1.6 billion values: check before allocating.
+        long count64 = Limits.Product(dout);
+        Limits.Check($"{n.OpType} node '{NodeName(n)}': folding constants of shapes {Tensor.ShapeString(a.Dims)} and {Tensor.ShapeString(b.Dims)} makes {Tensor.ShapeString(dout)}; values", count64, Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
+        int count = (int)count64;
         var v = new double[count];
         var idx = new int[r];
         for (int e = 0; e < count; e++)

@@ -17,7 +17,7 @@ public class TensorGradCheckTests
 
     static IBackend Be(string name) => TestBackends.Get(name);
 
-    static BinaryLayer Shift(float v) => new(BinaryOp.Sub, new[] { v }, new[] { 1 }, false);
+    static BinaryLayer Shift(float v) => new(BroadcastOp.Sub, new[] { v }, new[] { 1 }, false);
 
     public static IEnumerable<object[]> UnaryCases() =>
         Enum.GetValues<UnaryOp>().SelectMany(op => new[] { new object[] { TestBackends.Cpu, op }, new object[] { TestBackends.IlgpuCpu, op } });
@@ -28,7 +28,7 @@ public class TensorGradCheckTests
         // inputs in (0.05, 0.95): shifted to (-0.45, 0.45) for functions with a kink or branch at 0, scaled to cross HardSigmoid's and HardSwish's
         bool positive = op is UnaryOp.Sqrt or UnaryOp.Log or UnaryOp.Reciprocal or UnaryOp.Pow;
         var g = new GraphBuilder(3, 5);
-        g.Add("shift", positive ? Shift(0f) : new BinaryLayer(BinaryOp.Mul, new[] { 9f }, new[] { 1 }, false), GraphBuilder.Input);
+        g.Add("shift", positive ? Shift(0f) : new BinaryLayer(BroadcastOp.Mul, new[] { 9f }, new[] { 1 }, false), GraphBuilder.Input);
         if (!positive) g.Add("centre", Shift(4.5f));
         var (a, b) = op switch { UnaryOp.HardSigmoid => (1 / 6f, 0.5f), UnaryOp.Elu => (0.7f, 0f), UnaryOp.Selu => (1.6732632f, 1.050701f), UnaryOp.Pow => (2.5f, 0f), _ => (0f, 0f) };
         g.Add("f", new UnaryLayer(op, a, b));
@@ -39,12 +39,12 @@ public class TensorGradCheckTests
     [Theory, MemberData(nameof(Backends))]
     public void BroadcastBetweenComputedTensors(string backend)
     {
-        foreach (var op in Enum.GetValues<BinaryOp>())
+        foreach (var op in Enum.GetValues<BroadcastOp>())
         {
             // squeeze-excitation: x [C, H, W] op mean(x) [C, 1, 1]; the gate's gradient sums over H, W
             var g = new GraphBuilder(3, 2, 4);
             int gate = g.Add("gate", new ReduceLayer(ReduceOp.Mean, new[] { 1, 2 }, true), GraphBuilder.Input);
-            if (op is BinaryOp.Div or BinaryOp.Pow) gate = g.Add("pos", new UnaryLayer(UnaryOp.Exp), gate);
+            if (op is BroadcastOp.Div or BroadcastOp.Pow) gate = g.Add("pos", new UnaryLayer(UnaryOp.Exp), gate);
             g.Add("op", new BinaryLayer(op), GraphBuilder.Input, gate);
             using var m = g.Build(Be(backend), 5);
             GradCheckTests.Check(m, 2, false);
@@ -61,7 +61,7 @@ public class TensorGradCheckTests
     [Theory, MemberData(nameof(Backends))]
     public void BroadcastWithConstants(string backend)
     {
-        foreach (var op in Enum.GetValues<BinaryOp>())
+        foreach (var op in Enum.GetValues<BroadcastOp>())
             foreach (bool left in new[] { false, true })
             {
                 var k = Enumerable.Range(0, 4).Select(i => 0.3f + 0.4f * i).ToArray();

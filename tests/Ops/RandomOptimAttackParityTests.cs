@@ -1,4 +1,5 @@
 using Perturb.Engine;
+using Philox = Perturb.Kernels.Philox;
 
 namespace Perturb.Tests.Ops;
 

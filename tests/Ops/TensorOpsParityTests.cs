@@ -13,8 +13,8 @@ namespace Perturb.Tests.Ops;
 public class TensorOpsParityTests
 {
     static (double F, double D) RefUnary(UnaryOp op, double a, double b, double x) => TensorRef.Unary(op, a, b, x);
-    static double RefBin(BinaryOp op, double a, double b) => TensorRef.Bin(op, a, b);
-    static double RefBinD(BinaryOp op, int which, double a, double b) => TensorRef.BinD(op, which, a, b);
+    static double RefBin(BroadcastOp op, double a, double b) => TensorRef.Bin(op, a, b);
+    static double RefBinD(BroadcastOp op, int which, double a, double b) => TensorRef.BinD(op, which, a, b);
     static int[] Unravel(int e, int[] dims) => TensorRef.Unravel(e, dims);
     static int At(int[] idx, int[] dims) => TensorRef.At(idx, dims);
     static int Prod(int[] s) => TensorRef.Prod(s);
@@ -67,14 +67,14 @@ public class TensorOpsParityTests
         };
         int seed = 0;
         foreach (var (sa, sb) in cases)
-            foreach (BinaryOp op in Enum.GetValues<BinaryOp>())
+            foreach (BroadcastOp op in Enum.GetValues<BroadcastOp>())
             {
                 seed++;
                 var sy = Strided.BroadcastShape(sa, sb)!;
-                bool pos = op == BinaryOp.Pow;
+                bool pos = op == BroadcastOp.Pow;
                 var a = Ref.Rand(Prod(sa), seed, pos ? 0.3 : -2, 2); var b = Ref.Rand(Prod(sb), seed + 100, pos ? 0.5 : -2, 2);
-                if (op == BinaryOp.Div) b = b.Select(v => Math.Abs(v) + 0.5).ToArray();
-                if (op is BinaryOp.Max or BinaryOp.Min && a.Length > 3 && b.Length > 3) a[1] = (float)b[1];   // a tie (same position when shapes match)
+                if (op == BroadcastOp.Div) b = b.Select(v => Math.Abs(v) + 0.5).ToArray();
+                if (op is BroadcastOp.Max or BroadcastOp.Min && a.Length > 3 && b.Length > 3) a[1] = (float)b[1];   // a tie (same position when shapes match)
                 var af = Ref.F(a).Select(v => (double)v).ToArray(); var bf = Ref.F(b).Select(v => (double)v).ToArray();
                 var dy = Ref.Rand(Prod(sy), seed + 200); var dyf = Ref.F(dy).Select(v => (double)v).ToArray();
                 var want = new double[Prod(sy)]; var da = new double[a.Length]; var db = new double[b.Length];
@@ -88,14 +88,14 @@ public class TensorOpsParityTests
                 }
                 var ta = h.V(a, sa); var tb = h.V(b, sb); var ty = h.Out(true, sy); var tdy = h.V(dy, sy);
                 string what = $"{backend} {op} {Tensor.ShapeString(sa)} with {Tensor.ShapeString(sb)}";
-                h.Op("binary_fwd", () => h.Be.BinaryForward(op, ta, tb, ty, Strided.Binary(sa, sb, sy)), Prod(sy));
+                h.Op("broadcast_fwd", () => h.Be.BroadcastForward(op, ta, tb, ty, Strided.Binary(sa, sb, sy)), Prod(sy));
                 Ref.AssertClose(want, h.GetF(ty), 2e-6, 1e-6, what + " forward");
                 for (int which = 0; which < 2; which++)
                 {
                     var (keep, red) = Strided.BinaryGrad(sa, sb, sy, which);
                     var tdx = h.Out(true, which == 0 ? sa : sb);
                     int w = which;
-                    h.Op("binary_bwd", () => h.Be.BinaryBackward(op, w, ta, tb, tdy, tdx, keep, red));
+                    h.Op("broadcast_bwd", () => h.Be.BroadcastBackward(op, w, ta, tb, tdy, tdx, keep, red));
                     Ref.AssertClose(which == 0 ? da : db, h.GetF(tdx), 1e-5, 1e-5, what + $" gradient of operand {which}");
                 }
             }

@@ -51,20 +51,20 @@ public static class TensorRef
         return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x));
     }
 
-    public static double Bin(BinaryOp op, double a, double b) => op switch
+    public static double Bin(BroadcastOp op, double a, double b) => op switch
     {
-        BinaryOp.Add => a + b, BinaryOp.Sub => a - b, BinaryOp.Mul => a * b, BinaryOp.Div => a / b,
-        BinaryOp.Pow => Math.Pow(a, b), BinaryOp.Max => Math.Max(a, b), _ => Math.Min(a, b),
+        BroadcastOp.Add => a + b, BroadcastOp.Sub => a - b, BroadcastOp.Mul => a * b, BroadcastOp.Div => a / b,
+        BroadcastOp.Pow => Math.Pow(a, b), BroadcastOp.Max => Math.Max(a, b), _ => Math.Min(a, b),
     };
 
-    public static double BinD(BinaryOp op, int which, double a, double b) => op switch
+    public static double BinD(BroadcastOp op, int which, double a, double b) => op switch
     {
-        BinaryOp.Add => 1,
-        BinaryOp.Sub => which == 0 ? 1 : -1,
-        BinaryOp.Mul => which == 0 ? b : a,
-        BinaryOp.Div => which == 0 ? 1 / b : -a / (b * b),
-        BinaryOp.Pow => which == 0 ? b * Math.Pow(a, b - 1) : Math.Pow(a, b) * Math.Log(a),
-        BinaryOp.Max => (which == 0 ? a > b : b > a) ? 1 : a == b ? 0.5 : 0,
+        BroadcastOp.Add => 1,
+        BroadcastOp.Sub => which == 0 ? 1 : -1,
+        BroadcastOp.Mul => which == 0 ? b : a,
+        BroadcastOp.Div => which == 0 ? 1 / b : -a / (b * b),
+        BroadcastOp.Pow => which == 0 ? b * Math.Pow(a, b - 1) : Math.Pow(a, b) * Math.Log(a),
+        BroadcastOp.Max => (which == 0 ? a > b : b > a) ? 1 : a == b ? 0.5 : 0,
         _ => (which == 0 ? a < b : b < a) ? 1 : a == b ? 0.5 : 0,
     };
 
@@ -87,7 +87,7 @@ public static class TensorRef
     public static int Prod(int[] s) => s.Aggregate(1, (p, q) => p * q);
 
     /// <summary>y = a op b with NumPy broadcasting (contiguous shapes of equal rank).</summary>
-    public static double[] Broadcast(BinaryOp op, double[] a, int[] sa, double[] b, int[] sb, int[] sy)
+    public static double[] Broadcast(BroadcastOp op, double[] a, int[] sa, double[] b, int[] sb, int[] sy)
     {
         var y = new double[Prod(sy)];
         for (int e = 0; e < y.Length; e++) { var i = Unravel(e, sy); y[e] = Bin(op, a[At(i, sa)], b[At(i, sb)]); }

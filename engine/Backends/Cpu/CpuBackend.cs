@@ -7,10 +7,10 @@ namespace Perturb.Engine.Backends;
 /// arithmetic is managed SIMD (Vector512/Vector256, TensorPrimitives) with Parallel.For over batch, rows or channels,
 /// and a packed, register-blocked GEMM (CpuGemm.cs) that convolution (CpuConv.cs) is built on.
 /// Ops run synchronously; <see cref="Synchronize"/> has nothing to wait for.
-/// This file: construction, memory, the parallel helpers, element-wise ops, reductions, random numbers,
-/// optimisers and the fused attack steps.
+/// This file: construction, memory and the parallel helpers; each op family is in Cpu&lt;Family&gt;.cs beside its kernel
+/// twin Ilgpu&lt;Family&gt;.cs.
 /// </summary>
-public sealed partial class CpuBackend : IBackend
+public sealed partial class CpuBackend : BackendBase
 {
     /// <summary>Below this many elements an op runs on the calling thread.</summary>
     const long ParallelThreshold = 32 * 1024;
@@ -26,10 +26,9 @@ public sealed partial class CpuBackend : IBackend
         MemoryBytes = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 
-    public string Name => "cpu";
-    public string DeviceName { get; }
-    public long MemoryBytes { get; }
-    public OpCounters Counters { get; } = new();
+    public override string Name => "cpu";
+    public override string DeviceName { get; }
+    public override long MemoryBytes { get; }
     /// <summary>Worker threads the backend uses.</summary>
     public int Threads => _threads;
 
@@ -49,18 +48,14 @@ public sealed partial class CpuBackend : IBackend
         return "CPU";
     }
 
-    public void Dispose() { _pool.Clear(); _pooledBytes = 0; }
+    public override void Dispose() { _pool.Clear(); _pooledBytes = 0; }
 
     // ---------------------------------------------------------------- tensor access helpers
 
-    float[] Arr(Tensor t, string op)
-    {
-        Check.Owner(this, t, op);
-        return (float[])t.Storage;
-    }
+    // BackendBase has checked ownership and lengths before any core method runs.
 
-    /// <summary>The tensor's elements as a span, after checking ownership.</summary>
-    Span<float> Sp(Tensor t, string op) => Arr(t, op).AsSpan(t.Offset, t.Length);
+    /// <summary>The tensor's elements as a span.</summary>
+    static Span<float> Sp(Tensor t) => ((float[])t.Storage).AsSpan(t.Offset, t.Length);
 
     /// <summary>A (storage, offset) pair that a parallel body can capture (spans cannot be captured).</summary>
     readonly record struct Buf(float[] A, int Off)
@@ -69,11 +64,10 @@ public sealed partial class CpuBackend : IBackend
         public ref float this[long i] => ref A[Off + i];
     }
 
-    Buf B(Tensor t, long need, string op, string name)
-    {
-        Check.Len(t, need, op, name);
-        return new Buf(Arr(t, op), t.Offset);
-    }
+    static Buf B(Tensor t) => new((float[])t.Storage, t.Offset);
+
+    /// <summary>The optional tensor's buffer, or null.</summary>
+    static Buf? BOpt(Tensor? t) => t is null ? null : B(t);
 
     /// <summary>Runs body(i) for i in [0, count), in parallel when count*workPerItem is large enough.</summary>
     void For(int count, long workPerItem, Action<int> body)
@@ -103,17 +97,7 @@ public sealed partial class CpuBackend : IBackend
 
     // ---------------------------------------------------------------- memory
 
-    public Tensor Allocate(params int[] shape)
-    {
-        long n = 1;
-        foreach (var d in shape)
-        {
-            if (d < 0) throw new ArgumentException($"Allocate: negative dimension in shape [{Tensor.ShapeString(shape)}]");
-            n *= d;
-        }
-        if (n > int.MaxValue) throw new ArgumentException($"Allocate: shape [{Tensor.ShapeString(shape)}] is too large");
-        return new Tensor(this, Rent((int)n), shape);
-    }
+    protected override Tensor AllocateCore(int[] shape, int length) => new(this, Rent(length), shape);
 
     // Large arrays freed by Tensor.Dispose are kept for reuse (by exact length), so a network's activations do not
     // churn the large-object heap pass after pass. Reused arrays are cleared: Allocate always returns zeros.
@@ -133,374 +117,26 @@ public sealed partial class CpuBackend : IBackend
         return new float[n];
     }
 
-    public Tensor FromArray(ReadOnlySpan<float> data, params int[] shape)
-    {
-        var t = Allocate(shape);
-        if (data.Length != t.Length) throw new ArgumentException($"FromArray: {data.Length} values for shape [{Tensor.ShapeString(shape)}] of {t.Length}");
-        data.CopyTo((float[])t.Storage);
-        return t;
-    }
+    protected override ReadOnlySpan<float> PeekHost(Tensor t) => Sp(t);
 
-    public float[] ToArray(Tensor t) => Sp(t, "to_array").ToArray();
+    protected override float[] ToArrayCore(Tensor t) => Sp(t).ToArray();
 
-    public void Upload(Tensor t, ReadOnlySpan<float> data)
-    {
-        if (data.Length != t.Length) throw new ArgumentException($"Upload: {data.Length} values for a tensor of {t.Length}");
-        data.CopyTo(Sp(t, "upload"));
-    }
+    protected override void UploadCore(Tensor t, ReadOnlySpan<float> data) => data.CopyTo(Sp(t));
 
-    public void Copy(Tensor src, Tensor dst)
-    {
-        Check.Same(src, dst, "copy");
-        Counters.Hit("copy");
-        Sp(src, "copy").CopyTo(Sp(dst, "copy"));
-    }
+    protected override void CopyCore(Tensor src, Tensor dst) => Sp(src).CopyTo(Sp(dst));
 
-    public void Fill(Tensor t, float value)
+    protected override void FillCore(Tensor t, float value)
     {
-        Counters.Hit("fill");
-        var b = B(t, 0, "fill", "t");
+        var b = B(t);
         Ranges(t.Length, (s, e) => b.Span(s, e - s).Fill(value));
     }
 
-    public void Synchronize() { }
+    public override void Synchronize() { }
 
-    public void Free(Tensor t)
+    public override void Free(Tensor t)
     {
         if (t.IsView || t.Storage is not float[] a || a.Length < PoolMinLength) return;
         if (Interlocked.Add(ref _pooledBytes, 4L * a.Length) > PoolMaxBytes) { Interlocked.Add(ref _pooledBytes, -4L * a.Length); return; }
         _pool.GetOrAdd(a.Length, _ => new()).Add(a);
     }
-
-    // ---------------------------------------------------------------- bias
-
-    public void BiasAdd(Tensor y, Tensor bias, int outer, int channels, int inner)
-    {
-        Counters.Hit("bias_add", (long)outer * channels * inner);
-        var yb = B(y, (long)outer * channels * inner, "bias_add", "y");
-        var bb = B(bias, channels, "bias_add", "bias");
-        For(outer * channels, inner, i =>
-        {
-            var row = yb.Span((long)i * inner, inner);
-            TensorPrimitives.Add(row, bb[i % channels], row);
-        });
-    }
-
-    public void BiasGrad(Tensor dy, Tensor db, int outer, int channels, int inner)
-    {
-        Counters.Hit("bias_grad", (long)outer * channels * inner);
-        SumChannels(B(dy, (long)outer * channels * inner, "bias_grad", "dy"), B(db, channels, "bias_grad", "db"), outer, channels, inner);
-    }
-
-    /// <summary>o[c] = sum over n, i of d[n, c, i] (d viewed as [outer, channels, inner]), accumulated in double.</summary>
-    void SumChannels(Buf d, Buf o, int outer, int channels, int inner)
-    {
-        For(channels, (long)outer * inner, c =>
-        {
-            double s = 0;
-            for (int n = 0; n < outer; n++) s += SumD(d.Span(((long)n * channels + c) * inner, inner));
-            o[c] = (float)s;
-        });
-    }
-
-    // ---------------------------------------------------------------- activations
-
-    public void ActivationForward(Activation f, float alpha, Tensor x, Tensor y)
-    {
-        Check.Same(x, y, "act_fwd");
-        Counters.Hit("act_fwd", x.Length);
-        var xb = B(x, 0, "act_fwd", "x");
-        var yb = B(y, 0, "act_fwd", "y");
-        Ranges(x.Length, (s, e) =>
-        {
-            var xs = xb.Span(s, e - s);
-            var ys = yb.Span(s, e - s);
-            switch (f)
-            {
-                case Activation.Relu: TensorPrimitives.Max(xs, 0f, ys); break;
-                case Activation.LeakyRelu:
-                    for (int i = 0; i < xs.Length; i++) { float v = xs[i]; ys[i] = v > 0 ? v : alpha * v; }
-                    break;
-                case Activation.Sigmoid:
-                    for (int i = 0; i < xs.Length; i++) ys[i] = 1f / (1f + MathF.Exp(-xs[i]));
-                    break;
-                case Activation.Tanh: for (int i = 0; i < xs.Length; i++) ys[i] = MathF.Tanh(xs[i]); break;
-                default: throw new ArgumentException($"act_fwd: unknown activation {f}");
-            }
-        });
-    }
-
-    public void ActivationBackward(Activation f, float alpha, Tensor? x, Tensor? y, Tensor dy, Tensor dx)
-    {
-        Check.Same(dy, dx, "act_bwd");
-        Counters.Hit("act_bwd", dy.Length);
-        bool readsX = f is Activation.Relu or Activation.LeakyRelu;
-        Tensor src = (readsX ? x : y) ?? throw new ArgumentException($"act_bwd: {f} needs {(readsX ? "x" : "y")}");
-        var sb = B(src, dy.Length, "act_bwd", readsX ? "x" : "y");
-        var db = B(dy, 0, "act_bwd", "dy");
-        var ob = B(dx, 0, "act_bwd", "dx");
-        Ranges(dy.Length, (s, e) =>
-        {
-            var v = sb.Span(s, e - s);
-            var g = db.Span(s, e - s);
-            var o = ob.Span(s, e - s);
-            switch (f)
-            {
-                case Activation.Relu: for (int i = 0; i < v.Length; i++) o[i] = v[i] > 0 ? g[i] : 0f; break;
-                case Activation.LeakyRelu: for (int i = 0; i < v.Length; i++) o[i] = v[i] > 0 ? g[i] : alpha * g[i]; break;
-                case Activation.Sigmoid: for (int i = 0; i < v.Length; i++) o[i] = g[i] * v[i] * (1f - v[i]); break;
-                case Activation.Tanh: for (int i = 0; i < v.Length; i++) o[i] = g[i] * (1f - v[i] * v[i]); break;
-                default: throw new ArgumentException($"act_bwd: unknown activation {f}");
-            }
-        });
-    }
-
-    // ---------------------------------------------------------------- element-wise
-
-    /// <summary>Runs a span-wise kernel over two inputs and one output of equal length, in parallel chunks.</summary>
-    void Binary(string op, Tensor a, Tensor b, Tensor y, SpanBinary kernel)
-    {
-        Check.Same(a, b, op); Check.Same(a, y, op);
-        Counters.Hit(op, a.Length);
-        var ab = B(a, 0, op, "a"); var bb = B(b, 0, op, "b"); var yb = B(y, 0, op, "y");
-        Ranges(a.Length, (s, e) => kernel(ab.Span(s, e - s), bb.Span(s, e - s), yb.Span(s, e - s)));
-    }
-
-    delegate void SpanBinary(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y);
-
-    public void Add(Tensor a, Tensor b, Tensor y) => Binary("add", a, b, y, TensorPrimitives.Add);
-
-    public void Mul(Tensor a, Tensor b, Tensor y) => Binary("mul", a, b, y, TensorPrimitives.Multiply);
-
-    public void Axpy(float alpha, Tensor x, Tensor y) =>
-        Binary("axpy", x, y, y, (xs, ys, o) => TensorPrimitives.FusedMultiplyAdd(xs, alpha, ys, o));
-
-    public void Scale(float alpha, Tensor x, Tensor y) =>
-        Binary("scale", x, x, y, (xs, _, o) => TensorPrimitives.Multiply(xs, alpha, o));
-
-    public void Clamp(Tensor x, float lo, float hi, Tensor y) =>
-        Binary("clamp", x, x, y, (xs, _, o) =>
-        {
-            for (int i = 0; i < xs.Length; i++) o[i] = MathF.Min(MathF.Max(xs[i], lo), hi);
-        });
-
-    public void Sign(Tensor x, Tensor y) =>
-        Binary("sign", x, x, y, (xs, _, o) =>
-        {
-            for (int i = 0; i < xs.Length; i++) { float v = xs[i]; o[i] = v > 0 ? 1f : v < 0 ? -1f : 0f; }
-        });
-
-    public void Lerp(Tensor a, Tensor b, float t, Tensor y) =>
-        Binary("lerp", a, b, y, (as_, bs, o) =>
-        {
-            for (int i = 0; i < as_.Length; i++) o[i] = as_[i] + t * (bs[i] - as_[i]);
-        });
-
-    public void ChannelCopy(Tensor src, int srcC, int srcOff, Tensor dst, int dstC, int dstOff, int count, int outer, int inner, bool accumulate)
-    {
-        const string op = "channel_copy";
-        if (srcOff < 0 || dstOff < 0 || count < 0 || srcOff + count > srcC || dstOff + count > dstC)
-            throw new ArgumentException($"{op}: channels [{srcOff},{srcOff + count}) of {srcC} into [{dstOff},{dstOff + count}) of {dstC} out of range");
-        Counters.Hit(op, (long)outer * count * inner);
-        var s = B(src, (long)outer * srcC * inner, op, "src");
-        var d = B(dst, (long)outer * dstC * inner, op, "dst");
-        For(outer * count, inner, j =>
-        {
-            int n = j / count, i = j % count;
-            var from = s.Span(((long)n * srcC + srcOff + i) * inner, inner);
-            var to = d.Span(((long)n * dstC + dstOff + i) * inner, inner);
-            if (accumulate) TensorPrimitives.Add(to, from, to); else from.CopyTo(to);
-        });
-    }
-
-    // ---------------------------------------------------------------- per-sample reductions
-
-    public void ReduceRows(Reduction kind, Tensor x, Tensor outp, int rows, int cols)
-    {
-        Counters.Hit("reduce", (long)rows * cols);
-        var xb = B(x, (long)rows * cols, "reduce", "x");
-        var ob = B(outp, rows, "reduce", "outp");
-        For(rows, cols, r =>
-        {
-            var v = xb.Span((long)r * cols, cols);
-            ob[r] = kind switch
-            {
-                Reduction.Sum => (float)SumD(v),
-                Reduction.Max => cols == 0 ? float.NegativeInfinity : TensorPrimitives.Max(v),
-                Reduction.L0 => CountNonZero(v),
-                Reduction.L2 => (float)Math.Sqrt(SumSqD(v)),
-                Reduction.Linf => cols == 0 ? 0f : TensorPrimitives.MaxMagnitude(v) is var m ? MathF.Abs(m) : 0f,
-                _ => throw new ArgumentException($"reduce: unknown reduction {kind}"),
-            };
-        });
-    }
-
-    static float CountNonZero(ReadOnlySpan<float> v)
-    {
-        int c = 0;
-        foreach (var e in v) if (MathF.Abs(e) > 0) c++;
-        return c;
-    }
-
-    /// <summary>Sum in double, vectorised 16 floats at a time per block of 1024.</summary>
-    static double SumD(ReadOnlySpan<float> v)
-    {
-        double s = 0;
-        for (int i = 0; i < v.Length; i += 1024) s += TensorPrimitives.Sum<float>(v.Slice(i, Math.Min(1024, v.Length - i)));
-        return s;
-    }
-
-    static double SumSqD(ReadOnlySpan<float> v)
-    {
-        double s = 0;
-        for (int i = 0; i < v.Length; i += 1024) s += TensorPrimitives.SumOfSquares<float>(v.Slice(i, Math.Min(1024, v.Length - i)));
-        return s;
-    }
-
-    static double DotD(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        double s = 0;
-        for (int i = 0; i < a.Length; i += 1024)
-        {
-            int l = Math.Min(1024, a.Length - i);
-            s += TensorPrimitives.Dot(a.Slice(i, l), b.Slice(i, l));
-        }
-        return s;
-    }
-
-    public void ArgmaxRows(Tensor x, Tensor outp, int rows, int cols)
-    {
-        Counters.Hit("argmax", (long)rows * cols);
-        var xb = B(x, (long)rows * cols, "argmax", "x");
-        var ob = B(outp, rows, "argmax", "outp");
-        For(rows, cols, r => ob[r] = FirstArgmax(xb.Span((long)r * cols, cols), -1));
-    }
-
-    /// <summary>Index of the first maximum of v, skipping index <paramref name="skip"/>; -1 when nothing is left.</summary>
-    static int FirstArgmax(ReadOnlySpan<float> v, int skip)
-    {
-        int best = -1; float m = 0;
-        for (int j = 0; j < v.Length; j++)
-        {
-            if (j == skip) continue;
-            if (best < 0 || v[j] > m) { best = j; m = v[j]; }
-        }
-        return best;
-    }
-
-    // ---------------------------------------------------------------- random
-
-    public void RandomUniform(Tensor t, ulong seed, ulong offset)
-    {
-        Counters.Hit("rand_uniform", t.Length);
-        var b = B(t, 0, "rand_uniform", "t");
-        Ranges(t.Length, (s, e) => { for (long i = s; i < e; i++) b[i] = Philox.Uniform(seed, offset, i); });
-    }
-
-    public void RandomNormal(Tensor t, ulong seed, ulong offset, float mean = 0f, float std = 1f)
-    {
-        Counters.Hit("rand_normal", t.Length);
-        var b = B(t, 0, "rand_normal", "t");
-        Ranges(t.Length, (s, e) => { for (long i = s; i < e; i++) b[i] = mean + std * Philox.Normal(seed, offset, i); });
-    }
-
-    public void DropoutForward(Tensor x, Tensor y, Tensor mask, float p, ulong seed, ulong offset)
-    {
-        Check.Same(x, y, "dropout"); Check.Same(x, mask, "dropout");
-        Counters.Hit("dropout", x.Length);
-        var xb = B(x, 0, "dropout", "x"); var yb = B(y, 0, "dropout", "y"); var mb = B(mask, 0, "dropout", "mask");
-        float keep = 1f / (1f - p);
-        Ranges(x.Length, (s, e) =>
-        {
-            for (long i = s; i < e; i++)
-            {
-                float m = Philox.Uniform(seed, offset, i) >= p ? keep : 0f;
-                mb[i] = m;
-                yb[i] = xb[i] * m;
-            }
-        });
-    }
-
-    // ---------------------------------------------------------------- optimisers
-
-    public void SgdUpdate(Tensor w, Tensor g, Tensor v, float lr, float momentum, float weightDecay, bool nesterov)
-    {
-        Check.Same(w, g, "sgd"); Check.Same(w, v, "sgd");
-        Counters.Hit("sgd", 4L * w.Length);
-        var wb = B(w, 0, "sgd", "w"); var gb = B(g, 0, "sgd", "g"); var vb = B(v, 0, "sgd", "v");
-        Ranges(w.Length, (s, e) =>
-        {
-            for (long i = s; i < e; i++)
-            {
-                float gp = gb[i] + weightDecay * wb[i];
-                float vi = momentum == 0f ? gp : momentum * vb[i] + gp;
-                vb[i] = vi;
-                wb[i] -= lr * (nesterov ? gp + momentum * vi : vi);
-            }
-        });
-    }
-
-    public void AdamUpdate(Tensor w, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
-    {
-        Check.Same(w, g, "adam"); Check.Same(w, m, "adam"); Check.Same(w, v, "adam");
-        if (step < 1) throw new ArgumentException($"adam: step must start at 1, got {step}");
-        Counters.Hit("adam", 10L * w.Length);
-        var wb = B(w, 0, "adam", "w"); var gb = B(g, 0, "adam", "g"); var mb = B(m, 0, "adam", "m"); var vb = B(v, 0, "adam", "v");
-        float bc1 = (float)(1 - Math.Pow(beta1, step)), bc2 = (float)(1 - Math.Pow(beta2, step));
-        Ranges(w.Length, (s, e) =>
-        {
-            for (long i = s; i < e; i++)
-            {
-                float gp = gb[i] + weightDecay * wb[i];
-                float mi = beta1 * mb[i] + (1f - beta1) * gp;
-                float vi = beta2 * vb[i] + (1f - beta2) * gp * gp;
-                mb[i] = mi; vb[i] = vi;
-                wb[i] -= lr * (mi / bc1) / (MathF.Sqrt(vi / bc2) + eps);
-            }
-        });
-    }
-
-    // ---------------------------------------------------------------- fused attack steps
-
-    /// <summary>One sample's attack step, in place on x (that sample's row of xadv).</summary>
-    delegate void AttackRow(Span<float> x, ReadOnlySpan<float> x0, ReadOnlySpan<float> g, float step, float eps);
-
-    /// <summary>Shared driver of the fused attack steps: checks, counts and runs one sample (row) per work item.</summary>
-    void AttackStep(string op, long flopsPerValue, Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols, AttackRow body)
-    {
-        long len = (long)rows * cols;
-        Counters.Hit(op, flopsPerValue * len);
-        var xa = B(xadv, len, op, "xadv"); var xo = B(x0, len, op, "x0"); var gr = B(grad, len, op, "grad");
-        var st = B(step, rows, op, "step"); var ep = B(eps, rows, op, "eps");
-        For(rows, cols, r => body(xa.Span((long)r * cols, cols), xo.Span((long)r * cols, cols), gr.Span((long)r * cols, cols), st[r], ep[r]));
-    }
-
-    public void AttackStepLinf(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols) =>
-        AttackStep("attack_step_linf", 6, xadv, x0, grad, step, eps, rows, cols, (xs, x0s, gs, a, e) =>
-        {
-            for (int i = 0; i < xs.Length; i++)
-            {
-                float g = gs[i], sg = g > 0 ? 1f : g < 0 ? -1f : 0f;
-                float v = xs[i] + a * sg;
-                v = MathF.Min(MathF.Max(v, x0s[i] - e), x0s[i] + e);
-                xs[i] = MathF.Min(MathF.Max(v, 0f), 1f);
-            }
-        });
-
-    public void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols) =>
-        AttackStep("attack_step_l2", 10, xadv, x0, grad, step, eps, rows, cols, (xs, x0s, gs, a, e) =>
-        {
-            int cols = xs.Length;
-            float inv = (float)(1.0 / (Math.Sqrt(SumSqD(gs)) + 1e-12));
-            // d = xadv + step*g/||g|| - x0 is recomputed in the second pass rather than stored.
-            double dd = 0;
-            for (int i = 0; i < cols; i++) { float d = xs[i] + a * (gs[i] * inv) - x0s[i]; dd += (double)d * d; }
-            double dn = Math.Sqrt(dd);
-            float f = dn > 0 ? (float)Math.Min(1.0, e / dn) : 1f;
-            for (int i = 0; i < cols; i++)
-            {
-                float d = (xs[i] + a * (gs[i] * inv) - x0s[i]) * f;
-                xs[i] = MathF.Min(MathF.Max(x0s[i] + d, 0f), 1f);
-            }
-        });
 }

@@ -28,16 +28,6 @@ public sealed partial class CpuBackend
         return c;
     }
 
-    static void ValidateConv(in ConvShape s, string op)
-    {
-        if (s.N < 0 || s.C <= 0 || s.H <= 0 || s.W <= 0 || s.K <= 0 || s.R <= 0 || s.S <= 0 || s.Groups <= 0
-            || s.StrideH <= 0 || s.StrideW <= 0 || s.PadH < 0 || s.PadW < 0 || s.DilH <= 0 || s.DilW <= 0)
-            throw new ArgumentException($"{op}: invalid shape {s}");
-        if (s.C % s.Groups != 0 || s.K % s.Groups != 0)
-            throw new ArgumentException($"{op}: C={s.C} and K={s.K} must be multiples of Groups={s.Groups}");
-        if (s.OutH <= 0 || s.OutW <= 0) throw new ArgumentException($"{op}: empty output for {s}");
-    }
-
     static bool IsDepthwise(in ConvShape s) => s.CPerGroup == 1 && s.KPerGroup == 1;
 
     static bool IsPointwise(in ConvShape s) =>
@@ -57,17 +47,14 @@ public sealed partial class CpuBackend
 
     // ---------------------------------------------------------------- forward
 
-    public void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    protected override void ConvForwardCore(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
-        const string op = "conv_fwd";
-        ValidateConv(s, op);
         var sh = s;
         int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, hw = s.H * s.W;
-        var xb = B(x, (long)s.N * s.C * hw, op, "x");
-        var wb = B(w, (long)s.K * crs, op, "w");
-        var yb = B(y, (long)s.N * s.K * p, op, "y");
-        Buf? bb = bias == null ? null : B(bias, s.K, op, "bias");
-        Counters.Hit(op, s.Flops);
+        var xb = B(x);
+        var wb = B(w);
+        var yb = B(y);
+        Buf? bb = bias == null ? null : B(bias);
         if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: false);
@@ -93,16 +80,13 @@ public sealed partial class CpuBackend
 
     // ---------------------------------------------------------------- backward data
 
-    public void ConvBackwardData(in ConvShape s, Tensor dy, Tensor w, Tensor dx)
+    protected override void ConvBackwardDataCore(in ConvShape s, Tensor dy, Tensor w, Tensor dx)
     {
-        const string op = "conv_bwd_data";
-        ValidateConv(s, op);
         var sh = s;
         int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, cpg = s.CPerGroup, hw = s.H * s.W;
-        var db = B(dy, (long)s.N * s.K * p, op, "dy");
-        var wb = B(w, (long)s.K * crs, op, "w");
-        var xb = B(dx, (long)s.N * s.C * hw, op, "dx");
-        Counters.Hit(op, s.Flops);
+        var db = B(dy);
+        var wb = B(w);
+        var xb = B(dx);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
@@ -128,17 +112,14 @@ public sealed partial class CpuBackend
 
     // ---------------------------------------------------------------- backward weights
 
-    public void ConvBackwardWeights(in ConvShape s, Tensor x, Tensor dy, Tensor dw, Tensor? dbias)
+    protected override void ConvBackwardWeightsCore(in ConvShape s, Tensor x, Tensor dy, Tensor dw, Tensor? dbias)
     {
-        const string op = "conv_bwd_weights";
-        ValidateConv(s, op);
         var sh = s;
         int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, hw = s.H * s.W;
-        var xb = B(x, (long)s.N * s.C * hw, op, "x");
-        var db = B(dy, (long)s.N * s.K * p, op, "dy");
-        var wb = B(dw, (long)s.K * crs, op, "dw");
-        Buf? bb = dbias == null ? null : B(dbias, s.K, op, "dbias");
-        Counters.Hit(op, s.Flops);
+        var xb = B(x);
+        var db = B(dy);
+        var wb = B(dw);
+        Buf? bb = dbias == null ? null : B(dbias);
         if (bb is { } bv) SumChannels(db, bv, s.N, s.K, p);
         if (IsDepthwise(s)) { DepthwiseBackwardWeights(sh, xb, db, wb); return; }
         if (s.N == 0) { wb.Span(0, (long)s.K * crs).Clear(); return; }
@@ -385,6 +366,33 @@ public sealed partial class CpuBackend
                 ForEachTapRow(plane, 1, ref row);
             }
             for (int t = 0; t < rs; t++) dw[c * rs + t] = (float)row.Acc[t];
+        });
+    }
+
+    // ---------------------------------------------------------------- bias
+
+    protected override void BiasAddCore(Tensor y, Tensor bias, int outer, int channels, int inner)
+    {
+        var yb = B(y);
+        var bb = B(bias);
+        For(outer * channels, inner, i =>
+        {
+            var row = yb.Span((long)i * inner, inner);
+            TensorPrimitives.Add(row, bb[i % channels], row);
+        });
+    }
+
+    protected override void BiasGradCore(Tensor dy, Tensor db, int outer, int channels, int inner) =>
+        SumChannels(B(dy), B(db), outer, channels, inner);
+
+    /// <summary>o[c] = sum over n, i of d[n, c, i] (d viewed as [outer, channels, inner]), accumulated in double.</summary>
+    void SumChannels(Buf d, Buf o, int outer, int channels, int inner)
+    {
+        For(channels, (long)outer * inner, c =>
+        {
+            double s = 0;
+            for (int n = 0; n < outer; n++) s += SumD(d.Span(((long)n * channels + c) * inner, inner));
+            o[c] = (float)s;
         });
     }
 }

@@ -38,14 +38,11 @@ public sealed partial class CpuBackend
 
     [ThreadStatic] static GemmScratch? t_gemm;
 
-    public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, Tensor a, Tensor b, float beta, Tensor c)
+    protected override void GemmCore(bool transA, bool transB, int m, int n, int k, float alpha, Tensor a, Tensor b, float beta, Tensor c)
     {
-        const string op = "gemm";
-        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"{op}: negative size {m}x{n}x{k}");
-        Counters.Hit(op, 2L * m * n * k);
-        var ab = B(a, (long)m * k, op, "a");
-        var bb = B(b, (long)k * n, op, "b");
-        var cb = B(c, (long)m * n, op, "c");
+        var ab = B(a);
+        var bb = B(b);
+        var cb = B(c);
         GemmParallel(transA, transB, m, n, k, alpha, ab, transA ? m : k, bb, transB ? k : n, beta, cb, n, true);
     }
 

@@ -17,35 +17,24 @@ public sealed partial class CpuBackend
         return (mx, (float)Math.Log(s));
     }
 
-    /// <summary>Runs body(row) for every row after checking x and y hold rows*cols values.</summary>
-    void ForRows(string op, Tensor x, Tensor y, int rows, int cols, long flopsPerValue, Action<Span<float>, Span<float>> body)
+    /// <summary>Runs body(row of x, row of y) for every row.</summary>
+    void ForRows(Tensor x, Tensor y, int rows, int cols, Action<Span<float>, Span<float>> body)
     {
-        long len = (long)rows * cols;
-        var xb = B(x, len, op, "x"); var yb = B(y, len, op, "y");
-        Counters.Hit(op, flopsPerValue * len);
+        var xb = B(x); var yb = B(y);
         For(rows, cols, r => body(xb.Span((long)r * cols, cols), yb.Span((long)r * cols, cols)));
     }
 
-    public void Softmax(Tensor x, Tensor y, int rows, int cols) =>
-        ForRows("softmax", x, y, rows, cols, 4, (xs, ys) =>
+    protected override void SoftmaxCore(Tensor x, Tensor y, int rows, int cols, bool log) =>
+        ForRows(x, y, rows, cols, (xs, ys) =>
         {
             var (mx, ls) = LogSumExp(xs);
-            for (int j = 0; j < xs.Length; j++) ys[j] = MathF.Exp(xs[j] - mx - ls);
+            if (log) for (int j = 0; j < xs.Length; j++) ys[j] = xs[j] - mx - ls;
+            else for (int j = 0; j < xs.Length; j++) ys[j] = MathF.Exp(xs[j] - mx - ls);
         });
 
-    public void LogSoftmax(Tensor x, Tensor y, int rows, int cols) =>
-        ForRows("log_softmax", x, y, rows, cols, 4, (xs, ys) =>
-        {
-            var (mx, ls) = LogSumExp(xs);
-            for (int j = 0; j < xs.Length; j++) ys[j] = xs[j] - mx - ls;
-        });
-
-    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, int rows, int cols)
+    protected override void SoftmaxBackwardCore(Tensor y, Tensor dy, Tensor dx, int rows, int cols)
     {
-        const string op = "softmax_bwd";
-        long len = (long)rows * cols;
-        var yb = B(y, len, op, "y"); var db = B(dy, len, op, "dy"); var ob = B(dx, len, op, "dx");
-        Counters.Hit(op, 4 * len);
+        var yb = B(y); var db = B(dy); var ob = B(dx);
         For(rows, cols, r =>
         {
             var ys = yb.Span((long)r * cols, cols); var g = db.Span((long)r * cols, cols); var o = ob.Span((long)r * cols, cols);
@@ -54,27 +43,15 @@ public sealed partial class CpuBackend
         });
     }
 
-    /// <summary>Reads the label of row r as an integer class index and checks its range.</summary>
-    static int Label(Buf labels, int r, int cols, string op)
-    {
-        float v = labels[r];
-        int t = (int)v;
-        if (t < 0 || t >= cols || t != v) throw new ArgumentException($"{op}: label {v} of row {r} is not a class index in [0, {cols})");
-        return t;
-    }
-
     /// <summary>Per-row loss: returns loss of logits z with class t; writes scale * d loss/d z into grad when hasGrad.</summary>
     delegate float RowLoss(ReadOnlySpan<float> z, int t, Span<float> grad, float scale, bool hasGrad);
 
-    /// <summary>Shared driver of the class-label losses: checks, counts, validates labels, runs one row per work item.</summary>
-    void ClassLoss(string op, long flopsPerValue, Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols, RowLoss body)
+    /// <summary>Shared driver of the class-label losses (labels already checked): one row per work item.</summary>
+    void ClassLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols, RowLoss body)
     {
-        long len = (long)rows * cols;
-        var zb = B(logits, len, op, "logits"); var lb = B(labels, rows, op, "labels"); var ob = B(loss, rows, op, "loss");
-        Buf? gb = dlogits == null ? null : B(dlogits, len, op, "dlogits");
-        var sb = B(gradScale, gb == null ? 0 : rows, op, "gradScale");
-        Counters.Hit(op, flopsPerValue * len);
-        for (int r = 0; r < rows; r++) Label(lb, r, cols, op);
+        var zb = B(logits); var lb = B(labels); var ob = B(loss);
+        Buf? gb = dlogits == null ? null : B(dlogits);
+        var sb = B(gradScale);
         For(rows, cols, r =>
         {
             bool hasGrad = gb != null;
@@ -83,8 +60,8 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void CrossEntropy(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols) =>
-        ClassLoss("ce_loss", 5, logits, labels, loss, dlogits, gradScale, rows, cols, (z, t, d, sc, hasGrad) =>
+    protected override void CrossEntropyCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols) =>
+        ClassLoss(logits, labels, loss, dlogits, gradScale, rows, cols, (z, t, d, sc, hasGrad) =>
         {
             var (mx, ls) = LogSumExp(z);
             if (hasGrad)
@@ -92,10 +69,9 @@ public sealed partial class CpuBackend
             return mx + ls - z[t];
         });
 
-    public void CwMarginLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols)
+    protected override void CwMarginLossCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols)
     {
-        if (cols < 2) throw new ArgumentException($"cw_loss: needs at least two classes, got {cols}");
-        ClassLoss("cw_loss", 2, logits, labels, loss, dlogits, gradScale, rows, cols, (z, t, d, sc, hasGrad) =>
+        ClassLoss(logits, labels, loss, dlogits, gradScale, rows, cols, (z, t, d, sc, hasGrad) =>
         {
             int o = FirstArgmax(z, t);
             // margin = z_t - max_{j != t} z_j (untargeted), or its negation (targeted).
@@ -111,13 +87,11 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void BceWithLogits(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows)
+    protected override void BceWithLogitsCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows)
     {
-        const string op = "bce_loss";
-        var zb = B(logits, rows, op, "logits"); var lb = B(labels, rows, op, "labels"); var ob = B(loss, rows, op, "loss");
-        Buf? gb = dlogits == null ? null : B(dlogits, rows, op, "dlogits");
-        var sb = B(gradScale, gb == null ? 0 : rows, op, "gradScale");
-        Counters.Hit(op, 8L * rows);
+        var zb = B(logits); var lb = B(labels); var ob = B(loss);
+        Buf? gb = dlogits == null ? null : B(dlogits);
+        var sb = B(gradScale);
         For(rows, 8, r =>
         {
             float z = zb[r], y = lb[r];

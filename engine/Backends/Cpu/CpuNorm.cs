@@ -15,16 +15,14 @@ public sealed partial class CpuBackend
         TensorPrimitives.Add(y, b, y);
     }
 
-    public void BatchNormForwardTrain(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor saveMean, Tensor saveInvStd,
+    protected override void BatchNormForwardTrainCore(Tensor x, Tensor gamma, Tensor beta, Tensor y, Tensor saveMean, Tensor saveInvStd,
         Tensor runningMean, Tensor runningVar, float momentum, float eps, int n, int c, int hw)
     {
-        const string op = "bn_fwd_train";
-        long len = (long)n * c * hw, m = (long)n * hw;
-        Counters.Hit(op, 8 * len);
-        var xb = B(x, len, op, "x"); var yb = B(y, len, op, "y");
-        var gb = B(gamma, c, op, "gamma"); var bb = B(beta, c, op, "beta");
-        var sm = B(saveMean, c, op, "saveMean"); var si = B(saveInvStd, c, op, "saveInvStd");
-        var rm = B(runningMean, c, op, "runningMean"); var rv = B(runningVar, c, op, "runningVar");
+        long m = (long)n * hw;
+        var xb = B(x); var yb = B(y);
+        var gb = B(gamma); var bb = B(beta);
+        var sm = B(saveMean); var si = B(saveInvStd);
+        var rm = B(runningMean); var rv = B(runningVar);
         For(c, 3 * m, ch =>
         {
             double sum = 0;
@@ -49,16 +47,14 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor saveMean, Tensor saveInvStd, Tensor dx,
+    protected override void BatchNormBackwardCore(Tensor x, Tensor dy, Tensor gamma, Tensor saveMean, Tensor saveInvStd, Tensor dx,
         Tensor? dgamma, Tensor? dbeta, int n, int c, int hw)
     {
-        const string op = "bn_bwd";
-        long len = (long)n * c * hw, m = (long)n * hw;
-        Counters.Hit(op, 8 * len);
-        var xb = B(x, len, op, "x"); var db = B(dy, len, op, "dy"); var ob = B(dx, len, op, "dx");
-        var gb = B(gamma, c, op, "gamma"); var sm = B(saveMean, c, op, "saveMean"); var si = B(saveInvStd, c, op, "saveInvStd");
-        Buf? dg = dgamma == null ? null : B(dgamma, c, op, "dgamma");
-        Buf? dbt = dbeta == null ? null : B(dbeta, c, op, "dbeta");
+        long m = (long)n * hw;
+        var xb = B(x); var db = B(dy); var ob = B(dx);
+        var gb = B(gamma); var sm = B(saveMean); var si = B(saveInvStd);
+        Buf? dg = dgamma == null ? null : B(dgamma);
+        Buf? dbt = dbeta == null ? null : B(dbeta);
         For(c, 3 * m, ch =>
         {
             float mean = sm[ch], inv = si[ch];
@@ -85,13 +81,10 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void ChannelAffine(Tensor x, Tensor scale, Tensor shift, Tensor y, int n, int c, int hw)
+    protected override void ChannelAffineCore(Tensor x, Tensor scale, Tensor shift, Tensor y, int n, int c, int hw)
     {
-        const string op = "channel_affine";
-        long len = (long)n * c * hw;
-        Counters.Hit(op, 2 * len);
-        var xb = B(x, len, op, "x"); var yb = B(y, len, op, "y");
-        var sc = B(scale, c, op, "scale"); var sf = B(shift, c, op, "shift");
+        var xb = B(x); var yb = B(y);
+        var sc = B(scale); var sf = B(shift);
         For(n * c, hw, i =>
         {
             int ch = i % c;
@@ -99,16 +92,13 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void ChannelAffineBackward(Tensor dy, Tensor scale, Tensor dx, Tensor? x, Tensor? dscale, Tensor? dshift, int n, int c, int hw)
+    protected override void ChannelAffineBackwardCore(Tensor dy, Tensor scale, Tensor dx, Tensor? x, Tensor? dscale, Tensor? dshift, int n, int c, int hw)
     {
-        const string op = "channel_affine_bwd";
-        long len = (long)n * c * hw;
-        Counters.Hit(op, 4 * len);
-        var db = B(dy, len, op, "dy"); var ob = B(dx, len, op, "dx"); var sc = B(scale, c, op, "scale");
-        Buf? dsc = dscale == null ? null : B(dscale, c, op, "dscale");
-        Buf? dsh = dshift == null ? null : B(dshift, c, op, "dshift");
+        var db = B(dy); var ob = B(dx); var sc = B(scale);
+        Buf? dsc = dscale == null ? null : B(dscale);
+        Buf? dsh = dshift == null ? null : B(dshift);
         Buf? xb = null;
-        if (dsc != null) xb = B(x ?? throw new ArgumentException($"{op}: dscale needs x"), len, op, "x");
+        if (dsc != null) xb = B(x!);
         // Parameter gradients first: dx may alias dy.
         if (dsc != null || dsh != null)
             For(c, 2L * n * hw, ch =>

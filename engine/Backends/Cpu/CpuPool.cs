@@ -10,14 +10,6 @@ namespace Perturb.Engine.Backends;
 /// </summary>
 public sealed partial class CpuBackend
 {
-    static void ValidatePool(in PoolShape s, string op)
-    {
-        if (s.N < 0 || s.C <= 0 || s.H <= 0 || s.W <= 0 || s.KH <= 0 || s.KW <= 0 || s.StrideH <= 0 || s.StrideW <= 0
-            || s.PadH < 0 || s.PadW < 0 || 2 * s.PadH > s.KH || 2 * s.PadW > s.KW)
-            throw new ArgumentException($"{op}: invalid shape {s}");
-        if (s.OutH <= 0 || s.OutW <= 0) throw new ArgumentException($"{op}: empty output for {s}");
-    }
-
     /// <summary>One pooling window: clipped input rows [h0, h1), columns [w0, w1) and the average divisor.</summary>
     readonly record struct Window(int H0, int H1, int W0, int W1, int Divisor);
 
@@ -45,25 +37,22 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// Counts the op and runs body(plane index, input plane, output plane) for every (n, c) plane, in parallel when large. Forward passes
+    /// Runs body(plane index, input plane, output plane) for every (n, c) plane, in parallel when large. Forward passes
     /// read x planes of H*W and write y planes of OH*OW; backward passes (backward = true) read dy and write dx.
     /// </summary>
-    void ForPlanes(in PoolShape s, Tensor inT, Tensor outT, bool backward, string op, Action<int, Span<float>, Span<float>> body)
+    void ForPlanes(in PoolShape s, Tensor inT, Tensor outT, bool backward, Action<int, Span<float>, Span<float>> body)
     {
         int hw = s.H * s.W, p = s.OutH * s.OutW, planes = s.N * s.C;
         int il = backward ? p : hw, ol = backward ? hw : p;
-        var ib = B(inT, (long)planes * il, op, backward ? "dy" : "x");
-        var ob = B(outT, (long)planes * ol, op, backward ? "dx" : "y");
-        Counters.Hit(op, (long)planes * p * s.KH * s.KW);
+        var ib = B(inT);
+        var ob = B(outT);
         For(planes, (long)s.KH * s.KW * p, i => body(i, ib.Span((long)i * il, il), ob.Span((long)i * ol, ol)));
     }
 
-    public void MaxPoolForward(in PoolShape s, Tensor x, Tensor y)
+    protected override void MaxPoolForwardCore(in PoolShape s, Tensor x, Tensor y)
     {
-        const string op = "maxpool_fwd";
-        ValidatePool(s, op);
         var sh = s;
-        ForPlanes(s, x, y, false, op, (_, xp, yp) =>
+        ForPlanes(s, x, y, false, (_, xp, yp) =>
         {
             for (int oh = 0; oh < sh.OutH; oh++)
                 for (int ow = 0; ow < sh.OutW; ow++)
@@ -74,14 +63,12 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void MaxPoolBackward(in PoolShape s, Tensor x, Tensor dy, Tensor dx)
+    protected override void MaxPoolBackwardCore(in PoolShape s, Tensor x, Tensor dy, Tensor dx)
     {
-        const string op = "maxpool_bwd";
-        ValidatePool(s, op);
         var sh = s;
         int hw = s.H * s.W;
-        var xb = B(x, (long)s.N * s.C * hw, op, "x");
-        ForPlanes(s, dy, dx, true, op, (i, dyp, dxp) =>
+        var xb = B(x);
+        ForPlanes(s, dy, dx, true, (i, dyp, dxp) =>
         {
             var xp = xb.Span((long)i * hw, hw);
             dxp.Clear();
@@ -94,12 +81,10 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void AvgPoolForward(in PoolShape s, Tensor x, Tensor y)
+    protected override void AvgPoolForwardCore(in PoolShape s, Tensor x, Tensor y)
     {
-        const string op = "avgpool_fwd";
-        ValidatePool(s, op);
         var sh = s;
-        ForPlanes(s, x, y, false, op, (_, xp, yp) =>
+        ForPlanes(s, x, y, false, (_, xp, yp) =>
         {
             for (int oh = 0; oh < sh.OutH; oh++)
                 for (int ow = 0; ow < sh.OutW; ow++)
@@ -113,12 +98,10 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void AvgPoolBackward(in PoolShape s, Tensor dy, Tensor dx)
+    protected override void AvgPoolBackwardCore(in PoolShape s, Tensor dy, Tensor dx)
     {
-        const string op = "avgpool_bwd";
-        ValidatePool(s, op);
         var sh = s;
-        ForPlanes(s, dy, dx, true, op, (_, dyp, dxp) =>
+        ForPlanes(s, dy, dx, true, (_, dyp, dxp) =>
         {
             dxp.Clear();
             for (int oh = 0; oh < sh.OutH; oh++)
@@ -133,21 +116,17 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void GlobalAvgPoolForward(Tensor x, Tensor y, int n, int c, int hw)
+    protected override void GlobalAvgPoolForwardCore(Tensor x, Tensor y, int n, int c, int hw)
     {
-        const string op = "gap_fwd";
-        Counters.Hit(op, (long)n * c * hw);
-        var xb = B(x, (long)n * c * hw, op, "x");
-        var yb = B(y, (long)n * c, op, "y");
+        var xb = B(x);
+        var yb = B(y);
         For(n * c, hw, i => yb[i] = (float)(SumD(xb.Span((long)i * hw, hw)) / hw));
     }
 
-    public void GlobalAvgPoolBackward(Tensor dy, Tensor dx, int n, int c, int hw)
+    protected override void GlobalAvgPoolBackwardCore(Tensor dy, Tensor dx, int n, int c, int hw)
     {
-        const string op = "gap_bwd";
-        Counters.Hit(op, (long)n * c * hw);
-        var db = B(dy, (long)n * c, op, "dy");
-        var xb = B(dx, (long)n * c * hw, op, "dx");
+        var db = B(dy);
+        var xb = B(dx);
         For(n * c, hw, i => xb.Span((long)i * hw, hw).Fill(db[i] / hw));
     }
 }

@@ -9,20 +9,16 @@ namespace Perturb.Engine.Backends;
 /// </summary>
 public sealed partial class CpuBackend
 {
-    public void UnaryForward(UnaryOp op, float a, float b, Tensor x, Tensor y)
+    protected override void UnaryForwardCore(UnaryOp op, float a, float b, Tensor x, Tensor y)
     {
-        Counters.Hit("unary_fwd");
-        Check.Same(x, y, "unary_fwd");
-        var xb = B(x, x.Length, "unary_fwd", "x"); var yb = B(y, x.Length, "unary_fwd", "y");
+        var xb = B(x); var yb = B(y);
         int o = (int)op;
         Ranges(x.Length, (s, e) => { for (long i = s; i < e; i++) yb[i] = Unary.F(o, a, b, xb[i]); });
     }
 
-    public void UnaryBackward(UnaryOp op, float a, float b, Tensor x, Tensor dy, Tensor dx)
+    protected override void UnaryBackwardCore(UnaryOp op, float a, float b, Tensor x, Tensor dy, Tensor dx)
     {
-        Counters.Hit("unary_bwd");
-        Check.Same(x, dy, "unary_bwd"); Check.Same(dy, dx, "unary_bwd");
-        var xb = B(x, x.Length, "unary_bwd", "x"); var gb = B(dy, x.Length, "unary_bwd", "dy"); var db = B(dx, x.Length, "unary_bwd", "dx");
+        var xb = B(x); var gb = B(dy); var db = B(dx);
         int o = (int)op;
         Ranges(x.Length, (s, e) => { for (long i = s; i < e; i++) db[i] = gb[i] * Unary.D(o, a, b, xb[i]); });
     }
@@ -34,7 +30,6 @@ public sealed partial class CpuBackend
     void Rows(in StridedArgs s, RowBody body)
     {
         int count = s.Count();
-        if (count == 0) return;
         int last = s.Rank - 1, inner = s.Dims.Get(last), rows = count / inner;
         int t0 = s.S0.Get(last), t1 = s.S1.Get(last), t2 = s.S2.Get(last);
         var it = s;
@@ -47,11 +42,9 @@ public sealed partial class CpuBackend
 
     delegate void RowBody(int start, int o0, int o1, int o2, int t0, int t1, int t2, int n);
 
-    public void BinaryForward(BinaryOp op, Tensor a, Tensor b, Tensor y, in StridedArgs s)
+    protected override void BroadcastForwardCore(BroadcastOp op, Tensor a, Tensor b, Tensor y, in StridedArgs s)
     {
-        Counters.Hit("binary_fwd", s.Count());
-        var ab = B(a, Strided.Need(s, 0), "binary_fwd", "a"); var bb = B(b, Strided.Need(s, 1), "binary_fwd", "b");
-        var yb = B(y, Strided.Need(s, 2), "binary_fwd", "y");
+        var ab = B(a); var bb = B(b); var yb = B(y);
         int o = (int)op;
         Rows(s, (_, o0, o1, o2, t0, t1, t2, n) =>
         {
@@ -59,13 +52,9 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void BinaryBackward(BinaryOp op, int which, Tensor a, Tensor b, Tensor dy, Tensor dx, in StridedArgs keep, in StridedArgs red)
+    protected override void BroadcastBackwardCore(BroadcastOp op, int which, Tensor a, Tensor b, Tensor dy, Tensor dx, in StridedArgs keep, in StridedArgs red)
     {
-        Counters.Hit("binary_bwd", (long)keep.Count() * red.Count());
-        var ab = B(a, Strided.Need(keep, 0) + Strided.Need(red, 0) - 1, "binary_bwd", "a");
-        var bb = B(b, Strided.Need(keep, 1) + Strided.Need(red, 1) - 1, "binary_bwd", "b");
-        var gb = B(dy, Strided.Need(keep, 2) + Strided.Need(red, 2) - 1, "binary_bwd", "dy");
-        var db = B(dx, keep.Count(), "binary_bwd", "dx");
+        var ab = B(a); var bb = B(b); var gb = B(dy); var db = B(dx);
         int o = (int)op, nr = red.Count();
         var rd = red;
         Rows(keep, (start, o0, o1, o2, t0, t1, t2, n) =>
@@ -83,10 +72,9 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void StridedCopy(Tensor src, Tensor dst, in StridedArgs s)
+    protected override void StridedCopyCore(Tensor src, Tensor dst, in StridedArgs s)
     {
-        Counters.Hit("strided_copy");
-        var sb = B(src, Strided.Need(s, 0), "strided_copy", "src"); var db = B(dst, Strided.Need(s, 1), "strided_copy", "dst");
+        var sb = B(src); var db = B(dst);
         Rows(s, (_, o0, o1, o2, t0, t1, t2, n) =>
         {
             if (t0 == 1 && t1 == 1) { sb.Span(o0, n).CopyTo(db.Span(o1, n)); return; }
@@ -94,11 +82,9 @@ public sealed partial class CpuBackend
         });
     }
 
-    public void ReduceAxes(ReduceOp op, Tensor x, Tensor y, in StridedArgs keep, in StridedArgs red)
+    protected override void ReduceAxesCore(ReduceOp op, Tensor x, Tensor y, in StridedArgs keep, in StridedArgs red)
     {
-        Counters.Hit("reduce_axes", (long)keep.Count() * red.Count());
-        var xb = B(x, Strided.Need(keep, 0) + Strided.Need(red, 0) - 1, "reduce_axes", "x");
-        var yb = B(y, keep.Count(), "reduce_axes", "y");
+        var xb = B(x); var yb = B(y);
         var (k, scale) = KernelReduce(op, red);
         var kp = keep; var rd = red;
         For(keep.Count(), red.Count(), i =>
@@ -107,15 +93,6 @@ public sealed partial class CpuBackend
             yb[i] = ReduceOne(k, scale, xb, b0, rd);
         });
     }
-
-    static (int Op, float Scale) KernelReduce(ReduceOp op, in StridedArgs red) => op switch
-    {
-        ReduceOp.Mean => (Broadcast.RSum, 1f / Math.Max(1, red.Count())),
-        ReduceOp.Sum => (Broadcast.RSum, 1f),
-        ReduceOp.Max => (Broadcast.RMax, 1f),
-        ReduceOp.Min => (Broadcast.RMin, 1f),
-        _ => (Broadcast.RL2, 1f),
-    };
 
     static float ReduceOne(int k, float scale, Buf x, int b0, in StridedArgs red)
     {
@@ -138,12 +115,9 @@ public sealed partial class CpuBackend
         return k == Broadcast.RL2 ? (float)Math.Sqrt(acc) : k == Broadcast.RSum ? (float)(acc * scale) : (float)acc;
     }
 
-    public void ReduceAxesBackward(ReduceOp op, Tensor x, Tensor y, Tensor dy, Tensor dx, in StridedArgs keep, in StridedArgs red)
+    protected override void ReduceAxesBackwardCore(ReduceOp op, Tensor x, Tensor y, Tensor dy, Tensor dx, in StridedArgs keep, in StridedArgs red)
     {
-        Counters.Hit("reduce_axes_bwd", (long)keep.Count() * red.Count());
-        long need = Strided.Need(keep, 0) + Strided.Need(red, 0) - 1;
-        var xb = B(x, need, "reduce_axes_bwd", "x"); var dxb = B(dx, need, "reduce_axes_bwd", "dx");
-        var yb = B(y, keep.Count(), "reduce_axes_bwd", "y"); var gb = B(dy, keep.Count(), "reduce_axes_bwd", "dy");
+        var xb = B(x); var dxb = B(dx); var yb = B(y); var gb = B(dy);
         var (k, scale) = KernelReduce(op, red);
         var kp = keep; var rd = red;
         int n = red.Count();

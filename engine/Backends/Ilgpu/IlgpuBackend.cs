@@ -11,9 +11,9 @@ namespace Perturb.Engine.Backends;
 /// emulates GPU threads: slow, used by CI to test the kernels). Storage is one
 /// <c>MemoryBuffer1D&lt;float, Stride1D.Dense&gt;</c> per tensor; a tensor is the view (Offset, Length) of it.
 /// All ops are queued on the accelerator's default stream; only ToArray (and Upload, which copies from host memory)
-/// wait. This file holds creation, memory and device discovery; IlgpuBackend.Ops.cs the arithmetic.
+/// wait. This file holds creation, memory, device discovery and launch helpers; each op family is in Ilgpu&lt;Family&gt;.cs beside its CPU twin Cpu&lt;Family&gt;.cs.
 /// </summary>
-public sealed partial class IlgpuBackend : IBackend
+public sealed partial class IlgpuBackend : BackendBase
 {
     readonly Context _context;
     readonly Accelerator _acc;
@@ -22,10 +22,9 @@ public sealed partial class IlgpuBackend : IBackend
     MemoryBuffer1D<float, Stride1D.Dense>? _wsCol, _wsCols2, _wsSmall;
     bool _disposed;
 
-    public string Name { get; }
-    public string DeviceName { get; }
-    public long MemoryBytes { get; }
-    public OpCounters Counters { get; } = new();
+    public override string Name { get; }
+    public override string DeviceName { get; }
+    public override long MemoryBytes { get; }
 
     IlgpuBackend(Context context, Accelerator acc, string name, long memoryBytes)
     {
@@ -113,8 +112,7 @@ public sealed partial class IlgpuBackend : IBackend
     /// <summary>The tensor's elements as a kernel view.</summary>
     ArrayView<float> V(Tensor t)
     {
-        Check.Owner(this, t, "ilgpu");
-        // an empty tensor may sit at the very end of its storage; no kernel reads it, so any view will do
+        // BackendBase has checked ownership; an empty tensor may sit at the very end of its storage; no kernel reads it, so any view will do
         return t.Length == 0 ? _dummy.View : Buf(t).View.SubView(t.Offset, t.Length);
     }
 
@@ -131,48 +129,38 @@ public sealed partial class IlgpuBackend : IBackend
         return ws.View.SubView(0, Math.Max(n, 1));
     }
 
-    public Tensor Allocate(params int[] shape)
+    protected override Tensor AllocateCore(int[] shape, int length)
     {
-        long n = 1; foreach (var d in shape) n *= d;
-        var buf = _acc.Allocate1D<float>(Math.Max(n, 1));
+        var buf = _acc.Allocate1D<float>(Math.Max(length, 1));
         buf.MemSetToZero();
         return new Tensor(this, buf, shape);
     }
 
-    public Tensor FromArray(ReadOnlySpan<float> data, params int[] shape)
-    {
-        var t = Allocate(shape);
-        if (data.Length != t.Length) { t.Dispose(); throw new ArgumentException($"FromArray: {data.Length} values for shape [{Tensor.ShapeString(shape)}]"); }
-        Upload(t, data);
-        return t;
-    }
+    protected override ReadOnlySpan<float> PeekHost(Tensor t) => ToArrayCore(t);
 
-    public float[] ToArray(Tensor t)
+    protected override float[] ToArrayCore(Tensor t)
     {
         var r = new float[t.Length];
-        if (t.Length == 0) return r;
         _acc.Synchronize();
         Buf(t).View.SubView(t.Offset, t.Length).CopyToCPU(_acc.DefaultStream, r.AsSpan());
         return r;
     }
 
-    public void Upload(Tensor t, ReadOnlySpan<float> data)
+    protected override void UploadCore(Tensor t, ReadOnlySpan<float> data)
     {
-        if (data.Length != t.Length) throw new ArgumentException($"Upload: {data.Length} values for a tensor of {t.Length}");
-        if (t.Length == 0) return;
         _acc.Synchronize();
         Buf(t).View.SubView(t.Offset, t.Length).CopyFromCPU(_acc.DefaultStream, data);
         _acc.Synchronize();
     }
 
-    public void Synchronize() => _acc.Synchronize();
+    public override void Synchronize() => _acc.Synchronize();
 
-    public void Free(Tensor t)
+    public override void Free(Tensor t)
     {
         if (t.Storage is MemoryBuffer1D<float, Stride1D.Dense> b && !b.IsDisposed) b.Dispose();
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
@@ -180,5 +168,22 @@ public sealed partial class IlgpuBackend : IBackend
         _wsCol?.Dispose(); _wsCols2?.Dispose(); _wsSmall?.Dispose(); _dummy.Dispose();
         _acc.Dispose();
         _context.Dispose();
+    }
+
+    // ------------------------------------------------------------------ copy, fill, launch helpers
+
+    Action<Index1D, ArrayView<float>, ArrayView<float>>? _copy;
+    Action<Index1D, ArrayView<float>, float>? _fill;
+
+    static KernelConfig PerRow(int rows) => new(new Index3D(rows, 1, 1), new Index3D(Perturb.Kernels.Reduce.GroupSize, 1, 1));
+
+    protected override void CopyCore(Tensor src, Tensor dst)
+    {
+        (_copy ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(Perturb.Kernels.Elementwise.Copy))(src.Length, V(src), V(dst));
+    }
+
+    protected override void FillCore(Tensor t, float value)
+    {
+        (_fill ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(Perturb.Kernels.Elementwise.Fill))(t.Length, V(t), value);
     }
 }

@@ -1,0 +1,61 @@
+using System.Numerics.Tensors;
+
+namespace Perturb.Engine.Backends;
+
+/// <summary>Element-wise ops over parallel chunks (TensorPrimitives where it has the op), and channel copy. The kernel twin is IlgpuElementwise.cs.</summary>
+public sealed partial class CpuBackend
+{
+    /// <summary>Runs a span-wise kernel over two inputs and one output of equal length, in parallel chunks.</summary>
+    void Binary(Tensor a, Tensor b, Tensor y, SpanBinary kernel)
+    {
+        var ab = B(a); var bb = B(b); var yb = B(y);
+        Ranges(a.Length, (s, e) => kernel(ab.Span(s, e - s), bb.Span(s, e - s), yb.Span(s, e - s)));
+    }
+
+    delegate void SpanBinary(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y);
+
+    protected override void BinaryCore(BinaryOp kind, Tensor a, Tensor b, Tensor y) =>
+        Binary(a, b, y, kind switch
+        {
+            BinaryOp.Add => TensorPrimitives.Add,
+            BinaryOp.Mul => TensorPrimitives.Multiply,
+            _ => throw new InvalidOperationException($"binary op {kind} has no CPU implementation"),
+        });
+
+    protected override void AxpyCore(float alpha, Tensor x, Tensor y) =>
+        Binary(x, y, y, (xs, ys, o) => TensorPrimitives.FusedMultiplyAdd(xs, alpha, ys, o));
+
+    protected override void ScaleCore(float alpha, Tensor x, Tensor y) =>
+        Binary(x, x, y, (xs, _, o) => TensorPrimitives.Multiply(xs, alpha, o));
+
+    protected override void ClampCore(Tensor x, float lo, float hi, Tensor y) =>
+        Binary(x, x, y, (xs, _, o) =>
+        {
+            for (int i = 0; i < xs.Length; i++) o[i] = MathF.Min(MathF.Max(xs[i], lo), hi);
+        });
+
+    protected override void SignCore(Tensor x, Tensor y) =>
+        Binary(x, x, y, (xs, _, o) =>
+        {
+            for (int i = 0; i < xs.Length; i++) { float v = xs[i]; o[i] = v > 0 ? 1f : v < 0 ? -1f : 0f; }
+        });
+
+    protected override void LerpCore(Tensor a, Tensor b, float t, Tensor y) =>
+        Binary(a, b, y, (as_, bs, o) =>
+        {
+            for (int i = 0; i < as_.Length; i++) o[i] = as_[i] + t * (bs[i] - as_[i]);
+        });
+
+    protected override void ChannelCopyCore(Tensor src, int srcC, int srcOff, Tensor dst, int dstC, int dstOff, int count, int outer, int inner, bool accumulate)
+    {
+        var s = B(src);
+        var d = B(dst);
+        For(outer * count, inner, j =>
+        {
+            int n = j / count, i = j % count;
+            var from = s.Span(((long)n * srcC + srcOff + i) * inner, inner);
+            var to = d.Span(((long)n * dstC + dstOff + i) * inner, inner);
+            if (accumulate) TensorPrimitives.Add(to, from, to); else from.CopyTo(to);
+        });
+    }
+}
