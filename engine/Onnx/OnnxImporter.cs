@@ -8,16 +8,18 @@ using Perturb.Engine.Onnx.Proto;
 namespace Perturb.Engine.Onnx;
 
 /// <summary>
-/// Reads an ONNX model (opsets 7 to 21) into an engine <see cref="Model"/>. The graph input is [N, C, H, W] (or [N, F])
-/// with a free batch. Supported operators and what they become:
-/// Conv → Conv2d (a preceding zero Pad folded into its padding; auto_pad resolved); Gemm, MatMul with a constant right
-/// operand → Linear (a following Add of a constant folded into its bias); Add/Sub/Mul/Div by a constant scalar or
-/// per-channel operand → Affine (Sub then Div on the graph input → Normalize); Add/Mul of two same-shape tensors → Add/Mul;
-/// Sub of two tensors → Affine(-1) + Add; Relu, LeakyRelu, Sigmoid, Tanh → activations; Clip → ReLU or Clip;
-/// MaxPool, AveragePool → Pool2d; GlobalAveragePool; BatchNormalization → BatchNorm2d (eval statistics); Flatten and
-/// flattening Reshapes → Flatten; Dropout → Dropout; Softmax; Concat (channels); Identity, Constant and operations on
-/// constants only are folded away, as is the shape arithmetic of x.view(x.size(0), -1) (Shape, Gather, Unsqueeze,
-/// Concat, Cast feeding a Reshape). Anything else is a <see cref="PerturbException"/> naming the operator and node.
+/// Reads an ONNX model (opsets 7 to 21) into an engine <see cref="Model"/>. The graph input has a free batch; tensors
+/// inside have any per-sample rank. Conv → Conv2d (a preceding zero Pad folded into its padding; auto_pad resolved);
+/// Gemm, MatMul by a constant → Linear (over the last axis; a following constant Add folded into its bias);
+/// Add/Sub/Mul/Div by a scalar or per-channel constant → Affine (Sub then Div on the input → Normalize); other
+/// Add/Sub/Mul/Div/Pow/Max/Min → Binary with NumPy broadcasting (between computed tensors of equal rank, or with a
+/// constant of any broadcasting shape); element-wise functions → activations or Unary; ReduceMean over H, W →
+/// GlobalAvgPool, other reductions → Reduce; LayerNormalization, InstanceNormalization, GroupNormalization → composed
+/// of Reduce, Binary and Unary; Transpose, Reshape/Flatten/Squeeze/Unsqueeze, Slice/Split/Gather of constant
+/// indices, Concat, Expand, Tile → layout layers; pooling, BatchNormalization (eval), Dropout, Softmax. Constants and
+/// the shape arithmetic of x.view(x.size(0), -1) are folded. A final Softmax, LogSoftmax or Sigmoid is removed (see
+/// <c>StripProbabilityEnding</c>). The operator table (<c>Ops</c>) is checked against the whole graph first, so an
+/// unsupported operator fails with one line naming it, its node and every other missing operator.
 /// </summary>
 public static class OnnxImporter
 {

@@ -46,6 +46,20 @@ public class OnnxEndingTests : TempDirTest
         if (k == 1) Assert.True(Math.Abs(p[0][0] + p[0][1] - 1) < 1e-6);
     }
 
+    /// <summary>The CLI says once on stderr what the import did, and evaluates and attacks the model on its logits.</summary>
+    [Fact]
+    public void CliSaysItOnceAndAttacks()
+    {
+        var f = Fixture.Load("ending_softmax_4");
+        var data = "synthetic:train=8,test=8,channels=3,size=12,classes=4";
+        var (code, _, err) = CliRunner.Run("eval", "--model", f.OnnxPath, "--data", data, "--device", "cpu");
+        Assert.True(code == 0, err);
+        Assert.Equal(1, err.Split('\n').Count(l => l.Contains("ends in Softmax")));
+        (code, _, err) = CliRunner.Run("attack", "fgsm", "--model", f.OnnxPath, "--data", data, "--n", "4", "--eps", "8/255", "--device", "cpu");
+        Assert.True(code == 0, err);
+        Assert.Equal(1, err.Split('\n').Count(l => l.Contains("ends in Softmax")));
+    }
+
     [Fact]
     public void ExportWritesTheEndingBack()
     {
