@@ -66,11 +66,14 @@ public static class AttackCommand
         var device = CommonOptions.Device();
         var outp = new Option<string?>("--out") { Description = "folder for fooling.npy (classes x C x H x W) and one PNG per class" };
         var json = CommonOptions.Json();
+        var overwrite = Overwrite();
         var c = new Command("fooling", "evolve images the model assigns to a class with at least 99% confidence (MAP-Elites over all classes at once)");
-        foreach (var o in new Option[] { model, classes }.Concat(settings.Options).Concat(new Option[] { device, outp, json })) c.Options.Add(o);
+        foreach (var o in new Option[] { model, classes }.Concat(settings.Options).Concat(new Option[] { device, outp, overwrite, json })) c.Options.Add(o);
         c.SetAction(pr =>
         {
             var list = pr.ListValue(classes);
+            var dir = pr.GetValue(outp);
+            if (dir != null) OutputFolder.Check(dir, pr.GetValue(overwrite));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
             using var m = ModelFile.Load(modelPath, be);
@@ -81,23 +84,23 @@ public static class AttackCommand
             io.Out.WriteLine($"  {"class",5} {"confidence",10} {"generation",10}");
             for (int a = 0; a < r.Classes.Length; a++)
                 io.Out.WriteLine($"  {r.Classes[a],5} {r.BestConfidence[a],10:F4} {(r.ReachedAt[a] >= 0 ? r.ReachedAt[a].ToString(CultureInfo.InvariantCulture) : "-"),10}");
-            var dir = pr.GetValue(outp);
+            var missed = r.Classes.Where((_, a) => r.ReachedAt[a] < 0).ToArray();
+            if (missed.Length > 0)
+                io.Out.WriteLine($"goal not reached for class{(missed.Length > 1 ? "es" : "")} {string.Join(",", missed)} within {r.Generations} generations (a result, not an error: see best confidence)");
             if (dir != null)
             {
-                Directory.CreateDirectory(dir);
-                Npy.WriteFile(Path.Combine(dir, "fooling.npy"), NpyArray.FromFloats(r.Images.SelectMany(v => v).ToArray(), new[] { r.Classes.Length }.Concat(r.SampleShape).ToArray()));
-                var s = r.SampleShape;
-                if (s.Length == 3 && (s[0] == 1 || s[0] == 3))
-                    for (int a = 0; a < r.Classes.Length; a++)
-                        ImageWriter.SavePng(Path.Combine(dir, $"fooling_class{r.Classes[a]}_conf{r.BestConfidence[a]:F4}.png"), r.Images[a], s[0], s[1], s[2]);
+                OutputFolder.Write(dir, pr.GetValue(overwrite), "perturb attack fooling", r.Save);
                 io.Out.WriteLine($"wrote {dir}");
             }
             var jpath = pr.GetValue(json);
             if (jpath != null) { var j = r.ToJson(modelPath); j["device"] = be.Name; CliUtil.WriteJson(jpath, j); }
-            return r.ReachedAt.All(g => g >= 0) ? 0 : 1;
+            // A missed goal is a result (said above and in the JSON), not a failure: exit 1 always comes with an error line.
+            return 0;
         });
         return c;
     }
+
+    internal static Option<bool> Overwrite() => new("--overwrite") { Description = "replace an --out folder that holds other files (a folder written by perturb is always replaced whole)" };
 
     static Command BuildOne(AttackInfo info, CliIO io)
     {
@@ -115,12 +118,18 @@ public static class AttackCommand
         var settings = new SettingOptions(info.Settings);
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
-        var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs" };
+        var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs (written whole: into a temporary folder renamed when complete)" };
+        var pngBits = new Option<int?>("--png-bits") { Description = "with --out: every adversarial image as an 8- or 16-bit PNG, re-read and classified again (success after rounding in --json)" };
+        pngBits.AcceptOnlyFromAmong("8", "16");
+        var dicom = new Option<bool>("--dicom") { Description = "with --out: every adversarial image as a DICOM file beside its source's metadata, at the source's bit depth, re-read and classified again" };
+        var window = CommonOptions.Window();
+        var frame = CommonOptions.Frame();
         var json = CommonOptions.Json();
+        var overwrite = Overwrite();
         var c = new Command(name, $"the {name} attack");
         var opts = new List<Option> { model, data, dataSeed, split, n, eps, targeted };
         opts.AddRange(settings.Options);
-        opts.AddRange(new Option[] { device, batch, outp, json });
+        opts.AddRange(new Option[] { device, batch, outp, pngBits, dicom, window, frame, overwrite, json });
         foreach (var o in opts) c.Options.Add(o);
         c.SetAction(pr =>
         {
@@ -132,7 +141,11 @@ public static class AttackCommand
                 throw new PerturbException($"attack {name} needs --eps (e.g. --eps 1/255,2/255,4/255,8/255)", 2);
             if (!attack.NeedsEpsilon && epsList != null)
                 throw new PerturbException($"attack {name} has no budget; leave out --eps", 2);
-            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
+            var dir = pr.GetValue(outp);
+            if (dir != null) OutputFolder.Check(dir, pr.GetValue(overwrite));
+            var quant = new QuantizedOutputOptions { PngBits = pr.GetValue(pngBits), Dicom = pr.GetValue(dicom), MaxBatch = Math.Max(1, pr.GetValue(batch)) };
+            if ((quant.PngBits != null || quant.Dicom) && dir == null) throw new PerturbException("--png-bits and --dicom write files: give --out DIR", 2);
+            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed), CommonOptions.Dicom(pr.GetValue(window), pr.GetValue(frame)));
             int count = pr.GetValue(n);
             if (count > 0) d = d.Take(count);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
@@ -153,10 +166,16 @@ public static class AttackCommand
             foreach (var e in r.Results)
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
-            var dir = pr.GetValue(outp);
+            var checks = new List<QuantizedCheck>();
             if (dir != null)
             {
-                AttackOutput.Save(dir, r, d.X, attack);
+                OutputFolder.Write(dir, pr.GetValue(overwrite), $"perturb attack {name}", tmp =>
+                {
+                    AttackOutput.Save(tmp, r, d.X, attack);
+                    checks = QuantizedOutput.Save(tmp, r, d, m, name, quant);
+                });
+                foreach (var qc in checks)
+                    io.Out.WriteLine($"  {qc.Kind,-6} eps {(qc.Eps.HasValue ? qc.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-")}: success {qc.SuccessRate:P1} after writing and re-reading {qc.Files} files (max error {qc.MaxErrorLevels:F2} grey levels)");
                 io.Out.WriteLine($"wrote {dir}");
             }
             var jpath = pr.GetValue(json);
@@ -164,6 +183,7 @@ public static class AttackCommand
             {
                 var j = AttackOutput.Summary(r, attack, modelPath);
                 j["data"] = pr.GetValue(data); j["split"] = pr.GetValue(split); j["device"] = be.Name;
+                QuantizedOutput.AddTo(j, r.Results, checks);
                 CliUtil.WriteJson(jpath, j);
             }
             return 0;

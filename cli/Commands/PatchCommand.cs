@@ -35,9 +35,11 @@ public static class PatchCommand
         var outp = new Option<string?>("--out") { Description = "folder for patch.png, control.png and patched examples" };
         var json = CommonOptions.Json();
         var cmd = new Command("patch", "adversarial patch (Brown et al. 2017): a universal targeted patch learned over the training split, evaluated on the test split against a natural control patch");
-        foreach (var o in new Option[] { model, data, dataSeed, target, size, shape, steps, lr, scaleMin, scaleMax, rot, printable, trainN, testN, batch, seed, device, outp, json }) cmd.Options.Add(o);
+        var overwrite = AttackCommand.Overwrite();
+        foreach (var o in new Option[] { model, data, dataSeed, target, size, shape, steps, lr, scaleMin, scaleMax, rot, printable, trainN, testN, batch, seed, device, outp, overwrite, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
+            if (pr.GetValue(outp) is { } early) OutputFolder.Check(early, pr.GetValue(overwrite));
             var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
             var tr = pr.GetValue(trainN) > 0 ? splits.Train.Take(pr.GetValue(trainN)) : splits.Train;
             var te = pr.GetValue(testN) > 0 ? splits.Test.Take(pr.GetValue(testN)) : splits.Test;
@@ -69,16 +71,18 @@ public static class PatchCommand
             var od = pr.GetValue(outp);
             if (od != null)
             {
-                Directory.CreateDirectory(od);
-                int c = te.Channels;
-                if (c == 1 || c == 3)
+                OutputFolder.Write(od, pr.GetValue(overwrite), "perturb attack patch", dir =>
                 {
-                    ImageWriter.SavePng(Path.Combine(od, "patch.png"), r.Patch, c, r.Side, r.Side);
-                    ImageWriter.SavePng(Path.Combine(od, "control.png"), r.ControlPatch, c, r.Side, r.Side);
-                    var ren = new PatchRenderer(c, r.Side, o.Shape);
-                    var ex = AdversarialPatch.Patched(te.Take(8), ren, r.Patch, o);
-                    for (int i = 0; i < ex.Count; i++) ImageWriter.SavePng(Path.Combine(od, $"example_{i}.png"), ex.Sample(i), c, te.Height, te.Width);
-                }
+                    int c = te.Channels;
+                    if (c == 1 || c == 3)
+                    {
+                        ImageWriter.SavePng(Path.Combine(dir, "patch.png"), r.Patch, c, r.Side, r.Side);
+                        ImageWriter.SavePng(Path.Combine(dir, "control.png"), r.ControlPatch, c, r.Side, r.Side);
+                        var ren = new PatchRenderer(c, r.Side, o.Shape);
+                        var ex = AdversarialPatch.Patched(te.Take(8), ren, r.Patch, o);
+                        for (int i = 0; i < ex.Count; i++) ImageWriter.SavePng(Path.Combine(dir, $"example_{i}.png"), ex.Sample(i), c, te.Height, te.Width);
+                    }
+                });
                 io.Out.WriteLine($"saved the patch and examples in {od}");
             }
             var jp = pr.GetValue(json);

@@ -183,7 +183,7 @@ public abstract class Attack : IAttack
         {
             int m = Math.Min(MaxBatch, n - s);
             using var t = be.FromArray(x.AsSpan((int)((long)s * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
-            var z = model.Forward(t);
+            var z = model.Infer(t);
             Losses.Predict(be, z).CopyTo(pred, s);
             Losses.Probabilities(be, z).CopyTo(prob, s);
             z.ToArray().CopyTo(logits, (long)s * k);

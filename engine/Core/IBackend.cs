@@ -174,6 +174,23 @@ public interface IBackend : IDisposable
     void Add(Tensor a, Tensor b, Tensor y);
     /// <summary>y = a * b. y may alias a or b. Op "mul", flops n.</summary>
     void Mul(Tensor a, Tensor b, Tensor y);
+    /// <summary>y = a / b, IEEE (x/0 = +-inf, 0/0 = NaN). y may alias a or b. Op "div", flops n.</summary>
+    void Div(Tensor a, Tensor b, Tensor y);
+    /// <summary>y = a &gt; b ? 1 : 0 (0 when either is NaN): a 0/1 mask. y may alias a or b. Op "greater", flops n.</summary>
+    void Greater(Tensor a, Tensor b, Tensor y);
+    /// <summary>y = |x| (|-0| = 0, |NaN| is NaN). In place allowed. Op "abs", flops n.</summary>
+    void Abs(Tensor x, Tensor y);
+    /// <summary>
+    /// Select: y[r, c] = m[r] != 0 ? a[r, c] : b[r, c], with a, b, y viewed as [rows, cols] and one mask value per row
+    /// (cols = 1 makes it element-wise). The chosen value is copied, not computed, so the select is exact for any
+    /// values, NaN and infinities included; a NaN mask value counts as non-zero. y may alias a or b (keep-best:
+    /// Where(better, candidate, best, best)). Op "where", flops rows*cols.
+    /// </summary>
+    void Where(Tensor m, Tensor a, Tensor b, Tensor y, int rows, int cols);
+    /// <summary>Per-row broadcast: y[r, c] = x[r, c] * v[r], x and y viewed as [rows, cols] (per-sample scaling). In place allowed. Op "mul_rows", flops rows*cols.</summary>
+    void MulRows(Tensor x, Tensor v, Tensor y, int rows, int cols);
+    /// <summary>Per-row broadcast: y[r, c] = x[r, c] + v[r]. In place allowed. Op "add_rows", flops rows*cols.</summary>
+    void AddRows(Tensor x, Tensor v, Tensor y, int rows, int cols);
     /// <summary>y += alpha * x. Op "axpy", flops 2n.</summary>
     void Axpy(float alpha, Tensor x, Tensor y);
     /// <summary>y = alpha * x. In place allowed. Op "scale", flops n.</summary>

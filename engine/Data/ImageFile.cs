@@ -24,37 +24,67 @@ public sealed record ImageData(int Channels, int Height, int Width, float[] Pixe
 /// </summary>
 public static class ImageFile
 {
-    public static readonly string[] Extensions = { ".png", ".jpg", ".jpeg", ".bmp" };
+    /// <summary>The file types read: PNG, JPEG, BMP through SkiaSharp, DICOM through GDCM (<see cref="Dicom"/>).</summary>
+    public static readonly string[] Extensions = { ".png", ".jpg", ".jpeg", ".bmp", Dicom.Extension };
 
     public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
 
     /// <summary>Loads one image file as C×H×W floats in [0,1] with the given channels and size (used by predict).</summary>
-    public static float[] Load(string path, int channels, int height, int width)
+    public static float[] Load(string path, int channels, int height, int width) => Load(new ImageSource(path), channels, height, width);
+
+    /// <summary>Loads one image (a frame of a DICOM file) as C×H×W floats in [0,1] with the given channels and size.</summary>
+    public static float[] Load(ImageSource src, int channels, int height, int width, DicomOptions? dicom = null)
     {
-        var img = Decode(path);
-        return Resize(ConvertChannels(img, channels, path), channels, img.Height, img.Width, height, width);
+        var img = Decode(src, dicom);
+        return Resize(ConvertChannels(img, channels, src.File), channels, img.Height, img.Width, height, width);
     }
 
-    static byte[] ReadAll(string path)
+    /// <summary>The images of a file: one per frame of a DICOM file (or the one frame asked for), else the file itself.</summary>
+    public static IEnumerable<ImageSource> Sources(string file, DicomOptions? dicom = null) =>
+        Dicom.IsDicom(file) ? Dicom.Frames(file, dicom).Select(k => new ImageSource(file, k)) : new[] { new ImageSource(file) };
+
+    /// <summary>
+    /// The images an --input names: a file, or every image file under a folder (recursively, ordinal order), DICOM
+    /// files expanded to their frames.
+    /// </summary>
+    public static List<ImageSource> ListInputs(string path, DicomOptions? dicom = null)
     {
-        try { return File.ReadAllBytes(path); }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new PerturbException($"{path}: no such file"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        string[] files;
+        if (Directory.Exists(path))
+            files = IO.SafeFiles.FilesRecursive(path).Where(IsImage).ToArray();
+        else if (File.Exists(path))
+            files = IsImage(path) ? new[] { path } : throw new PerturbException($"{path}: not an image file (expected {string.Join(", ", Extensions)})");
+        else throw new PerturbException($"{path}: no such file or folder");
+        if (files.Length == 0) throw new PerturbException($"{path}: holds no image files ({string.Join(", ", Extensions)})");
+        return files.SelectMany(f => Sources(f, dicom)).ToList();
     }
+
+    /// <summary>Decodes one image (a DICOM frame) at its own size and channel count.</summary>
+    public static ImageData Decode(ImageSource src, DicomOptions? dicom = null) =>
+        Dicom.IsDicom(src.File) ? Dicom.Decode(src.File, src.Frame, dicom) : Decode(src.File);
+
+    static byte[] ReadAll(string path) => IO.SafeFiles.ReadAllBytes(path, "image file");
 
     /// <summary>Decodes an image at its own size and channel count (grey stays 1 channel, colour is 3).</summary>
     public static ImageData Decode(string path)
     {
+        if (Dicom.IsDicom(path)) return Dicom.Decode(path);
         var bytes = ReadAll(path);
+        // The header is read and its size checked here, before SkiaSharp sees a byte (see ImageHeader).
+        var (format, hw0, hh0) = ImageHeader.Read(bytes, path);
         if (Png16.Is16BitNonInterlaced(bytes)) return Png16.Decode(bytes, path);
         using var data = SKData.CreateCopy(bytes);
         using var codec = SKCodec.Create(data) ?? throw new PerturbException($"{path}: not a readable image (no PNG, JPEG or BMP data that SkiaSharp can decode)");
         var ci = codec.Info;
-        if (ci.Width <= 0 || ci.Height <= 0) throw new PerturbException($"{path}: image has no pixels ({ci.Width}x{ci.Height})");
+        if (ci.Width != hw0 || ci.Height != hh0)
+            throw new PerturbException($"{path}: the {format} header declares {hw0}x{hh0} pixels but the decoder reads {ci.Width}x{ci.Height}");
         bool grey = ci.ColorType == SKColorType.Gray8;
         int w = ci.Width, h = ci.Height, hw = w * h;
         var info = new SKImageInfo(w, h, grey ? SKColorType.Gray8 : SKColorType.Rgba8888, grey ? SKAlphaType.Opaque : SKAlphaType.Unpremul);
-        var buf = new byte[info.BytesSize];
+        long bufBytes = (long)w * h * (grey ? 1 : 4);
+        if (bufBytes > Array.MaxLength || (long)info.RowBytes * h != bufBytes)
+            throw new PerturbException($"{path}: {w}x{h} pixels need {bufBytes:N0} bytes, more than one buffer holds");
+        var buf = new byte[bufBytes];
         var handle = GCHandle.Alloc(buf, GCHandleType.Pinned);
         SKCodecResult r;
         try { r = codec.GetPixels(info, handle.AddrOfPinnedObject()); }
@@ -155,7 +185,9 @@ static class Png16
         int w = (int)BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(16)), h = (int)BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(20));
         int colourType = b[25];
         int samples = colourType switch { 0 => 1, 2 => 3, 4 => 2, 6 => 4, _ => throw Bad($"colour type {colourType} cannot have 16-bit samples") };
-        if (w <= 0 || h <= 0 || (long)w * h > 1L << 28) throw Bad($"size {w}x{h}");
+        if (w <= 0 || h <= 0) throw Bad($"size {w}x{h}");
+        Limits.Check($"{path}: PNG header declares {w}x{h}; pixels", (long)w * h, Limits.MaxImagePixels, "PERTURB_MAX_IMAGE_PIXELS");
+        if ((long)w * h * (samples >= 3 ? 3 : 1) > Array.MaxLength || (long)h * (w * (long)samples * 2 + 1) > Array.MaxLength) throw Bad($"size {w}x{h} is too large for one buffer");
         using var idat = new MemoryStream();
         int pos = 8;
         bool end = false;

@@ -34,7 +34,7 @@ public static class HtmlReport
     public static JsonObject? ReadMeta(string path)
     {
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o["meta"] is JsonObject m ? (JsonObject)m.DeepClone() : null; }
+        try { return JsonNode.Parse(IO.SafeFiles.ReadAllText(path, "results file")) is JsonObject o && o["meta"] is JsonObject m ? (JsonObject)m.DeepClone() : null; }
         catch (JsonException) { return null; }
     }
 

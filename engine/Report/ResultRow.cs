@@ -160,8 +160,7 @@ public sealed record ResultRow
     public static List<ResultRow> ReadFile(string path)
     {
         string text;
-        try { text = File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        text = IO.SafeFiles.ReadAllText(path, "results file");
         var rows = new List<ResultRow>();
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {

@@ -97,6 +97,7 @@ public static class SweepRunner
     {
         var log = o.Log ?? (_ => { });
         var mine = spec.Cells.Where(c => o.Shard.Owns(c.Index)).ToList();
+        using var held = ResultsLog.Lock(o.OutPath);
         var state = ResultsLog.Recover(o.OutPath, spec.Cells.ToDictionary(c => c.Id), spec.Split);
         if (state.CutBytes > 0)
             log($"{o.OutPath}: cut {state.CutBytes} bytes of an interrupted write ({state.CutRows} rows of an unfinished cell, and any torn line)");

@@ -73,8 +73,8 @@ public sealed class SweepSpec
     public static SweepSpec Load(string path, bool checkFiles = true)
     {
         string text;
-        try { text = File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read the sweep spec: {e.Message}", 2); }
+        try { text = IO.SafeFiles.ReadAllText(path, "sweep spec"); }
+        catch (PerturbException e) { throw new PerturbException($"{path}: cannot read the sweep spec: {(e.Message.StartsWith(path + ": ") ? e.Message[(path.Length + 2)..] : e.Message)}", 2); }
         JsonNode? root;
         try { root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}", 2); }
@@ -164,7 +164,14 @@ public sealed class SweepSpec
                 }
             }
             var points = new List<(JsonObject, Dictionary<string, object>, string?)>();
-            int total = gridKeys.Aggregate(1, (p, g) => checked(p * g.Values.Count));
+            // The grid's size is checked before a single point is made: 1000 x 1000 x 1000 is refused from its counts.
+            long gridSize = Limits.Product(gridKeys.Select(g => (long)g.Values.Count));
+            long cellsSoFar = perAttack.Sum(p => (long)p.Points.Count);
+            long cellsNow = gridSize < 0 ? -1 : Limits.Product(new[] { (long)models.Count, data.Count, cellsSoFar + gridSize });
+            if (cellsNow < 0 || cellsNow > Limits.MaxSweepCells)
+                throw new PerturbException($"{path}: {where}: the grid has {(gridSize < 0 ? "more than 2^63" : gridSize.ToString("N0", CultureInfo.InvariantCulture))} points, " +
+                    $"which makes {(cellsNow < 0 ? "more than 2^63" : cellsNow.ToString("N0", CultureInfo.InvariantCulture))} cells with {models.Count} models and {data.Count} data sets; the limit is {Limits.MaxSweepCells.ToString("N0", CultureInfo.InvariantCulture)} (set PERTURB_MAX_SWEEP_CELLS to raise it; see docs/limits.md)", 2);
+            int total = (int)gridSize;
             for (int pi = 0; pi < total; pi++)
             {
                 var prm = new JsonObject();

@@ -8,24 +8,12 @@ namespace Perturb.Engine.Training;
 /// <summary>Classifies image files: the class and the probabilities of each (<c>perturb predict</c>).</summary>
 public static class Predictor
 {
-    /// <summary>The image files of <paramref name="path"/>: the file itself, or a folder's images (recursively, sorted).</summary>
-    public static string[] FindImages(string path)
-    {
-        string[] files;
-        if (Directory.Exists(path))
-            files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Where(ImageFile.IsImage).OrderBy(f => f, StringComparer.Ordinal).ToArray();
-        else if (File.Exists(path))
-            files = ImageFile.IsImage(path) ? new[] { path } : throw new PerturbException($"{path}: not an image file (expected {string.Join(", ", ImageFile.Extensions)})");
-        else throw new PerturbException($"{path}: no such file or folder");
-        if (files.Length == 0) throw new PerturbException($"{path}: holds no image files ({string.Join(", ", ImageFile.Extensions)})");
-        return files;
-    }
-
     /// <summary>
-    /// Classifies <paramref name="files"/> in batches of <paramref name="batchSize"/>, each image resized to the
-    /// model's input (antialiased bilinear). <paramref name="progress"/>(done, total) after each batch.
+    /// Classifies <paramref name="files"/> (from <see cref="ImageFile.ListInputs"/>: files, DICOM frames) in batches of
+    /// <paramref name="batchSize"/>, each image resized to the model's input (antialiased bilinear).
+    /// <paramref name="progress"/>(done, total) after each batch.
     /// </summary>
-    public static PredictionResult Run(Model m, IReadOnlyList<string> files, int batchSize, Action<int, int>? progress = null)
+    public static PredictionResult Run(Model m, IReadOnlyList<ImageSource> files, int batchSize, DicomOptions? dicom = null, Action<int, int>? progress = null)
     {
         if (batchSize < 1) throw new PerturbException($"batch size must be at least 1, got {batchSize}", 2);
         if (m.InputShape.Length != 3) throw new PerturbException($"the model takes {Tensor.ShapeString(m.InputShape)} inputs, not images");
@@ -38,9 +26,9 @@ public static class Predictor
         {
             int n = Math.Min(batchSize, files.Count - start);
             var x = new float[n * c * h * w];
-            for (int i = 0; i < n; i++) ImageFile.Load(files[start + i], c, h, w).CopyTo(x, i * c * h * w);
+            for (int i = 0; i < n; i++) ImageFile.Load(files[start + i], c, h, w, dicom).CopyTo(x, i * c * h * w);
             using var xt = be.FromArray(x, n, c, h, w);
-            var z = m.Forward(xt);
+            var z = m.Infer(xt);
             Losses.Predict(be, z).CopyTo(cls, start);
             Losses.Probabilities(be, z).CopyTo(probs, start);
             progress?.Invoke(start + n, files.Count);
@@ -50,10 +38,13 @@ public static class Predictor
     }
 }
 
-/// <summary>Per file: the predicted class (the first maximum), its name, and every class's probability.</summary>
-public sealed record PredictionResult(string[] Files, string[] ClassNames, int[] Classes, float[][] Probabilities)
+/// <summary>Per image (a file, or a DICOM frame): the predicted class (the first maximum), its name, and every class's probability.</summary>
+public sealed record PredictionResult(ImageSource[] Files, string[] ClassNames, int[] Classes, float[][] Probabilities)
 {
     public string Label(int i) => Classes[i] < ClassNames.Length ? ClassNames[Classes[i]] : Classes[i].ToString();
+
+    /// <summary>The image as printed: the file, with #frame for DICOM.</summary>
+    public string Name(int i) => Files[i].File + (Dicom.IsDicom(Files[i].File) ? $"#{Files[i].Frame}" : "");
 
     public JsonObject ToJson(string? model = null, string? device = null) => new()
     {
@@ -61,7 +52,7 @@ public sealed record PredictionResult(string[] Files, string[] ClassNames, int[]
         ["classes"] = new JsonArray(ClassNames.Select(s => (JsonNode)s).ToArray()),
         ["predictions"] = new JsonArray(Files.Select((f, i) => (JsonNode)new JsonObject
         {
-            ["file"] = f, ["class"] = Classes[i], ["label"] = Label(i),
+            ["file"] = f.File, ["frame"] = Dicom.IsDicom(f.File) ? f.Frame : null, ["class"] = Classes[i], ["label"] = Label(i),
             ["probabilities"] = new JsonArray(Probabilities[i].Select(v => (JsonNode)(double)v).ToArray()),
         }).ToArray()),
     };

@@ -626,6 +626,29 @@ public static class Ref
     public static double[] Clamp(double[] x, double lo, double hi) => x.Select(v => Math.Min(Math.Max(v, lo), hi)).ToArray();
     public static double[] Sign(double[] x) => x.Select(v => (double)Math.Sign(v)).ToArray();
     public static double[] Lerp(double[] a, double[] b, double t) => a.Zip(b, (u, v) => u + t * (v - u)).ToArray();
+    public static double[] Div(double[] a, double[] b) => a.Zip(b, (u, v) => u / v).ToArray();
+    public static double[] Greater(double[] a, double[] b) => a.Zip(b, (u, v) => u > v ? 1.0 : 0.0).ToArray();
+
+    /// <summary>|x| with the sign bit cleared, in float bits (the exact answer of IBackend.Abs for float inputs).</summary>
+    public static float[] Abs(float[] x) => x.Select(v => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(v) & int.MaxValue)).ToArray();
+
+    /// <summary>y[r, c] = m[r] != 0 ? a[r, c] : b[r, c], selecting the float values themselves (bits included).</summary>
+    public static float[] Where(float[] m, float[] a, float[] b, int rows, int cols)
+    {
+        var y = new float[rows * cols];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) y[r * cols + c] = m[r] != 0 ? a[r * cols + c] : b[r * cols + c];
+        return y;
+    }
+
+    /// <summary>y[r, c] = x[r, c] * v[r] (mul) or x[r, c] + v[r].</summary>
+    public static double[] RowBroadcast(bool mul, double[] x, double[] v, int rows, int cols)
+    {
+        var y = new double[rows * cols];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) y[r * cols + c] = mul ? x[r * cols + c] * v[r] : x[r * cols + c] + v[r];
+        return y;
+    }
 
     /// <summary>
     /// Returns dst with dst[n, dstOff + i, :] = (or +=) src[n, srcOff + i, :] for n &lt; outer, i &lt; count;

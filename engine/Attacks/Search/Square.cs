@@ -1,3 +1,5 @@
+using Perturb.Engine.Nn;
+
 namespace Perturb.Engine.Attacks.Search;
 
 /// <summary>
@@ -271,7 +273,7 @@ public sealed class Square : SearchAttack
             for (int j = 0; j < classes; j++) if (j != t) other = Math.Max(other, row[j]);
             double margin = targeted ? other - row[t] : row[t] - other;
             c.Queries[e][s.Sample]++;
-            bool ok = Meets(Argmax(row), t, targeted);
+            bool ok = Meets(Losses.Argmax(row), t, targeted);
             if (start || margin < s.Margin || ok)
             {
                 if (!start) Array.Copy(s.Cand, s.Best, d);
