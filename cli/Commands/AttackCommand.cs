@@ -166,6 +166,8 @@ public static class AttackCommand
             foreach (var e in r.Results)
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
+            foreach (var e in r.Results.Where(e => e.Stages != null))
+                io.Out.WriteLine($"  eps {e.Eps?.ToString("0.0####", CultureInfo.InvariantCulture)}: " + string.Join(" -> ", e.Stages!.Select(st => $"{st.Stage} {st.RobustAccuracy:P1}")));
             var checks = new List<QuantizedCheck>();
             if (dir != null)
             {

@@ -53,6 +53,7 @@ public sealed class AttackBatch : IDisposable
     readonly Tensor _dlogits, _loss, _ones;
     readonly Tensor? _pair, _pairGrad;
     readonly Dictionary<float, Tensor> _consts = new();
+    Tensor? _trueLabels;
 
     internal AttackBatch(Model model, int[] sampleIndex, int[] epsIndex, float[] eps, int[] trueLabels, int[]? targets,
         float[] x0Host, float[] cleanLogits, ulong seed)
@@ -106,6 +107,9 @@ public sealed class AttackBatch : IDisposable
         return Model.Backward(_dlogits, BackwardMode.InputOnly)!;
     }
 
+    /// <summary>Per-row targets of the targeted DLR loss (APGD-T sets one target class per round); null: the goal's.</summary>
+    public Tensor? DlrTargets { get; set; }
+
     /// <summary>Per-row loss of the last gradient or margin computation.</summary>
     public Tensor Loss => _loss;
 
@@ -115,6 +119,14 @@ public sealed class AttackBatch : IDisposable
         {
             if (Outputs == 1) Be.BceWithLogits(z, Labels, _loss, dlogits, gradScale, Rows);
             else Be.CrossEntropy(z, Labels, _loss, dlogits, gradScale, Rows, Outputs);
+            return;
+        }
+        if (kind == LossKind.Dlr)
+        {
+            // DLR is maximised to attack; targeted toward DlrTargets (APGD-T's round) or the goal's targets.
+            _trueLabels ??= Be.FromArray(TrueLabels.Select(v => (float)v).ToArray(), Rows);
+            var tgt = DlrTargets ?? (Targeted ? Labels : null);
+            Losses.DlrInto(Be, z, _trueLabels, tgt ?? _trueLabels, _loss, dlogits, gradScale, tgt != null, Rows, Outputs, _pair, _pairGrad);
             return;
         }
         Losses.CwMarginInto(Be, z, Labels, _loss, dlogits, gradScale, Targeted, kappa, Rows, Outputs, _pair, _pairGrad);
@@ -269,7 +281,7 @@ public sealed class AttackBatch : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in new[] { X0, Adv, EpsT, Labels, Direction, StepCount, _dlogits, _loss, _ones, _pair, _pairGrad })
+        foreach (var t in new[] { X0, Adv, EpsT, Labels, Direction, StepCount, _dlogits, _loss, _ones, _pair, _pairGrad, _trueLabels })
             t?.Dispose();
         foreach (var t in _consts.Values) t.Dispose();
         _consts.Clear();

@@ -438,6 +438,19 @@ public abstract class BackendBase : IBackend
     }
     protected abstract void BceWithLogitsCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows);
 
+    public void DlrLoss(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols)
+    {
+        const string op = "dlr_loss";
+        if (cols < 2) throw new ArgumentException($"{op}: needs at least two classes, got {cols}");
+        CheckLoss(op, logits, labels, loss, dlogits, gradScale, rows, cols);
+        if (targeted) Need(targets, rows, op, "targets");
+        CheckLabels(labels, rows, cols, op);
+        if (targeted) CheckLabels(targets, rows, cols, op);
+        Counters.Hit(op, 4L * rows * cols);
+        if (rows > 0) DlrLossCore(logits, labels, targets, loss, dlogits, gradScale, targeted, rows, cols);
+    }
+    protected abstract void DlrLossCore(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols);
+
     // ---------------------------------------------------------------- element-wise
 
     /// <summary>The element-wise ops that read two inputs and write one output, all of one length.</summary>

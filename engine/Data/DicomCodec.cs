@@ -77,6 +77,7 @@ internal static partial class DicomCodec
     {
         Ensure(path);
         if (!File.Exists(path)) throw Bad(path, "no such file");
+        IO.SafeFiles.RequireRegular(path, "DICOM file"); // GDCM would block on a FIFO named x.dcm
         var r = new gdcm.ImageReader();
         r.SetFileName(path);
         if (!r.Read()) throw Bad(path, "not a DICOM image GDCM can read (no pixel data, an unknown transfer syntax, or a damaged file)");
@@ -125,6 +126,7 @@ internal static partial class DicomCodec
     {
         Ensure(path);
         if (!File.Exists(path)) throw Bad(path, "no such file");
+        IO.SafeFiles.RequireRegular(path, "DICOM file");
         using var r = new gdcm.Reader(); // disposed at the end: the data set below lives inside the reader
         r.SetFileName(path);
         if (!r.ReadUpToTag(new gdcm.Tag(0x7fe0, 0x0010))) throw Bad(path, "not a DICOM file GDCM can read");

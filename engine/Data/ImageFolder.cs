@@ -59,6 +59,7 @@ public static class ImageFolder
         {
             var present = SplitNames.Where(s => Directory.Exists(Path.Combine(root, s))).ToList();
             var classes = present.SelectMany(s => SubDirs(Path.Combine(root, s), root).Select(d => Path.GetFileName(d)!)).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToArray();
+            Limits.Check($"{root}: class folders", classes.Length, Limits.MaxClasses, "PERTURB_MAX_CLASSES");
             foreach (var s in present)
             {
                 var list = new List<(ImageSource, int)>();
@@ -73,6 +74,7 @@ public static class ImageFolder
         if (dirs.Count == 0)
             throw new PerturbException($"{root}: no class folders with images (expected {root}/<class>/*.png|jpg|jpeg|bmp|dcm)");
         if (dirs.Count < 2) throw new PerturbException($"{root}: only one class folder with images ({Path.GetFileName(dirs[0])}); a classifier needs at least 2");
+        Limits.Check($"{root}: class folders", dirs.Count, Limits.MaxClasses, "PERTURB_MAX_CLASSES");
         var names = dirs.Select(d => Path.GetFileName(d)).ToArray();
         var train = new List<(ImageSource, int)>();
         var test = new List<(ImageSource, int)>();

@@ -1,6 +1,7 @@
 namespace Perturb.Engine.Nn;
 
-public enum LossKind { CrossEntropy, CwMargin }
+/// <summary>Attack losses: cross-entropy (BCE for one output), the CW margin, and the DLR ratio (Croce and Hein 2020).</summary>
+public enum LossKind { CrossEntropy, CwMargin, Dlr }
 
 /// <summary>The result of a loss on a batch: per-sample losses and dLoss/dLogits, both on the device.</summary>
 public sealed class LossResult : IDisposable
@@ -60,13 +61,25 @@ public static class Losses
     /// built on the device. The pair buffers (needed only when k == 1) let an attack step reuse them.
     /// </summary>
     public static void CwMarginInto(IBackend be, Tensor logits, Tensor labels, Tensor loss, Tensor? grad, Tensor gradScale,
-        bool targeted, float kappa, int n, int k, Tensor? pair, Tensor? pairGrad)
+        bool targeted, float kappa, int n, int k, Tensor? pair, Tensor? pairGrad) =>
+        Paired(be, logits, grad, n, k, pair, pairGrad, "cw margin",
+            (z, g, cols) => be.CwMarginLoss(z, labels, loss, g, gradScale, targeted, kappa, n, cols));
+
+    /// <summary>The DLR loss (<see cref="IBackend.DlrLoss"/>) of logits [n, k], with the (0, z) pairing of <see cref="CwMarginInto"/>.</summary>
+    public static void DlrInto(IBackend be, Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? grad, Tensor gradScale,
+        bool targeted, int n, int k, Tensor? pair, Tensor? pairGrad) =>
+        Paired(be, logits, grad, n, k, pair, pairGrad, "dlr",
+            (z, g, cols) => be.DlrLoss(z, labels, targets, loss, g, gradScale, targeted, n, cols));
+
+    /// <summary>Runs a class-logit loss on logits [n, k], or on the pair (0, z) of a one-output model, reading z's gradient back.</summary>
+    static void Paired(IBackend be, Tensor logits, Tensor? grad, int n, int k, Tensor? pair, Tensor? pairGrad, string what,
+        Action<Tensor, Tensor?, int> loss)
     {
-        if (k != 1) { be.CwMarginLoss(logits, labels, loss, grad, gradScale, targeted, kappa, n, k); return; }
+        if (k != 1) { loss(logits, grad, k); return; }
         if (pair is null || (grad is not null && pairGrad is null))
-            throw new ArgumentException("cw margin of a one-output model needs the (0, z) pair buffers");
+            throw new ArgumentException($"{what} of a one-output model needs the (0, z) pair buffers");
         be.ChannelCopy(logits, 1, 0, pair, 2, 1, 1, n, 1, false);
-        be.CwMarginLoss(pair, labels, loss, grad is null ? null : pairGrad, gradScale, targeted, kappa, n, 2);
+        loss(pair, grad is null ? null : pairGrad, 2);
         if (grad is not null) be.ChannelCopy(pairGrad!, 2, 1, grad, 1, 0, 1, n, 1, false);
     }
 

@@ -68,7 +68,7 @@ public sealed class Square : SearchAttack
             var states = new List<State>();
             for (int i = 0; i < c.N; i++)
             {
-                if (Meets(c.CleanPred[i], goal[i], targeted)) continue;
+                if (Meets(c.CleanPred[i], goal[i], targeted) || !c.IsActive(i, e)) continue;
                 var rng = SampleRng(i, e);
                 var best = new float[d];
                 var x = c.X.AsSpan(i * d, d);
