@@ -25,7 +25,7 @@ public static class CommonOptions
         DefaultValueFactory = _ => "histology",
     };
     public static Option<string?> Window() => new("--window") { Description = "DICOM: the VOI window CENTER,WIDTH (modality units, after rescale) mapping grey images to [0,1]; default: the file's own window, else its value range" };
-    public static Option<int?> Frame() => new("--frame") { Description = "DICOM: read only frame K (0-based) of multi-frame files; default: one image per frame" };
+    public static Option<int?> Frame() => Opt.OptionalInt("--frame", "DICOM: read only frame K (0-based) of multi-frame files; default: one image per frame", ValueRange.NonNegative);
     /// <summary>The DICOM read settings from --window and --frame.</summary>
     public static DicomOptions Dicom(string? window, int? frame) => new() { Window = window == null ? null : DicomWindow.Parse(window), Frame = frame };
     public static Option<ulong> DataSeed() => Opt.Seed("--data-seed", "seed of generated data sets");
@@ -37,6 +37,15 @@ public static class CliUtil
     {
         var be = Devices.Create(kind);
         return be;
+    }
+
+    /// <summary>Loads a model file; says once on stderr what an ONNX import changed (a removed Softmax/Sigmoid ending).</summary>
+    public static Perturb.Engine.Nn.Model LoadModel(string path, IBackend be, CliIO io)
+    {
+        var m = ModelFile.Load(path, be);
+        if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) && m.Info.TryGetValue(Perturb.Engine.Nn.Model.EndingKey, out var note))
+            io.Err.WriteLine($"{path}: {note}");
+        return m;
     }
 
     public static void WriteJson(string path, JsonObject o) =>

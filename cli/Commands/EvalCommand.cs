@@ -25,7 +25,7 @@ public static class EvalCommand
         {
             var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
-            using var m = ModelFile.Load(pr.GetValue(model)!, be);
+            using var m = CliUtil.LoadModel(pr.GetValue(model)!, be, io);
             if (Perturb.Engine.Nn.Presets.IsSegmentation(m))
             {
                 var sr = SegEvaluator.Evaluate(m, d, pr.GetValue(batch));

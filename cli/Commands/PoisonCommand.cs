@@ -63,16 +63,11 @@ public static class PoisonCommand
             var o = sh.Train(pr);
             var g = new GenerativePoisonOptions { Rate = pr.GetValue(rate), Eps = pr.GetValue(eps), Rounds = pr.GetValue(rounds), GeneratorSteps = pr.GetValue(gsteps), Seed = o.Seed };
             var r = GenerativePoisoning.Run(sh.Maker(pr, be, splits.Train), splits, g, o, io.Err.WriteLine);
-            io.Out.WriteLine($"generative poison ({r.PoisonCount} samples, eps {g.Eps:G3}): victim accuracy {r.PoisonedAccuracy:P2}, clean victim {r.CleanAccuracy:P2}, drop {r.AccuracyDrop * 100:F2} points");
+            io.Out.WriteLine($"generative poison ({r.PoisonCount} samples, eps {g.Eps:G3}): victim accuracy {r.PoisonedAccuracy:P2}, clean victim {r.CleanAccuracy:P2}, " +
+                $"random ±eps control {r.ControlAccuracy:P2}; drop {r.AccuracyDrop * 100:F2} points, {r.DropVersusControl * 100:F2} against the control");
             var jp = pr.GetValue(sh.Json);
             if (jp != null)
-                CliUtil.WriteJson(jp, new JsonObject
-                {
-                    ["attack"] = "generative", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
-                    ["rate"] = g.Rate, ["eps"] = g.Eps, ["rounds"] = g.Rounds, ["generator_steps"] = g.GeneratorSteps, ["n_poison"] = r.PoisonCount, ["n_train"] = r.TrainCount,
-                    ["clean_accuracy"] = r.PoisonedAccuracy, ["baseline_clean_accuracy"] = r.CleanAccuracy, ["accuracy_drop"] = r.AccuracyDrop,
-                    ["auc"] = N(r.PoisonedAuc), ["baseline_auc"] = N(r.CleanAuc), ["max_linf"] = r.MaxLinf,
-                });
+                CliUtil.WriteJson(jp, r.ToJson(g, new JsonObject { ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs }));
             return 0;
         });
         return cmd;
@@ -107,14 +102,9 @@ public static class PoisonCommand
                 {
                     using (m)
                     {
-                        var feats = Features.Extract(m, p.Data);
-                        var mask = p.Mask();
-                        // eps: the poisoned share of the target class (the defender's assumed bound).
-                        double eps = Math.Clamp(p.PoisonIndices.Length / (double)Math.Max(1, p.Data.Labels.Count(l => l == t)), 1e-6, 0.999);
-                        var ss = SpectralSignatures.Detect(feats, p.Data.Labels, p.Data.NumClasses, eps);
-                        var ac = ActivationClustering.Detect(feats, p.Data.Labels, p.Data.NumClasses, seed: o.Seed);
-                        detection = new JsonObject { ["layer"] = Features.DefaultLayer(m), ["eps"] = eps, ["spectral_signatures"] = DetectionJson(ss, mask), ["activation_clustering"] = DetectionJson(ac, mask) };
-                        io.Out.WriteLine($"spectral signatures: {Summary(ss, mask)}; activation clustering: {Summary(ac, mask)}");
+                        var d = BackdoorDetection.Run(m, p, t, o.Seed);
+                        detection = d.ToJson();
+                        io.Out.WriteLine(d.Summary);
                     }
                 });
             io.Out.WriteLine($"badnets ({trigger.Kind.ToString().ToLowerInvariant()} {trigger.Size}px, rate {r:G3}, target {t}): clean accuracy {rep.CleanAccuracy:P2}, attack success {rep.AttackSuccessRate:P2}; " +
@@ -180,20 +170,4 @@ public static class PoisonCommand
     }
 
     static double? N(double v) => double.IsFinite(v) ? v : null;
-
-    static string Summary(DetectionResult d, bool[] truth)
-    {
-        var (p, r) = d.PrecisionRecall(truth);
-        return $"{d.Flagged.Length} flagged, precision {p:P1}, recall {r:P1}";
-    }
-
-    static JsonObject DetectionJson(DetectionResult d, bool[] truth)
-    {
-        var (p, r) = d.PrecisionRecall(truth);
-        return new JsonObject
-        {
-            ["flagged"] = new JsonArray(d.Flagged.Select(i => (JsonNode)i).ToArray()),
-            ["n_flagged"] = d.Flagged.Length, ["precision"] = N(p), ["recall"] = N(r),
-        };
-    }
 }

@@ -4,6 +4,7 @@ using Perturb.Engine;
 using Perturb.Engine.Data;
 using Perturb.Engine.IO;
 using Perturb.Engine.Nn;
+using Perturb.Engine.Training;
 
 namespace Perturb.Cli;
 
@@ -22,48 +23,20 @@ public static class PredictCommand
         foreach (var o in new Option[] { model, input, window, frame, batch, device, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
-            var path = pr.GetValue(input)!;
             var dicom = CommonOptions.Dicom(pr.GetValue(window), pr.GetValue(frame));
-            var files = ImageFile.ListInputs(path, dicom);
-
+            var files = ImageFile.ListInputs(pr.GetValue(input)!, dicom);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
-            using var m = ModelFile.Load(pr.GetValue(model)!, be);
-            m.Eval();
-            if (m.InputShape.Length != 3) throw new PerturbException($"{pr.GetValue(model)}: the model takes {Tensor.ShapeString(m.InputShape)} inputs, not images");
-            int c = m.InputShape[0], h = m.InputShape[1], w = m.InputShape[2], bs = Math.Max(1, pr.GetValue(batch));
-            var names = m.ClassNames ?? Enumerable.Range(0, m.NumClasses).Select(i => i.ToString()).ToArray();
-            var results = new JsonArray();
+            var modelPath = pr.GetValue(model)!;
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             var bar = new ProgressBar(io.Err, "predict");
-            for (int start = 0; start < files.Count; start += bs)
-            {
-                int n = Math.Min(bs, files.Count - start);
-                var x = new float[n * c * h * w];
-                for (int i = 0; i < n; i++) ImageFile.Load(files[start + i], c, h, w, dicom).CopyTo(x, i * c * h * w);
-                using var xt = be.FromArray(x, n, c, h, w);
-                var probs = Losses.Probabilities(be, m.Infer(xt));
-                for (int i = 0; i < n; i++)
-                {
-                    var p = probs[i];
-                    int arg = Losses.Argmax(p);
-                    string label = arg < names.Length ? names[arg] : arg.ToString();
-                    var src = files[start + i];
-                    io.Out.WriteLine($"{src.File}{(Dicom.IsDicom(src.File) ? $"#{src.Frame}" : "")}\t{label}\t{p[arg]:F4}");
-                    results.Add(new JsonObject
-                    {
-                        ["file"] = src.File, ["frame"] = Dicom.IsDicom(src.File) ? src.Frame : null, ["class"] = arg, ["label"] = label,
-                        ["probabilities"] = new JsonArray(p.Select(v => (JsonNode)(double)v).ToArray()),
-                    });
-                }
-                bar.Update(start + n, files.Count);
-            }
+            PredictionResult r;
+            try { r = Predictor.Run(m, files, pr.GetValue(batch), dicom, (done, total) => bar.Update(done, total)); }
+            catch (PerturbException e) when (e.Message.StartsWith("the model takes", StringComparison.Ordinal)) { throw new PerturbException($"{modelPath}: {e.Message}", e.ExitCode); }
             bar.Done($"{files.Count} images");
+            for (int i = 0; i < files.Count; i++)
+                io.Out.WriteLine($"{r.Name(i)}\t{r.Label(i)}\t{r.Probabilities[i][r.Classes[i]]:F4}");
             var jpath = pr.GetValue(json);
-            if (jpath != null)
-                CliUtil.WriteJson(jpath, new JsonObject
-                {
-                    ["model"] = pr.GetValue(model), ["device"] = be.Name, ["n"] = files.Count,
-                    ["classes"] = new JsonArray(names.Select(s => (JsonNode)s).ToArray()), ["predictions"] = results,
-                });
+            if (jpath != null) CliUtil.WriteJson(jpath, r.ToJson(modelPath, be.Name));
             return 0;
         });
         return cmd;
