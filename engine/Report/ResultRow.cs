@@ -80,6 +80,23 @@ public sealed record ResultRow
         }
     }
 
+    /// <summary>
+    /// The row with its file paths (examples, and a segmentation row's overlays), relative to the results file
+    /// <paramref name="where"/> in <paramref name="dir"/>, made relative to <paramref name="outDir"/>; a path that leaves
+    /// <paramref name="dir"/> is an error naming the file.
+    /// </summary>
+    public ResultRow RebasedTo(string dir, string where, string outDir)
+    {
+        var r = Examples is { } ex ? this with { Examples = Path.GetRelativePath(outDir, ExampleSet.ResolveInside(dir, ex, where)) } : this;
+        if (Params?["overlays"] is JsonValue ov && ov.TryGetValue(out string? rel))
+        {
+            var p = (JsonObject)Params.DeepClone();
+            p["overlays"] = Path.GetRelativePath(outDir, ExampleSet.ResolveInside(dir, rel, where, "params.overlays"));
+            r = r with { Params = p };
+        }
+        return r;
+    }
+
     /// <summary>Whether the row comes from a segmentation attack (its accuracy columns are Dice scores).</summary>
     public bool IsSegmentation => Params?["task"] is JsonValue t && t.TryGetValue(out string? s) && s == "segmentation";
 

@@ -55,5 +55,16 @@ public class SegReportTests : TempDirTest
         var ex = Assert.Throws<PerturbException>(() => HtmlReport.WriteAll(Dir, back));
         Assert.Contains("overlays_eps0.251.png", ex.Message);
         Assert.False(File.Exists(Path.Combine(Dir, "index.html")));
+
+        // perturb report refuses an overlay path that leaves the results folder, naming the file and the key.
+        var sub = Path.Combine(Dir, "hostile");
+        Directory.CreateDirectory(sub);
+        var bad = Path.Combine(sub, "results.json");
+        File.WriteAllText(bad, "{\"rows\": [ {\"attack\": \"seg-pgd\", \"eps\": 0.03, \"params\": {\"task\": \"segmentation\", \"overlays\": \"../seg/u/overlays_eps0.0314.png\"}} ]}");
+        var (code, _, err) = CliRunner.Run("report", bad);
+        Assert.Equal(1, code);
+        Assert.Contains(bad, err);
+        Assert.Contains("params.overlays", err);
+        Assert.Single(err.Trim().Split('\n'));
     }
 }
