@@ -5,7 +5,11 @@ using Perturb.Engine.Nn;
 namespace Perturb.Perf;
 
 /// <summary>Command-line settings of one harness run.</summary>
-public sealed record Options(string Bench, string Device, string? JsonPath, bool Quick, int? Batch, int? ConvBatch, int? CompareBatch);
+public sealed record Options(string Bench, string Device, string? JsonPath, bool Quick, int? Batch, int? ConvBatch, int? CompareBatch)
+{
+    /// <summary>The folder of .onnx models for the onnx bench.</summary>
+    public string? OnnxDir { get; init; }
+}
 
 /// <summary>
 /// How hard to measure: warm-up calls, the least and most timed calls, and the time budget per figure. The

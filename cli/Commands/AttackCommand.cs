@@ -76,7 +76,7 @@ public static class AttackCommand
             if (dir != null) OutputFolder.Check(dir, pr.GetValue(overwrite));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             var f = Setting.Create<FoolingImages>(settings.Values(pr), "fooling");
             io.Err.WriteLine($"attack fooling ({Values.EnumName(f.Encoding)} encoding) on {(list == null ? "every class" : "classes " + string.Join(",", list))}, device {be.Name} ...");
             var r = f.Run(m, list);
@@ -150,7 +150,7 @@ public static class AttackCommand
             if (count > 0) d = d.Take(count);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             m.Eval();
             ulong seed = values.TryGetValue("seed", out var sv) ? (ulong)sv : 0;
             var goal = AttackGoal.Parse(pr.GetValue(targeted), d.Count, seed);

@@ -25,7 +25,7 @@ public static class EvalCommand
         {
             var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
-            using var m = ModelFile.Load(pr.GetValue(model)!, be);
+            using var m = CliUtil.LoadModel(pr.GetValue(model)!, be, io);
             var bar = new ProgressBar(io.Err, "eval");
             var r = Evaluator.Evaluate(m, d, pr.GetValue(batch), (done, total) => bar.Update(done, total));
             bar.Done($"{r.N} images");

@@ -201,7 +201,7 @@ public abstract class Attack : IAttack
             using var t = be.FromArray(x.AsSpan((int)((long)s * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
             var z = model.Infer(t);
             Losses.Predict(be, z).CopyTo(pred, s);
-            Losses.Probabilities(be, z).CopyTo(prob, s);
+            Losses.Probabilities(model, z).CopyTo(prob, s);
             z.ToArray().CopyTo(logits, (long)s * k);
         }
         model.ReleaseActivations();

@@ -56,7 +56,9 @@ public static class DataSources
         if (File.Exists(path))
         {
             if (!path.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
-                throw new PerturbException($"{path}: not a data set file (expected a MedMNIST .npz, a folder of IDX files or a folder of class folders)");
+                throw new PerturbException(ImageFile.IsImage(path)
+                    ? $"{path}: one image is not a data set: --data takes a folder of class folders (ROOT/CLASS/{Path.GetFileName(path)}); 'perturb predict --input' classifies single files"
+                    : $"{path}: not a data set file (expected a MedMNIST .npz, a folder of IDX files or a folder of class folders)");
             new SpecOptions(spec, opts);
             return new(() => MedMnist.Load(path), s => MedMnist.LoadSplit(path, s), () => MedMnist.Info(path));
         }

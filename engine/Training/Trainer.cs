@@ -144,7 +144,7 @@ public static class Evaluator
             int n = Math.Min(batchSize, d.Count - start);
             using var x = be.FromArray(d.X.AsSpan(start * d.SampleSize, n * d.SampleSize), n, d.Channels, d.Height, d.Width);
             var logits = model.Infer(x);
-            var p = Losses.Probabilities(be, logits);
+            var p = Losses.Probabilities(model, logits);
             for (int i = 0; i < n; i++)
             {
                 probs[start + i] = p[i];
