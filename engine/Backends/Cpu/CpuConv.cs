@@ -14,7 +14,8 @@ namespace Perturb.Engine.Backends;
 ///
 /// col[(c*R + r)*S + s, oh*OW + ow] = x[c, oh*strideH - padH + r*dilH, ow*strideW - padW + s*dilW] (0 outside).
 /// 1x1, stride-1, unpadded convolutions use x (and dx) directly as col. Depthwise convolutions (C/G == 1, K == G)
-/// use direct loops. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
+/// use direct loops. Stride-1 3x3 convolutions with enough channels run through Winograd F(2x2,3x3)
+/// (CpuWinograd.cs) forward and backward-data. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
 /// itself is split over the threads.
 /// </summary>
 public sealed partial class CpuBackend
@@ -56,6 +57,7 @@ public sealed partial class CpuBackend
         var yb = B(y);
         Buf? bb = bias == null ? null : B(bias);
         if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb); return; }
+        if (UsesWinograd(s)) { WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false), bb, yb); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: false);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
@@ -88,6 +90,7 @@ public sealed partial class CpuBackend
         var wb = B(w);
         var xb = B(dx);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
+        if (UsesWinograd(s)) { WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true), null, xb); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
