@@ -10,7 +10,8 @@ Times are medians of CUDA-event timings after warm-up. TF32 is disabled, so ever
 as in Perturb. The host CPU's float32 FMA peak is not measured here (it is a GPU run); the GPU's own float32 peak
 can be passed with --peak-gflops (e.g. 66900 for an H100 SXM, 60000 nominal for H100 PCIe) to fill "% of peak".
 
-Usage: python3 perf/peers/torch_bench.py [--json out.json] [--quick] [--batch 128] [--device cuda] [--peak-gflops G]
+Usage: python3 perf/peers/torch_bench.py [--json out.json] [--quick] [--batch 128] [--device cuda|cpu] [--peak-gflops G]
+                                        [--bench gemm|conv|resnet|all] [--threads N] [--tf32]
 Output: a table on stdout and a JSON file in the layout of the C# harness (machine, device, date, peak_gflops, figures).
 Needs only torch (no torchvision).
 """
@@ -132,10 +133,15 @@ def main():
     ap.add_argument("--conv-batch", type=int, default=64, help="batch of the convolution shapes (default 64)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--peak-gflops", type=float, default=None, help="the device's float32 peak, for %% of peak")
+    ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "all"], help="which figures (default all)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; default: torch's own)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 on the GPU (default off: true float32)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True
     dev = torch.device(args.device)
     warmup, reps = (2, 5) if args.quick else (10, 30)
@@ -150,8 +156,9 @@ def main():
         print(f"  {group:<7} {name:<44} {value:>10.2f} {unit:<9} {pct}", file=sys.stderr, flush=True)
 
     torch.manual_seed(0)
+    want = (lambda b: args.bench in (b, "all"))
     print(f"[{time.strftime('%H:%M:%S')}] gemm ...", file=sys.stderr)
-    for n, ta, tb in [(256, False, False), (512, False, False), (1024, False, False), (512, False, True), (512, True, False)]:
+    for n, ta, tb in [] if not want("gemm") else [(256, False, False), (512, False, False), (1024, False, False), (512, False, True), (512, True, False)]:
         a = torch.rand(n, n, device=dev)
         b = torch.rand(n, n, device=dev)
         opa, opb = (a.t() if ta else a), (b.t() if tb else b)
@@ -163,7 +170,7 @@ def main():
             dict(median_s=med, min_s=mn, reps=r, flops=flops, m=n, n=n, k=n, op=op))
 
     print(f"[{time.strftime('%H:%M:%S')}] conv (batch {args.conv_batch}) ...", file=sys.stderr)
-    for name, (N, C, H, W, K, R, S, st, pd) in conv_shapes(args.conv_batch):
+    for name, (N, C, H, W, K, R, S, st, pd) in conv_shapes(args.conv_batch) if want("conv") else []:
         x = torch.rand(N, C, H, W, device=dev)
         w = torch.rand(K, C, R, S, device=dev)
         y = F.conv2d(x, w, stride=st, padding=pd)
@@ -210,7 +217,7 @@ def main():
         ("resnet18 training step (train)", "train", train_step, 3 * fwd_flops,
          "train mode: forward + cross-entropy + backward (weights); no optimiser update"),
     ]
-    for name, mode, fn, flops, what in cases:
+    for name, mode, fn, flops, what in cases if want("resnet") else []:
         model.train(mode == "train")
         for p in model.parameters():  # eval figures form no weight gradients at all, as BackwardMode.InputOnly
             p.requires_grad_(mode == "train")
@@ -231,7 +238,7 @@ def main():
         pass
     result = dict(
         harness="torch_bench.py",
-        bench="all",
+        bench=args.bench, threads=torch.get_num_threads(), tf32=args.tf32,
         quick=args.quick,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         machine=dict(cpu_model=cpu_model, logical_cores=os.cpu_count(), simd=None, simd_lanes_f32=None,
@@ -244,7 +251,7 @@ def main():
     )
 
     print()
-    print(f"torch peer: device {dev.type} ({dev_name}), torch {torch.__version__}, TF32 off")
+    print(f"torch peer: device {dev.type} ({dev_name}), torch {torch.__version__}, {torch.get_num_threads()} threads, TF32 {'on' if args.tf32 else 'off'}")
     print(f"{'group':<7} {'figure':<46} {'value':>12} {'unit':<10} {'% of peak':>10} {'GFLOP/s':>12}")
     print("-" * 102)
     for f in figures:

@@ -20,6 +20,7 @@ public class WinogradTests
         (new ConvShape(3, 17, 8, 7, 40, 3, 3), true),                         // no padding
         (new ConvShape(2, 16, 4, 6, 16, 3, 3, PadH: 2, PadW: 0), false),      // pad 2 (backward runs pad 0) and mixed pads
         (new ConvShape(40, 16, 4, 4, 32, 3, 3, PadH: 1, PadW: 1), true),      // ResNet stage 4 geometry, many images
+        (new ConvShape(2, 16, 5, 34, 16, 3, 3, PadH: 1, PadW: 1), true),      // 17 tiles a row: the scalar transforms
     };
 
     public static IEnumerable<object[]> Ids() => Enumerable.Range(0, Cases.Length).Select(i => new object[] { i });

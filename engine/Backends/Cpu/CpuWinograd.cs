@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Perturb.Engine.Backends;
 
@@ -69,14 +71,14 @@ public sealed partial class CpuBackend
             var src = (float[])w.Storage;
             var u = GC.AllocateUninitializedArray<float>(16 * kOut * cIn);
             // U[xi][ko, ci] = (G g G^T)[xi], g = w[k, c] (forward) or flip(w[k = ci, c = ko]) (backward).
+            Span<float> g = stackalloc float[9];
+            Span<float> gg = stackalloc float[12];   // G g: 4 x 3
             for (int ko = 0; ko < kOut; ko++)
                 for (int ci = 0; ci < cIn; ci++)
                 {
                     int kk = backward ? ci : ko, cc = backward ? ko : ci;
                     int b0 = w.Offset + (kk * c + cc) * 9;
-                    Span<float> g = stackalloc float[9];
                     for (int i = 0; i < 9; i++) g[i] = src[b0 + (backward ? 8 - i : i)];
-                    Span<float> gg = stackalloc float[12];   // G g: 4 x 3
                     for (int j = 0; j < 3; j++)
                     {
                         float a0 = g[j], a1 = g[3 + j], a2 = g[6 + j];
@@ -136,8 +138,8 @@ public sealed partial class CpuBackend
             {
                 long t0 = i * per;
                 int tc = (int)Math.Min(per, tiles - t0);
-                var v = Grow(ref t_wgV, 16L * c * tc);
-                var m = Grow(ref t_wgM, 16L * k * tc);
+                var v = Grow(ref t_wgV, 16L * PlaneLen(c, tc));
+                var m = Grow(ref t_wgM, 16L * PlaneLen(k, tc));
                 fixed (float* pv = v, pm = m, px = x.A, py = y.A)
                     WinogradChunk(g, t0, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, false);
             });
@@ -145,31 +147,45 @@ public sealed partial class CpuBackend
         else
         {
             long per = Math.Min(tiles, capTiles);
-            var v = Grow(ref t_wgV, 16L * c * per);
-            var m = Grow(ref t_wgM, 16L * k * per);
+            var v = Grow(ref t_wgV, 16L * PlaneLen(c, (int)per));
+            var m = Grow(ref t_wgM, 16L * PlaneLen(k, (int)per));
             fixed (float* pv = v, pm = m, px = x.A, py = y.A)
                 for (long t0 = 0; t0 < tiles; t0 += per)
                     WinogradChunk(g, t0, (int)Math.Min(per, tiles - t0), px + x.Off, ww, bias, py + y.Off, pv, pm, _threads > 1);
         }
     }
 
+    /// <summary>
+    /// Floats between the xi planes of V or M: rows x tc plus one cache line, so that the 16 planes a transform
+    /// reads or writes together do not all map to one L1 set when rows x tc is a power of two.
+    /// </summary>
+    static long PlaneLen(int rows, int tc) => (long)rows * tc + 16;
+
     readonly record struct WgGeom(int C, int H, int W, int K, int PH, int PW, int OH, int OW, int TH, int TW);
 
     unsafe void WinogradChunk(WgGeom g, long t0, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
     {
         nint xp = (nint)x, yp = (nint)y, vp = (nint)v, mp = (nint)m;
-        Split(split, g.C, cc => { for (int ci = cc.Item1; ci < cc.Item2; ci++) InputTransform(g, t0, tc, ci, (float*)xp, (float*)vp); });
+        bool vec = Avx512F.IsSupported && g.TW <= 15;
+        Split(split, g.C, cc =>
+        {
+            for (int ci = cc.Item1; ci < cc.Item2; ci++)
+                if (vec) InputTransform512(g, t0, tc, ci, (float*)xp, (float*)vp);
+                else InputTransform(g, t0, tc, ci, (float*)xp, (float*)vp);
+        });
         Split(split, 16, xs =>
         {
             for (int xi = xs.Item1; xi < xs.Item2; xi++)
-                GemmST(false, false, g.K, tc, g.C, 1f, null, 0, (float*)vp + (long)xi * g.C * tc, tc, 0f,
-                    (float*)mp + (long)xi * g.K * tc, tc, ww.U[xi]);
+                GemmST(false, false, g.K, tc, g.C, 1f, null, 0, (float*)vp + xi * PlaneLen(g.C, tc), tc, 0f,
+                    (float*)mp + xi * PlaneLen(g.K, tc), tc, ww.U[xi]);
         });
         Split(split, g.K, ks =>
         {
             for (int ki = ks.Item1; ki < ks.Item2; ki++)
-                OutputTransform(g, t0, tc, ki, (float*)mp, bias is { } b ? b[ki] : 0f, (float*)yp);
+                if (vec) OutputTransform512(g, t0, tc, ki, (float*)mp, bias is { } b ? b[ki] : 0f, (float*)yp);
+                else OutputTransform(g, t0, tc, ki, (float*)mp, bias is { } b2 ? b2[ki] : 0f, (float*)yp);
         });
+
     }
 
     /// <summary>body over [0, count) in one range, or split into one contiguous range per thread.</summary>
@@ -184,7 +200,7 @@ public sealed partial class CpuBackend
     static unsafe void InputTransform(in WgGeom g, long t0, int tc, int ci, float* x, float* v)
     {
         int hw = g.H * g.W, tpi = g.TH * g.TW;
-        long cstride = (long)g.C * tc;
+        long cstride = PlaneLen(g.C, tc);
         float* vc = v + (long)ci * tc;
         float* d = stackalloc float[16];
         int img = (int)(t0 / tpi), rem = (int)(t0 % tpi), ty = rem / g.TW, tx = rem % g.TW;
@@ -232,7 +248,7 @@ public sealed partial class CpuBackend
     static unsafe void OutputTransform(in WgGeom g, long t0, int tc, int ki, float* m, float bias, float* y)
     {
         int ohw = g.OH * g.OW, tpi = g.TH * g.TW;
-        long kstride = (long)g.K * tc;
+        long kstride = PlaneLen(g.K, tc);
         float* mk = m + (long)ki * tc;
         int img = (int)(t0 / tpi), rem = (int)(t0 % tpi), ty = rem / g.TW, tx = rem % g.TW;
         for (int t = 0; t < tc; t++)
@@ -260,5 +276,141 @@ public sealed partial class CpuBackend
             }
             if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
         }
+    }
+
+    // ---------------------------------------------------------------- AVX-512 transforms (tile rows of up to 15 tiles)
+
+    // The vector transforms work on one tile row (image n, tile row ty, tiles tx in [a, b)) at a time, lane j = tile
+    // tx = j. A padded input row (32 lanes: columns -PW .. 31 - PW, zero outside x) is two vectors; B^T's column
+    // stage needs columns 2tx .. 2tx + 3, which are the even/odd lanes of that pair, shifted: one two-source permute
+    // each. Masked loads and stores keep every access inside [a, b) and inside the image.
+
+    static readonly Vector512<int> Iota = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Lanes(int lo, int hi) =>
+        (Vector512.GreaterThanOrEqual(Iota, Vector512.Create(lo)) & Vector512.LessThan(Iota, Vector512.Create(hi))).AsSingle();
+
+    /// <summary>Visits the tile rows that the tiles [t0, t0 + tc) cover: (image, ty, first tx, end tx, local index of tx = 0).</summary>
+    static void TileRows<T>(in WgGeom g, long t0, int tc, ref T body) where T : struct, ITileRow
+    {
+        int tpi = g.TH * g.TW;
+        long t = t0, end = t0 + tc;
+        while (t < end)
+        {
+            int img = (int)(t / tpi), rem = (int)(t % tpi), ty = rem / g.TW, a = rem % g.TW;
+            int b = (int)Math.Min(g.TW, a + (end - t));
+            body.Row(img, ty, a, b, t - a - t0);
+            t += b - a;
+        }
+    }
+
+    interface ITileRow { void Row(int img, int ty, int a, int b, long local0); }
+
+    unsafe struct InRow512 : ITileRow
+    {
+        public WgGeom G; public float* X, V; public int Ci; public long Stride;
+        public Vector512<float> MLo, MHi;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Row(int img, int ty, int a, int b, long local0)
+        {
+            var z = Vector512<float>.Zero;
+            Span<Vector512<float>> lo = stackalloc Vector512<float>[4], hi = stackalloc Vector512<float>[4];
+            float* xc = X + ((long)img * G.C + Ci) * G.H * G.W;
+            for (int r = 0; r < 4; r++)
+            {
+                int row = 2 * ty - G.PH + r;
+                if (row < 0 || row >= G.H) { lo[r] = z; hi[r] = z; continue; }
+                float* p = xc + row * G.W - G.PW;
+                lo[r] = Avx512F.MaskLoad(p, MLo, z);
+                hi[r] = Avx512F.MaskLoad(p + 16, MHi, z);
+            }
+            var m = Lanes(a, b);
+            float* o = V + local0;
+            var iE = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            var iO = iE + Vector512<int>.One;
+            var iE1 = iE + Vector512.Create(2);
+            var iO1 = iE + Vector512.Create(3);
+            for (int i = 0; i < 4; i++)
+            {
+                // row stage of B^T d: rows (0 - 2, 1 + 2, 2 - 1, 1 - 3)
+                Vector512<float> ql, qh;
+                switch (i)
+                {
+                    case 0: ql = lo[0] - lo[2]; qh = hi[0] - hi[2]; break;
+                    case 1: ql = lo[1] + lo[2]; qh = hi[1] + hi[2]; break;
+                    case 2: ql = lo[2] - lo[1]; qh = hi[2] - hi[1]; break;
+                    default: ql = lo[1] - lo[3]; qh = hi[1] - hi[3]; break;
+                }
+                var e = Avx512F.PermuteVar16x32x2(ql, iE, qh);
+                var od = Avx512F.PermuteVar16x32x2(ql, iO, qh);
+                var e1 = Avx512F.PermuteVar16x32x2(ql, iE1, qh);
+                var o1 = Avx512F.PermuteVar16x32x2(ql, iO1, qh);
+                Avx512F.MaskStore(o + (i * 4 + 0) * Stride, m, e - e1);
+                Avx512F.MaskStore(o + (i * 4 + 1) * Stride, m, od + e1);
+                Avx512F.MaskStore(o + (i * 4 + 2) * Stride, m, e1 - od);
+                Avx512F.MaskStore(o + (i * 4 + 3) * Stride, m, od - o1);
+            }
+        }
+    }
+
+    unsafe struct OutRow512 : ITileRow
+    {
+        public WgGeom G; public float* M, Y; public int Ki; public long Stride; public float Bias;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Row(int img, int ty, int a, int b, long local0)
+        {
+            var z = Vector512<float>.Zero;
+            var m = Lanes(a, b);
+            float* q = M + local0;
+            var s0 = stackalloc Vector512<float>[4];
+            var s1 = stackalloc Vector512<float>[4];
+            for (int j = 0; j < 4; j++)
+            {
+                var q0 = Avx512F.MaskLoad(q + j * Stride, m, z);
+                var q1 = Avx512F.MaskLoad(q + (4 + j) * Stride, m, z);
+                var q2 = Avx512F.MaskLoad(q + (8 + j) * Stride, m, z);
+                var q3 = Avx512F.MaskLoad(q + (12 + j) * Stride, m, z);
+                s0[j] = q0 + q1 + q2;
+                s1[j] = q1 - q2 - q3;
+            }
+            var bv = Vector512.Create(Bias);
+            var iLo = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            var iHi = iLo + Vector512.Create(8);
+            // output columns 2tx, 2tx + 1 for tx in [a, b), inside the output width
+            var col = Iota;
+            var mLo = (Vector512.GreaterThanOrEqual(col, Vector512.Create(2 * a)) & Vector512.LessThan(col, Vector512.Create(Math.Min(2 * b, G.OW)))).AsSingle();
+            col += Vector512.Create(16);
+            var mHi = (Vector512.GreaterThanOrEqual(col, Vector512.Create(2 * a)) & Vector512.LessThan(col, Vector512.Create(Math.Min(2 * b, G.OW)))).AsSingle();
+            float* yr = Y + ((long)img * G.K + Ki) * G.OH * G.OW + 2 * ty * G.OW;
+            for (int i = 0; i < 2; i++)
+            {
+                if (2 * ty + i >= G.OH) break;
+                var s = i == 0 ? s0 : s1;
+                var y0 = s[0] + s[1] + s[2] + bv;
+                var y1 = s[1] - s[2] - s[3] + bv;
+                float* p = yr + i * G.OW;
+                Avx512F.MaskStore(p, mLo, Avx512F.PermuteVar16x32x2(y0, iLo, y1));
+                Avx512F.MaskStore(p + 16, mHi, Avx512F.PermuteVar16x32x2(y0, iHi, y1));
+            }
+        }
+    }
+
+    static unsafe void InputTransform512(in WgGeom g, long t0, int tc, int ci, float* x, float* v)
+    {
+        var row = new InRow512
+        {
+            G = g, X = x, V = v + (long)ci * tc, Ci = ci, Stride = PlaneLen(g.C, tc),
+            MLo = Lanes(g.PW, g.PW + g.W), MHi = Lanes(g.PW - 16, g.PW + g.W - 16),
+        };
+        TileRows(g, t0, tc, ref row);
+    }
+
+    static unsafe void OutputTransform512(in WgGeom g, long t0, int tc, int ki, float* m, float bias, float* y)
+    {
+        var row = new OutRow512 { G = g, M = m + (long)ki * tc, Y = y, Ki = ki, Stride = PlaneLen(g.K, tc), Bias = bias };
+        TileRows(g, t0, tc, ref row);
     }
 }
