@@ -16,15 +16,15 @@ public static class CommonOptions
         Description = "compute device: auto (CUDA if an NVIDIA GPU is usable, else cpu), cuda, cpu, ilgpu-cpu",
         DefaultValueFactory = _ => "auto",
     };
-    public static Option<ulong> Seed() => new("--seed") { Description = "random seed (same seed, same backend: same result)", DefaultValueFactory = _ => 0UL };
-    public static Option<int> BatchSize(int def) => new("--batch-size") { Description = "mini-batch size", DefaultValueFactory = _ => def };
+    public static Option<ulong> Seed() => Opt.Seed("--seed", "random seed (same seed, same backend: same result)");
+    public static Option<int> BatchSize(int def) => Opt.Int("--batch-size", "mini-batch size", def, ValueRange.AtLeast(1));
     public static Option<string?> Json() => new("--json") { Description = "write a machine-readable summary to this file" };
     public static Option<string> Data() => new("--data")
     {
         Description = DataSources.Help,
         DefaultValueFactory = _ => "histology",
     };
-    public static Option<ulong> DataSeed() => new("--data-seed") { Description = "seed of generated data sets", DefaultValueFactory = _ => 0UL };
+    public static Option<ulong> DataSeed() => Opt.Seed("--data-seed", "seed of generated data sets");
 }
 
 public static class CliUtil

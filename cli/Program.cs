@@ -20,7 +20,7 @@ public static class Program
         root.Subcommands.Add(AttackCommand.Build(io));
         root.Subcommands.Add(PoisonCommand.Build(io));
         root.Subcommands.Add(DemoCommand.Build(io));
-        root.Subcommands.Add(DemoCommand.BuildReport(io));
+        root.Subcommands.Add(ReportCommand.Build(io));
         root.Subcommands.Add(SweepCommand.Build(io));
         root.Subcommands.Add(MergeCommand.Build(io));
         root.Subcommands.Add(WsiCommand.Build(io));
@@ -40,15 +40,33 @@ public static class Program
             var cfg = new InvocationConfiguration { Output = io.Out, Error = io.Err, EnableDefaultExceptionHandler = false };
             return pr.Invoke(cfg);
         }
-        catch (PerturbException e) { io.Err.WriteLine($"error: {e.Message}"); return e.ExitCode; }
-        catch (OutOfMemoryException) { io.Err.WriteLine("error: out of memory (try a smaller --batch-size)"); return 1; }
         catch (Exception e)
         {
-            var inner = e is AggregateException ae && ae.InnerException != null ? ae.InnerException : e;
-            if (inner is PerturbException pe) { io.Err.WriteLine($"error: {pe.Message}"); return pe.ExitCode; }
-            io.Err.WriteLine($"error: {inner.GetType().Name}: {inner.Message}");
-            return 1;
+            var (line, code) = ErrorLine(e, args);
+            io.Err.WriteLine(line);
+            return code;
         }
+    }
+
+    /// <summary>
+    /// The one line an error prints, and the exit code. Errors meant for the user (<see cref="PerturbException"/>)
+    /// print their message. Anything else is a fault of ours that escaped the checks: it prints what it says without
+    /// the .NET exception type, and asks for a report. An out-of-memory names no --batch-size: batched steps halve their
+    /// batch on their own (BatchGuard), so one that reaches here came from something else (a data set, a model, a limit).
+    /// </summary>
+    public static (string Line, int Code) ErrorLine(Exception e, string[] args)
+    {
+        var inner = e;
+        while (inner is AggregateException { InnerException: { } ie } || inner is System.Reflection.TargetInvocationException { InnerException: { } }) inner = inner.InnerException!;
+        string cmd = args.Length > 0 && !args[0].StartsWith('-') ? $"perturb {args[0]}" : "perturb";
+        return inner switch
+        {
+            PerturbException pe => ($"error: {pe.Message}", pe.ExitCode),
+            _ when Engine.BatchGuard.IsOutOfMemory(inner) =>
+                ("error: out of memory: the data set, the model or a setting needs more memory than is free (batched steps already halve their batch on their own; see docs/limits.md for the size limits)", 1),
+            IOException or UnauthorizedAccessException => ($"error: {cmd}: cannot read or write a file: {inner.Message}", 1),
+            _ => ($"error: {cmd} failed unexpectedly: {inner.Message} (this is a bug in perturb; please report it with the command line)", 1),
+        };
     }
 }
 

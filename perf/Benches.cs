@@ -171,8 +171,7 @@ public sealed class Benches
         };
         step();
         var ts = Timing.Measure(step, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
-        var pgd = Perturb.Engine.Attacks.AttackRegistry.Create("pgd", new Perturb.Engine.Attacks.AttackSettings
-        { Steps = steps, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch });
+        var pgd = new Perturb.Engine.Attacks.Gradient.Pgd { Steps = steps, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch };
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var res = pgd.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
         double secs = sw.Elapsed.TotalSeconds;
@@ -209,8 +208,7 @@ public sealed class Benches
         model.ReleaseActivations();
         double fwdRate = chunk / t.MedianS;
         var xs = Enumerable.Range(0, n * 784).Select(_ => (float)rng.NextDouble()).ToArray();
-        var attack = Perturb.Engine.Attacks.AttackRegistry.Create("one-pixel", new Perturb.Engine.Attacks.AttackSettings
-        { Pixels = 1, Population = pop, Iterations = gens, Seed = 1 });
+        var attack = new Perturb.Engine.Attacks.Search.OnePixel { Pixels = 1, Population = pop, Iterations = gens, Seed = 1 };
         // Labels the model already predicts, so every image is attacked; the random model is rarely fooled early.
         var pred = Perturb.Engine.Attacks.Search.SearchAttack.EvaluateLogits(model, n, 4096, (j, d) => xs.AsSpan(j * 784, 784).CopyTo(d));
         var ys = Enumerable.Range(0, n).Select(i => pred[2 * i + 1] > pred[2 * i] ? 1 : 0).ToArray();

@@ -16,27 +16,30 @@ public static class PatchCommand
         var model = new Option<string>("--model") { Description = "model file: .safetensors or .onnx", Required = true };
         var data = CommonOptions.Data();
         var dataSeed = CommonOptions.DataSeed();
-        var target = new Option<int>("--target") { Description = "the class the patch pushes images to", Required = true };
-        var size = new Option<double>("--patch-size") { Description = "fraction of the image area the patch covers", DefaultValueFactory = _ => 0.2 };
+        var target = Opt.Int("--target", "the class the patch pushes images to", 0, ValueRange.NonNegative);
+        target.Required = true;
+        var size = Opt.Number("--patch-size", "fraction of the image area the patch covers", 0.2, new ValueRange(0, 1, MinOpen: true));
         var shape = new Option<string>("--shape") { Description = "square or round", DefaultValueFactory = _ => "square" };
         shape.AcceptOnlyFromAmong("square", "round");
-        var steps = new Option<int>("--steps") { Description = "optimisation steps (one batch of training images each)", DefaultValueFactory = _ => 500 };
-        var lr = new Option<float>("--lr") { Description = "Adam learning rate in pixel units", DefaultValueFactory = _ => 0.05f };
-        var scaleMin = new Option<double>("--scale-min") { Description = "smallest patch scale during training", DefaultValueFactory = _ => 0.1 };
-        var scaleMax = new Option<double>("--scale-max") { Description = "largest patch scale during training", DefaultValueFactory = _ => 1.0 };
-        var rot = new Option<double>("--rotation") { Description = "largest rotation in degrees (both ways)", DefaultValueFactory = _ => 22.5 };
-        var printable = new Option<string?>("--printable") { Description = "keep the patch printable: every value in MIN,MAX (e.g. 0.1,0.9), clipped at each step (default: the full [0,1])" };
-        var trainN = new Option<int>("--train-n") { Description = "learn on the first N training images (0: all)", DefaultValueFactory = _ => 0 };
-        var testN = new Option<int>("--n") { Description = "evaluate on the first N test images (0: all)", DefaultValueFactory = _ => 0 };
+        var steps = Opt.Int("--steps", "optimisation steps (one batch of training images each)", 500, ValueRange.AtLeast(1));
+        var lr = Opt.Float("--lr", "Adam learning rate in pixel units", 0.05f, ValueRange.Positive);
+        var scaleMin = Opt.Number("--scale-min", "smallest patch scale during training", 0.1, new ValueRange(0, 1, MinOpen: true));
+        var scaleMax = Opt.Number("--scale-max", "largest patch scale during training", 1.0, new ValueRange(0, 1, MinOpen: true));
+        var rot = Opt.Number("--rotation", "largest rotation in degrees (both ways)", 22.5, new ValueRange(0, 180));
+        var printable = Opt.NumberList("--printable", "keep the patch printable: every value in MIN,MAX (e.g. 0.1,0.9), clipped at each step (default: the full [0,1])", ValueRange.Fraction, distinct: false);
+        var trainN = Opt.Int("--train-n", "learn on the first N training images (0: all)", 0, ValueRange.NonNegative);
+        var testN = Opt.Int("--n", "evaluate on the first N test images (0: all)", 0, ValueRange.NonNegative);
         var batch = CommonOptions.BatchSize(32);
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var outp = new Option<string?>("--out") { Description = "folder for patch.png, control.png and patched examples" };
         var json = CommonOptions.Json();
         var cmd = new Command("patch", "adversarial patch (Brown et al. 2017): a universal targeted patch learned over the training split, evaluated on the test split against a natural control patch");
-        foreach (var o in new Option[] { model, data, dataSeed, target, size, shape, steps, lr, scaleMin, scaleMax, rot, printable, trainN, testN, batch, seed, device, outp, json }) cmd.Options.Add(o);
+        var overwrite = AttackCommand.Overwrite();
+        foreach (var o in new Option[] { model, data, dataSeed, target, size, shape, steps, lr, scaleMin, scaleMax, rot, printable, trainN, testN, batch, seed, device, outp, overwrite, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
+            if (pr.GetValue(outp) is { } early) OutputFolder.Check(early, pr.GetValue(overwrite));
             var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
             var tr = pr.GetValue(trainN) > 0 ? splits.Train.Take(pr.GetValue(trainN)) : splits.Train;
             var te = pr.GetValue(testN) > 0 ? splits.Test.Take(pr.GetValue(testN)) : splits.Test;
@@ -49,11 +52,10 @@ public static class PatchCommand
                 Steps = pr.GetValue(steps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr), ScaleMin = pr.GetValue(scaleMin), ScaleMax = pr.GetValue(scaleMax),
                 MaxRotationDegrees = pr.GetValue(rot), Seed = pr.GetValue(seed),
             };
-            if (pr.GetValue(printable) is { } pl)
+            if (pr.ListValue(printable) is { } pl)
             {
-                var parts = AttackCommand.ParseList(pl, "--printable");
-                if (parts == null || parts.Length != 2) throw new PerturbException($"--printable: expected MIN,MAX such as 0.1,0.9, got '{pl}'", 2);
-                o = o with { PrintMin = parts[0], PrintMax = parts[1] };
+                if (pl.Length != 2 || !(pl[0] < pl[1])) throw new PerturbException($"--printable: expected MIN,MAX with MIN < MAX such as 0.1,0.9, got {string.Join(",", pl)}", 2);
+                o = o with { PrintMin = (float)pl[0], PrintMax = (float)pl[1] };
             }
             if (!(o.LearningRate > 0)) throw new PerturbException($"--lr must be positive, got {o.LearningRate}", 2);
             io.Err.WriteLine($"patch for class {o.Target} covering {o.SizeFraction:P0} of the image, learned on {tr.Count} training images, evaluated on {te.Count} test images, device {be.Name}");
@@ -69,16 +71,18 @@ public static class PatchCommand
             var od = pr.GetValue(outp);
             if (od != null)
             {
-                Directory.CreateDirectory(od);
-                int c = te.Channels;
-                if (c == 1 || c == 3)
+                OutputFolder.Write(od, pr.GetValue(overwrite), "perturb attack patch", dir =>
                 {
-                    ImageWriter.SavePng(Path.Combine(od, "patch.png"), r.Patch, c, r.Side, r.Side);
-                    ImageWriter.SavePng(Path.Combine(od, "control.png"), r.ControlPatch, c, r.Side, r.Side);
-                    var ren = new PatchRenderer(c, r.Side, o.Shape);
-                    var ex = AdversarialPatch.Patched(te.Take(8), ren, r.Patch, o);
-                    for (int i = 0; i < ex.Count; i++) ImageWriter.SavePng(Path.Combine(od, $"example_{i}.png"), ex.Sample(i), c, te.Height, te.Width);
-                }
+                    int c = te.Channels;
+                    if (c == 1 || c == 3)
+                    {
+                        ImageWriter.SavePng(Path.Combine(dir, "patch.png"), r.Patch, c, r.Side, r.Side);
+                        ImageWriter.SavePng(Path.Combine(dir, "control.png"), r.ControlPatch, c, r.Side, r.Side);
+                        var ren = new PatchRenderer(c, r.Side, o.Shape);
+                        var ex = AdversarialPatch.Patched(te.Take(8), ren, r.Patch, o);
+                        for (int i = 0; i < ex.Count; i++) ImageWriter.SavePng(Path.Combine(dir, $"example_{i}.png"), ex.Sample(i), c, te.Height, te.Width);
+                    }
+                });
                 io.Out.WriteLine($"saved the patch and examples in {od}");
             }
             var jp = pr.GetValue(json);

@@ -19,9 +19,9 @@ public static class PoisonCommand
         public readonly Option<string> Arch = new("--arch") { Description = $"architecture preset: {string.Join(", ", Presets.Names)}", DefaultValueFactory = _ => "lenet" };
         public readonly Option<string> Data = CommonOptions.Data();
         public readonly Option<ulong> DataSeed = CommonOptions.DataSeed();
-        public readonly Option<int> Epochs = new("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
+        public readonly Option<int> Epochs = Opt.Int("--epochs", "training epochs", 5, ValueRange.AtLeast(1));
         public readonly Option<int> Batch = CommonOptions.BatchSize(64);
-        public readonly Option<float> Lr = new("--lr") { Description = "learning rate (Adam)", DefaultValueFactory = _ => 1e-3f };
+        public readonly Option<float> Lr = Opt.Float("--lr", "learning rate (Adam)", 1e-3f, ValueRange.Positive);
         public readonly Option<ulong> Seed = CommonOptions.Seed();
         public readonly Option<string> Device = CommonOptions.Device();
         public readonly Option<string?> Json = CommonOptions.Json();
@@ -49,10 +49,10 @@ public static class PoisonCommand
     static Command Generative(CliIO io)
     {
         var sh = new Shared();
-        var rate = new Option<double>("--rate") { Description = "poison budget: poisoned samples added, as a fraction of the training set", DefaultValueFactory = _ => 0.1 };
-        var eps = new Option<float>("--eps") { Description = "Linf budget of the generator's change to a source image", DefaultValueFactory = _ => 0.3f };
-        var rounds = new Option<int>("--rounds") { Description = "alternating rounds (victim epoch, generator steps)", DefaultValueFactory = _ => 3 };
-        var gsteps = new Option<int>("--generator-steps") { Description = "generator steps per round", DefaultValueFactory = _ => 30 };
+        var rate = Opt.Number("--rate", "poison budget: poisoned samples added, as a fraction of the training set", 0.1, new ValueRange(0, 1, MinOpen: true));
+        var eps = Opt.Float("--eps", "Linf budget of the generator's change to a source image, fractions allowed", 0.3f, new ValueRange(0, 1, MinOpen: true));
+        var rounds = Opt.Int("--rounds", "alternating rounds (victim epoch, generator steps)", 3, ValueRange.AtLeast(1));
+        var gsteps = Opt.Int("--generator-steps", "generator steps per round", 30, ValueRange.AtLeast(1));
         var cmd = new Command("generative", "generative poisoning (after Yang et al. 2017): an auto-encoder makes poisons that raise the victim's loss; reports the victim's accuracy drop");
         sh.AddTo(cmd);
         foreach (var o in new Option[] { rate, eps, rounds, gsteps }) cmd.Options.Add(o);
@@ -81,12 +81,12 @@ public static class PoisonCommand
     static Command BadNets(CliIO io)
     {
         var sh = new Shared();
-        var rate = new Option<double>("--rate") { Description = "fraction of the training set poisoned", DefaultValueFactory = _ => 0.1 };
-        var target = new Option<int>("--target") { Description = "the backdoor's target label", DefaultValueFactory = _ => 0 };
+        var rate = Opt.Number("--rate", "fraction of the training set poisoned", 0.1, new ValueRange(0, 1, MinOpen: true));
+        var target = Opt.Int("--target", "the backdoor's target label", 0, ValueRange.NonNegative);
         var trig = new Option<string>("--trigger") { Description = "checkerboard, square, or an image file", DefaultValueFactory = _ => "checkerboard" };
-        var size = new Option<int>("--trigger-size") { Description = "trigger side in pixels", DefaultValueFactory = _ => 4 };
+        var size = Opt.Int("--trigger-size", "trigger side in pixels", 4, ValueRange.AtLeast(1));
         var place = new Option<string>("--trigger-place") { Description = "br, bl, tr, tl (1 pixel from the border), or X,Y (top-left corner)", DefaultValueFactory = _ => "br" };
-        var alpha = new Option<float>("--alpha") { Description = "blend weight of the trigger (1: opaque)", DefaultValueFactory = _ => 1f };
+        var alpha = Opt.Float("--alpha", "blend weight of the trigger (1: opaque)", 1f, new ValueRange(0, 1, MinOpen: true));
         var detect = new Option<bool>("--detect") { Description = "run spectral signatures and activation clustering on the poisoned model's training features" };
         var outDir = new Option<string?>("--out") { Description = "folder for example PNGs (clean and triggered test images)" };
         var cmd = new Command("badnets", "BadNets backdoor (Gu et al. 2019): a trigger on a fraction of the training images, relabelled to the target");
@@ -150,16 +150,13 @@ public static class PoisonCommand
     static Command LabelFlip(CliIO io)
     {
         var sh = new Shared();
-        var rate = new Option<string>("--rate") { Description = "fraction(s) of labels flipped, comma-separated (0 gives the clean model)", DefaultValueFactory = _ => "0,0.1,0.2,0.4" };
+        var rate = Opt.NumberList("--rate", "fraction(s) of labels flipped, comma-separated (0 gives the clean model; default 0,0.1,0.2,0.4)", ValueRange.Fraction);
         var cmd = new Command("label-flip", "label flipping: a fraction of the training labels changed to another class at random; clean accuracy per rate");
         sh.AddTo(cmd);
         cmd.Options.Add(rate);
         cmd.SetAction(pr =>
         {
-            var rates = pr.GetValue(rate)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p =>
-                double.TryParse(p.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0 && v <= 1 ? v
-                : throw new PerturbException($"--rate: '{p}' is not a fraction in [0, 1]", 2)).ToArray();
-            if (rates.Length == 0) throw new PerturbException("--rate: give at least one rate", 2);
+            var rates = pr.ListValue(rate) ?? new[] { 0, 0.1, 0.2, 0.4 };
             var splits = DataSources.Load(pr.GetValue(sh.Data)!, pr.GetValue(sh.DataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(sh.Device)!, io);
             var o = sh.Train(pr);

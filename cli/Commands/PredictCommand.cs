@@ -23,7 +23,7 @@ public static class PredictCommand
             var path = pr.GetValue(input)!;
             string[] files;
             if (Directory.Exists(path))
-                files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Where(ImageFile.IsImage).OrderBy(f => f, StringComparer.Ordinal).ToArray();
+                files = SafeFiles.FilesRecursive(path).Where(ImageFile.IsImage).ToArray();
             else if (File.Exists(path))
                 files = ImageFile.IsImage(path) ? new[] { path } : throw new PerturbException($"{path}: not an image file (expected {string.Join(", ", ImageFile.Extensions)})");
             else throw new PerturbException($"{path}: no such file or folder");
@@ -43,7 +43,7 @@ public static class PredictCommand
                 var x = new float[n * c * h * w];
                 for (int i = 0; i < n; i++) ImageFile.Load(files[start + i], c, h, w).CopyTo(x, i * c * h * w);
                 using var xt = be.FromArray(x, n, c, h, w);
-                var probs = Losses.Probabilities(be, m.Forward(xt));
+                var probs = Losses.Probabilities(be, m.Infer(xt));
                 for (int i = 0; i < n; i++)
                 {
                     var p = probs[i];

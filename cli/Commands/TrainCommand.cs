@@ -15,14 +15,14 @@ public static class TrainCommand
         var arch = new Option<string>("--arch") { Description = $"architecture preset: {string.Join(", ", Presets.Names)}", DefaultValueFactory = _ => "cnn-small" };
         var data = CommonOptions.Data();
         var dataSeed = CommonOptions.DataSeed();
-        var epochs = new Option<int>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 5 };
+        var epochs = Opt.Int("--epochs", "training epochs", 5, ValueRange.AtLeast(1));
         var batch = CommonOptions.BatchSize(64);
-        var lr = new Option<float>("--lr") { Description = "learning rate", DefaultValueFactory = _ => 1e-3f };
+        var lr = Opt.Float("--lr", "learning rate", 1e-3f, ValueRange.Positive);
         var optim = new Option<string>("--optimizer") { Description = "sgd or adam", DefaultValueFactory = _ => "adam" };
         optim.AcceptOnlyFromAmong("sgd", "adam");
-        var momentum = new Option<float>("--momentum") { Description = "SGD momentum", DefaultValueFactory = _ => 0.9f };
-        var wd = new Option<float>("--weight-decay") { Description = "L2 weight decay (not on biases and norm parameters)", DefaultValueFactory = _ => 0f };
-        var milestones = new Option<string?>("--milestones") { Description = "epochs (comma-separated, 0-based) where the learning rate is multiplied by 0.1" };
+        var momentum = Opt.Float("--momentum", "SGD momentum", 0.9f, new ValueRange(0, 1, MaxOpen: true));
+        var wd = Opt.Float("--weight-decay", "L2 weight decay (not on biases and norm parameters)", 0f, ValueRange.NonNegative);
+        var milestones = Opt.IntList("--milestones", "epochs (comma-separated, 0-based) where the learning rate is multiplied by 0.1", ValueRange.NonNegative, Array.Empty<int>());
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var recipe = new Option<string?>("--recipe") { Description = "a training recipe: medmnist (Adam 1e-3, batch 128, lr x0.1 at 50% and 75% of the epochs, best-validation checkpoint); options given explicitly override it" };
@@ -31,8 +31,8 @@ public static class TrainCommand
         var json = CommonOptions.Json();
         var adversarial = new Option<string?>("--adversarial") { Description = "adversarial training: pgd (Madry et al.: each batch replaced by Linf PGD adversarials against the current model); also trains a standard model with the same seed and reports both" };
         adversarial.AcceptOnlyFromAmong("pgd");
-        var advEps = new Option<float>("--eps") { Description = "adversarial training: Linf budget in pixel units", DefaultValueFactory = _ => 8f / 255 };
-        var advSteps = new Option<int>("--steps") { Description = "adversarial training: PGD steps per batch (evaluation uses twice as many)", DefaultValueFactory = _ => 7 };
+        var advEps = Opt.Float("--eps", "adversarial training: Linf budget in pixel units, fractions allowed (4/255)", 8f / 255, ValueRange.Positive);
+        var advSteps = Opt.Int("--steps", "adversarial training: PGD steps per batch (evaluation uses twice as many)", 7, ValueRange.AtLeast(1));
         var cmd = new Command("train", "train a classifier on a data set and save it as .safetensors");
         foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, recipe, keepBest, seed, device, outp, json, adversarial, advEps, advSteps }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
@@ -40,7 +40,7 @@ public static class TrainCommand
             var outPath = pr.GetValue(outp);
             if (outPath != null && !outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) && !outPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
                 throw new PerturbException($"--out {outPath}: model files end in .safetensors (or .onnx to export)", 2);
-            int[] ms = ParseMilestones(pr.GetValue(milestones));
+            int[] ms = pr.GetValue(milestones)!;
             var splits = DataSources.Load(pr.GetValue(data)!, pr.GetValue(dataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var tr = splits.Train;
@@ -135,12 +135,5 @@ public static class TrainCommand
             return 0;
         });
         return cmd;
-    }
-
-    static int[] ParseMilestones(string? s)
-    {
-        if (string.IsNullOrWhiteSpace(s)) return Array.Empty<int>();
-        return s.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p =>
-            int.TryParse(p.Trim(), out var v) && v >= 0 ? v : throw new PerturbException($"--milestones: '{p}' is not a non-negative epoch number", 2)).ToArray();
     }
 }

@@ -15,14 +15,14 @@ public static class WsiCommand
     {
         var slideOpt = new Option<string>("--slide") { Description = "whole-slide image OpenSlide can read (pyramidal tiled TIFF, SVS, NDPI, MRXS, ...)", Required = true };
         var model = new Option<string>("--model") { Description = "model file (.safetensors or .onnx) taking RGB tiles", Required = true };
-        var tile = new Option<int>("--tile") { Description = "tile side in pixels of the chosen level (tiles are resized to the model's input)", DefaultValueFactory = _ => 224 };
-        var level = new Option<int>("--level") { Description = "pyramid level to tile (0: full resolution)", DefaultValueFactory = _ => 0 };
+        var tile = Opt.Int("--tile", "tile side in pixels of the chosen level (tiles are resized to the model's input)", 224, ValueRange.AtLeast(1));
+        var level = Opt.Int("--level", "pyramid level to tile (0: full resolution)", 0, ValueRange.NonNegative);
         var attackOpt = new Option<string>("--attack") { Description = $"attack per tile: {string.Join(", ", AttackRegistry.Names)}", DefaultValueFactory = _ => "pgd" };
-        attackOpt.AcceptOnlyFromAmong(AttackRegistry.Names);
-        var eps = new Option<string?>("--eps") { Description = "budget in pixel units, fractions allowed (e.g. 4/255); budget-free attacks take none" };
-        var steps = new Option<int?>("--steps") { Description = "attack iterations" };
-        var bg = new Option<double>("--background") { Description = "background rule: a tile is background when its mean brightness (0..1) is above this, or its mean saturation is below 0.05", DefaultValueFactory = _ => 0.85 };
-        var maxTiles = new Option<int>("--max-tiles") { Description = "process at most N tissue tiles, row-major (0: all)", DefaultValueFactory = _ => 0 };
+        attackOpt.AcceptOnlyFromAmong(AttackRegistry.Names.ToArray());
+        var eps = Opt.NumberList("--eps", "budget in pixel units, fractions allowed (e.g. 4/255); budget-free attacks take none", ValueRange.NonNegative);
+        var steps = Opt.OptionalInt("--steps", "attack iterations (default: the attack's)", ValueRange.AtLeast(1));
+        var bg = Opt.Number("--background", "background rule: a tile is background when its mean brightness (0..1) is above this, or its mean saturation is below 0.05", 0.85, new ValueRange(0, 1, MinOpen: true));
+        var maxTiles = Opt.Int("--max-tiles", "process at most N tissue tiles, row-major (0: all)", 0, ValueRange.NonNegative);
         var batch = CommonOptions.BatchSize(64);
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
@@ -32,14 +32,15 @@ public static class WsiCommand
         foreach (var o in new Option[] { slideOpt, model, tile, level, attackOpt, eps, steps, bg, maxTiles, batch, seed, device, outp, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
-            var epsList = AttackCommand.ParseList(pr.GetValue(eps), "--eps");
+            var epsList = pr.ListValue(eps)?.Select(v => (float)v).ToArray();
             if (epsList is { Length: > 1 }) throw new PerturbException($"--eps: give one budget for wsi, got {epsList.Length}", 2);
             double bgT = pr.GetValue(bg);
             if (!(bgT > 0 && bgT <= 1)) throw new PerturbException($"--background must be in (0, 1], got {bgT}", 2);
             int bs = pr.GetValue(batch);
-            if (bs <= 0) throw new PerturbException($"--batch-size must be positive, got {bs}", 2);
             var name = pr.GetValue(attackOpt)!;
-            var attack = AttackRegistry.Create(name, new AttackSettings { Steps = pr.GetValue(steps), Seed = pr.GetValue(seed), MaxBatch = bs });
+            var values = new Dictionary<string, object> { ["seed"] = pr.GetValue(seed) };
+            if (pr.GetValue(steps) is { } st) values["steps"] = st;
+            var attack = AttackRegistry.Create(name, values, bs);
             if (attack.NeedsEpsilon && epsList == null) throw new PerturbException($"attack {name} needs --eps (e.g. --eps 4/255)", 2);
             if (!attack.NeedsEpsilon && epsList != null) throw new PerturbException($"attack {name} has no budget; leave out --eps", 2);
             var slidePath = pr.GetValue(slideOpt)!;

@@ -31,6 +31,7 @@ public abstract class Attack : IAttack
     public abstract string Name { get; }
     public abstract bool NeedsEpsilon { get; }
     /// <summary>Seed of every random choice (random start, EOT transformations, random targets are the goal's).</summary>
+    [Setting("seed", "seed of every random choice: random start, EOT transformations, random targets")]
     public ulong Seed { get; init; }
     /// <summary>Most rows (samples times epsilons) on the device at once.</summary>
     public int MaxBatch { get; init; } = 256;
@@ -91,7 +92,7 @@ public abstract class Attack : IAttack
             ConfidenceBefore = Enumerable.Range(0, n).Select(i => cleanProb[i][cleanPred[i]]).ToArray(),
             TrueConfidenceBefore = Enumerable.Range(0, n).Select(i => cleanProb[i][labels[i]]).ToArray(),
             CleanAccuracy = n == 0 ? double.NaN : correct.Count(c => c) / (double)n,
-            Seed = Seed, Seconds = sw.Elapsed.TotalSeconds,
+            Seed = Seed, Seconds = sw.Elapsed.TotalSeconds, Params = Setting.Params(this),
             ImagesPerSecond = (double)n * eps.Length / Math.Max(1e-9, sw.Elapsed.TotalSeconds),
             Results = results,
         };
@@ -99,6 +100,9 @@ public abstract class Attack : IAttack
 
     /// <summary>Checks the attack's settings before anything runs (throw PerturbException with exit code 2).</summary>
     protected virtual void Validate() { }
+
+    /// <summary>Runs the checks between settings (those one setting's range cannot say) without running the attack.</summary>
+    public void CheckSettings() => Validate();
 
     /// <summary>What the attack sees of the run: inputs, labels, targets, epsilons, clean logits; and per-row outputs.</summary>
     protected internal sealed class RunContext
@@ -179,7 +183,7 @@ public abstract class Attack : IAttack
         {
             int m = Math.Min(MaxBatch, n - s);
             using var t = be.FromArray(x.AsSpan((int)((long)s * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
-            var z = model.Forward(t);
+            var z = model.Infer(t);
             Losses.Predict(be, z).CopyTo(pred, s);
             Losses.Probabilities(be, z).CopyTo(prob, s);
             z.ToArray().CopyTo(logits, (long)s * k);

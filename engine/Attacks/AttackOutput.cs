@@ -1,9 +1,26 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json.Nodes;
 using Perturb.Engine.Data;
 using Perturb.Engine.IO;
 
 namespace Perturb.Engine.Attacks;
+
+/// <summary>An attack whose run leaves more than <see cref="AttackResult"/> holds (MOEA's Pareto fronts, white-balance's settings).</summary>
+public interface IAttackExtras
+{
+    /// <summary>Writes the extra files of the last run into <paramref name="dir"/> (called by <see cref="AttackOutput.Save"/>).</summary>
+    void SaveExtras(string dir, AttackResult r);
+    /// <summary>Adds the extra fields of the last run to the --json summary.</summary>
+    void AddJson(JsonObject summary, AttackResult r);
+}
+
+/// <summary>An attack that reports its progress (done, total) while it runs, and what it counts.</summary>
+public interface IReportsProgress
+{
+    string ProgressUnit { get; }
+    Action<int, int>? Progress { get; set; }
+}
 
 /// <summary>
 /// Writes an attack run to a folder: originals.npy and labels.npy, per epsilon adversarial_&lt;tag&gt;.npy (float32
@@ -17,7 +34,8 @@ public static class AttackOutput
     /// <summary>The file-name tag of an epsilon: "eps0.0157" (4 decimals), or "noeps" for budget-free attacks.</summary>
     public static string Tag(float? eps) => eps.HasValue ? "eps" + eps.Value.ToString("0.0###", CultureInfo.InvariantCulture) : "noeps";
 
-    public static void Save(string dir, AttackResult r, float[] originals)
+    /// <summary>Writes the run; <paramref name="attack"/>'s extra files too when it has some (<see cref="IAttackExtras"/>).</summary>
+    public static void Save(string dir, AttackResult r, float[] originals, IAttack? attack = null)
     {
         try { Directory.CreateDirectory(dir); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{dir}: cannot create the output folder: {e.Message}"); }
@@ -56,5 +74,14 @@ public static class AttackOutput
                 ImageWriter.SavePng(Path.Combine(dir, $"universal_{tag}.png"), u.Select(v => m > 0 ? 0.5f + 0.5f * v / m : 0.5f).ToArray(), c, h, w);
             }
         }
+        (attack as IAttackExtras)?.SaveExtras(dir, r);
+    }
+
+    /// <summary>The --json summary of a run: <see cref="AttackResult.ToJson"/> plus the attack's extra fields.</summary>
+    public static JsonObject Summary(AttackResult r, IAttack attack, string? model)
+    {
+        var j = r.ToJson(model);
+        (attack as IAttackExtras)?.AddJson(j, r);
+        return j;
     }
 }

@@ -4,184 +4,86 @@ using Perturb.Engine.Attacks.Search;
 namespace Perturb.Engine.Attacks;
 
 /// <summary>
-/// Settings the CLI collects for <c>perturb attack NAME</c>. Null means the attack's own default; settings an attack
-/// does not use are ignored.
+/// An attack as the CLI and sweeps see it: its name, whether it takes budgets, and its settings (described once, by
+/// <see cref="SettingAttribute"/> on the class; see the top of Settings.cs).
 /// </summary>
-public sealed record AttackSettings
+public sealed class AttackInfo
 {
-    public Norm? Norm { get; init; }
-    public int? Steps { get; init; }
-    /// <summary>Absolute step size in pixel units (PGD, BIM, EOT-PGD, MI-FGSM).</summary>
-    public float? StepSize { get; init; }
-    /// <summary>Step size as a fraction of eps (PGD, BIM, EOT-PGD, UAP).</summary>
-    public float? RelStepSize { get; init; }
-    public int? Restarts { get; init; }
-    public bool? RandomStart { get; init; }
-    public bool? EarlyStop { get; init; }
-    public ulong Seed { get; init; }
-    /// <summary>Most rows (samples times epsilons) on the device at once.</summary>
-    public int MaxBatch { get; init; } = 256;
-    /// <summary>Confidence margin (C&amp;W; PGD with the CW loss).</summary>
-    public float? Kappa { get; init; }
-    public int? BinarySteps { get; init; }
-    public float? InitialC { get; init; }
-    public float? LearningRate { get; init; }
-    public float? Momentum { get; init; }
-    public int? TopK { get; init; }
-    public float? Overshoot { get; init; }
-    public float? Theta { get; init; }
-    public float? Gamma { get; init; }
-    /// <summary>EOT-PGD: transformations per step.</summary>
-    public int? EotSamples { get; init; }
-    public EotRanges? EotRanges { get; init; }
-    public double? FoolingTarget { get; init; }
-    public int? MaxPasses { get; init; }
-    /// <summary>Search attacks: pixels changed (one-pixel), population, iterations (generations), query budget (Square).</summary>
-    public int? Pixels { get; init; }
-    public int? Population { get; init; }
-    public int? Iterations { get; init; }
-    public int? Queries { get; init; }
-    /// <summary>Fooling images: the classes to fool (null: all).</summary>
-    public int[]? Classes { get; init; }
-    /// <summary>Search attacks: most candidate images per forward pass.</summary>
-    public int? QueryBatch { get; init; }
-    /// <summary>pixel-saliency: candidate positions (0: automatic).</summary>
-    public int? Candidates { get; init; }
-}
-
-/// <summary>Makes an attack from its CLI name.</summary>
-public static class AttackRegistry
-{
-    public static readonly string[] Names = { "fgsm", "bim", "pgd", "mifgsm", "deepfool", "cw", "jsma", "eot-pgd", "uap" };
-    /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
-    public static readonly string[] SearchNames = { "one-pixel", "square", "pixel-saliency", "white-balance", "moea" };
-    public static IEnumerable<string> AllNames => Names.Concat(SearchNames);
+    internal AttackInfo(Type type, string family)
+    {
+        Type = type; Family = family;
+        var fresh = (IAttack)Activator.CreateInstance(type)!;
+        Name = fresh.Name; NeedsEpsilon = fresh.NeedsEpsilon;
+        Settings = Setting.Of(type);
+    }
+    public string Name { get; }
+    public Type Type { get; }
+    /// <summary>"gradient" or "search".</summary>
+    public string Family { get; }
+    public bool NeedsEpsilon { get; }
+    public IReadOnlyList<Setting> Settings { get; }
+    static readonly System.Reflection.PropertyInfo MaxBatchProperty = typeof(Attack).GetProperty(nameof(Attack.MaxBatch))!;
+    public Setting? Find(string name) => Settings.FirstOrDefault(s => s.Name == name);
 
     /// <summary>
-    /// The attack called <paramref name="name"/> with the given settings. Example:
+    /// A new attack with the given settings (by snake_case name; values as <see cref="Setting.Parse(string, string)"/>
+    /// gives them); settings not given keep the attack's defaults. A name the attack does not have is a usage error.
+    /// </summary>
+    public IAttack Create(IReadOnlyDictionary<string, object>? values = null, int maxBatch = 256)
+    {
+        var a = (IAttack)Setting.Create(Type, values, Name);
+        if (a is Attack) MaxBatchProperty.SetValue(a, maxBatch);
+        return a;
+    }
+}
+
+/// <summary>Every attack <c>perturb attack NAME</c> and sweeps can run, by name.</summary>
+public static class AttackRegistry
+{
+    /// <summary>The attacks, in the order help and docs list them. To add one, add a line here.</summary>
+    public static readonly IReadOnlyList<AttackInfo> Attacks = new AttackInfo[]
+    {
+        new(typeof(Fgsm), "gradient"), new(typeof(Bim), "gradient"), new(typeof(Pgd), "gradient"), new(typeof(MiFgsm), "gradient"),
+        new(typeof(DeepFool), "gradient"), new(typeof(CarliniWagner), "gradient"), new(typeof(Jsma), "gradient"),
+        new(typeof(EotPgd), "gradient"), new(typeof(UniversalPerturbation), "gradient"),
+        new(typeof(OnePixel), "search"), new(typeof(Square), "search"), new(typeof(PixelSaliency), "search"),
+        new(typeof(WhiteBalance), "search"), new(typeof(Moea), "search"),
+    };
+
+    public static IEnumerable<string> AllNames => Attacks.Select(a => a.Name);
+    public static IEnumerable<string> Names => Attacks.Where(a => a.Family == "gradient").Select(a => a.Name);
+    /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
+    public static IEnumerable<string> SearchNames => Attacks.Where(a => a.Family == "search").Select(a => a.Name);
+
+    public static AttackInfo Get(string name) =>
+        Attacks.FirstOrDefault(a => a.Name == name) ?? throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", AllNames)})", 2);
+
+    /// <summary>
+    /// The attack called <paramref name="name"/> with the given settings (snake_case names). Example:
     /// <code>
-    /// var attack = AttackRegistry.Create("pgd", new AttackSettings { Steps = 20, Norm = Norm.Linf, Seed = 1 });
+    /// var attack = AttackRegistry.Create("pgd", new Dictionary&lt;string, object&gt; { ["steps"] = 20, ["seed"] = 1UL });
     /// var result = attack.Run(model, data.X, data.Labels, AttackGoal.Parse("least-likely", data.Count, 1),
     ///     new[] { 1 / 255f, 2 / 255f, 4 / 255f, 8 / 255f });
-    /// File.WriteAllText("summary.json", result.ToJson("model.safetensors").ToJsonString());
     /// </code>
+    /// Code that knows the attack can equally write <c>new Pgd { Steps = 20, Seed = 1 }</c>.
     /// </summary>
-    public static IAttack Create(string name, AttackSettings s)
+    public static IAttack Create(string name, IReadOnlyDictionary<string, object>? values = null, int maxBatch = 256) =>
+        Get(name).Create(values, maxBatch);
+
+    /// <summary>
+    /// The table of every attack's settings (sweep key, <c>perturb attack</c> option, kind, default, meaning) that
+    /// docs/sweeps.md holds between <see cref="TableBegin"/> and <see cref="TableEnd"/>; a test checks it matches.
+    /// </summary>
+    public static string SettingsMarkdown()
     {
-        switch (name)
-        {
-            case "fgsm":
-                return new Fgsm { Norm = s.Norm ?? Norm.Linf, Seed = s.Seed, MaxBatch = s.MaxBatch };
-            case "bim":
-            {
-                var d = new Bim();
-                return new Bim
-                {
-                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, StepSize = s.StepSize ?? d.StepSize, RelStepSize = s.RelStepSize ?? d.RelStepSize,
-                    EarlyStop = s.EarlyStop ?? d.EarlyStop, Kappa = s.Kappa ?? d.Kappa, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "pgd":
-            {
-                var d = new Pgd();
-                return new Pgd
-                {
-                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, StepSize = s.StepSize ?? d.StepSize, RelStepSize = s.RelStepSize ?? d.RelStepSize,
-                    Restarts = s.Restarts ?? d.Restarts, RandomStart = s.RandomStart ?? d.RandomStart, EarlyStop = s.EarlyStop ?? d.EarlyStop,
-                    Kappa = s.Kappa ?? d.Kappa, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "eot-pgd":
-            {
-                var d = new EotPgd();
-                return new EotPgd
-                {
-                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, StepSize = s.StepSize ?? d.StepSize, RelStepSize = s.RelStepSize ?? d.RelStepSize,
-                    Restarts = s.Restarts ?? d.Restarts, RandomStart = s.RandomStart ?? d.RandomStart, EarlyStop = s.EarlyStop ?? d.EarlyStop,
-                    Samples = s.EotSamples ?? d.Samples, Ranges = s.EotRanges ?? d.Ranges, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "mifgsm":
-            {
-                var d = new MiFgsm();
-                return new MiFgsm
-                {
-                    Norm = s.Norm ?? d.Norm, Steps = s.Steps ?? d.Steps, StepSize = s.StepSize ?? d.StepSize, Momentum = s.Momentum ?? d.Momentum,
-                    EarlyStop = s.EarlyStop ?? d.EarlyStop, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "deepfool":
-            {
-                var d = new DeepFool();
-                return new DeepFool
-                {
-                    Norm = s.Norm ?? d.Norm, MaxIterations = s.Steps ?? d.MaxIterations, Overshoot = s.Overshoot ?? d.Overshoot, TopK = s.TopK ?? d.TopK,
-                    Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "cw":
-            {
-                if (s.Norm == Norm.Linf) throw new PerturbException("cw is the L2 attack; --norm linf does not apply", 2);
-                var d = new CarliniWagner();
-                return new CarliniWagner
-                {
-                    Steps = s.Steps ?? d.Steps, BinarySteps = s.BinarySteps ?? d.BinarySteps, InitialC = s.InitialC ?? d.InitialC,
-                    Kappa = s.Kappa ?? d.Kappa, LearningRate = s.LearningRate ?? s.StepSize ?? d.LearningRate, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "jsma":
-            {
-                var d = new Jsma();
-                return new Jsma { Theta = s.Theta ?? d.Theta, Gamma = s.Gamma ?? d.Gamma, Seed = s.Seed, MaxBatch = s.MaxBatch };
-            }
-            case "uap":
-            {
-                var d = new UniversalPerturbation();
-                return new UniversalPerturbation
-                {
-                    Norm = s.Norm ?? d.Norm, MaxPasses = s.MaxPasses ?? d.MaxPasses, FoolingTarget = s.FoolingTarget ?? d.FoolingTarget,
-                    RelStepSize = s.RelStepSize ?? d.RelStepSize, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "one-pixel":
-            {
-                var d = new OnePixel();
-                return new OnePixel
-                {
-                    Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
-                    QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "square":
-            {
-                var d = new Square();
-                return new Square { Norm = s.Norm ?? d.Norm, Queries = s.Queries ?? d.Queries, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
-            }
-            case "pixel-saliency":
-            {
-                var d = new PixelSaliency();
-                return new PixelSaliency
-                {
-                    Pixels = s.Pixels ?? d.Pixels, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
-                    Candidates = s.Candidates ?? d.Candidates, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "white-balance":
-            {
-                var d = new WhiteBalance();
-                return new WhiteBalance
-                {
-                    Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations,
-                    QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch,
-                };
-            }
-            case "moea":
-            {
-                var d = new Moea();
-                return new Moea { Norm = s.Norm ?? d.Norm, Population = s.Population ?? d.Population, Iterations = s.Iterations ?? s.Steps ?? d.Iterations, QueryBatch = s.QueryBatch ?? d.QueryBatch, Seed = s.Seed, MaxBatch = s.MaxBatch };
-            }
-            default:
-                throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", AllNames)})", 2);
-        }
+        var sb = new System.Text.StringBuilder();
+        sb.Append("| attack | sweep key | `perturb attack` option | value | default | meaning |\n|---|---|---|---|---|---|\n");
+        foreach (var a in Attacks)
+            foreach (var st in a.Settings)
+                sb.Append($"| {a.Name} | `{st.Name}` | `{st.Option}` | {st.Kind} | {st.DefaultText} | {st.Help.Replace("|", "\\|")} |\n");
+        return sb.ToString();
     }
+
+    public const string TableBegin = "<!-- settings table: generated from the attacks' [Setting] descriptors (AttackRegistry.SettingsMarkdown); do not edit by hand -->";
+    public const string TableEnd = "<!-- end of settings table -->";
 }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Perturb.Engine.Report;
 
 namespace Perturb.Engine.Attacks;
 
@@ -81,55 +82,24 @@ public sealed class AttackResult
     public double ImagesPerSecond { get; init; }
     public required IReadOnlyList<EpsResult> Results { get; init; }
 
-    /// <summary>
-    /// The summary the CLI writes with --json: one entry per epsilon (eps null for budget-free attacks).
-    /// NaN and infinite figures are written as null.
-    /// </summary>
-    public JsonObject ToJson(string? model = null)
-    {
-        static JsonNode? D(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
-        var arr = new JsonArray();
-        foreach (var r in Results)
-            arr.Add(new JsonObject
-            {
-                ["eps"] = r.Eps.HasValue ? JsonValue.Create((double)r.Eps.Value) : null,
-                ["clean_accuracy"] = D(CleanAccuracy),
-                ["robust_accuracy"] = D(r.RobustAccuracy),
-                ["success_rate"] = D(r.SuccessRate),
-                ["mean_l2"] = D(r.MeanL2),
-                ["median_l2"] = D(r.MedianL2),
-                ["max_linf"] = D(r.MaxLinf),
-                ["mean_psnr"] = D(r.MeanPsnr),
-                ["mean_ssim"] = D(r.MeanSsim),
-                ["images_per_second"] = D(ImagesPerSecond),
-                ["fooling_rate"] = D(r.FoolingRate),
-                ["mean_queries"] = D(r.MeanQueries),
-                ["median_queries"] = D(r.MedianQueries),
-            });
-        return new JsonObject
-        {
-            ["attack"] = Attack,
-            ["model"] = model,
-            ["n"] = N,
-            ["seed"] = Seed,
-            ["targeted"] = Targets != null,
-            ["results"] = arr,
-        };
-    }
+    /// <summary>Every setting of the attack as it ran, keys sorted (see <see cref="Setting.Params"/>).</summary>
+    public JsonObject? Params { get; init; }
 
-    /// <summary>Per-sample rows for one epsilon entry: index, label, target, predictions, confidences, norms, steps.</summary>
-    public string ToCsv(int epsIndex)
+    /// <summary>
+    /// The summary the CLI writes with --json: the run's fields, its params, and one <see cref="ResultRow"/> per
+    /// epsilon under "results" (eps null for budget-free attacks). NaN and infinite figures are written as null.
+    /// </summary>
+    public JsonObject ToJson(string? model = null) => new()
     {
-        var r = Results[epsIndex];
-        var sb = new System.Text.StringBuilder();
-        var inv = System.Globalization.CultureInfo.InvariantCulture;
-        sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients"
-            + (r.Queries != null ? ",queries" : ""));
-        for (int i = 0; i < N; i++)
-            sb.AppendLine(string.Format(inv, "{0},{1},{2},{3},{4},{5},{6},{7:G6},{8:G6},{9:G6},{10:G6},{11},{12:G6},{13:G6},{14},{15}",
-                i, r.Eps?.ToString("G6", inv) ?? "", Labels[i], Targets?[i].ToString(inv) ?? "", PredictedBefore[i], r.PredictedAfter[i],
-                r.Success[i] ? 1 : 0, ConfidenceBefore[i], TrueConfidenceBefore[i], r.ConfidenceAfter[i], r.TrueConfidenceAfter[i],
-                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : ""));
-        return sb.ToString();
-    }
+        ["attack"] = Attack,
+        ["model"] = model,
+        ["n"] = N,
+        ["seed"] = Seed,
+        ["targeted"] = Targets != null,
+        ["params"] = Params?.DeepClone(),
+        ["results"] = new JsonArray(ResultRow.FromAttack(this, model, null, null, null).Select(r => (JsonNode)r.ToJson()).ToArray()),
+    };
+
+    /// <summary>Per-sample rows for one epsilon entry (<see cref="ResultRow.SampleCsv"/>).</summary>
+    public string ToCsv(int epsIndex) => ResultRow.SampleCsv(this, epsIndex);
 }

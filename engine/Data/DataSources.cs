@@ -41,11 +41,14 @@ public static class DataSources
         if (IsNamed(spec, "synthetic"))
         {
             var o = new SpecOptions(spec, ParseOptions(spec, "synthetic"), "train", "test", "channels", "size", "classes");
+            CheckGenerated(spec, o.Int("train", 2000), o.Int("test", 500), o.Int("channels", 1), o.Int("size", 28));
+            Limits.Check($"--data {spec}: classes", o.Int("classes", 4), Limits.MaxClasses, "PERTURB_MAX_CLASSES");
             return Generated(() => SyntheticShapes.Create(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("channels", 1), o.Int("size", 28), o.Int("classes", 4)), "synthetic shapes (generated)", spec);
         }
         if (IsNamed(spec, "histology"))
         {
             var o = new SpecOptions(spec, ParseOptions(spec, "histology"), "train", "test", "size", "overlap");
+            CheckGenerated(spec, o.Int("train", 2000), o.Int("test", 500), 3, o.Int("size", 32));
             return Generated(() => SyntheticHistology.Create(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32), o.Double("overlap", 0)),
                 "synthetic H&E histology (generated)", spec);
         }
@@ -74,6 +77,10 @@ public static class DataSources
             throw new PerturbException($"{path}: holds no data set: expected MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...) or class folders of .png/.jpg/.jpeg/.bmp images");
         throw new PerturbException($"{spec}: no such data set, file or folder (try 'histology', 'synthetic', a .npz file or a folder)");
     }
+
+    /// <summary>A generated set is made whole in memory: its values are checked against <see cref="Limits.MaxTensorElements"/> first (synthetic:train=100000000 is refused, not attempted).</summary>
+    static void CheckGenerated(string spec, int train, int test, int channels, int size) =>
+        Limits.Check($"--data {spec}: {train}+{test} images of {channels}x{size}x{size}: values", Limits.Product(new long[] { (long)train + test, channels, size, size }), Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
 
     static bool IsNamed(string spec, string name) => spec == name || spec.StartsWith(name + ":");
 

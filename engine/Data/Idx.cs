@@ -85,34 +85,64 @@ public static class Idx
     /// <summary>Reads an idx1-ubyte label file.</summary>
     public static byte[] ReadLabels(string path) => Read(path, 0x00000801, 1).Data;
 
+    /// <summary>
+    /// Reads the header from the (gunzipped) stream first, checks the dimensions' product in 64-bit arithmetic against
+    /// <see cref="Limits.MaxArrayBytes"/>, then reads exactly that many bytes: an 11 MB gzip that inflates to 2.6 GB is
+    /// refused from its 16-byte header, before anything is inflated.
+    /// </summary>
     static (int[] Dims, byte[] Data) Read(string path, uint magic, int nd)
     {
-        byte[] all;
         try
         {
             using var fs = Npy.OpenRead(path);
-            using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(fs, CompressionMode.Decompress) : fs;
-            using var ms = new MemoryStream();
-            s.CopyTo(ms);
-            all = ms.ToArray();
+            bool gz = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
+            uint? isize = gz ? GzipDeclaredSize(fs) : null;
+            using Stream s = gz ? new GZipStream(fs, CompressionMode.Decompress) : fs;
+            int head = 4 + 4 * nd;
+            var hb = new byte[head];
+            int got = ReadFully(s, hb, head);
+            if (got < head) throw new PerturbException($"{path}: not an IDX file: {got} bytes, shorter than its {head}-byte header");
+            uint m = BinaryPrimitives.ReadUInt32BigEndian(hb);
+            if (m != magic)
+                throw new PerturbException($"{path}: not an IDX {(nd == 3 ? "image" : "label")} file: magic 0x{m:X8}, expected 0x{magic:X8}");
+            var dims = new int[nd];
+            for (int d = 0; d < nd; d++)
+            {
+                uint v = BinaryPrimitives.ReadUInt32BigEndian(hb.AsSpan(4 + 4 * d));
+                if (v > int.MaxValue) throw new PerturbException($"{path}: dimension {d} is {v}, too large");
+                dims[d] = (int)v;
+            }
+            long count = Limits.Product(dims);
+            if (count < 0) throw new PerturbException($"{path}: dimensions {string.Join("x", dims)} hold more bytes than 64-bit arithmetic counts");
+            Limits.Check($"{path}: dimensions {string.Join("x", dims)}: bytes", count, Math.Min(Limits.MaxArrayBytes, Array.MaxLength), "PERTURB_MAX_ARRAY_BYTES");
+            if (isize is { } declared && (uint)(head + count) != declared && declared < head + count)
+                throw new PerturbException($"{path}: the gzip trailer declares {declared} uncompressed bytes but the IDX header's dimensions {string.Join("x", dims)} need {head + count}");
+            var data = IO.SafeFiles.ReadUpTo(s, count);
+            got = data.Length;
+            if (got < count)
+                throw new PerturbException($"{path}: truncated: dimensions {string.Join("x", dims)} need {count} bytes of data, the file has {got}");
+            return (dims, data);
         }
         catch (InvalidDataException e) { throw new PerturbException($"{path}: not a valid gzip file: {e.Message}"); }
-        int head = 4 + 4 * nd;
-        if (all.Length < head) throw new PerturbException($"{path}: not an IDX file: {all.Length} bytes, shorter than its {head}-byte header");
-        uint m = BinaryPrimitives.ReadUInt32BigEndian(all);
-        if (m != magic)
-            throw new PerturbException($"{path}: not an IDX {(nd == 3 ? "image" : "label")} file: magic 0x{m:X8}, expected 0x{magic:X8}");
-        var dims = new int[nd];
-        long count = 1;
-        for (int d = 0; d < nd; d++)
-        {
-            uint v = BinaryPrimitives.ReadUInt32BigEndian(all.AsSpan(4 + 4 * d));
-            if (v > int.MaxValue) throw new PerturbException($"{path}: dimension {d} is {v}, too large");
-            dims[d] = (int)v; count *= v;
-        }
-        if (all.Length - head < count)
-            throw new PerturbException($"{path}: truncated: dimensions {string.Join("x", dims)} need {count} bytes of data, the file has {all.Length - head}");
-        return (dims, all.AsSpan(head, (int)count).ToArray());
+    }
+
+    /// <summary>The uncompressed size a gzip member declares in its last 4 bytes (modulo 2^32), leaving the stream at the start.</summary>
+    static uint? GzipDeclaredSize(FileStream fs)
+    {
+        if (!fs.CanSeek || fs.Length < 18) return null;
+        var b = new byte[4];
+        fs.Seek(-4, SeekOrigin.End);
+        int got = 0;
+        while (got < 4) { int k = fs.Read(b, got, 4 - got); if (k <= 0) break; got += k; }
+        fs.Seek(0, SeekOrigin.Begin);
+        return got == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b) : null;
+    }
+
+    static int ReadFully(Stream s, byte[] buf, int n)
+    {
+        int got = 0;
+        while (got < n) { int k = s.Read(buf, got, n - got); if (k <= 0) break; got += k; }
+        return got;
     }
 
     public static DataInfo Info(string dir)

@@ -35,26 +35,27 @@ public static class ImageFile
         return Resize(ConvertChannels(img, channels, path), channels, img.Height, img.Width, height, width);
     }
 
-    static byte[] ReadAll(string path)
-    {
-        try { return File.ReadAllBytes(path); }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new PerturbException($"{path}: no such file"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
-    }
+    static byte[] ReadAll(string path) => IO.SafeFiles.ReadAllBytes(path, "image file");
 
     /// <summary>Decodes an image at its own size and channel count (grey stays 1 channel, colour is 3).</summary>
     public static ImageData Decode(string path)
     {
         var bytes = ReadAll(path);
+        // The header is read and its size checked here, before SkiaSharp sees a byte (see ImageHeader).
+        var (format, hw0, hh0) = ImageHeader.Read(bytes, path);
         if (Png16.Is16BitNonInterlaced(bytes)) return Png16.Decode(bytes, path);
         using var data = SKData.CreateCopy(bytes);
         using var codec = SKCodec.Create(data) ?? throw new PerturbException($"{path}: not a readable image (no PNG, JPEG or BMP data that SkiaSharp can decode)");
         var ci = codec.Info;
-        if (ci.Width <= 0 || ci.Height <= 0) throw new PerturbException($"{path}: image has no pixels ({ci.Width}x{ci.Height})");
+        if (ci.Width != hw0 || ci.Height != hh0)
+            throw new PerturbException($"{path}: the {format} header declares {hw0}x{hh0} pixels but the decoder reads {ci.Width}x{ci.Height}");
         bool grey = ci.ColorType == SKColorType.Gray8;
         int w = ci.Width, h = ci.Height, hw = w * h;
         var info = new SKImageInfo(w, h, grey ? SKColorType.Gray8 : SKColorType.Rgba8888, grey ? SKAlphaType.Opaque : SKAlphaType.Unpremul);
-        var buf = new byte[info.BytesSize];
+        long bufBytes = (long)w * h * (grey ? 1 : 4);
+        if (bufBytes > Array.MaxLength || (long)info.RowBytes * h != bufBytes)
+            throw new PerturbException($"{path}: {w}x{h} pixels need {bufBytes:N0} bytes, more than one buffer holds");
+        var buf = new byte[bufBytes];
         var handle = GCHandle.Alloc(buf, GCHandleType.Pinned);
         SKCodecResult r;
         try { r = codec.GetPixels(info, handle.AddrOfPinnedObject()); }
@@ -155,7 +156,9 @@ static class Png16
         int w = (int)BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(16)), h = (int)BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(20));
         int colourType = b[25];
         int samples = colourType switch { 0 => 1, 2 => 3, 4 => 2, 6 => 4, _ => throw Bad($"colour type {colourType} cannot have 16-bit samples") };
-        if (w <= 0 || h <= 0 || (long)w * h > 1L << 28) throw Bad($"size {w}x{h}");
+        if (w <= 0 || h <= 0) throw Bad($"size {w}x{h}");
+        Limits.Check($"{path}: PNG header declares {w}x{h}; pixels", (long)w * h, Limits.MaxImagePixels, "PERTURB_MAX_IMAGE_PIXELS");
+        if ((long)w * h * (samples >= 3 ? 3 : 1) > Array.MaxLength || (long)h * (w * (long)samples * 2 + 1) > Array.MaxLength) throw Bad($"size {w}x{h} is too large for one buffer");
         using var idat = new MemoryStream();
         int pos = 8;
         bool end = false;

@@ -24,20 +24,20 @@ public static class ImageFolder
 {
     static readonly string[] SplitNames = { "train", "val", "test" };
 
-    static IEnumerable<string> SubDirs(string dir) =>
-        Directory.EnumerateDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal);
+    // Walks follow links only inside the folder and read only regular files (IO.SafeFiles): a FIFO named x.png or a
+    // link loop is left out. Links are resolved against the folder the walk started from.
+    static IEnumerable<string> SubDirs(string dir, string root) => IO.SafeFiles.Dirs(dir, root);
 
-    static List<string> Images(string dir) =>
-        Directory.EnumerateFiles(dir).Where(ImageFile.IsImage).OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal).ToList();
+    static List<string> Images(string dir, string root) => IO.SafeFiles.Files(dir, root).Where(ImageFile.IsImage).ToList();
 
     /// <summary>True when the root holds train/ and test/ folders with class folders inside.</summary>
     public static bool HasSplitFolders(string root) =>
         Directory.Exists(Path.Combine(root, "train")) && Directory.Exists(Path.Combine(root, "test"))
-        && SubDirs(Path.Combine(root, "train")).Any();
+        && SubDirs(Path.Combine(root, "train"), root).Any();
 
     /// <summary>True when some subfolder holds an image file (directly, or under train/ and test/).</summary>
     public static bool IsImageFolder(string root) =>
-        Directory.Exists(root) && (HasSplitFolders(root) || SubDirs(root).Any(d => Images(d).Count > 0));
+        Directory.Exists(root) && (HasSplitFolders(root) || SubDirs(root, root).Any(d => Images(d, root).Count > 0));
 
     static string SetName(string root)
     {
@@ -53,18 +53,18 @@ public static class ImageFolder
         if (HasSplitFolders(root))
         {
             var present = SplitNames.Where(s => Directory.Exists(Path.Combine(root, s))).ToList();
-            var classes = present.SelectMany(s => SubDirs(Path.Combine(root, s)).Select(d => Path.GetFileName(d)!)).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToArray();
+            var classes = present.SelectMany(s => SubDirs(Path.Combine(root, s), root).Select(d => Path.GetFileName(d)!)).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToArray();
             foreach (var s in present)
             {
                 var list = new List<(string, int)>();
-                foreach (var d in SubDirs(Path.Combine(root, s)))
-                    foreach (var f in Images(d)) list.Add((f, Array.IndexOf(classes, Path.GetFileName(d))));
+                foreach (var d in SubDirs(Path.Combine(root, s), root))
+                    foreach (var f in Images(d, root)) list.Add((f, Array.IndexOf(classes, Path.GetFileName(d))));
                 if (list.Count == 0) throw new PerturbException($"{Path.Combine(root, s)}: no images (.png, .jpg, .jpeg, .bmp) in its class folders");
                 splits[s] = list;
             }
             return (splits, classes);
         }
-        var dirs = SubDirs(root).Where(d => Images(d).Count > 0).ToList();
+        var dirs = SubDirs(root, root).Where(d => Images(d, root).Count > 0).ToList();
         if (dirs.Count == 0)
             throw new PerturbException($"{root}: no class folders with images (expected {root}/<class>/*.png|jpg|jpeg|bmp)");
         if (dirs.Count < 2) throw new PerturbException($"{root}: only one class folder with images ({Path.GetFileName(dirs[0])}); a classifier needs at least 2");
@@ -74,7 +74,7 @@ public static class ImageFolder
         if (!(o.TestFraction >= 0 && o.TestFraction < 1)) throw new PerturbException($"{root}: test fraction must be in [0, 1), got {o.TestFraction}", 2);
         for (int c = 0; c < dirs.Count; c++)
         {
-            var files = Images(dirs[c]);
+            var files = Images(dirs[c], root);
             var perm = new SplitMix64(o.Seed * 1000003UL + (ulong)c).Permutation(files.Count);
             int nTest = files.Count < 2 ? 0 : Math.Max(1, (int)Math.Round(files.Count * o.TestFraction));
             if (o.TestFraction == 0) nTest = 0;

@@ -73,6 +73,8 @@ public static class MedMnist
             throw new PerturbException($"{npz.Path}: the {split} split is missing (needs members {im} and {lb}; has {string.Join(", ", npz.Names)})");
         var labelsArr = npz.Read(lb);
         var labels = Labels(labelsArr, $"{npz.Path}: member '{lb}'");
+        var head = npz.ReadHeader(im);
+        Limits.Check($"{npz.Path}: member '{im}' of shape {head.ShapeText}: values", head.Count, Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
         var img = npz.Read(im);
         var (n, c, h, w) = ImageShape(img.Shape, $"{npz.Path}: member '{im}'");
         if (n != labels.Length) throw new PerturbException($"{npz.Path}: {im} holds {n} images but {lb} holds {labels.Length} labels");
@@ -141,6 +143,8 @@ public static class MedMnist
             if (k > 1) return Enumerable.Range(0, k).Select(i => i.ToString()).ToArray();
             for (long i = 0; i < a.Count; i++) max = Math.Max(max, (long)a[i]);
         }
+        // One class name per possible label: a label of 100,000,000 must not build 100 million names.
+        Limits.Check($"{npz.Path}: the largest label is {max}; classes", max + 1, Limits.MaxClasses, "PERTURB_MAX_CLASSES");
         return Enumerable.Range(0, (int)Math.Max(max + 1, 2)).Select(i => i.ToString()).ToArray();
     }
 

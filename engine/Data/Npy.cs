@@ -11,7 +11,10 @@ public enum NpyType { Bool, UInt8, Int8, UInt16, Int16, UInt32, Int32, UInt64, I
 /// <summary>What a .npy header says: element type, source byte order, layout and shape.</summary>
 public sealed record NpyHeader(NpyType Type, bool BigEndian, bool FortranOrder, int[] Shape, string Descr)
 {
-    public long Count { get { long n = 1; foreach (var d in Shape) n *= d; return n; } }
+    /// <summary>Elements, in checked 64-bit arithmetic (the header reader refuses shapes whose product overflows).</summary>
+    public long Count => Limits.Product(Shape);
+    /// <summary>Bytes of the magic, version, length and header dict: where the data starts.</summary>
+    public long HeaderBytes { get; init; }
     public int ItemSize => Npy.ItemSize(Type);
     public string ShapeText => "(" + string.Join(", ", Shape) + (Shape.Length == 1 ? ",)" : ")");
 }
@@ -30,8 +33,8 @@ public sealed class NpyArray
 
     public NpyArray(NpyType type, int[] shape, byte[] data)
     {
-        long n = 1; foreach (var d in shape) n *= d;
-        if (n * Npy.ItemSize(type) != data.Length) throw new ArgumentException($"{data.Length} bytes do not hold shape ({string.Join(", ", shape)}) of {type}");
+        long n = Limits.Product(shape);
+        if (n < 0 || n * Npy.ItemSize(type) != data.Length) throw new ArgumentException($"{data.Length} bytes do not hold shape ({string.Join(", ", shape)}) of {type}");
         Type = type; Shape = shape; Data = data; Count = n;
     }
 
@@ -106,21 +109,18 @@ public static class Npy
         return Read(fs, path);
     }
 
-    internal static FileStream OpenRead(string path)
-    {
-        try { return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new PerturbException($"{path}: no such file"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
-    }
+    internal static FileStream OpenRead(string path) => SafeFiles.OpenRead(path);
 
     /// <summary>Reads one array from a stream; <paramref name="where"/> names it in errors (a file, or "file.npz: member").</summary>
-    public static NpyArray Read(Stream s, string where)
+    /// <param name="declaredBytes">The size the container declares for this array (an .npz member's uncompressed size), checked against the header's shape before any data is read.</param>
+    public static NpyArray Read(Stream s, string where, long? declaredBytes = null)
     {
         var h = ReadHeader(s, where);
         long n = h.Count, bytes = n * h.ItemSize;
-        if (bytes > Array.MaxLength) throw new PerturbException($"{where}: array of shape {h.ShapeText} ({bytes} bytes) is too large to load");
-        var data = new byte[bytes];
-        int got = ReadFully(s, data);
+        if (declaredBytes is { } dec && h.HeaderBytes + bytes > dec)
+            throw new PerturbException($"{where}: truncated: shape {h.ShapeText} of '{h.Descr}' needs {bytes} bytes of data, the archive declares {Math.Max(0, dec - h.HeaderBytes)} for this member");
+        var data = SafeFiles.ReadUpTo(s, bytes);
+        long got = data.Length;
         if (got < bytes) throw new PerturbException($"{where}: truncated: shape {h.ShapeText} of '{h.Descr}' needs {bytes} bytes of data, the file has {got}");
         int size = h.ItemSize;
         if (h.BigEndian && size > 1)
@@ -158,15 +158,19 @@ public static class Npy
         if (ReadFully(s, hb) < hlen) throw Bad($"truncated header (needs {hlen} bytes)");
         string text = (major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(hb).Trim();
         Dictionary<string, object> dict;
-        try { dict = new HeaderParser(text).ParseDict(); }
+        try { dict = new HeaderParser(text).ParseDict(0); }
         catch (FormatException e) { throw Bad($"header dict: {e.Message}: {Shorten(text)}"); }
         if (!dict.TryGetValue("descr", out var descrObj)) throw Bad("header has no 'descr'");
         if (descrObj is not string descr) throw Bad("structured (record) dtypes are not supported");
         if (!dict.TryGetValue("fortran_order", out var fo) || fo is not bool fortran) throw Bad("header has no boolean 'fortran_order'");
         if (!dict.TryGetValue("shape", out var so) || so is not List<long> shapeL) throw Bad("header has no 'shape' tuple");
         if (shapeL.Any(d => d < 0 || d > int.MaxValue)) throw Bad($"shape ({string.Join(", ", shapeL)}) has an impossible dimension");
+        if (shapeL.Count > 32) throw Bad($"shape has {shapeL.Count} dimensions (NumPy allows 32 at most)");
         var (type, big) = ParseDescr(descr, where);
-        return new NpyHeader(type, big, fortran, shapeL.Select(d => (int)d).ToArray(), descr);
+        long count = Limits.Product(shapeL), bytes = count < 0 || count > long.MaxValue / 8 ? -1 : count * ItemSize(type);
+        if (bytes < 0) throw Bad($"shape ({string.Join(", ", shapeL)}) holds more elements than 64-bit arithmetic counts");
+        Limits.Check($"{where}: array of shape ({string.Join(", ", shapeL)}) of '{descr}': bytes", bytes, Math.Min(Limits.MaxArrayBytes, Array.MaxLength), "PERTURB_MAX_ARRAY_BYTES");
+        return new NpyHeader(type, big, fortran, shapeL.Select(d => (int)d).ToArray(), descr) { HeaderBytes = 8 + (major == 1 ? 2 : 4) + hlen };
     }
 
     static string Shorten(string s) => s.Length > 120 ? s[..120] + "..." : s;
@@ -276,8 +280,15 @@ public static class Npy
         char Peek() { Ws(); return _i < _s.Length ? _s[_i] : '\0'; }
         void Expect(char c) { if (Peek() != c) throw new FormatException($"expected '{c}' at position {_i}"); _i++; }
 
-        public Dictionary<string, object> ParseDict()
+        /// <summary>Dicts and tuples nest; past <see cref="Limits.MaxNesting"/> levels the header is refused (a header of 30,000 '(' would overflow the stack).</summary>
+        static void Depth(int depth)
         {
+            if (depth > Limits.MaxNesting) throw new FormatException($"nested more than {Limits.MaxNesting} levels deep");
+        }
+
+        public Dictionary<string, object> ParseDict(int depth)
+        {
+            Depth(depth);
             var d = new Dictionary<string, object>();
             Expect('{');
             while (Peek() != '}')
@@ -285,7 +296,7 @@ public static class Npy
                 if (Peek() is not ('\'' or '"')) throw new FormatException($"expected a quoted key at position {_i}");
                 string k = ParseString();
                 Expect(':');
-                d[k] = ParseValue();
+                d[k] = ParseValue(depth + 1);
                 if (Peek() == ',') _i++;
                 else if (Peek() != '}') throw new FormatException($"expected ',' or '}}' at position {_i}");
             }
@@ -293,13 +304,13 @@ public static class Npy
             return d;
         }
 
-        object ParseValue()
+        object ParseValue(int depth)
         {
             char c = Peek();
             if (c is '\'' or '"') return ParseString();
-            if (c == '(') return ParseTuple();
+            if (c == '(') return ParseTuple(depth);
             if (c == '[') { SkipBracketed(); return new object(); } // a structured dtype's field list
-            if (c == '{') return ParseDict();
+            if (c == '{') return ParseDict(depth);
             int start = _i;
             while (_i < _s.Length && (char.IsLetterOrDigit(_s[_i]) || _s[_i] is '-' or '_' or 'L')) _i++;
             string w = _s[start.._i];
@@ -329,13 +340,15 @@ public static class Npy
             return _s[start.._i++];
         }
 
-        List<long> ParseTuple()
+        List<long> ParseTuple(int depth)
         {
+            Depth(depth);
             var r = new List<long>();
             Expect('(');
             while (Peek() != ')')
             {
-                if (ParseValue() is not long v) throw new FormatException("a shape entry is not an integer");
+                if (_i >= _s.Length) throw new FormatException("unterminated tuple");
+                if (ParseValue(depth + 1) is not long v) throw new FormatException("a shape entry is not an integer");
                 r.Add(v);
                 if (Peek() == ',') _i++;
                 else if (Peek() != ')') throw new FormatException($"expected ',' or ')' at position {_i}");
@@ -357,8 +370,19 @@ public sealed class NpzFile : IDisposable
     {
         Path = path;
         _fs = Npy.OpenRead(path);
-        try { _zip = new ZipArchive(_fs, ZipArchiveMode.Read); }
-        catch (InvalidDataException e) { _fs.Dispose(); throw new PerturbException($"{path}: not a valid .npz (zip) file: {e.Message}"); }
+        IGrouping<string, ZipArchiveEntry>? dup;
+        try
+        {
+            _zip = new ZipArchive(_fs, ZipArchiveMode.Read);
+            // NumPy reads the last of two members with one name, ZipArchive.GetEntry the first: refuse the ambiguity.
+            dup = _zip.Entries.GroupBy(e => e.FullName.EndsWith(".npy") ? e.FullName[..^4] : e.FullName).FirstOrDefault(g => g.Count() > 1);
+        }
+        catch (InvalidDataException e) { _zip?.Dispose(); _fs.Dispose(); throw new PerturbException($"{path}: not a valid .npz (zip) file: {e.Message}"); }
+        if (dup != null)
+        {
+            Dispose();
+            throw new PerturbException($"{path}: the archive holds {dup.Count()} members named '{dup.Key}'; a valid .npz has each array once");
+        }
     }
 
     public IEnumerable<string> Names => _zip.Entries.Select(e => e.FullName.EndsWith(".npy") ? e.FullName[..^4] : e.FullName);
@@ -367,18 +391,18 @@ public sealed class NpzFile : IDisposable
 
     ZipArchiveEntry? Entry(string name) => _zip.GetEntry(name + ".npy") ?? _zip.GetEntry(name);
 
-    public NpyArray Read(string name) => Use(name, (s, w) => Npy.Read(s, w));
+    public NpyArray Read(string name) => Use(name, (s, w, declared) => Npy.Read(s, w, declared));
 
-    public NpyHeader ReadHeader(string name) => Use(name, (s, w) => Npy.ReadHeader(s, w));
+    public NpyHeader ReadHeader(string name) => Use(name, (s, w, _) => Npy.ReadHeader(s, w));
 
-    T Use<T>(string name, Func<Stream, string, T> f)
+    T Use<T>(string name, Func<Stream, string, long, T> f)
     {
         var e = Entry(name) ?? throw new PerturbException($"{Path}: has no member '{name}' (members: {string.Join(", ", Names)})");
         string where = $"{Path}: member '{e.FullName}'";
         try
         {
             using var s = e.Open();
-            return f(s, where);
+            return f(s, where, e.Length);
         }
         catch (InvalidDataException ex) { throw new PerturbException($"{where}: corrupt zip data: {ex.Message}"); }
     }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Perturb.Engine.Attacks;
+using Perturb.Engine.Attacks.Gradient;
+using Perturb.Engine.Attacks.Search;
 using Perturb.Engine.Attacks.Patch;
 using Perturb.Engine.Data;
 using Perturb.Engine.IO;
@@ -85,11 +87,11 @@ public static class DemoRunner
         var eps = s.Eps255.Select(e => e / 255f).ToArray();
         const string modelName = "cnn-small";
 
-        void AddAttack(IAttack a, IReadOnlyList<float>? budgets, string? norm, JsonObject? prm, int exampleEps, int count = int.MaxValue)
+        void AddAttack(IAttack a, IReadOnlyList<float>? budgets, string? norm, int exampleEps, int count = int.MaxValue)
         {
             var set = count < atk.Count ? atk.Take(count) : atk;
             var r = a.Run(model, set.X, set.Labels, AttackGoal.Parse(null, set.Count, seed), budgets);
-            var rs = ResultRow.FromAttack(r, modelName, dataName, "test", be.Name, norm, prm).ToList();
+            var rs = ResultRow.FromAttack(r, modelName, dataName, "test", be.Name, norm: norm).ToList();
             string file = $"examples/{a.Name}.npz";
             ExampleSet.FromAttack(r, exampleEps, set.X, s.Examples, a.Name, classes).Save(Path.Combine(outDir, file));
             rs[exampleEps] = rs[exampleEps] with { Examples = file };
@@ -102,26 +104,20 @@ public static class DemoRunner
         int mid = Array.FindIndex(s.Eps255, e => e >= 8) is var k and >= 0 ? k : s.Eps255.Length - 1;
 
         Step($"FGSM (Linf) on {atk.Count} test tiles, eps {string.Join(", ", s.Eps255.Select(e => e + "/255"))}");
-        AddAttack(AttackRegistry.Create("fgsm", new AttackSettings { Seed = seed }), eps, "linf", null, mid);
+        AddAttack(new Fgsm { Seed = seed }, eps, null, mid);
 
         Step($"PGD-{s.PgdSteps} (Linf) on the same tiles and budgets");
-        AddAttack(AttackRegistry.Create("pgd", new AttackSettings { Steps = s.PgdSteps, Seed = seed }), eps, "linf",
-            new JsonObject { ["steps"] = s.PgdSteps }, mid);
+        AddAttack(new Pgd { Steps = s.PgdSteps, Seed = seed }, eps, null, mid);
 
         Step("DeepFool (L2, minimal perturbation)");
-        AddAttack(AttackRegistry.Create("deepfool", new AttackSettings { Seed = seed }), null, "l2", null, 0);
+        AddAttack(new DeepFool { Seed = seed }, null, null, 0);
 
         Step($"one-pixel attack on the first {Math.Min(s.OnePixelCount, atk.Count)} tiles: {s.OnePixelPixels} pixels, population {s.OnePixelPopulation}, {s.OnePixelIterations} generations");
-        AddAttack(AttackRegistry.Create("one-pixel", new AttackSettings
-        {
-            Pixels = s.OnePixelPixels, Population = s.OnePixelPopulation, Iterations = s.OnePixelIterations, Seed = seed,
-        }), null, "l0", new JsonObject { ["pixels"] = s.OnePixelPixels, ["population"] = s.OnePixelPopulation, ["iterations"] = s.OnePixelIterations }, 0, s.OnePixelCount);
+        AddAttack(new OnePixel { Pixels = s.OnePixelPixels, Population = s.OnePixelPopulation, Iterations = s.OnePixelIterations, Seed = seed },
+            null, "l0", 0, s.OnePixelCount);
 
         Step($"white-balance attack: colour temperature 2500-10000 K, tint and exposure, population {s.WhiteBalancePopulation}, {s.WhiteBalanceIterations} generations");
-        AddAttack(AttackRegistry.Create("white-balance", new AttackSettings
-        {
-            Population = s.WhiteBalancePopulation, Iterations = s.WhiteBalanceIterations, Seed = seed,
-        }), null, null, new JsonObject { ["population"] = s.WhiteBalancePopulation, ["iterations"] = s.WhiteBalanceIterations }, 0);
+        AddAttack(new WhiteBalance { Population = s.WhiteBalancePopulation, Iterations = s.WhiteBalanceIterations, Seed = seed }, null, null, 0);
 
         Step($"adversarial patch ({s.PatchSize:P0} of the tile, target '{classes[Target]}', {s.PatchSteps} steps)");
         rows.AddRange(Patch(model, data, atk, s, seed, be.Name, dataName, classes, outDir, log));

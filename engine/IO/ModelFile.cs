@@ -38,7 +38,9 @@ public static class ModelFile
         catch (JsonException e) { throw new PerturbException($"{path}: architecture metadata is not valid JSON ({e.Message})"); }
         ulong seed = meta.TryGetValue("perturb.seed", out var s) && ulong.TryParse(s, out var sv) ? sv : 0;
         Model model;
-        try { model = Model.FromArchitecture(be, arch, seed); }
+        var shapes = new Dictionary<string, int[]>();
+        foreach (var t in tensors) shapes[t.Name] = t.Shape;
+        try { model = Model.FromArchitecture(be, arch, seed, shapes); }
         catch (PerturbException e) { throw new PerturbException($"{path}: {e.Message}"); }
         var byName = new Dictionary<string, NamedArray>();
         foreach (var t in tensors) byName[t.Name] = t;

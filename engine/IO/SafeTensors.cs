@@ -66,12 +66,7 @@ public static class SafeTensors
     /// <summary>Reads every tensor and the metadata. Any malformed part is a PerturbException naming the file.</summary>
     public static (List<NamedArray> Tensors, Dictionary<string, string> Metadata) Read(string path)
     {
-        byte[] all;
-        try { all = File.ReadAllBytes(path); }
-        catch (FileNotFoundException) { throw new PerturbException($"{path}: no such file"); }
-        catch (DirectoryNotFoundException) { throw new PerturbException($"{path}: no such file"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
-        return Parse(all, path);
+        return Parse(SafeFiles.ReadAllBytes(path, "model file"), path);
     }
 
     public static (List<NamedArray> Tensors, Dictionary<string, string> Metadata) Parse(byte[] all, string path)
@@ -106,9 +101,10 @@ public static class SafeTensors
                 if (offs.Count != 2) throw Bad($"tensor '{name}' data_offsets must have two entries");
                 b = offs[0]!.GetValue<long>(); e = offs[1]!.GetValue<long>();
             }
-            catch (Exception ex) when (ex is InvalidOperationException or FormatException or NullReferenceException)
+            catch (Exception ex) when (ex is InvalidOperationException or FormatException or NullReferenceException or OverflowException)
             { throw Bad($"tensor '{name}' has a malformed shape or data_offsets"); }
             if (shape.Any(d => d < 0)) throw Bad($"tensor '{name}' has a negative dimension");
+            if (Limits.Product(shape) < 0 || Limits.Product(shape) > dataLen) throw Bad($"tensor '{name}' of shape {string.Join("x", shape)} holds more values than the file has bytes");
             int esize = dtype switch { "F32" => 4, "F64" => 8, "F16" => 2, "BF16" => 2, _ => throw Bad($"tensor '{name}' has dtype {dtype}; only F32, F64, F16 and BF16 are supported") };
             long count = Layer_Product(shape);
             if (b < 0 || e < b || e > dataLen) throw Bad($"tensor '{name}' data [{b}, {e}) lies outside the {dataLen}-byte data section (truncated?)");

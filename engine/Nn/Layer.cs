@@ -54,6 +54,19 @@ public sealed class PassContext
         return t;
     }
 
+    /// <summary>Frees one tensor of the pass before the pass ends (inference passes free activations no later node reads).</summary>
+    /// <summary>Tensors the pass holds now.</summary>
+    internal int Count => _owned.Count;
+
+    internal void Free(object storage)
+    {
+        int i = _owned.FindLastIndex(t => !t.IsView && ReferenceEquals(t.Storage, storage));
+        if (i < 0) return; // not the pass's own (a layer returned a parameter, or a view of one)
+        var t = _owned[i];
+        _owned.RemoveAt(i);
+        t.Dispose();
+    }
+
     internal void Release()
     {
         foreach (var t in _owned) t.Dispose();
@@ -103,6 +116,23 @@ public abstract class Layer
         var p = new Parameter(name, value, trainable, decay);
         _params.Add(p);
         return p;
+    }
+
+    /// <summary>
+    /// The shapes a model file holds for each parameter (full name), set while a model is built from a file's
+    /// architecture: a layer whose parameter size depends on a free setting (out channels, out features) checks its
+    /// shapes against the file through <see cref="ExpectParam"/> before it allocates, so an architecture claiming
+    /// 12 million channels in a 248 KB file fails before it allocates 2.4 GB.
+    /// </summary>
+    [ThreadStatic] internal static IReadOnlyDictionary<string, int[]>? FileShapes;
+
+    /// <summary>Checks a parameter's shape against <see cref="FileShapes"/> (when set), before it is allocated.</summary>
+    protected void ExpectParam(string param, params int[] shape)
+    {
+        if (FileShapes is not { } file) return;
+        string full = Name + "." + param;
+        if (!file.TryGetValue(full, out var got)) throw new PerturbException($"tensor '{full}' is missing (the architecture's layer '{Name}' ({Type}) needs {Tensor.ShapeString(shape)})");
+        if (!got.SequenceEqual(shape)) throw new PerturbException($"tensor '{full}' has shape {Tensor.ShapeString(got)}, the architecture needs {Tensor.ShapeString(shape)}");
     }
 
     protected PerturbException ShapeError(string expected, int[] got) =>

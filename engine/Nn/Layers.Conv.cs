@@ -57,9 +57,11 @@ public sealed class Conv2d : Layer
         var cs = new ConvShape(1, InChannels, s[1], s[2], OutChannels, KernelH, KernelW, Stride, StrideW, Padding, PaddingW, Dilation, DilationW, Groups);
         if (cs.OutH <= 0 || cs.OutW <= 0)
             throw new PerturbException($"layer '{Name}' (Conv2d) input {Tensor.ShapeString(s)} is too small for a {KernelH}x{KernelW} kernel (dilation {Dilation}, padding {Padding})");
-        int fanIn = InChannels / Groups * KernelH * KernelW;
+        ExpectParam("weight", OutChannels, InChannels / Groups, KernelH, KernelW);
+        if (HasBias) ExpectParam("bias", OutChannels);
+        int fanIn = checked(InChannels / Groups * KernelH * KernelW);
         float bound = 1f / MathF.Sqrt(fanIn);
-        int wn = OutChannels * fanIn;
+        int wn = checked(OutChannels * fanIn);
         Weight = AddParam("weight", be.FromArray(UniformInit(wn, bound, seed, InitHash.Stream(Name + ".weight")), OutChannels, InChannels / Groups, KernelH, KernelW));
         if (HasBias) Bias = AddParam("bias", be.FromArray(UniformInit(OutChannels, bound, seed, InitHash.Stream(Name + ".bias")), OutChannels), decay: false);
         return new[] { OutChannels, cs.OutH, cs.OutW };
@@ -124,8 +126,10 @@ public sealed class Linear : Layer
     {
         var s = inShapes[0];
         if (s.Length != 1 || s[0] != In) throw ShapeError($"{In}", s);
+        ExpectParam("weight", Out, In);
+        if (HasBias) ExpectParam("bias", Out);
         float bound = 1f / MathF.Sqrt(In);
-        Weight = AddParam("weight", be.FromArray(UniformInit(Out * In, bound, seed, InitHash.Stream(Name + ".weight")), Out, In));
+        Weight = AddParam("weight", be.FromArray(UniformInit(checked(Out * In), bound, seed, InitHash.Stream(Name + ".weight")), Out, In));
         if (HasBias) Bias = AddParam("bias", be.FromArray(UniformInit(Out, bound, seed, InitHash.Stream(Name + ".bias")), Out), decay: false);
         return new[] { Out };
     }

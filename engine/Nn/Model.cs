@@ -62,7 +62,16 @@ public sealed class Model : IDisposable
     public void SetDropoutStream(ulong seed, ulong offset = 0) { _ctx.DropoutSeed = seed; _ctx.DropoutOffset = offset; }
 
     /// <summary>Runs the network on x [N, C, H, W]; returns logits [N, outputs...] owned by the model.</summary>
-    public Tensor Forward(Tensor x)
+    public Tensor Forward(Tensor x) => Run(x, inferenceOnly: false);
+
+    /// <summary>
+    /// A forward pass that no backward follows (evaluation, prediction, search attacks): each activation is freed as
+    /// soon as no later node reads it, so a long chain holds a few activations instead of all of them. The logits are
+    /// returned as by <see cref="Forward"/>; <see cref="Backward"/> and <see cref="NodeOutput"/> need a Forward.
+    /// </summary>
+    public Tensor Infer(Tensor x) => Run(x, inferenceOnly: true);
+
+    Tensor Run(Tensor x, bool inferenceOnly)
     {
         if (!ReferenceEquals(x.Backend, Backend))
             throw new PerturbException($"input is on backend {x.Backend.Name}, the model on {Backend.Name}");
@@ -75,12 +84,15 @@ public sealed class Model : IDisposable
         }
         _ctx.Release();
         _input = x;
+        _inferred = inferenceOnly;
         _outs = new Tensor[_nodes.Count];
+        var free = inferenceOnly ? new ActivationFreeing(this) : null;
         for (int i = 0; i < _nodes.Count; i++)
         {
             var node = _nodes[i];
             var ins = node.Inputs.Select(j => j < 0 ? x : _outs[j]).ToArray();
             _outs[i] = node.Layer.Forward(_ctx, ins);
+            free?.After(i);
         }
         if (_ctx.Training) _ctx.ParamVersion++; // running statistics moved
         return _outs[^1];
@@ -92,7 +104,7 @@ public sealed class Model : IDisposable
     /// </summary>
     public Tensor? Backward(Tensor dLogits, BackwardMode mode, bool needInputGrad = true)
     {
-        if (_outs == null || _input == null) throw new InvalidOperationException("Backward needs a Forward first");
+        if (_outs == null || _input == null || _inferred) throw new InvalidOperationException("Backward needs a Forward first (Infer keeps no activations)");
         if (dLogits.Length != _outs[^1].Length)
             throw new PerturbException($"gradient of shape {Tensor.ShapeString(dLogits.Shape)} does not match the output {Tensor.ShapeString(_outs[^1].Shape)}");
         bool weights = mode == BackwardMode.InputAndWeights;
@@ -156,10 +168,67 @@ public sealed class Model : IDisposable
     /// <summary>The output of the node called <paramref name="layerName"/> in the last forward pass (owned by the model, valid until the next Forward).</summary>
     public Tensor NodeOutput(string layerName)
     {
-        if (_outs == null) throw new InvalidOperationException("NodeOutput needs a Forward first");
+        if (_outs == null || _inferred) throw new InvalidOperationException("NodeOutput needs a Forward first (Infer keeps no activations)");
         int i = _nodes.FindIndex(n => n.Layer.Name == layerName);
         if (i < 0) throw new PerturbException($"the model has no layer '{layerName}'");
         return _outs[i];
+    }
+
+    bool _inferred;
+    int[]? _lastUse;
+
+    /// <summary>Tensors the last pass still holds (tests check that <see cref="Infer"/> frees them).</summary>
+    internal int LiveActivations => _ctx.Count;
+
+    /// <summary>
+    /// The bookkeeping of <see cref="Infer"/>: node outputs that share storage (a Flatten's view, an identity) form one
+    /// group, owned by the node that allocated it; a group is freed after the last node that reads any of its members.
+    /// The model's input and the final output are never freed.
+    /// </summary>
+    sealed class ActivationFreeing
+    {
+        readonly Model _m;
+        readonly int[] _owner, _groupLast;
+        readonly Dictionary<object, int> _groupOf = new(ReferenceEqualityComparer.Instance);
+        readonly Dictionary<int, List<int>> _members = new();
+
+        public ActivationFreeing(Model m)
+        {
+            _m = m;
+            int n = m._nodes.Count;
+            if (m._lastUse == null)
+            {
+                var last = new int[n];
+                for (int i = 0; i < n; i++) last[i] = i;
+                for (int i = 0; i < n; i++) foreach (var j in m._nodes[i].Inputs) if (j >= 0) last[j] = Math.Max(last[j], i);
+                last[n - 1] = int.MaxValue;
+                m._lastUse = last;
+            }
+            _owner = new int[n];
+            _groupLast = new int[n];
+        }
+
+        public void After(int i)
+        {
+            var outs = _m._outs!;
+            var storage = outs[i].Storage;
+            int g;
+            if (ReferenceEquals(storage, _m._input!.Storage)) g = -1;
+            else if (!_groupOf.TryGetValue(storage, out g)) { g = i; _groupOf[storage] = i; _members[i] = new List<int>(); _groupLast[i] = -1; }
+            _owner[i] = g;
+            if (g >= 0) { _groupLast[g] = Math.Max(_groupLast[g], _m._lastUse![i]); _members[g].Add(i); }
+            foreach (var j in _m._nodes[i].Inputs)
+            {
+                if (j < 0 || outs[j] == null) continue;
+                int o = _owner[j];
+                if (o < 0 || _groupLast[o] > i) continue;
+                var st = outs[j].Storage;
+                foreach (var k in _members[o]) outs[k] = null!;
+                _members.Remove(o);
+                _groupOf.Remove(st);
+                _m._ctx.Free(st);
+            }
+        }
     }
 
     /// <summary>Frees the tensors of the last pass.</summary>
@@ -193,7 +262,16 @@ public sealed class Model : IDisposable
     }
 
     /// <summary>Builds a model from <see cref="ArchitectureJson"/> output, with freshly initialised weights.</summary>
-    public static Model FromArchitecture(IBackend be, JsonObject arch, ulong seed = 0)
+    /// <param name="fileShapes">The parameter shapes a model file holds: each layer checks its own against them before it allocates.</param>
+    public static Model FromArchitecture(IBackend be, JsonObject arch, ulong seed = 0, IReadOnlyDictionary<string, int[]>? fileShapes = null)
+    {
+        var old = Layer.FileShapes;
+        Layer.FileShapes = fileShapes;
+        try { return FromArchitectureCore(be, arch, seed); }
+        finally { Layer.FileShapes = old; }
+    }
+
+    static Model FromArchitectureCore(IBackend be, JsonObject arch, ulong seed)
     {
         try
         {
@@ -215,9 +293,13 @@ public sealed class Model : IDisposable
             if (arch["classes"] is JsonArray cl) m.ClassNames = cl.Select(v => (string)v!).ToArray();
             return m;
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException or InvalidCastException or NullReferenceException or KeyNotFoundException)
         {
             throw new PerturbException($"bad architecture description: {e.Message}");
+        }
+        catch (OverflowException)
+        {
+            throw new PerturbException("bad architecture description: a layer's sizes overflow 32-bit counts");
         }
     }
 
@@ -261,10 +343,13 @@ public sealed class GraphBuilder
         if (_nodes.Count == 0) throw new PerturbException("a model needs at least one layer");
         var shapes = new List<int[]>();
         var nodes = new List<Node>();
+        Limits.Check($"input shape {Tensor.ShapeString(_inputShape)}: values per sample", Limits.Product(_inputShape), Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
         foreach (var (name, layer, inputs) in _nodes)
         {
             var ins = inputs.Select(j => j < 0 ? _inputShape : shapes[j]).ToArray();
-            shapes.Add(layer.Build(be, ins, seed));
+            var outShape = layer.Build(be, ins, seed);
+            Limits.Check($"layer '{name}' ({layer.Type}) output {Tensor.ShapeString(outShape)}: values per sample", Limits.Product(outShape), Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
+            shapes.Add(outShape);
             nodes.Add(new Node(layer, inputs));
         }
         return new Model(be, _inputShape, nodes, seed);

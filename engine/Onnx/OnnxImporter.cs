@@ -23,9 +23,7 @@ public static class OnnxImporter
 {
     public static Model Load(string path, IBackend be)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        byte[] bytes = IO.SafeFiles.ReadAllBytes(path, "model file");
         ModelProto mp;
         try { mp = ModelProto.Parser.ParseFrom(bytes); }
         catch (InvalidProtocolBufferException e) { throw new PerturbException($"{path}: not a valid ONNX file (the protobuf does not parse: {e.Message})"); }
@@ -95,7 +93,11 @@ sealed class Importer
         foreach (var n in g.Node)
         {
             _cur = n;
-            Convert(n);
+            // A node missing an input, output or attribute the operator needs (a damaged or hand-made file) is one
+            // error naming the node, not an index or key exception from deep inside the conversion.
+            try { Convert(n); }
+            catch (Exception e) when (e is ArgumentOutOfRangeException or IndexOutOfRangeException or KeyNotFoundException or InvalidOperationException or NullReferenceException or InvalidCastException or OverflowException)
+            { throw Err(n, $"malformed node (an input, output or attribute it needs is missing or of the wrong kind: {e.Message})"); }
         }
         if (g.Output.Count == 0) throw new PerturbException("the graph declares no output");
         var outName = g.Output[0].Name;
@@ -468,7 +470,10 @@ sealed class Importer
             if (da[i] != db[i] && da[i] != 1 && db[i] != 1) throw Err(n, $"constant shapes {Tensor.ShapeString(a.Dims)} and {Tensor.ShapeString(b.Dims)} do not broadcast");
             dout[i] = Math.Max(da[i], db[i]);
         }
-        int count = dout.Aggregate(1, (p, q) => p * q);
+        // A broadcast of [40000, 1] and [1, 40000] would fold into 1.6 billion values: check before allocating.
+        long count64 = Limits.Product(dout);
+        Limits.Check($"{n.OpType} node '{NodeName(n)}': folding constants of shapes {Tensor.ShapeString(a.Dims)} and {Tensor.ShapeString(b.Dims)} makes {Tensor.ShapeString(dout)}; values", count64, Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
+        int count = (int)count64;
         var v = new double[count];
         var idx = new int[r];
         for (int e = 0; e < count; e++)

@@ -34,7 +34,7 @@ public static class HtmlReport
     public static JsonObject? ReadMeta(string path)
     {
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o["meta"] is JsonObject m ? (JsonObject)m.DeepClone() : null; }
+        try { return JsonNode.Parse(IO.SafeFiles.ReadAllText(path, "results file")) is JsonObject o && o["meta"] is JsonObject m ? (JsonObject)m.DeepClone() : null; }
         catch (JsonException) { return null; }
     }
 
@@ -121,7 +121,8 @@ public static class HtmlReport
     static string SummaryTable(IReadOnlyList<ResultRow> rows)
     {
         bool multi = rows.Select(r => (r.Model, r.Data)).Distinct().Count() > 1;
-        bool settings = rows.Any(r => ParamsKey(r.Params).Length > 0);
+        var key = ParamsKeyer(rows);
+        bool settings = rows.Any(r => key(r).Length > 0);
         var sb = new StringBuilder("<table class=\"sum\"><thead><tr>");
         var heads = new List<string>();
         if (multi) heads.AddRange(new[] { "model", "data" });
@@ -135,7 +136,7 @@ public static class HtmlReport
             sb.Append("<tr>");
             if (multi) sb.Append("<td class=\"t\">").Append(E(r.Model ?? "")).Append("</td><td class=\"t\">").Append(E(r.Data ?? "")).Append("</td>");
             sb.Append("<td class=\"t\">").Append(E(r.Attack)).Append(r.Targeted ? " (targeted)" : "").Append("</td>");
-            if (settings) sb.Append("<td class=\"t\">").Append(E(ParamsKey(r.Params))).Append("</td>");
+            if (settings) sb.Append("<td class=\"t\">").Append(E(key(r))).Append("</td>");
             sb.Append("<td>").Append(r.Eps is { } e ? Eps255(e) : "&ndash;").Append("</td>")
               .Append("<td class=\"t\">").Append(E(r.Norm ?? "")).Append("</td>")
               .Append("<td>").Append(r.N.ToString(Inv)).Append("</td>")
@@ -156,8 +157,9 @@ public static class HtmlReport
     {
         bool multi = rows.Select(r => (r.Model, r.Data)).Distinct().Count() > 1;
         var list = new List<Curve>();
+        var key = ParamsKeyer(rows);
         foreach (var g in rows.Where(r => r.Eps is { } e && double.IsFinite(e))
-                     .GroupBy(r => (r.Model, r.Data, r.Attack, r.Norm, r.Targeted, P: ParamsKey(r.Params))))
+                     .GroupBy(r => (r.Model, r.Data, r.Attack, r.Norm, r.Targeted, P: key(r))))
         {
             var pts = g.OrderBy(r => r.Eps!.Value).ToList();
             if (pts.Select(r => r.Eps).Distinct().Count() < 2) continue;
@@ -169,8 +171,19 @@ public static class HtmlReport
         return list;
     }
 
-    static string ParamsKey(JsonObject? p) =>
-        p == null ? "" : string.Join(" ", p.Where(kv => kv.Key != "example_kind").OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Value(kv.Value)}"));
+    /// <summary>
+    /// The settings that tell an attack's rows apart: rows carry every setting of their attack in params, so only the
+    /// keys whose values differ between rows of the same attack are shown (norm has its own column).
+    /// </summary>
+    static Func<ResultRow, string> ParamsKeyer(IReadOnlyList<ResultRow> rows)
+    {
+        static string V(ResultRow r, string k) => r.Params != null && r.Params.TryGetPropertyValue(k, out var v) ? Value(v) : "\u0000";
+        var shown = rows.GroupBy(r => r.Attack).ToDictionary(g => g.Key, g =>
+            g.SelectMany(r => r.Params?.Select(kv => kv.Key) ?? Enumerable.Empty<string>()).Distinct()
+             .Where(k => k is not ("example_kind" or "norm") && g.Select(r => V(r, k)).Distinct().Count() > 1)
+             .OrderBy(k => k, StringComparer.Ordinal).ToList());
+        return r => r.Params == null ? "" : string.Join(" ", shown[r.Attack].Where(k => r.Params.ContainsKey(k)).Select(k => $"{k}={Value(r.Params[k])}"));
+    }
 
     static string Value(JsonNode? v) => v switch
     {

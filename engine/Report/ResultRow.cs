@@ -23,7 +23,10 @@ public sealed record ResultRow
     public double? Eps { get; init; }
     public string? Norm { get; init; }
     public bool Targeted { get; init; }
-    /// <summary>Attack settings that define the cell (steps, pixels, population, ...), free form.</summary>
+    /// <summary>
+    /// Every setting of the attack as it ran (from the attack's setting descriptors, keys sorted: steps, norm, seed,
+    /// ...); other producers (the demo's patch and backdoor rows) add their own figures.
+    /// </summary>
     public JsonObject? Params { get; init; }
     public int N { get; init; }
     public double CleanAccuracy { get; init; } = double.NaN;
@@ -36,6 +39,8 @@ public sealed record ResultRow
     public double MeanSsim { get; init; } = double.NaN;
     public double MeanQueries { get; init; } = double.NaN;
     public double MedianQueries { get; init; } = double.NaN;
+    /// <summary>Universal perturbations: fraction of samples whose prediction the perturbation changes.</summary>
+    public double FoolingRate { get; init; } = double.NaN;
     /// <summary>Wall time of the whole attack run this row came from (all its budgets together).</summary>
     public double Seconds { get; init; } = double.NaN;
     public double ImagesPerSecond { get; init; } = double.NaN;
@@ -44,19 +49,24 @@ public sealed record ResultRow
     /// <summary>Relative path (from the results file's folder) of an .npz with example images, or null.</summary>
     public string? Examples { get; init; }
 
-    /// <summary>One row per budget of an attack result.</summary>
+    /// <summary>
+    /// One row per budget of an attack result. The norm and params come from the attack's settings (the run's
+    /// <see cref="AttackResult.Params"/>); <paramref name="norm"/> overrides the norm for attacks without one (the
+    /// demo calls one-pixel "l0").
+    /// </summary>
     public static IEnumerable<ResultRow> FromAttack(AttackResult r, string? model, string? data, string? split, string? device,
-        string? norm = null, JsonObject? parameters = null, string? cell = null)
+        string? cell = null, string? norm = null)
     {
+        norm ??= r.Params?["norm"] is JsonValue nv && nv.TryGetValue(out string? ns) ? ns : null;
         foreach (var e in r.Results)
             yield return new ResultRow
             {
                 Cell = cell, Model = model, Data = data, Split = split, Attack = r.Attack, Eps = e.Eps, Norm = norm,
-                Targeted = r.Targets != null, Params = parameters == null ? null : (JsonObject)parameters.DeepClone(), N = r.N,
+                Targeted = r.Targets != null, Params = r.Params == null ? null : (JsonObject)r.Params.DeepClone(), N = r.N,
                 CleanAccuracy = r.CleanAccuracy, RobustAccuracy = e.RobustAccuracy, SuccessRate = e.SuccessRate,
                 MeanL2 = e.MeanL2, MedianL2 = e.MedianL2, MaxLinf = e.MaxLinf, MeanPsnr = e.MeanPsnr, MeanSsim = e.MeanSsim,
-                MeanQueries = e.MeanQueries, MedianQueries = e.MedianQueries, Seconds = r.Seconds, ImagesPerSecond = r.ImagesPerSecond,
-                Device = device, Seed = r.Seed,
+                MeanQueries = e.MeanQueries, MedianQueries = e.MedianQueries, FoolingRate = e.FoolingRate,
+                Seconds = r.Seconds, ImagesPerSecond = r.ImagesPerSecond, Device = device, Seed = r.Seed,
             };
     }
 
@@ -70,7 +80,7 @@ public sealed record ResultRow
         ["clean_accuracy"] = D(CleanAccuracy), ["robust_accuracy"] = D(RobustAccuracy), ["success_rate"] = D(SuccessRate),
         ["mean_l2"] = D(MeanL2), ["median_l2"] = D(MedianL2), ["max_linf"] = D(MaxLinf), ["mean_psnr"] = D(MeanPsnr),
         ["mean_ssim"] = D(MeanSsim), ["mean_queries"] = D(MeanQueries), ["median_queries"] = D(MedianQueries),
-        ["seconds"] = D(Seconds), ["images_per_second"] = D(ImagesPerSecond), ["device"] = Device, ["seed"] = Seed,
+        ["fooling_rate"] = D(FoolingRate), ["seconds"] = D(Seconds), ["images_per_second"] = D(ImagesPerSecond), ["device"] = Device, ["seed"] = Seed,
         ["examples"] = Examples,
     };
 
@@ -93,7 +103,7 @@ public sealed record ResultRow
                 CleanAccuracy = Num(o, "clean_accuracy"), RobustAccuracy = Num(o, "robust_accuracy"), SuccessRate = Num(o, "success_rate"),
                 MeanL2 = Num(o, "mean_l2"), MedianL2 = Num(o, "median_l2"), MaxLinf = Num(o, "max_linf"), MeanPsnr = Num(o, "mean_psnr"),
                 MeanSsim = Num(o, "mean_ssim"), MeanQueries = Num(o, "mean_queries"), MedianQueries = Num(o, "median_queries"),
-                Seconds = Num(o, "seconds"), ImagesPerSecond = Num(o, "images_per_second"), Device = Str(o, "device"),
+                FoolingRate = Num(o, "fooling_rate"), Seconds = Num(o, "seconds"), ImagesPerSecond = Num(o, "images_per_second"), Device = Str(o, "device"),
                 Seed = o["seed"] is JsonValue sv && sv.TryGetValue(out ulong s) ? s : 0, Examples = Str(o, "examples"),
             };
         }
@@ -124,6 +134,25 @@ public sealed record ResultRow
     }
 
     /// <summary>
+    /// The per-sample table of one budget of an attack run (results_EPS.csv): index, label, target, predictions,
+    /// confidences, norms, steps, gradients, and queries for search attacks.
+    /// </summary>
+    public static string SampleCsv(AttackResult a, int epsIndex)
+    {
+        var r = a.Results[epsIndex];
+        var sb = new StringBuilder();
+        var inv = CultureInfo.InvariantCulture;
+        sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients"
+            + (r.Queries != null ? ",queries" : ""));
+        for (int i = 0; i < a.N; i++)
+            sb.AppendLine(string.Format(inv, "{0},{1},{2},{3},{4},{5},{6},{7:G6},{8:G6},{9:G6},{10:G6},{11},{12:G6},{13:G6},{14},{15}",
+                i, r.Eps?.ToString("G6", inv) ?? "", a.Labels[i], a.Targets?[i].ToString(inv) ?? "", a.PredictedBefore[i], r.PredictedAfter[i],
+                r.Success[i] ? 1 : 0, a.ConfidenceBefore[i], a.TrueConfidenceBefore[i], r.ConfidenceAfter[i], r.TrueConfidenceAfter[i],
+                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : ""));
+        return sb.ToString();
+    }
+
+    /// <summary>
     /// Reads rows from a results.json (an object with a "rows" array, or a bare array), a <c>perturb attack --json</c>
     /// summary, or a .jsonl (one row per line; a torn last line from a killed writer is ignored). Errors name the file
     /// and the line.
@@ -131,8 +160,7 @@ public sealed record ResultRow
     public static List<ResultRow> ReadFile(string path)
     {
         string text;
-        try { text = File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        text = IO.SafeFiles.ReadAllText(path, "results file");
         var rows = new List<ResultRow>();
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {

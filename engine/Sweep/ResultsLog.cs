@@ -26,8 +26,7 @@ public static class ResultsLog
         var done = new Dictionary<string, List<ResultRow>>();
         if (!File.Exists(path)) return new State(done, 0, 0, 0);
         byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read: {e.Message}"); }
+        bytes = IO.SafeFiles.ReadAllBytes(path, "results file");
 
         // Complete lines (ending in '\n') with their end offsets; a last line without '\n' is torn.
         var rows = new List<(ResultRow Row, long End, int Line)>();
@@ -96,8 +95,29 @@ public static class ResultsLog
             throw new PerturbException($"{path}:{line}: cell '{cell.Id}' has budgets [{string.Join(", ", got)}] but the spec asks for [{string.Join(", ", want)}]; the spec changed since these rows were written (use another --out)");
         if (split != null && rows.Any(r => r.Split != split))
             throw new PerturbException($"{path}:{line}: cell '{cell.Id}' was run on the {rows[0].Split} split but the spec says {split} (use another --out)");
-        if (rows.Any(r => r.Seed != cell.Settings.Seed))
-            throw new PerturbException($"{path}:{line}: cell '{cell.Id}' was run with seed {rows[0].Seed} but the spec says {cell.Settings.Seed} (use another --out)");
+        if (rows.Any(r => r.Seed != cell.Seed))
+            throw new PerturbException($"{path}:{line}: cell '{cell.Id}' was run with seed {rows[0].Seed} but the spec says {cell.Seed} (use another --out)");
+    }
+
+    /// <summary>
+    /// Takes the exclusive lock of a results file (a lock file beside it, <c>NAME.lock</c>, held open with no sharing
+    /// for as long as the returned handle lives): a second sweep on the same file fails at once with a clear error
+    /// instead of writing every cell a second time. The lock file is left in place; it holds nothing.
+    /// </summary>
+    public static IDisposable Lock(string path)
+    {
+        var full = Path.GetFullPath(path);
+        var lockPath = full + ".lock";
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            return new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e) when ((e.HResult & 0xFFFF) == 32 || e.Message.Contains("another process", StringComparison.Ordinal))
+        {
+            throw new PerturbException($"{path}: another sweep is writing this results file (its lock {lockPath} is held); wait for it to finish, or give this one another --out");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot create the lock file {lockPath}: {e.Message}"); }
     }
 
     /// <summary>Appends all of a cell's rows in one write, then flushes and fsyncs: a crash leaves whole cells, or a torn tail.</summary>

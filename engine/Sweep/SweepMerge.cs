@@ -36,6 +36,7 @@ public static class SweepMerge
             }
             foreach (var id in order)
             {
+                here[id] = OnceEach(here[id], id, path, ref dups);
                 if (cells.TryGetValue(id, out var prev))
                 {
                     if (Key(prev.Rows) != Key(here[id]))
@@ -60,6 +61,32 @@ public static class SweepMerge
         else ids = cells.Keys.OrderBy(k => k, StringComparer.Ordinal);
         var all = ids.SelectMany(id => cells[id].Rows).Concat(noCell).ToList();
         return new Result(all, cells.Count, dups, missing);
+    }
+
+    /// <summary>
+    /// A cell written twice into one file (two sweeps on one --out, or a file concatenated with itself) has each budget
+    /// twice: the copies must agree and are kept once; copies that differ are an error naming the file and cell.
+    /// </summary>
+    static List<ResultRow> OnceEach(List<ResultRow> rows, string id, string path, ref int dups)
+    {
+        var first = new Dictionary<double, ResultRow>();
+        var kept = new List<ResultRow>();
+        bool repeated = false;
+        foreach (var r in rows)
+        {
+            double e = r.Eps ?? double.NaN; // NaN keys compare equal in a Dictionary<double, ...>
+            if (first.TryGetValue(e, out var f))
+            {
+                if (Key(new() { f }) != Key(new() { r }))
+                    throw new PerturbException($"merge: {path}: cell '{id}' appears more than once with different results (two runs wrote into one file; keep one of them)");
+                repeated = true;
+                continue;
+            }
+            first[e] = r;
+            kept.Add(r);
+        }
+        if (repeated) dups++;
+        return kept;
     }
 
     /// <summary>A cell's rows as comparable text, without the timing figures.</summary>

@@ -97,6 +97,7 @@ public static class SweepRunner
     {
         var log = o.Log ?? (_ => { });
         var mine = spec.Cells.Where(c => o.Shard.Owns(c.Index)).ToList();
+        using var held = ResultsLog.Lock(o.OutPath);
         var state = ResultsLog.Recover(o.OutPath, spec.Cells.ToDictionary(c => c.Id), spec.Split);
         if (state.CutBytes > 0)
             log($"{o.OutPath}: cut {state.CutBytes} bytes of an interrupted write ({state.CutRows} rows of an unfinished cell, and any torn line)");
@@ -160,7 +161,7 @@ public static class SweepRunner
                     return new SweepSummary(o.OutPath, mine.Count, skipped, ran, true);
                 }
                 log($"cell {i + 1}/{mine.Count} (skipped {skipped} done): {cell.Id}");
-                var run = batches.TryGetValue(cell.Model, out int mb) ? cell with { Settings = cell.Settings with { MaxBatch = mb } } : cell;
+                var run = batches.TryGetValue(cell.Model, out int mb) ? cell with { MaxBatch = mb } : cell;
                 var rows = RunCell(spec, run, models[cell.Model], data[cell.Data], be.Name);
                 ResultsLog.Append(o.OutPath, rows);
                 ran.Add(cell.Id);
@@ -183,13 +184,9 @@ public static class SweepRunner
     /// <summary>Runs one cell: all its budgets in one attack run; one row per budget.</summary>
     public static List<ResultRow> RunCell(SweepSpec spec, SweepCell cell, Model model, Dataset d, string device)
     {
-        var attack = AttackRegistry.Create(cell.Attack, cell.Settings);
-        var goal = AttackGoal.Parse(cell.Targeted, d.Count, cell.Settings.Seed);
+        var attack = AttackRegistry.Create(cell.Attack, cell.Settings, cell.MaxBatch);
+        var goal = AttackGoal.Parse(cell.Targeted, d.Count, cell.Seed);
         var r = attack.Run(model, d.X, d.Labels, goal, cell.Eps);
-        string? norm = cell.Settings.Norm is { } n ? Name(n)
-            : attack.GetType().GetProperty("Norm")?.GetValue(attack) is Norm an ? Name(an) : null;
-        return ResultRow.FromAttack(r, cell.Model, cell.Data, spec.Split, device, norm, cell.Params, cell.Id).ToList();
+        return ResultRow.FromAttack(r, cell.Model, cell.Data, spec.Split, device, cell.Id).ToList();
     }
-
-    static string Name(Norm n) => n == Norm.L2 ? "l2" : "linf";
 }

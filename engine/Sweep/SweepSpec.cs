@@ -22,9 +22,14 @@ public sealed record SweepCell
     public required string Data { get; init; }
     public required string DataSpec { get; init; }
     public required string Attack { get; init; }
-    /// <summary>The grid point (keys sorted), stored in each row's params.</summary>
+    /// <summary>The grid point (keys sorted): the part of the cell id after the attack.</summary>
     public required JsonObject Params { get; init; }
-    public required AttackSettings Settings { get; init; }
+    /// <summary>The attack's settings the spec gives (fixed and grid, by snake_case name); the rest keep their defaults.</summary>
+    public required IReadOnlyDictionary<string, object> Settings { get; init; }
+    /// <summary>Seed of the attack and of a random target.</summary>
+    public ulong Seed { get; init; }
+    /// <summary>Most rows on the device at once (the runner replaces it per model when the spec says auto).</summary>
+    public int MaxBatch { get; init; } = 256;
     /// <summary>Null (untargeted), "random", "least-likely" or a class index.</summary>
     public string? Targeted { get; init; }
     /// <summary>Budgets in pixel units; null for budget-free attacks.</summary>
@@ -58,20 +63,18 @@ public sealed class SweepSpec
 
     static readonly string[] TopKeys = { "models", "data", "split", "n", "seed", "data_seed", "device", "batch_size", "attacks" };
     static readonly string[] AttackOnlyKeys = { "name", "eps", "grid", "label" };
-    /// <summary>Attack settings (snake_case), allowed as fixed keys of an attack or as grid keys.</summary>
-    public static readonly string[] SettingKeys =
-    {
-        "norm", "steps", "step_size", "rel_step_size", "restarts", "random_start", "early_stop", "kappa", "binary_steps",
-        "initial_c", "learning_rate", "momentum", "top_k", "overshoot", "theta", "gamma", "eot_samples", "fooling_target",
-        "max_passes", "pixels", "population", "iterations", "queries", "query_batch", "candidates", "targeted", "seed",
-    };
+    /// <summary>Keys of an attack object, fixed or in its grid, besides the attack's own settings.</summary>
+    public const string GoalKey = "targeted";
+
+    /// <summary>The keys an attack object may hold fixed or in its grid: the attack's settings (from the binder) and the goal.</summary>
+    public static IEnumerable<string> SettingKeys(AttackInfo a) => a.Settings.Select(s => s.Name).Append(GoalKey);
 
     /// <param name="checkFiles">Whether model files and data paths must exist (merge only needs the cell list).</param>
     public static SweepSpec Load(string path, bool checkFiles = true)
     {
         string text;
-        try { text = File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read the sweep spec: {e.Message}", 2); }
+        try { text = IO.SafeFiles.ReadAllText(path, "sweep spec"); }
+        catch (PerturbException e) { throw new PerturbException($"{path}: cannot read the sweep spec: {(e.Message.StartsWith(path + ": ") ? e.Message[(path.Length + 2)..] : e.Message)}", 2); }
         JsonNode? root;
         try { root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new PerturbException($"{path}: not valid JSON: {e.Message}", 2); }
@@ -95,14 +98,13 @@ public sealed class SweepSpec
         var data = StringList(o, "data", path, required: true);
         string split = o["split"] == null ? "test" : Str(o["split"], "split", path);
         if (split is not ("train" or "val" or "test")) throw Bad($"'split' must be train, val or test, got '{split}'");
-        int n = o["n"] == null ? 100 : Int(o["n"], "n", path);
-        ulong seed = o["seed"] == null ? 0 : ULong(o["seed"], "seed", path);
-        ulong dataSeed = o["data_seed"] == null ? 0 : ULong(o["data_seed"], "data_seed", path);
+        int n = o["n"] == null ? 100 : Values.Int(o["n"], $"{path}: n", ValueRange.NonNegative);
+        ulong seed = o["seed"] == null ? 0 : Values.Seed(o["seed"], $"{path}: seed");
+        ulong dataSeed = o["data_seed"] == null ? 0 : Values.Seed(o["data_seed"], $"{path}: data_seed");
         string device = o["device"] == null ? "auto" : Str(o["device"], "device", path);
         if (!Devices.Kinds.Contains(device)) throw Bad($"'device' must be one of {string.Join(", ", Devices.Kinds)}, got '{device}'");
         int? batchSize = o["batch_size"] is null || o["batch_size"] is JsonValue bv && bv.TryGetValue(out string? bs) && bs == "auto"
-            ? null : Int(o["batch_size"], "batch_size", path);
-        if (batchSize < 1) throw Bad($"'batch_size' must be a positive integer or \"auto\", got {batchSize}");
+            ? null : Values.Int(o["batch_size"], $"{path}: batch_size (or \"auto\")", ValueRange.AtLeast(1));
         int batch = batchSize ?? 256; // the cells' placeholder when auto: the runner sets each model's own
 
         var modelPaths = new List<string>();
@@ -118,7 +120,7 @@ public sealed class SweepSpec
 
         if (o["attacks"] is not JsonArray attacks || attacks.Count == 0)
             throw Bad("'attacks' must be a non-empty array of objects like {\"name\": \"pgd\", \"eps\": [\"1/255\"]}");
-        var perAttack = new List<(string Name, string? Label, List<(JsonObject Params, AttackSettings S, string? Targeted)> Points, float[]? Eps)>();
+        var perAttack = new List<(string Name, string? Label, List<(JsonObject Params, Dictionary<string, object> S, string? Targeted)> Points, float[]? Eps)>();
         for (int a = 0; a < attacks.Count; a++)
         {
             if (attacks[a] is not JsonObject ao) throw Bad($"attacks[{a}] must be an object");
@@ -126,24 +128,26 @@ public sealed class SweepSpec
             if (ao["name"] is null) throw Bad($"{where}: missing 'name' (one of {string.Join(", ", AttackRegistry.AllNames)})");
             string name = Str(ao["name"], $"{where}.name", path);
             if (!AttackRegistry.AllNames.Contains(name)) throw Bad($"{where}.name: unknown attack '{name}' (choose {string.Join(", ", AttackRegistry.AllNames)})");
+            var info = AttackRegistry.Get(name);
+            var keys = SettingKeys(info).ToList();
             where = $"attacks[{a}] ({name})";
             foreach (var k in ao.Select(p => p.Key))
-                if (!AttackOnlyKeys.Contains(k) && !SettingKeys.Contains(k))
-                    throw Bad($"{where}: unknown key '{k}' (known: {string.Join(", ", AttackOnlyKeys.Concat(SettingKeys))})");
+                if (!AttackOnlyKeys.Contains(k) && !keys.Contains(k))
+                    throw Bad($"{where}: unknown key '{k}' (known: {string.Join(", ", AttackOnlyKeys.Concat(keys))})");
             string? label = ao["label"] == null ? null : Str(ao["label"], $"{where}.label", path);
             float[]? eps = null;
             if (ao["eps"] is JsonNode en)
             {
                 var items = en is JsonArray ea ? ea.ToList() : new List<JsonNode?> { en };
                 if (items.Count == 0) throw Bad($"{where}.eps: empty list");
-                eps = items.Select((v, i) => Fraction(v, $"{where}.eps[{i}]", path)).ToArray();
+                eps = items.Select((v, i) => (float)Values.Number(v, $"{path}: {where}.eps[{i}]", ValueRange.NonNegative)).ToArray();
                 if (eps.Distinct().Count() != eps.Length) throw Bad($"{where}.eps: repeated budget");
             }
 
-            var baseSettings = new AttackSettings { Seed = seed, MaxBatch = batch };
+            var baseSettings = new Dictionary<string, object> { ["seed"] = seed };
             string? targeted = null;
             foreach (var (k, v) in ao)
-                if (SettingKeys.Contains(k)) (baseSettings, targeted) = Apply(baseSettings, targeted, k, v, $"{where}.{k}", path);
+                if (keys.Contains(k)) targeted = Apply(info, baseSettings, targeted, k, v, $"{path}: {where}.{k}");
 
             // The grid: keys sorted, each a non-empty list; the points are their product (last key fastest).
             var gridKeys = new List<(string Key, JsonArray Values)>();
@@ -152,19 +156,26 @@ public sealed class SweepSpec
                 if (gn is not JsonObject go) throw Bad($"{where}.grid must be an object of lists, e.g. {{\"steps\": [10, 20]}}");
                 foreach (var (k, v) in go.OrderBy(p => p.Key, StringComparer.Ordinal))
                 {
-                    if (!SettingKeys.Contains(k)) throw Bad($"{where}.grid: unknown key '{k}' (known: {string.Join(", ", SettingKeys)})");
+                    if (!keys.Contains(k)) throw Bad($"{where}.grid: unknown key '{k}' (known: {string.Join(", ", keys)})");
                     if (ao.ContainsKey(k)) throw Bad($"{where}: '{k}' is both a fixed setting and a grid key");
                     var arr = v is JsonArray va ? va : new JsonArray(v?.DeepClone());
                     if (arr.Count == 0) throw Bad($"{where}.grid.{k}: empty list");
                     gridKeys.Add((k, arr));
                 }
             }
-            var points = new List<(JsonObject, AttackSettings, string?)>();
-            int total = gridKeys.Aggregate(1, (p, g) => checked(p * g.Values.Count));
+            var points = new List<(JsonObject, Dictionary<string, object>, string?)>();
+            // The grid's size is checked before a single point is made: 1000 x 1000 x 1000 is refused from its counts.
+            long gridSize = Limits.Product(gridKeys.Select(g => (long)g.Values.Count));
+            long cellsSoFar = perAttack.Sum(p => (long)p.Points.Count);
+            long cellsNow = gridSize < 0 ? -1 : Limits.Product(new[] { (long)models.Count, data.Count, cellsSoFar + gridSize });
+            if (cellsNow < 0 || cellsNow > Limits.MaxSweepCells)
+                throw new PerturbException($"{path}: {where}: the grid has {(gridSize < 0 ? "more than 2^63" : gridSize.ToString("N0", CultureInfo.InvariantCulture))} points, " +
+                    $"which makes {(cellsNow < 0 ? "more than 2^63" : cellsNow.ToString("N0", CultureInfo.InvariantCulture))} cells with {models.Count} models and {data.Count} data sets; the limit is {Limits.MaxSweepCells.ToString("N0", CultureInfo.InvariantCulture)} (set PERTURB_MAX_SWEEP_CELLS to raise it; see docs/limits.md)", 2);
+            int total = (int)gridSize;
             for (int pi = 0; pi < total; pi++)
             {
                 var prm = new JsonObject();
-                var s = baseSettings; var t = targeted;
+                var s = new Dictionary<string, object>(baseSettings); var t = targeted;
                 int rest = pi;
                 var idx = new int[gridKeys.Count];
                 for (int g = gridKeys.Count - 1; g >= 0; g--) { idx[g] = rest % gridKeys[g].Values.Count; rest /= gridKeys[g].Values.Count; }
@@ -172,12 +183,12 @@ public sealed class SweepSpec
                 {
                     var (k, vals) = gridKeys[g];
                     var v = vals[idx[g]];
-                    (s, t) = Apply(s, t, k, v, $"{where}.grid.{k}[{idx[g]}]", path);
+                    t = Apply(info, s, t, k, v, $"{path}: {where}.grid.{k}[{idx[g]}]");
                     prm[k] = v?.DeepClone();
                 }
-                // Let the registry check the settings now, before any work starts.
+                // Let the attack check its settings together now, before any work starts.
                 IAttack attack;
-                try { attack = AttackRegistry.Create(name, s); }
+                try { attack = info.Create(s); (attack as Attack)?.CheckSettings(); }
                 catch (PerturbException e) { throw Bad($"{where}{(gridKeys.Count > 0 ? " at " + prm.ToJsonString() : "")}: {e.Message}"); }
                 if (attack.NeedsEpsilon && eps == null) throw Bad($"{where}: attack {name} needs 'eps' (e.g. \"eps\": [\"1/255\", \"2/255\"])");
                 if (!attack.NeedsEpsilon && eps != null) throw Bad($"{where}: attack {name} has no budget; leave out 'eps'");
@@ -208,6 +219,7 @@ public sealed class SweepSpec
                         {
                             Index = cells.Count, Id = id, Model = models[mi], ModelPath = modelPaths[mi], Data = data[di], DataSpec = dataSpecs[di],
                             Attack = perAttack[a].Name, Params = (JsonObject)prm.DeepClone(), Settings = s, Targeted = t, Eps = perAttack[a].Eps,
+                            Seed = (ulong)s["seed"], MaxBatch = batch,
                         });
                     }
 
@@ -247,45 +259,13 @@ public sealed class SweepSpec
         return full + opts;
     }
 
-    static (AttackSettings, string?) Apply(AttackSettings s, string? targeted, string key, JsonNode? v, string where, string path)
+    /// <summary>Puts one spec value into the settings (parsed and range-checked by the binder); returns the goal.</summary>
+    static string? Apply(AttackInfo info, Dictionary<string, object> s, string? targeted, string key, JsonNode? v, string where)
     {
-        int I() { int i = Int(v, where, path); return i >= 0 ? i : throw new PerturbException($"{path}: {where}: must be 0 or positive, got {i}", 2); }
-        float F() => Fraction(v, where, path);
-        bool B() => v is JsonValue jv && jv.TryGetValue(out bool b) ? b : throw new PerturbException($"{path}: {where}: expected true or false, got {v?.ToJsonString() ?? "null"}", 2);
-        switch (key)
-        {
-            case "norm":
-                var ns = Str(v, where, path);
-                return (s with { Norm = ns switch { "linf" => Norm.Linf, "l2" => Norm.L2, _ => throw new PerturbException($"{path}: {where}: norm must be linf or l2, got '{ns}'", 2) } }, targeted);
-            case "steps": return (s with { Steps = I() }, targeted);
-            case "step_size": return (s with { StepSize = F() }, targeted);
-            case "rel_step_size": return (s with { RelStepSize = F() }, targeted);
-            case "restarts": return (s with { Restarts = I() }, targeted);
-            case "random_start": return (s with { RandomStart = B() }, targeted);
-            case "early_stop": return (s with { EarlyStop = B() }, targeted);
-            case "kappa": return (s with { Kappa = F() }, targeted);
-            case "binary_steps": return (s with { BinarySteps = I() }, targeted);
-            case "initial_c": return (s with { InitialC = F() }, targeted);
-            case "learning_rate": return (s with { LearningRate = F() }, targeted);
-            case "momentum": return (s with { Momentum = F() }, targeted);
-            case "top_k": return (s with { TopK = I() }, targeted);
-            case "overshoot": return (s with { Overshoot = F() }, targeted);
-            case "theta": return (s with { Theta = F() }, targeted);
-            case "gamma": return (s with { Gamma = F() }, targeted);
-            case "eot_samples": return (s with { EotSamples = I() }, targeted);
-            case "fooling_target": return (s with { FoolingTarget = F() }, targeted);
-            case "max_passes": return (s with { MaxPasses = I() }, targeted);
-            case "pixels": return (s with { Pixels = I() }, targeted);
-            case "population": return (s with { Population = I() }, targeted);
-            case "iterations": return (s with { Iterations = I() }, targeted);
-            case "queries": return (s with { Queries = I() }, targeted);
-            case "query_batch": return (s with { QueryBatch = I() }, targeted);
-            case "candidates": return (s with { Candidates = I() }, targeted);
-            case "seed": return (s with { Seed = ULong(v, where, path) }, targeted);
-            case "targeted":
-                return (s, v is JsonValue tv && tv.TryGetValue(out int cls) ? cls.ToString(CultureInfo.InvariantCulture) : Str(v, where, path));
-            default: throw new PerturbException($"{path}: {where}: unknown setting '{key}'", 2);
-        }
+        if (key == GoalKey)
+            return v is JsonValue tv && tv.TryGetValue(out int cls) ? cls.ToString(CultureInfo.InvariantCulture) : Values.String(v, where);
+        s[key] = info.Find(key)!.Parse(v, where);
+        return targeted;
     }
 
     static List<string> StringList(JsonObject o, string key, string path, bool required)
@@ -304,37 +284,4 @@ public sealed class SweepSpec
     static string Str(JsonNode? v, string where, string path) =>
         v is JsonValue jv && jv.TryGetValue(out string? s) && !string.IsNullOrWhiteSpace(s) ? s
             : throw new PerturbException($"{path}: {where}: expected a non-empty string, got {v?.ToJsonString() ?? "null"}", 2);
-
-    static int Int(JsonNode? v, string where, string path)
-    {
-        if (v is JsonValue jv && jv.TryGetValue(out double d) && d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue) return (int)d;
-        throw new PerturbException($"{path}: {where}: expected an integer, got {v?.ToJsonString() ?? "null"}", 2);
-    }
-
-    static ulong ULong(JsonNode? v, string where, string path)
-    {
-        if (v is JsonValue jv && jv.TryGetValue(out ulong u)) return u;
-        throw new PerturbException($"{path}: {where}: expected a non-negative integer, got {v?.ToJsonString() ?? "null"}", 2);
-    }
-
-    /// <summary>A non-negative finite number, or a string "A/B" or "A" (e.g. "8/255").</summary>
-    static float Fraction(JsonNode? v, string where, string path)
-    {
-        double x = double.NaN;
-        if (v is JsonValue jv)
-        {
-            if (jv.TryGetValue(out double d)) x = d;
-            else if (jv.TryGetValue(out string? s) && s != null)
-            {
-                var parts = s.Split('/');
-                if (parts.Length <= 2 && parts.All(p => double.TryParse(p.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out _)))
-                {
-                    x = double.Parse(parts[0].Trim(), CultureInfo.InvariantCulture);
-                    if (parts.Length == 2) x /= double.Parse(parts[1].Trim(), CultureInfo.InvariantCulture);
-                }
-            }
-        }
-        if (double.IsFinite(x) && x >= 0) return (float)x;
-        throw new PerturbException($"{path}: {where}: expected a non-negative number or a fraction like \"8/255\", got {v?.ToJsonString() ?? "null"}", 2);
-    }
 }

@@ -79,7 +79,7 @@ public static class AdversarialTraining
     /// <summary>Accuracy under Linf PGD (the attack engine's PGD, <paramref name="steps"/> steps, random start) at eps.</summary>
     public static double RobustAccuracy(Model model, Dataset d, float eps, int steps, ulong seed)
     {
-        var attack = AttackRegistry.Create("pgd", new AttackSettings { Steps = steps, Seed = seed, EarlyStop = true });
+        var attack = new Perturb.Engine.Attacks.Gradient.Pgd { Steps = steps, Seed = seed, EarlyStop = true };
         return attack.Run(model, d.X, d.Labels, AttackGoal.Untargeted, new[] { eps }).Results[0].RobustAccuracy;
     }
 }

@@ -78,7 +78,11 @@ public static class Trainer
                 for (int i = 0; i < n; i++) if (pred[i] == (int)lab[i]) correct++;
                 model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
                 opt.Step();
-                lossSum += loss.Mean() * n;
+                double batchLoss = loss.Mean();
+                // A NaN or infinite loss poisons every weight it reaches: stop, and let the caller save nothing.
+                if (!double.IsFinite(batchLoss))
+                    throw new PerturbException($"training stopped at epoch {ep + 1}, batch {b + 1} of {batches}: the loss became {batchLoss} (diverged; try a lower --lr, or check the data for NaN); no model was saved");
+                lossSum += batchLoss * n;
                 progress?.Invoke(ep, b + 1, batches);
             }
             model.ReleaseActivations();
@@ -135,7 +139,7 @@ public static class Evaluator
         {
             int n = Math.Min(batchSize, d.Count - start);
             using var x = be.FromArray(d.X.AsSpan(start * d.SampleSize, n * d.SampleSize), n, d.Channels, d.Height, d.Width);
-            var logits = model.Forward(x);
+            var logits = model.Infer(x);
             var p = Losses.Probabilities(be, logits);
             for (int i = 0; i < n; i++)
             {

@@ -215,7 +215,7 @@ public static class WsiAnalysis
         {
             int m = Math.Min(batch, n - st);
             using var tt = be.FromArray(x.AsSpan((int)((long)st * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
-            var z = model.Forward(tt);
+            var z = model.Infer(tt);
             Losses.Predict(be, z).CopyTo(pred, st);
             Losses.Probabilities(be, z).CopyTo(prob, st);
         }

@@ -72,8 +72,11 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         Assert.Equal(12, op.N);
         Assert.True(op.MeanQueries > 0, "one-pixel counts its queries");
         var bd = _f.Rows.Single(r => r.Attack == "badnets");
-        Assert.InRange(bd.SuccessRate, 0, 1);
-        Assert.NotNull(bd.Params?["baseline_clean_accuracy"]);
+        // The backdoor works: the trigger sends far more triggered tiles to the target on the poisoned model than on its
+        // clean twin (trained with the same seed), and costs little clean accuracy.
+        double baseline = (double)bd.Params!["baseline_attack_success"]!;
+        Assert.True(bd.SuccessRate >= baseline + 0.5, $"badnets attack success {bd.SuccessRate}, clean twin {baseline}");
+        Assert.True(bd.CleanAccuracy >= (double)bd.Params["baseline_clean_accuracy"]! - 0.1, $"badnets clean accuracy {bd.CleanAccuracy}");
     }
 
     [Fact]

@@ -47,11 +47,11 @@ public class SweepTests : TempDirTest, IClassFixture<SweepFixture>
         Assert.Equal(Ids, spec.Cells.Select(c => c.Id));
         Assert.Equal(Enumerable.Range(0, 6), spec.Cells.Select(c => c.Index));
         var pgd = spec.Cells[2];
-        Assert.Equal(3, pgd.Settings.Steps);
-        Assert.Equal(Perturb.Engine.Attacks.Norm.Linf, pgd.Settings.Norm);
-        Assert.Equal(0.3f, pgd.Settings.RelStepSize);
-        Assert.Equal(7UL, pgd.Settings.Seed);
-        Assert.Equal(64, pgd.Settings.MaxBatch);
+        Assert.Equal(3, pgd.Settings["steps"]);
+        Assert.Equal(Perturb.Engine.Attacks.Norm.Linf, pgd.Settings["norm"]);
+        Assert.Equal(0.3f, pgd.Settings["rel_step_size"]);
+        Assert.Equal(7UL, pgd.Seed);
+        Assert.Equal(64, pgd.MaxBatch);
         Assert.Equal("{\"norm\":\"linf\",\"steps\":3}", pgd.Params.ToJsonString());
         Assert.Equal(new[] { 1 / 255f, 8 / 255f }, spec.Cells[0].Eps);
         Assert.Equal(Path.Combine(Dir, "b.safetensors"), spec.Cells[3].ModelPath);
@@ -165,11 +165,15 @@ public class SweepTests : TempDirTest, IClassFixture<SweepFixture>
     [InlineData("", "attacks[2] (pgd): unknown key 'stepz'", "{\"name\": \"pgd\", \"eps\": [0.1], \"stepz\": 3}")]
     [InlineData("", "attacks[2].name: unknown attack 'pgdd'", "{\"name\": \"pgdd\", \"eps\": [0.1]}")]
     [InlineData("", "attacks[2] (pgd).grid: unknown key 'stepz'", "{\"name\": \"pgd\", \"eps\": [0.1], \"grid\": {\"stepz\": [1]}}")]
-    [InlineData("", "attacks[2] (pgd).eps[0]: expected a non-negative number", "{\"name\": \"pgd\", \"eps\": [\"x/255\"]}")]
+    [InlineData("", "attacks[2] (pgd).eps[0]: expected a number or a fraction", "{\"name\": \"pgd\", \"eps\": [\"x/255\"]}")]
+    [InlineData("", "attacks[2] (pgd).eps[0]: expected a number 0 or more", "{\"name\": \"pgd\", \"eps\": [-0.1]}")]
+    [InlineData("", "attacks[2] (pgd).kappa: expected a number or a fraction like 4/255 (0 or more), got 'NaN'", "{\"name\": \"pgd\", \"eps\": [0.1], \"kappa\": \"NaN\"}")]
+    [InlineData("", "attacks[2] (moea): moea: population must be even", "{\"name\": \"moea\", \"eps\": [0.1], \"population\": 5}")]
+    [InlineData("", "attacks[2] (fgsm): unknown key 'steps' (known: name, eps, grid, label, seed, norm, targeted)", "{\"name\": \"fgsm\", \"eps\": [0.1], \"steps\": 3}")]
     [InlineData("", "attacks[2] (pgd): attack pgd needs 'eps'", "{\"name\": \"pgd\"}")]
     [InlineData("", "attacks[2] (deepfool): attack deepfool has no budget", "{\"name\": \"deepfool\", \"eps\": [0.1]}")]
-    [InlineData("", "attacks[2] (cw): cw is the L2 attack", "{\"name\": \"cw\", \"norm\": \"linf\"}")]
-    [InlineData("", "attacks[2] (pgd).grid.norm[0]: norm must be linf or l2", "{\"name\": \"pgd\", \"eps\": [0.1], \"grid\": {\"norm\": [\"l3\"]}}")]
+    [InlineData("", "attacks[2] (cw): unknown key 'norm'", "{\"name\": \"cw\", \"norm\": \"linf\"}")]
+    [InlineData("", "attacks[2] (pgd).grid.norm[0]: expected linf or l2, got 'l3'", "{\"name\": \"pgd\", \"eps\": [0.1], \"grid\": {\"norm\": [\"l3\"]}}")]
     [InlineData("", "gives the cell 'model=a.safetensors|data=synthetic:train=48,test=16|attack=fgsm' a second time", "{\"name\": \"fgsm\", \"eps\": [0.1]}")]
     public void BadSpecGivesOneErrorNamingTheFileAndKey(string extraTop, string expected, string? extraAttack = null)
     {
@@ -186,8 +190,9 @@ public class SweepTests : TempDirTest, IClassFixture<SweepFixture>
     [Theory]
     [InlineData("\"split\": \"test\"", "\"split\": \"dev\"", "'split' must be train, val or test")]
     [InlineData("\"split\": \"test\"", "\"split\": \"test\", \"split\": \"val\"", "split")]
-    [InlineData("\"n\": 12", "\"n\": 1.5", "n: expected an integer")]
-    [InlineData("{\"name\": \"fgsm\"", "{\"name\": \"fgsm\", \"steps\": -1", "attacks[0] (fgsm).steps: must be 0 or positive")]
+    [InlineData("\"n\": 12", "\"n\": 1.5", "n: expected a whole number 0 or more, got 1.5")]
+    [InlineData("\"n\": 12", "\"n\": -5", "n: expected a whole number 0 or more, got -5")]
+    [InlineData("{\"name\": \"pgd\"", "{\"name\": \"pgd\", \"steps\": -1", "attacks[1] (pgd).steps: expected a whole number at least 1, got -1")]
     [InlineData("\"models\": [\"a.safetensors\", \"b.safetensors\"]", "\"models\": [\"a.safetensors\", \"a.safetensors\"]", "'models' lists 'a.safetensors' twice")]
     public void BadTopLevelValuesAreNamed(string find, string replace, string expected)
     {

@@ -14,7 +14,7 @@ public sealed class WsiTests : TempDirTest
     readonly ITestOutputHelper _out;
     public WsiTests(WsiFixture f, ITestOutputHelper o) { _f = f; _out = o; }
 
-    static IAttack Pgd(int steps = 10) => AttackRegistry.Create("pgd", new AttackSettings { Steps = steps, Seed = 1, MaxBatch = 64 });
+    static IAttack Pgd(int steps = 10) => new Perturb.Engine.Attacks.Gradient.Pgd { Steps = steps, Seed = 1, MaxBatch = 64 };
 
     [WsiFact]
     public void OpenSlideReadsThePyramid()

@@ -14,10 +14,15 @@ public sealed class CarliniWagner : Attack
 {
     public override string Name => "cw";
     public override bool NeedsEpsilon => false;
+    [Setting("steps", "Adam iterations per binary-search round", Min = 1)]
     public int Steps { get; init; } = 100;
+    [Setting("binary_steps", "rounds of the binary search over c", Min = 1)]
     public int BinarySteps { get; init; } = 9;
+    [Setting("initial_c", "the first trade-off constant c", Min = 0, MinOpen = true)]
     public float InitialC { get; init; } = 1e-2f;
+    [Setting("kappa", "confidence margin", Min = 0)]
     public float Kappa { get; init; }
+    [Setting("learning_rate", "Adam learning rate in tanh space", Min = 0, MinOpen = true)]
     public float LearningRate { get; init; } = 0.01f;
 
     protected override void Validate()

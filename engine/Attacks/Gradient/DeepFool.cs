@@ -19,10 +19,14 @@ public sealed class DeepFool : Attack
 {
     public override string Name => "deepfool";
     public override bool NeedsEpsilon => false;
+    [Setting("norm", "the distance: l2 or linf")]
     public Norm Norm { get; init; } = Norm.L2;
+    [Setting("steps", "most iterations", Min = 1)]
     public int MaxIterations { get; init; } = 50;
+    [Setting("overshoot", "relative overshoot past the linearised boundary", Min = 0)]
     public float Overshoot { get; init; } = 0.02f;
     /// <summary>Candidate classes: the k most likely under the clean logits (the class moved away from included).</summary>
+    [Setting("top_k", "candidate classes: the k most likely under the clean logits", Min = 2)]
     public int TopK { get; init; } = 10;
 
     protected override void Validate()

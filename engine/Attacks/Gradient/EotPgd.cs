@@ -18,6 +18,7 @@ public sealed class EotPgd : Pgd
 {
     public override string Name => "eot-pgd";
     /// <summary>Transformations sampled per step.</summary>
+    [Setting("eot_samples", "random transformations averaged per step", Min = 1)]
     public int Samples { get; init; } = 8;
     public EotRanges Ranges { get; init; } = new();
 

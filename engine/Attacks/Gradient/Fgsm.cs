@@ -11,6 +11,7 @@ public sealed class Fgsm : Attack
 {
     public override string Name => "fgsm";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the ball: linf (sign of the gradient) or l2 (the normalised gradient)")]
     public Norm Norm { get; init; } = Norm.Linf;
 
     protected override void AttackChunk(AttackBatch b)

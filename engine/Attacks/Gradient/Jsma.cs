@@ -19,8 +19,10 @@ public sealed class Jsma : Attack
     public override string Name => "jsma";
     public override bool NeedsEpsilon => false;
     /// <summary>Change per chosen pixel: +1 saturates pixels upward (default), negative values darken.</summary>
+    [Setting("theta", "change per chosen feature (non-zero; negative decreases)")]
     public float Theta { get; init; } = 1f;
     /// <summary>Largest fraction of the values that may change.</summary>
+    [Setting("gamma", "most features changed, as a fraction of the input", Min = 0, MinOpen = true, Max = 1)]
     public float Gamma { get; init; } = 0.1f;
 
     protected override void Validate()

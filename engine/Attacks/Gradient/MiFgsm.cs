@@ -12,10 +12,15 @@ public sealed class MiFgsm : Attack
 {
     public override string Name => "mifgsm";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the ball: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
+    [Setting("steps", "gradient steps", Min = 1)]
     public int Steps { get; init; } = 10;
+    [Setting("momentum", "decay factor of the accumulated gradient", Min = 0)]
     public float Momentum { get; init; } = 1.0f;
+    [Setting("step_size", "absolute step size in pixel units (auto: eps / steps)", Min = 0, MinOpen = true)]
     public float? StepSize { get; init; }
+    [Setting("early_stop", "stop a sample once it meets the goal")]
     public bool EarlyStop { get; init; } = true;
 
     protected override void Validate()

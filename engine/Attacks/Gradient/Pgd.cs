@@ -14,17 +14,26 @@ public class Pgd : Attack
 {
     public override string Name => "pgd";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the ball: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
+    [Setting("steps", "gradient steps", Min = 1)]
     public int Steps { get; init; } = 10;
     /// <summary>Absolute step size (pixel units); overrides <see cref="RelStepSize"/>.</summary>
+    [Setting("step_size", "absolute step size in pixel units (fractions allowed, e.g. 1/255); overrides rel_step_size", Min = 0, MinOpen = true)]
     public float? StepSize { get; init; }
     /// <summary>Step size as a fraction of eps (default 2.5 / Steps).</summary>
+    [Setting("rel_step_size", "step size as a fraction of eps (auto: 2.5 / steps)", Min = 0, MinOpen = true)]
     public float? RelStepSize { get; init; }
+    [Setting("random_start", "start at a random point of the ball")]
     public bool RandomStart { get; init; } = true;
+    [Setting("restarts", "random restarts, keeping the best end point per sample", Min = 1)]
     public int Restarts { get; init; } = 1;
+    [Setting("early_stop", "stop a sample once it meets the goal")]
     public bool EarlyStop { get; init; } = true;
     /// <summary>Cross-entropy (default) or the CW margin loss (with <see cref="Kappa"/>).</summary>
+    [Setting("loss", "the loss ascended: cross-entropy or the CW margin (with kappa)")]
     public LossKind Loss { get; init; } = LossKind.CrossEntropy;
+    [Setting("kappa", "confidence margin of the CW margin loss", Min = 0)]
     public float Kappa { get; init; }
 
     protected override void Validate()

@@ -20,10 +20,15 @@ public sealed class UniversalPerturbation : Attack
 {
     public override string Name => "uap";
     public override bool NeedsEpsilon => true;
+    [Setting("norm", "the ball: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
+    [Setting("max_passes", "most passes over the data", Min = 1)]
     public int MaxPasses { get; init; } = 10;
+    [Setting("fooling_target", "stop once this fraction of samples is fooled", Min = 0, MinOpen = true, Max = 1)]
     public double FoolingTarget { get; init; } = 0.8;
+    [Setting("rel_step_size", "step size as a fraction of eps", Min = 0, MinOpen = true)]
     public float RelStepSize { get; init; } = 0.1f;
+    [Setting("update_batch", "samples per update of the perturbation", Min = 1)]
     public int UpdateBatch { get; init; } = 32;
 
     protected override void Validate()

@@ -21,13 +21,21 @@ public enum FoolingEncoding { Direct, Cppn }
 /// </summary>
 public sealed class FoolingImages
 {
+    [Setting("population", "offspring per generation", Min = 1)]
     public int Population { get; init; } = 100;
+    [Setting("iterations", "most generations", Min = 0)]
     public int Generations { get; init; } = 200;
+    [Setting("mutation_rate", "probability of mutating each gene (direct encoding)", Min = 0, MinOpen = true, Max = 1)]
     public double MutationRate { get; init; } = 0.1;
+    [Setting("eta", "distribution index of the polynomial mutation (direct encoding)", Min = 0)]
     public double Eta { get; init; } = 20;
+    [Setting("target_confidence", "confidence at which a class counts as fooled", Min = 0, MinOpen = true, Max = 1)]
     public double TargetConfidence { get; init; } = 0.99;
+    [Setting("seed", "seed of every random choice")]
     public ulong Seed { get; init; }
+    [Setting("query_batch", "most candidate images per forward pass", Min = 1)]
     public int QueryBatch { get; init; } = 4096;
+    [Setting("encoding", "direct (one gene per pixel) or cppn (CPPN genomes, simplified NEAT)")]
     public FoolingEncoding Encoding { get; init; } = FoolingEncoding.Direct;
     /// <summary>The CPPN mutation settings (Cppn encoding).</summary>
     public CppnEncoding Cppn { get; init; } = new();
@@ -135,6 +143,16 @@ public sealed class FoolingResult
     /// <summary>The elite CPPN genome per class (Cppn encoding), else null.</summary>
     public CppnGenome[]? Genomes { get; init; }
 
+    /// <summary>Writes fooling.npy (classes x C x H x W) and, for image shapes, one PNG per class into <paramref name="dir"/>.</summary>
+    public void Save(string dir)
+    {
+        Data.Npy.WriteFile(Path.Combine(dir, "fooling.npy"), Data.NpyArray.FromFloats(Images.SelectMany(v => v).ToArray(), new[] { Classes.Length }.Concat(SampleShape).ToArray()));
+        var s = SampleShape;
+        if (s.Length == 3 && (s[0] == 1 || s[0] == 3))
+            for (int a = 0; a < Classes.Length; a++)
+                IO.ImageWriter.SavePng(Path.Combine(dir, $"fooling_class{Classes[a]}_conf{BestConfidence[a].ToString("F4", System.Globalization.CultureInfo.InvariantCulture)}.png"), Images[a], s[0], s[1], s[2]);
+    }
+
     public JsonObject ToJson(string? model = null)
     {
         var arr = new JsonArray();
@@ -148,7 +166,8 @@ public sealed class FoolingResult
         {
             ["attack"] = "fooling", ["encoding"] = Encoding, ["model"] = model, ["seed"] = Seed, ["target_confidence"] = TargetConfidence,
             ["generations"] = Generations, ["queries"] = Queries, ["seconds"] = Seconds,
-            ["classes_reached"] = ReachedAt.Count(r => r >= 0), ["classes"] = arr,
+            ["classes_reached"] = ReachedAt.Count(r => r >= 0), ["all_reached"] = ReachedAt.All(r => r >= 0),
+            ["classes_not_reached"] = new JsonArray(Classes.Where((_, a) => ReachedAt[a] < 0).Select(c => (JsonNode)c).ToArray()), ["classes"] = arr,
         };
     }
 }

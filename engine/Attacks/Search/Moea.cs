@@ -23,18 +23,30 @@ namespace Perturb.Engine.Attacks.Search;
 /// Answer per image: the rank-0 member that the model assigns the target with the smallest norm; when none does,
 /// the member with the highest target confidence. The rank-0 fronts are kept in <see cref="ParetoFronts"/>.
 /// </summary>
-public sealed class Moea : SearchAttack
+public sealed class Moea : SearchAttack, IAttackExtras, IReportsProgress
 {
+    public string ProgressUnit => "moea generations";
+    /// <summary>pareto_front.csv: each image's rank-0 front.</summary>
+    public void SaveExtras(string dir, AttackResult r) => WriteParetoCsv(Path.Combine(dir, "pareto_front.csv"), ParetoFronts);
+    public void AddJson(System.Text.Json.Nodes.JsonObject summary, AttackResult r) { }
+
     public override string Name => "moea";
     public override bool NeedsEpsilon => true;
     /// <summary>The norm minimised as the second objective (the gene box is always [-eps, eps] per pixel).</summary>
+    [Setting("norm", "the perturbation norm minimised: l2 or linf")]
     public Norm Norm { get; init; } = Norm.L2;
+    [Setting("population", "population size (even)", Min = 2)]
     public int Population { get; init; } = 50;
+    [Setting("iterations", "generations", Min = 0)]
     public int Iterations { get; init; } = 100;
+    [Setting("crossover_rate", "probability of crossover per pair", Min = 0, Max = 1)]
     public double CrossoverRate { get; init; } = 0.9;
+    [Setting("eta_crossover", "distribution index of the simulated binary crossover", Min = 0)]
     public double EtaCrossover { get; init; } = 15;
     /// <summary>Per-gene mutation probability (image genes are many; 1/genes would barely move).</summary>
+    [Setting("mutation_rate", "probability of mutation per gene", Min = 0, Max = 1)]
     public double MutationRate { get; init; } = 0.05;
+    [Setting("eta_mutation", "distribution index of the polynomial mutation", Min = 0)]
     public double EtaMutation { get; init; } = 20;
 
     /// <summary>Called after the start and after each generation with (generations done, generations in all).</summary>

@@ -19,9 +19,13 @@ public sealed class OnePixel : SearchAttack
 {
     public override string Name => "one-pixel";
     public override bool NeedsEpsilon => false;
+    [Setting("pixels", "pixels changed per image", Min = 1)]
     public int Pixels { get; init; } = 1;
+    [Setting("population", "candidates per image and generation", Min = 4)]
     public int Population { get; init; } = 400;
+    [Setting("iterations", "most generations", Min = 0)]
     public int Iterations { get; init; } = 100;
+    [Setting("f", "differential evolution scale factor", Min = 0, MinOpen = true)]
     public float F { get; init; } = 0.5f;
 
     protected override void Validate()

@@ -18,11 +18,16 @@ public sealed class PixelSaliency : SearchAttack
 {
     public override string Name => "pixel-saliency";
     public override bool NeedsEpsilon => false;
+    [Setting("pixels", "pixels changed per image", Min = 1)]
     public int Pixels { get; init; } = 1;
+    [Setting("population", "candidates per image and generation", Min = 4)]
     public int Population { get; init; } = 400;
+    [Setting("iterations", "most generations", Min = 0)]
     public int Iterations { get; init; } = 100;
+    [Setting("f", "differential evolution scale factor", Min = 0, MinOpen = true)]
     public float F { get; init; } = 0.5f;
     /// <summary>Candidate positions M; 0 (the default) takes max(64, 5% of the pixels), at most all of them.</summary>
+    [Setting("candidates", "the most salient positions a pixel may take (0: max(64, 5% of the pixels))", Min = 0)]
     public int Candidates { get; init; }
 
     protected override void Validate()

@@ -11,6 +11,7 @@ namespace Perturb.Engine.Attacks.Search;
 public abstract class SearchAttack : Attack
 {
     /// <summary>Most candidate images in one forward pass.</summary>
+    [Setting("query_batch", "most candidate images per forward pass", Min = 1)]
     public int QueryBatch { get; init; } = 4096;
 
     protected override bool CountsQueries => true;
@@ -50,7 +51,7 @@ public abstract class SearchAttack : Attack
             int s = (int)s0;
             for (int r = 0; r < rows; r++) fill(s + r, buf.AsSpan(r * d, d));
             using var t = be.FromArray(buf.AsSpan(0, rows * d), new[] { rows }.Concat(m.InputShape).ToArray());
-            var z = m.Forward(t).ToArray();
+            var z = m.Infer(t).ToArray();
             if (k == 1)
                 for (int r = 0; r < rows; r++) { outp[(long)(s + r) * 2] = 0; outp[(long)(s + r) * 2 + 1] = z[r]; }
             else Array.Copy(z, 0, outp, (long)s * classes, (long)rows * classes);

@@ -17,11 +17,13 @@ public sealed class Square : SearchAttack
     public override string Name => "square";
     public override bool NeedsEpsilon => true;
     /// <summary>Query budget per image, the start included.</summary>
+    [Setting("queries", "query budget per image, the start included", Min = 1)]
     public int Queries { get; init; } = 10000;
     /// <summary>Initial fraction of pixels a square covers (the paper: 0.05 for Linf, 0.1 for L2).</summary>
     public float PInit { get => _pInit ?? (Norm == Norm.L2 ? 0.1f : 0.05f); init => _pInit = value; }
     float? _pInit;
     /// <summary>Linf (Algorithm 2) or L2 (Algorithm 3, the official update with two windows).</summary>
+    [Setting("norm", "the ball: linf or l2")]
     public Norm Norm { get; init; } = Norm.Linf;
 
     protected override void Validate()

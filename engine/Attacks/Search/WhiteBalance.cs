@@ -21,12 +21,26 @@ public readonly record struct WhiteBalanceSetting(float Temperature, float Tint,
 /// Population for the start plus Population per generation run; images that meet the goal before the attack are left
 /// as they are with 0 queries. After <see cref="Attack.Run"/>, <see cref="Found"/> holds each image's chosen setting.
 /// </summary>
-public sealed class WhiteBalance : SearchAttack
+public sealed class WhiteBalance : SearchAttack, IAttackExtras
 {
+    /// <summary>white_balance.csv: each image's chosen setting.</summary>
+    public void SaveExtras(string dir, AttackResult r)
+    {
+        if (Found != null) IO.AtomicFile.WriteText(Path.Combine(dir, "white_balance.csv"), SettingsCsv(Found, r.Results[0].Success));
+    }
+
+    public void AddJson(JsonObject summary, AttackResult r)
+    {
+        if (Found != null) summary["white_balance"] = SettingsJson(Found);
+    }
+
     public override string Name => "white-balance";
     public override bool NeedsEpsilon => false;
+    [Setting("population", "candidates per image and generation", Min = 4)]
     public int Population { get; init; } = 20;
+    [Setting("iterations", "most generations", Min = 0)]
     public int Iterations { get; init; } = 30;
+    [Setting("f", "differential evolution scale factor", Min = 0, MinOpen = true)]
     public float F { get; init; } = 0.5f;
     public float TemperatureMin { get; init; } = 2500f;
     public float TemperatureMax { get; init; } = 10000f;

@@ -10,12 +10,12 @@ public class SearchCliTests : TempDirTest
     public void RegistryMakesEverySearchAttack()
     {
         foreach (var name in Perturb.Engine.Attacks.AttackRegistry.SearchNames)
-            Assert.Equal(name, Perturb.Engine.Attacks.AttackRegistry.Create(name, new Perturb.Engine.Attacks.AttackSettings()).Name);
+            Assert.Equal(name, Perturb.Engine.Attacks.AttackRegistry.Create(name).Name);
         var op = (Perturb.Engine.Attacks.Search.OnePixel)Perturb.Engine.Attacks.AttackRegistry.Create("one-pixel",
-            new Perturb.Engine.Attacks.AttackSettings { Pixels = 5, Population = 400, Iterations = 100 });
+            new Dictionary<string, object> { ["pixels"] = 5, ["population"] = 400, ["iterations"] = 100 });
         Assert.Equal((5, 400, 100, 0.5f), (op.Pixels, op.Population, op.Iterations, op.F));
         Assert.Equal(77, ((Perturb.Engine.Attacks.Search.Square)Perturb.Engine.Attacks.AttackRegistry.Create("square",
-            new Perturb.Engine.Attacks.AttackSettings { Queries = 77 })).Queries);
+            new Dictionary<string, object> { ["queries"] = 77 })).Queries);
     }
 
     [Fact]
@@ -54,9 +54,11 @@ public class SearchCliTests : TempDirTest
         (code, so, err) = Run("attack", "fooling", "--model", model, "--classes", "0,3", "--population", "50", "--iterations", "80", "--seed", "2",
             "--device", "cpu", "--out", outDir, "--json", j);
         // This 2-epoch model is not confident enough for 99% in 80 generations (the trained fixture is, see
-        // FoolingImagesTests); the exit code says whether every class got there.
+        // FoolingImagesTests). A missed goal is a result: exit 0, said in the JSON and the summary.
         doc = JsonNode.Parse(File.ReadAllText(j))!;
-        Assert.Equal((int)doc["classes_reached"]! == 2 ? 0 : 1, code);
+        Assert.True(code == 0, err);
+        Assert.Equal((int)doc["classes_reached"]! == 2, (bool)doc["all_reached"]!);
+        if ((int)doc["classes_reached"]! < 2) Assert.Contains("goal not reached", so);
         Assert.Equal(new[] { 0, 3 }, doc["classes"]!.AsArray().Select(c => (int)c!["class"]!).ToArray());
         Assert.All(doc["classes"]!.AsArray(), c => Assert.InRange((double)c!["best_confidence"]!, 0.25, 1.0));
         Assert.Equal(50L * (1 + (int)doc["generations"]!), (long)doc["queries"]!);

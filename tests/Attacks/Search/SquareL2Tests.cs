@@ -98,8 +98,8 @@ public class SquareL2Tests(TrainedLeNet f, ITestOutputHelper log)
     [Fact]
     public void RegistryAcceptsL2()
     {
-        var sq = (Square)AttackRegistry.Create("square", new AttackSettings { Norm = Norm.L2, Queries = 9 });
+        var sq = (Square)AttackRegistry.Create("square", new Dictionary<string, object> { ["norm"] = Norm.L2, ["queries"] = 9 });
         Assert.Equal((Norm.L2, 9), (sq.Norm, sq.Queries));
-        Assert.Equal(Norm.Linf, ((Square)AttackRegistry.Create("square", new AttackSettings())).Norm);
+        Assert.Equal(Norm.Linf, ((Square)AttackRegistry.Create("square")).Norm);
     }
 }

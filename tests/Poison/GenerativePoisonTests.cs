@@ -5,7 +5,7 @@ using Perturb.Engine.Poison;
 using Perturb.Engine.Training;
 using Xunit.Abstractions;
 
-namespace Perturb.Tests.Tamper;
+namespace Perturb.Tests.Poison;
 
 public class GenerativePoisonTests(ITestOutputHelper log)
 {

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 
-namespace Perturb.Tests.Tamper;
+namespace Perturb.Tests.Cli;
 
 public class PoisonCliTests : TempDirTest
 {

@@ -5,7 +5,7 @@ using Perturb.Engine.Nn;
 using Perturb.Engine.Training;
 using Xunit.Abstractions;
 
-namespace Perturb.Tests.Tamper;
+namespace Perturb.Tests.Attacks.Patch;
 
 public class PatchTests(ITestOutputHelper log)
 {

@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace Perturb.Tests.Cli;
 
 /// <summary>pixel-saliency, white-balance and square --norm l2 from the CLI, on a tiny histology model.</summary>
-public class SearchCliTests2 : TempDirTest
+public class SaliencyWhiteBalanceSquareCliTests : TempDirTest
 {
     const string Data = "histology:train=240,test=24";
     static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);

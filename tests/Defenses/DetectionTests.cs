@@ -6,7 +6,7 @@ using Perturb.Engine.Poison;
 using Perturb.Engine.Training;
 using Xunit.Abstractions;
 
-namespace Perturb.Tests.Tamper;
+namespace Perturb.Tests.Defenses;
 
 public class DetectionTests(ITestOutputHelper log)
 {

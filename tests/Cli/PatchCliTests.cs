@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using Perturb.Cli;
 
-namespace Perturb.Tests.Tamper;
+namespace Perturb.Tests.Cli;
 
 public class PatchCliTests : TempDirTest
 {
