@@ -5,7 +5,13 @@ using Perturb.Engine.Nn;
 namespace Perturb.Perf;
 
 /// <summary>Command-line settings of one harness run.</summary>
-public sealed record Options(string Bench, string Device, string? JsonPath, bool Quick, int? Batch, int? ConvBatch, int? CompareBatch);
+public sealed record Options(string Bench, string Device, string? JsonPath, bool Quick, int? Batch, int? ConvBatch, int? CompareBatch)
+{
+    /// <summary>CpuBackend threads (--threads; default: all logical cores).</summary>
+    public int? Threads { get; init; }
+    /// <summary>Time process CPU seconds instead of wall seconds (--clock cpu).</summary>
+    public bool CpuClock { get; init; }
+}
 
 /// <summary>
 /// How hard to measure: warm-up calls, the least and most timed calls, and the time budget per figure. The

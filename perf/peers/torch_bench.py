@@ -31,8 +31,12 @@ import torch.nn.functional as F
 
 # ---------------------------------------------------------------- timing
 
+CLOCK = time.perf_counter
+
+
 def measure(fn, device, warmup, reps):
-    """Median and min seconds of fn() over `reps` timed calls after `warmup` untimed ones (CUDA events on a GPU)."""
+    """Median and min seconds of fn() over `reps` timed calls after `warmup` untimed ones (CUDA events on a GPU;
+    on the CPU the wall clock, or the process CPU clock with --clock cpu)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -47,9 +51,9 @@ def measure(fn, device, warmup, reps):
             times.append(start.elapsed_time(end) / 1e3)
     else:
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            times.append(time.perf_counter() - t0)
+            times.append(CLOCK() - t0)
     return statistics.median(times), min(times), len(times)
 
 
@@ -136,7 +140,11 @@ def main():
     ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "all"], help="which figures (default all)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; default: torch's own)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on the GPU (default off: true float32)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="CPU device: wall clock or process CPU time")
     args = ap.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -238,7 +246,7 @@ def main():
         pass
     result = dict(
         harness="torch_bench.py",
-        bench=args.bench, threads=torch.get_num_threads(), tf32=args.tf32,
+        bench=args.bench, threads=torch.get_num_threads(), tf32=args.tf32, clock=args.clock,
         quick=args.quick,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         machine=dict(cpu_model=cpu_model, logical_cores=os.cpu_count(), simd=None, simd_lanes_f32=None,
