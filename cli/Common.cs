@@ -24,6 +24,10 @@ public static class CommonOptions
         Description = DataSources.Help,
         DefaultValueFactory = _ => "histology",
     };
+    public static Option<string?> Window() => new("--window") { Description = "DICOM: the VOI window CENTER,WIDTH (modality units, after rescale) mapping grey images to [0,1]; default: the file's own window, else its value range" };
+    public static Option<int?> Frame() => Opt.OptionalInt("--frame", "DICOM: read only frame K (0-based) of multi-frame files; default: one image per frame", ValueRange.NonNegative);
+    /// <summary>The DICOM read settings from --window and --frame.</summary>
+    public static DicomOptions Dicom(string? window, int? frame) => new() { Window = window == null ? null : DicomWindow.Parse(window), Frame = frame };
     public static Option<ulong> DataSeed() => Opt.Seed("--data-seed", "seed of generated data sets");
 }
 

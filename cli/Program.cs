@@ -32,6 +32,10 @@ public static class Program
         if (pr.Errors.Count > 0)
         {
             var msg = string.Join(" ", pr.Errors[0].Message.Split(new[] { '\n', '\r', '\t' }, StringSplitOptions.RemoveEmptyEntries).Select(x => x.Trim()));
+            // An option an attack does not have: say which settings it does have.
+            if (args.Length > 1 && args[0] == "attack" && msg.StartsWith("Unrecognized", StringComparison.Ordinal)
+                && Engine.Attacks.AttackRegistry.Attacks.FirstOrDefault(a => a.Name == args[1]) is { } info)
+                msg += $" ({info.Name}'s settings: {string.Join(", ", info.Settings.Select(x => x.Option))})";
             io.Err.WriteLine($"error: {msg} (see perturb --help)");
             return 2;
         }

@@ -12,6 +12,25 @@ public static class Elementwise
     // y = a * b (y may alias a or b)
     public static void Mul(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] * b[i];
 
+    // y = a / b (IEEE; y may alias a or b)
+    public static void Div(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] / b[i];
+
+    // y = a > b ? 1 : 0 (0 when either is NaN)
+    public static void Greater(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] > b[i] ? 1f : 0f;
+
+    // y = |x|: the sign bit cleared (|-0| = 0, NaN stays NaN), bit-identical to the CPU's
+    public static void Abs(Index1D i, ArrayView<float> x, ArrayView<float> y) => y[i] = Interop.IntAsFloat(Interop.FloatAsInt(x[i]) & 0x7FFFFFFFu);
+
+    // y[r, c] = m[r] != 0 ? a[r, c] : b[r, c], i indexes [rows, cols]; copies the chosen value (exact for NaN, inf)
+    public static void Where(Index1D i, ArrayView<float> m, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, int cols) =>
+        y[i] = m[i / cols] != 0f ? a[i] : b[i];
+
+    // y[r, c] = x[r, c] * v[r], i indexes [rows, cols]
+    public static void MulRows(Index1D i, ArrayView<float> x, ArrayView<float> v, ArrayView<float> y, int cols) => y[i] = x[i] * v[i / cols];
+
+    // y[r, c] = x[r, c] + v[r], i indexes [rows, cols]
+    public static void AddRows(Index1D i, ArrayView<float> x, ArrayView<float> v, ArrayView<float> y, int cols) => y[i] = x[i] + v[i / cols];
+
     // y += alpha * x
     public static void Axpy(Index1D i, float alpha, ArrayView<float> x, ArrayView<float> y) => y[i] += alpha * x[i];
 

@@ -119,12 +119,17 @@ public static class AttackCommand
         var device = CommonOptions.Device();
         var batch = CommonOptions.BatchSize(256);
         var outp = new Option<string?>("--out") { Description = "folder for .npy arrays, PNGs and per-sample CSVs (written whole: into a temporary folder renamed when complete)" };
+        var pngBits = new Option<int?>("--png-bits") { Description = "with --out: every adversarial image as an 8- or 16-bit PNG, re-read and classified again (success after rounding in --json)" };
+        pngBits.AcceptOnlyFromAmong("8", "16");
+        var dicom = new Option<bool>("--dicom") { Description = "with --out: every adversarial image as a DICOM file beside its source's metadata, at the source's bit depth, re-read and classified again" };
+        var window = CommonOptions.Window();
+        var frame = CommonOptions.Frame();
         var json = CommonOptions.Json();
         var overwrite = Overwrite();
         var c = new Command(name, $"the {name} attack");
         var opts = new List<Option> { model, data, dataSeed, split, n, eps, targeted };
         opts.AddRange(settings.Options);
-        opts.AddRange(new Option[] { device, batch, outp, overwrite, json });
+        opts.AddRange(new Option[] { device, batch, outp, pngBits, dicom, window, frame, overwrite, json });
         foreach (var o in opts) c.Options.Add(o);
         c.SetAction(pr =>
         {
@@ -138,7 +143,9 @@ public static class AttackCommand
                 throw new PerturbException($"attack {name} has no budget; leave out --eps", 2);
             var dir = pr.GetValue(outp);
             if (dir != null) OutputFolder.Check(dir, pr.GetValue(overwrite));
-            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
+            var quant = new QuantizedOutputOptions { PngBits = pr.GetValue(pngBits), Dicom = pr.GetValue(dicom), MaxBatch = Math.Max(1, pr.GetValue(batch)) };
+            if ((quant.PngBits != null || quant.Dicom) && dir == null) throw new PerturbException("--png-bits and --dicom write files: give --out DIR", 2);
+            var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed), CommonOptions.Dicom(pr.GetValue(window), pr.GetValue(frame)));
             int count = pr.GetValue(n);
             if (count > 0) d = d.Take(count);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
@@ -159,9 +166,18 @@ public static class AttackCommand
             foreach (var e in r.Results)
                 io.Out.WriteLine($"  {(e.Eps.HasValue ? e.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-"),-9} {e.RobustAccuracy,10:P1} {e.SuccessRate,8:P1} {e.MeanL2,8:F4} {e.MedianL2,9:F4} {e.MaxLinf,8:F4} {e.MeanPsnr,6:F1} {e.MeanSsim,6:F3}"
                     + (q ? $" {e.MeanQueries,12:F1}" : ""));
+            foreach (var e in r.Results.Where(e => e.Stages != null))
+                io.Out.WriteLine($"  eps {e.Eps?.ToString("0.0####", CultureInfo.InvariantCulture)}: " + string.Join(" -> ", e.Stages!.Select(st => $"{st.Stage} {st.RobustAccuracy:P1}")));
+            var checks = new List<QuantizedCheck>();
             if (dir != null)
             {
-                OutputFolder.Write(dir, pr.GetValue(overwrite), $"perturb attack {name}", tmp => AttackOutput.Save(tmp, r, d.X, attack));
+                OutputFolder.Write(dir, pr.GetValue(overwrite), $"perturb attack {name}", tmp =>
+                {
+                    AttackOutput.Save(tmp, r, d.X, attack);
+                    checks = QuantizedOutput.Save(tmp, r, d, m, name, quant);
+                });
+                foreach (var qc in checks)
+                    io.Out.WriteLine($"  {qc.Kind,-6} eps {(qc.Eps.HasValue ? qc.Eps.Value.ToString("0.0####", CultureInfo.InvariantCulture) : "-")}: success {qc.SuccessRate:P1} after writing and re-reading {qc.Files} files (max error {qc.MaxErrorLevels:F2} grey levels)");
                 io.Out.WriteLine($"wrote {dir}");
             }
             var jpath = pr.GetValue(json);
@@ -169,6 +185,7 @@ public static class AttackCommand
             {
                 var j = AttackOutput.Summary(r, attack, modelPath);
                 j["data"] = pr.GetValue(data); j["split"] = pr.GetValue(split); j["device"] = be.Name;
+                QuantizedOutput.AddTo(j, r.Results, checks);
                 CliUtil.WriteJson(jpath, j);
             }
             return 0;

@@ -107,14 +107,9 @@ public static class PoisonCommand
                 {
                     using (m)
                     {
-                        var feats = Features.Extract(m, p.Data);
-                        var mask = p.Mask();
-                        // eps: the poisoned share of the target class (the defender's assumed bound).
-                        double eps = Math.Clamp(p.PoisonIndices.Length / (double)Math.Max(1, p.Data.Labels.Count(l => l == t)), 1e-6, 0.999);
-                        var ss = SpectralSignatures.Detect(feats, p.Data.Labels, p.Data.NumClasses, eps);
-                        var ac = ActivationClustering.Detect(feats, p.Data.Labels, p.Data.NumClasses, seed: o.Seed);
-                        detection = new JsonObject { ["layer"] = Features.DefaultLayer(m), ["eps"] = eps, ["spectral_signatures"] = DetectionJson(ss, mask), ["activation_clustering"] = DetectionJson(ac, mask) };
-                        io.Out.WriteLine($"spectral signatures: {Summary(ss, mask)}; activation clustering: {Summary(ac, mask)}");
+                        var d = BackdoorDetection.Run(m, p, t, o.Seed);
+                        detection = d.ToJson();
+                        io.Out.WriteLine(d.Summary);
                     }
                 });
             io.Out.WriteLine($"badnets ({trigger.Kind.ToString().ToLowerInvariant()} {trigger.Size}px, rate {r:G3}, target {t}): clean accuracy {rep.CleanAccuracy:P2}, attack success {rep.AttackSuccessRate:P2}; " +
@@ -180,20 +175,4 @@ public static class PoisonCommand
     }
 
     static double? N(double v) => double.IsFinite(v) ? v : null;
-
-    static string Summary(DetectionResult d, bool[] truth)
-    {
-        var (p, r) = d.PrecisionRecall(truth);
-        return $"{d.Flagged.Length} flagged, precision {p:P1}, recall {r:P1}";
-    }
-
-    static JsonObject DetectionJson(DetectionResult d, bool[] truth)
-    {
-        var (p, r) = d.PrecisionRecall(truth);
-        return new JsonObject
-        {
-            ["flagged"] = new JsonArray(d.Flagged.Select(i => (JsonNode)i).ToArray()),
-            ["n_flagged"] = d.Flagged.Length, ["precision"] = N(p), ["recall"] = N(r),
-        };
-    }
 }

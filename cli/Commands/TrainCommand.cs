@@ -49,17 +49,15 @@ public static class TrainCommand
             model.ClassNames = tr.ClassNames;
             model.Info["data"] = splits.Name;
             io.Err.WriteLine($"training {pr.GetValue(arch)} ({model.ParameterCount:N0} parameters) on {splits.Name}: {tr.Count} train, {splits.Test.Count} test, {tr.Channels}x{tr.Height}x{tr.Width}, {tr.NumClasses} classes, device {be.Name} ({be.DeviceName})");
-            bool Given(Option o) => pr.GetResult(o) is { Implicit: false };
-            var opts = new TrainOptions { Epochs = pr.GetValue(epochs), Seed = s };
+            // Without a recipe every option holds (its default when not given); with one, only those given override it.
             var recipeName = pr.GetValue(recipe);
-            if (recipeName != null) opts = Recipes.Apply(recipeName, opts);
-            if (recipeName == null || Given(batch)) opts = opts with { BatchSize = pr.GetValue(batch) };
-            if (recipeName == null || Given(lr)) opts = opts with { LearningRate = pr.GetValue(lr) };
-            if (recipeName == null || Given(optim)) opts = opts with { Optimizer = pr.GetValue(optim)! };
-            if (recipeName == null || Given(wd)) opts = opts with { WeightDecay = pr.GetValue(wd) };
-            if (recipeName == null || Given(milestones)) opts = opts with { Milestones = ms };
-            if (recipeName == null || Given(keepBest)) opts = opts with { KeepBest = pr.GetValue(keepBest) };
-            opts = opts with { Momentum = pr.GetValue(momentum) };
+            T? G<T>(Option<T> o) where T : struct => recipeName == null || pr.GetResult(o) is { Implicit: false } ? pr.GetValue(o) : null;
+            var opts = Recipes.Resolve(recipeName, new TrainOptions { Epochs = pr.GetValue(epochs), Seed = s }, new TrainOverrides
+            {
+                BatchSize = G(batch), LearningRate = G(lr), WeightDecay = G(wd), KeepBest = G(keepBest), Momentum = pr.GetValue(momentum),
+                Optimizer = recipeName == null || pr.GetResult(optim) is { Implicit: false } ? pr.GetValue(optim) : null,
+                Milestones = recipeName == null || pr.GetResult(milestones) is { Implicit: false } ? ms : null,
+            });
             if (opts.KeepBest && splits.Val == null) throw new PerturbException($"--keep-best needs a validation split; data set '{splits.Name}' has none", 2);
             var advName = pr.GetValue(adversarial);
             var advOpts = new AdversarialOptions { Eps = pr.GetValue(advEps), Steps = pr.GetValue(advSteps) };
@@ -84,25 +82,14 @@ public static class TrainCommand
             var last = result.Epochs[^1];
             io.Out.WriteLine($"train loss {last.TrainLoss:F4}, test accuracy {test.Accuracy:P2}, AUC {test.Auc:F3} on {test.N} images" +
                 (opts.KeepBest ? $" (best validation epoch {result.BestEpoch})" : "") + $", {result.Seconds:F1}s on {be.Name}");
-            JsonObject? advJson = null;
+            AdversarialComparison? cmp = null;
             if (advName != null)
             {
                 // The same architecture, data and seed, trained without adversarials: the baseline.
-                using var std = Presets.Create(pr.GetValue(arch)!, be, tr.Channels, tr.Height, tr.Width, tr.NumClasses, s);
-                io.Err.WriteLine("training the standard model with the same seed for comparison");
-                Trainer.Fit(std, tr, null, opts);
-                var stdTest = Evaluator.Evaluate(std, splits.Test);
-                int evalSteps = 2 * advOpts.Steps;
-                double rob = AdversarialTraining.RobustAccuracy(model, splits.Test, advOpts.Eps, evalSteps, s);
-                double stdRob = AdversarialTraining.RobustAccuracy(std, splits.Test, advOpts.Eps, evalSteps, s);
-                io.Out.WriteLine($"PGD-{evalSteps} eps {advOpts.Eps:G3}: adversarially trained: clean {test.Accuracy:P2}, robust {rob:P2}; standard: clean {stdTest.Accuracy:P2}, robust {stdRob:P2}");
+                cmp = AdversarialTraining.CompareWithStandard(model, () => Presets.Create(pr.GetValue(arch)!, be, tr.Channels, tr.Height, tr.Width, tr.NumClasses, s),
+                    splits, opts, advOpts, io.Err.WriteLine);
+                io.Out.WriteLine(cmp.Summary);
                 model.Info["adversarial"] = $"pgd eps={advOpts.Eps:R} steps={advOpts.Steps}";
-                advJson = new JsonObject
-                {
-                    ["method"] = advName, ["eps"] = advOpts.Eps, ["steps"] = advOpts.Steps, ["step_size"] = advOpts.Step, ["eval_steps"] = evalSteps,
-                    ["clean_accuracy"] = test.Accuracy, ["robust_accuracy"] = rob,
-                    ["standard_clean_accuracy"] = stdTest.Accuracy, ["standard_robust_accuracy"] = stdRob,
-                };
             }
             if (outPath != null)
             {
@@ -129,7 +116,7 @@ public static class TrainCommand
                         ["val_accuracy"] = e.ValAccuracy, ["lr"] = e.LearningRate, ["seconds"] = e.Seconds,
                     }).ToArray()),
                 };
-                if (advJson != null) jo["adversarial"] = advJson;
+                if (cmp != null) jo["adversarial"] = cmp.ToJson();
                 CliUtil.WriteJson(jpath, jo);
             }
             return 0;

@@ -132,7 +132,19 @@ public abstract class Attack : IAttack
         /// <summary>Universal attacks: the perturbation and its fooling rate per epsilon.</summary>
         public float[]?[] Universal { get; }
         public double[] FoolingRate { get; }
+        /// <summary>
+        /// Rows to attack, [epsilon][sample] (null: all): a composite attack (AutoAttack) runs each stage on the rows
+        /// still robust; rows left out keep the clean image and cost nothing.
+        /// </summary>
+        public bool[][]? Active { get; init; }
+        public bool IsActive(int sample, int eps) => Active == null || Active[eps][sample];
+        /// <summary>Composite attacks: per epsilon, the stage that broke each sample (null: none), and robust accuracy after each stage.</summary>
+        public string?[][]? BrokenBy { get; set; }
+        public List<(string Stage, double RobustAccuracy)>[]? Stages { get; set; }
     }
+
+    /// <summary>Runs this attack's <see cref="Produce"/> on another run's context (a composite attack's stage).</summary>
+    internal float[][] ProduceFor(RunContext c) { Validate(); return Produce(c); }
 
     /// <summary>
     /// Makes the adversarial images, one host array (n x C x H x W) per epsilon. The default runs the (sample, epsilon)
@@ -142,7 +154,11 @@ public abstract class Attack : IAttack
     {
         int n = c.N, d = c.D, E = c.Eps.Length, k = c.Model.NumOutputs;
         var adv = Enumerable.Range(0, E).Select(_ => new float[(long)n * d]).ToArray();
-        long total = (long)n * E;
+        for (int e = 0; e < E; e++) Array.Copy(c.X, adv[e], c.X.Length);
+        // The (sample, epsilon) rows to run, sample-major (all of them unless the context restricts them).
+        var list = new List<long>();
+        for (long j = 0; j < (long)n * E; j++) if (c.IsActive((int)(j / E), (int)(j % E))) list.Add(j);
+        long total = list.Count;
         // Chunks of MaxBatch rows; an out-of-memory halves the chunk and retries it (rows are independent, so the
         // result is the same at any chunk size).
         BatchGuard.Run(total, MaxBatch, (start, rows) =>
@@ -152,7 +168,7 @@ public abstract class Attack : IAttack
             var x0 = new float[(long)rows * d]; var zl = new float[rows * k];
             for (int r = 0; r < rows; r++)
             {
-                long j = start + r;
+                long j = list[(int)(start + r)];
                 int i = (int)(j / E), e = (int)(j % E);
                 si[r] = i; ei[r] = e; ev[r] = c.Eps[e]; tl[r] = c.Labels[i];
                 if (tg != null) tg[r] = c.Targets![i];
@@ -232,6 +248,7 @@ public abstract class Attack : IAttack
             TargetConfidenceAfter = c.Targets == null ? null : Enumerable.Range(0, n).Select(i => prob[i][c.Targets[i]]).ToArray(),
             Steps = c.Steps[e], Gradients = c.Gradients[e], Queries = CountsQueries ? c.Queries[e] : null,
             UniversalPerturbation = c.Universal[e], FoolingRate = c.FoolingRate[e],
+            BrokenBy = c.BrokenBy?[e], Stages = c.Stages?[e],
             RobustAccuracy = n == 0 ? double.NaN : Enumerable.Range(0, n).Count(i => pred[i] == c.Labels[i]) / (double)n,
             SuccessRate = nCorrect == 0 ? double.NaN : Enumerable.Range(0, n).Count(i => correct[i] && success[i]) / (double)nCorrect,
             MeanL2 = succL2.Length == 0 ? double.NaN : succL2.Average(),

@@ -50,10 +50,10 @@ public sealed class AttackBatch : IDisposable
     /// <summary>Gradient (forward + input backward) evaluations per row, counted on the host.</summary>
     public long[] Gradients { get; }
 
-    readonly Tensor _dlogits, _loss, _zeroRows, _ones;
+    readonly Tensor _dlogits, _loss, _ones;
     readonly Tensor? _pair, _pairGrad;
     readonly Dictionary<float, Tensor> _consts = new();
-    Tensor? _bnGamma, _bnBeta, _bnMean, _bnVar, _bnScratch, _bnSaveMean;
+    Tensor? _trueLabels;
 
     internal AttackBatch(Model model, int[] sampleIndex, int[] epsIndex, float[] eps, int[] trueLabels, int[]? targets,
         float[] x0Host, float[] cleanLogits, ulong seed)
@@ -75,7 +75,6 @@ public sealed class AttackBatch : IDisposable
         Gradients = new long[Rows];
         _dlogits = Be.Allocate(Rows, Outputs);
         _loss = Be.Allocate(Rows);
-        _zeroRows = Be.Allocate(Rows);
         _ones = Be.Allocate(Rows); Be.Fill(_ones, 1f);
         if (Outputs == 1) { _pair = Be.Allocate(Rows, 2); _pairGrad = Be.Allocate(Rows, 2); }
     }
@@ -108,6 +107,9 @@ public sealed class AttackBatch : IDisposable
         return Model.Backward(_dlogits, BackwardMode.InputOnly)!;
     }
 
+    /// <summary>Per-row targets of the targeted DLR loss (APGD-T sets one target class per round); null: the goal's.</summary>
+    public Tensor? DlrTargets { get; set; }
+
     /// <summary>Per-row loss of the last gradient or margin computation.</summary>
     public Tensor Loss => _loss;
 
@@ -119,14 +121,15 @@ public sealed class AttackBatch : IDisposable
             else Be.CrossEntropy(z, Labels, _loss, dlogits, gradScale, Rows, Outputs);
             return;
         }
-        if (Outputs == 1)
+        if (kind == LossKind.Dlr)
         {
-            // (0, z): column 0 stays zero from allocation.
-            Be.ChannelCopy(z, 1, 0, _pair!, 2, 1, 1, Rows, 1, false);
-            Be.CwMarginLoss(_pair!, Labels, _loss, dlogits == null ? null : _pairGrad, gradScale, Targeted, kappa, Rows, 2);
-            if (dlogits != null) Be.ChannelCopy(_pairGrad!, 2, 1, dlogits, 1, 0, 1, Rows, 1, false);
+            // DLR is maximised to attack; targeted toward DlrTargets (APGD-T's round) or the goal's targets.
+            _trueLabels ??= Be.FromArray(TrueLabels.Select(v => (float)v).ToArray(), Rows);
+            var tgt = DlrTargets ?? (Targeted ? Labels : null);
+            Losses.DlrInto(Be, z, _trueLabels, tgt ?? _trueLabels, _loss, dlogits, gradScale, tgt != null, Rows, Outputs, _pair, _pairGrad);
+            return;
         }
-        else Be.CwMarginLoss(z, Labels, _loss, dlogits, gradScale, Targeted, kappa, Rows, Outputs);
+        Losses.CwMarginInto(Be, z, Labels, _loss, dlogits, gradScale, Targeted, kappa, Rows, Outputs, _pair, _pairGrad);
     }
 
     /// <summary>Per-row cross-entropy of the given logits toward <see cref="Labels"/> into <paramref name="outp"/>.</summary>
@@ -223,44 +226,20 @@ public sealed class AttackBatch : IDisposable
     /// <summary>y = a * x + b elementwise (ChannelAffine with one channel). In place allowed.</summary>
     public void Affine(Tensor x, float a, float b, Tensor y) => Be.ChannelAffine(x, Const(a), Const(b), y, 1, 1, x.Length);
 
-    /// <summary>y[r, :] = x[r, :] * s[r] for x viewed as [Rows, Cols] (ChannelAffine over rows). In place allowed.</summary>
-    public void ScaleRows(Tensor x, Tensor s, Tensor y) => Be.ChannelAffine(x, s, _zeroRows, y, 1, Rows, x.Length / Rows);
+    /// <summary>y[r, :] = x[r, :] * s[r] for x viewed as [Rows, -1]. In place allowed.</summary>
+    public void ScaleRows(Tensor x, Tensor s, Tensor y) => Be.MulRows(x, s, y, Rows, x.Length / Rows);
 
     /// <summary>y[r, :] = x[r, :] * s[r] + t[r]. In place allowed.</summary>
     public void AffineRows(Tensor x, Tensor s, Tensor t, Tensor y) => Be.ChannelAffine(x, s, t, y, 1, Rows, x.Length / Rows);
 
-    /// <summary>dst[r] += m[r] * (src[r] - dst[r]) for rows of length x.Length / Rows: keeps src where m is 1. Uses scratch.</summary>
-    public void SelectRows(Tensor dst, Tensor src, Tensor m, Tensor scratch)
-    {
-        Be.Copy(src, scratch);
-        Be.Axpy(-1f, dst, scratch);
-        ScaleRows(scratch, m, scratch);
-        Be.Axpy(1f, scratch, dst);
-    }
-
     /// <summary>
-    /// y[r] = 1 / sqrt(x[r]^2 + tiny), i.e. 1/|x[r]|, for a [Rows] tensor, on the device. IBackend has no division, so
-    /// this uses the batch-norm statistics op on the pairs (x[r], -x[r]) (mean 0, variance x[r]^2) and reads its saved
-    /// inverse standard deviation.
+    /// Keep-best: dst[r, :] = src[r, :] where m[r] != 0, else unchanged, for rows of length dst.Length / Rows. A select
+    /// (IBackend.Where), so it is exact for any values: a best-so-far of 1e10 is replaced by the candidate itself.
     /// </summary>
-    public void Reciprocal(Tensor x, Tensor y)
-    {
-        _bnGamma ??= Fill(Be.Allocate(Rows), 1f);
-        _bnBeta ??= Be.Allocate(Rows);
-        _bnMean ??= Be.Allocate(Rows);
-        _bnVar ??= Be.Allocate(Rows);
-        _bnSaveMean ??= Be.Allocate(Rows);
-        _bnScratch ??= Be.Allocate(5 * Rows);
-        var pair = _bnScratch.Slice(0, 2 * Rows);
-        var outp = _bnScratch.Slice(2 * Rows, 2 * Rows);
-        Be.ChannelCopy(x, 1, 0, pair, 2, 0, 1, Rows, 1, false);
-        var neg = _bnScratch.Slice(4 * Rows, Rows);
-        Be.Scale(-1f, x, neg);
-        Be.ChannelCopy(neg, 1, 0, pair, 2, 1, 1, Rows, 1, false);
-        Be.BatchNormForwardTrain(pair, _bnGamma, _bnBeta, outp, _bnSaveMean, y, _bnMean, _bnVar, 0f, 1e-30f, 1, Rows, 2);
-    }
+    public void SelectRows(Tensor dst, Tensor src, Tensor m) => Be.Where(m, src, dst, dst, Rows, dst.Length / Rows);
 
-    Tensor Fill(Tensor t, float v) { Be.Fill(t, v); return t; }
+    /// <summary>A [Rows] tensor of ones (never written).</summary>
+    public Tensor Ones => _ones;
 
     // ------------------------------------------------------------------ random streams
 
@@ -302,8 +281,7 @@ public sealed class AttackBatch : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in new[] { X0, Adv, EpsT, Labels, Direction, StepCount, _dlogits, _loss, _zeroRows, _ones, _pair, _pairGrad,
-                     _bnGamma, _bnBeta, _bnMean, _bnVar, _bnScratch, _bnSaveMean })
+        foreach (var t in new[] { X0, Adv, EpsT, Labels, Direction, StepCount, _dlogits, _loss, _ones, _pair, _pairGrad, _trueLabels })
             t?.Dispose();
         foreach (var t in _consts.Values) t.Dispose();
         _consts.Clear();

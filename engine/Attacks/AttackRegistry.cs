@@ -48,6 +48,9 @@ public static class AttackRegistry
         new(typeof(EotPgd), "gradient"), new(typeof(UniversalPerturbation), "gradient"),
         new(typeof(OnePixel), "search"), new(typeof(Square), "search"), new(typeof(PixelSaliency), "search"),
         new(typeof(WhiteBalance), "search"), new(typeof(Moea), "search"),
+        new(typeof(Apgd), "gradient"), new(typeof(ApgdDlr), "gradient"), new(typeof(ApgdT), "gradient"), new(typeof(FabT), "gradient"),
+        new(typeof(AutoAttack), "gradient"),
+        new(typeof(HopSkipJump), "search"), new(typeof(Boundary), "search"),
     };
 
     public static IEnumerable<string> AllNames => Attacks.Select(a => a.Name);

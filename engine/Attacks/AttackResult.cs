@@ -48,6 +48,11 @@ public sealed class EpsResult
     /// <summary>Universal perturbation attacks: fraction of samples whose prediction the perturbation changes (NaN otherwise).</summary>
     public double FoolingRate { get; init; } = double.NaN;
 
+    /// <summary>Composite attacks (AutoAttack): the stage that broke each sample, null where none did (or it was wrong to begin with).</summary>
+    public string?[]? BrokenBy { get; init; }
+    /// <summary>Composite attacks: robust accuracy after each stage, in the order they ran.</summary>
+    public IReadOnlyList<(string Stage, double RobustAccuracy)>? Stages { get; init; }
+
     /// <summary>Fraction of all samples predicted as their true label after the attack.</summary>
     public double RobustAccuracy { get; init; }
     /// <summary>Success rate over the samples classified correctly before the attack.</summary>
@@ -88,17 +93,31 @@ public sealed class AttackResult
     /// <summary>
     /// The summary the CLI writes with --json: the run's fields, its params, and one <see cref="ResultRow"/> per
     /// epsilon under "results" (eps null for budget-free attacks). NaN and infinite figures are written as null.
+    /// Composite attacks (AutoAttack) add "stages" to each entry: per stage, the robust accuracy after it and the
+    /// samples it broke.
     /// </summary>
-    public JsonObject ToJson(string? model = null) => new()
+    public JsonObject ToJson(string? model = null)
     {
-        ["attack"] = Attack,
-        ["model"] = model,
-        ["n"] = N,
-        ["seed"] = Seed,
-        ["targeted"] = Targets != null,
-        ["params"] = Params?.DeepClone(),
-        ["results"] = new JsonArray(ResultRow.FromAttack(this, model, null, null, null).Select(r => (JsonNode)r.ToJson()).ToArray()),
-    };
+        static JsonNode? D(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
+        var rows = ResultRow.FromAttack(this, model, null, null, null).Select(r => r.ToJson()).ToArray();
+        for (int e = 0; e < rows.Length; e++)
+            if (Results[e].Stages is { } st)
+                rows[e]["stages"] = new JsonArray(st.Select(s => (JsonNode)new JsonObject
+                {
+                    ["stage"] = s.Stage, ["robust_accuracy"] = D(s.RobustAccuracy),
+                    ["broken"] = Results[e].BrokenBy!.Count(v => v == s.Stage),
+                }).ToArray());
+        return new JsonObject
+        {
+            ["attack"] = Attack,
+            ["model"] = model,
+            ["n"] = N,
+            ["seed"] = Seed,
+            ["targeted"] = Targets != null,
+            ["params"] = Params?.DeepClone(),
+            ["results"] = new JsonArray(rows.Select(r => (JsonNode)r).ToArray()),
+        };
+    }
 
     /// <summary>Per-sample rows for one epsilon entry (<see cref="ResultRow.SampleCsv"/>).</summary>
     public string ToCsv(int epsIndex) => ResultRow.SampleCsv(this, epsIndex);

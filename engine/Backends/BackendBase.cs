@@ -449,10 +449,23 @@ public abstract class BackendBase : IBackend
     }
     protected abstract void BceWithLogitsCore(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows);
 
+    public void DlrLoss(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols)
+    {
+        const string op = "dlr_loss";
+        if (cols < 2) throw new ArgumentException($"{op}: needs at least two classes, got {cols}");
+        CheckLoss(op, logits, labels, loss, dlogits, gradScale, rows, cols);
+        if (targeted) Need(targets, rows, op, "targets");
+        CheckLabels(labels, rows, cols, op);
+        if (targeted) CheckLabels(targets, rows, cols, op);
+        Counters.Hit(op, 4L * rows * cols);
+        if (rows > 0) DlrLossCore(logits, labels, targets, loss, dlogits, gradScale, targeted, rows, cols);
+    }
+    protected abstract void DlrLossCore(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols);
+
     // ---------------------------------------------------------------- element-wise
 
     /// <summary>The element-wise ops that read two inputs and write one output, all of one length.</summary>
-    protected enum BinaryOp { Add, Mul }
+    protected enum BinaryOp { Add, Mul, Div, Greater }
 
     void Binary(string op, BinaryOp kind, Tensor a, Tensor b, Tensor y)
     {
@@ -464,6 +477,39 @@ public abstract class BackendBase : IBackend
 
     public void Add(Tensor a, Tensor b, Tensor y) => Binary("add", BinaryOp.Add, a, b, y);
     public void Mul(Tensor a, Tensor b, Tensor y) => Binary("mul", BinaryOp.Mul, a, b, y);
+    public void Div(Tensor a, Tensor b, Tensor y) => Binary("div", BinaryOp.Div, a, b, y);
+    public void Greater(Tensor a, Tensor b, Tensor y) => Binary("greater", BinaryOp.Greater, a, b, y);
+
+    public void Abs(Tensor x, Tensor y)
+    {
+        Same("abs", x, y);
+        Counters.Hit("abs", y.Length);
+        if (y.Length > 0) AbsCore(x, y);
+    }
+    protected abstract void AbsCore(Tensor x, Tensor y);
+
+    public void Where(Tensor m, Tensor a, Tensor b, Tensor y, int rows, int cols)
+    {
+        const string op = "where";
+        CheckRows(op, rows, cols, (a, "a"), (b, "b"), (y, "y"));
+        Need(m, rows, op, "m");
+        Counters.Hit(op, (long)rows * cols);
+        if ((long)rows * cols > 0) WhereCore(m, a, b, y, rows, cols);
+    }
+    protected abstract void WhereCore(Tensor m, Tensor a, Tensor b, Tensor y, int rows, int cols);
+
+    void RowBroadcast(string op, BinaryOp kind, Tensor x, Tensor v, Tensor y, int rows, int cols)
+    {
+        CheckRows(op, rows, cols, (x, "x"), (y, "y"));
+        Need(v, rows, op, "v");
+        Counters.Hit(op, (long)rows * cols);
+        if ((long)rows * cols > 0) RowBroadcastCore(kind, x, v, y, rows, cols);
+    }
+    /// <summary>y[r, c] = x[r, c] op v[r] for op Add or Mul.</summary>
+    protected abstract void RowBroadcastCore(BinaryOp kind, Tensor x, Tensor v, Tensor y, int rows, int cols);
+
+    public void MulRows(Tensor x, Tensor v, Tensor y, int rows, int cols) => RowBroadcast("mul_rows", BinaryOp.Mul, x, v, y, rows, cols);
+    public void AddRows(Tensor x, Tensor v, Tensor y, int rows, int cols) => RowBroadcast("add_rows", BinaryOp.Add, x, v, y, rows, cols);
 
     public void Axpy(float alpha, Tensor x, Tensor y)
     {

@@ -147,7 +147,8 @@ public interface IBackend : IDisposable
     // ---------------------------------------------------------------- losses (per sample; the caller reduces)
     /// <summary>
     /// Cross-entropy of logits[rows, cols] against integer labels[rows]: loss[r] = logsumexp(z_r) - z_r[label].
-    /// When dlogits is not null: dlogits[r, j] = gradScale[r] * (softmax(z_r)_j - [j == label]).
+    /// When dlogits is not null: dlogits[r, j] = gradScale[r] * (softmax(z_r)_j - [j == label]), the label's entry
+    /// computed as -sum_{j != label} softmax(z_r)_j so that it does not vanish when p_label rounds to 1.
     /// gradScale is per sample (1/rows for a mean loss; +-1 to ascend or descend per sample). Every labels[r] must be an
     /// integer in [0, cols), or the op throws naming the row (this reads the labels on the host: on a device it
     /// waits for queued work). Op "ce_loss", flops 6*rows*cols.
@@ -164,16 +165,45 @@ public interface IBackend : IDisposable
     void CwMarginLoss(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, float kappa, int rows, int cols);
     /// <summary>
     /// Binary cross-entropy with logits for one-output models: z = logits[r] (logits is [rows] or [rows, 1]),
-    /// y = labels[r] in {0, 1}: loss = max(z, 0) - z*y + log(1 + exp(-|z|)); dlogits[r] = gradScale[r]*(sigmoid(z) - y).
+    /// y = labels[r] in {0, 1}: loss = max(z, 0) - z*y + log(1 + exp(-|z|)); dlogits[r] = gradScale[r]*(sigmoid(z) - y),
+    /// computed as (1 - y) sigmoid(z) - y sigmoid(-z) from exp(-|z|) so that it does not vanish when |z| is large.
     /// Op "bce_loss", flops 8*rows.
     /// </summary>
     void BceWithLogits(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows);
+    /// <summary>
+    /// Difference-of-logits-ratio loss (Croce and Hein 2020), per sample, to be maximised to attack; y = labels[r] (the
+    /// true class), z_(1) &gt;= z_(2) &gt;= ... the sorted logits:
+    /// untargeted: loss = -(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12);
+    /// targeted (t = targets[r]): loss = -(z_y - z_t) / (z_(1) - (z_(3) + z_(4))/2 + 1e-12).
+    /// With fewer classes the denominator uses the deepest sorted logit there is (z_(3) for three classes) and is 1 for
+    /// two: there it is the plain margin, which an attack's sign or L2-normalised step does not tell from the ratio.
+    /// dlogits[r] = gradScale[r] * d loss/d z. labels (and targets, read only when targeted) must be integers in
+    /// [0, cols), or the op throws naming the row. Op "dlr_loss", flops 4*rows*cols.
+    /// </summary>
+    void DlrLoss(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols);
 
     // ---------------------------------------------------------------- element-wise
     /// <summary>y = a + b. y may alias a or b. Op "add", flops n.</summary>
     void Add(Tensor a, Tensor b, Tensor y);
     /// <summary>y = a * b. y may alias a or b. Op "mul", flops n.</summary>
     void Mul(Tensor a, Tensor b, Tensor y);
+    /// <summary>y = a / b, IEEE (x/0 = +-inf, 0/0 = NaN). y may alias a or b. Op "div", flops n.</summary>
+    void Div(Tensor a, Tensor b, Tensor y);
+    /// <summary>y = a &gt; b ? 1 : 0 (0 when either is NaN): a 0/1 mask. y may alias a or b. Op "greater", flops n.</summary>
+    void Greater(Tensor a, Tensor b, Tensor y);
+    /// <summary>y = |x| (|-0| = 0, |NaN| is NaN). In place allowed. Op "abs", flops n.</summary>
+    void Abs(Tensor x, Tensor y);
+    /// <summary>
+    /// Select: y[r, c] = m[r] != 0 ? a[r, c] : b[r, c], with a, b, y viewed as [rows, cols] and one mask value per row
+    /// (cols = 1 makes it element-wise). The chosen value is copied, not computed, so the select is exact for any
+    /// values, NaN and infinities included; a NaN mask value counts as non-zero. y may alias a or b (keep-best:
+    /// Where(better, candidate, best, best)). Op "where", flops rows*cols.
+    /// </summary>
+    void Where(Tensor m, Tensor a, Tensor b, Tensor y, int rows, int cols);
+    /// <summary>Per-row broadcast: y[r, c] = x[r, c] * v[r], x and y viewed as [rows, cols] (per-sample scaling). In place allowed. Op "mul_rows", flops rows*cols.</summary>
+    void MulRows(Tensor x, Tensor v, Tensor y, int rows, int cols);
+    /// <summary>Per-row broadcast: y[r, c] = x[r, c] + v[r]. In place allowed. Op "add_rows", flops rows*cols.</summary>
+    void AddRows(Tensor x, Tensor v, Tensor y, int rows, int cols);
     /// <summary>y += alpha * x. Op "axpy", flops 2n.</summary>
     void Axpy(float alpha, Tensor x, Tensor y);
     /// <summary>y = alpha * x. In place allowed. Op "scale", flops n.</summary>

@@ -13,18 +13,18 @@ public static class DataSources
         "'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K'); " +
         "a MedMNIST .npz file (e.g. pneumoniamnist.npz; get one with 'perturb data fetch'); " +
         "a folder of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...); " +
-        "or a folder of class folders of .png/.jpg/.bmp images (ROOT/CLASS/*.png, or ROOT/train|val|test/CLASS/*.png), " +
+        "or a folder of class folders of .png/.jpg/.bmp/.dcm images (DICOM through GDCM, one image per frame) (ROOT/CLASS/*.png, or ROOT/train|val|test/CLASS/*.png), " +
         "with optional settings 'ROOT:size=S|HxW,channels=1|3,test=F' (default: the first image's size and channels; " +
         "test=0.2 holds out 20% of each class, by --data-seed, when there are no train/test folders; " +
         "resized with antialiased bilinear filtering)";
 
-    public static DataSplits Load(string spec, ulong dataSeed = 0) => Resolve(spec, dataSeed).LoadAll();
+    public static DataSplits Load(string spec, ulong dataSeed = 0, DicomOptions? dicom = null) => Resolve(spec, dataSeed, dicom).LoadAll();
 
     /// <summary>Loads one split only; a missing other split is no error.</summary>
-    public static Dataset LoadSplit(string spec, string split, ulong dataSeed = 0)
+    public static Dataset LoadSplit(string spec, string split, ulong dataSeed = 0, DicomOptions? dicom = null)
     {
         if (split is not ("train" or "val" or "test")) throw new PerturbException($"unknown split '{split}' (choose train, val or test)", 2);
-        return Resolve(spec, dataSeed).LoadOne(split);
+        return Resolve(spec, dataSeed, dicom).LoadOne(split);
     }
 
     /// <summary>What the data set holds, for <c>perturb data info</c>. MedMNIST files are described without loading images.</summary>
@@ -35,7 +35,7 @@ public static class DataSources
     static Source Generated(Func<DataSplits> make, string kind, string spec) =>
         new(make, s => make().Get(s), () => DataInfo.Of(make(), kind, spec));
 
-    static Source Resolve(string spec, ulong dataSeed)
+    static Source Resolve(string spec, ulong dataSeed, DicomOptions? dicom = null)
     {
         if (string.IsNullOrWhiteSpace(spec)) throw new PerturbException("--data is empty (see --help for the choices)", 2);
         if (IsNamed(spec, "synthetic"))
@@ -69,12 +69,12 @@ public static class DataSources
         {
             var o = new SpecOptions(spec, opts, "size", "channels", "test");
             var (h, w) = o.Size("size");
-            var fo = new ImageFolderOptions { Height = h, Width = w, Channels = o.Int("channels", 0), TestFraction = o.Double("test", 0.2), Seed = dataSeed };
+            var fo = new ImageFolderOptions { Height = h, Width = w, Channels = o.Int("channels", 0), TestFraction = o.Double("test", 0.2), Seed = dataSeed, Dicom = dicom };
             return new(() => ImageFolder.Load(path, fo), s => ImageFolder.LoadSplit(path, s, fo),
                 () => DataInfo.Of(ImageFolder.Load(path, fo), "image folder", path));
         }
         if (Directory.Exists(path))
-            throw new PerturbException($"{path}: holds no data set: expected MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...) or class folders of .png/.jpg/.jpeg/.bmp images");
+            throw new PerturbException($"{path}: holds no data set: expected MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...) or class folders of .png/.jpg/.jpeg/.bmp/.dcm images");
         throw new PerturbException($"{spec}: no such data set, file or folder (try 'histology', 'synthetic', a .npz file or a folder)");
     }
 

@@ -13,6 +13,10 @@ public sealed class Dataset
     public int NumClasses => ClassNames.Length;
     public int SampleSize => Channels * Height * Width;
     public string Name { get; init; } = "";
+    /// <summary>Where each sample came from, for data sets read from files (image folders); null otherwise.</summary>
+    public ImageSource[]? Sources { get; init; }
+    /// <summary>How DICOM samples were read (window, frame), so that writing them back inverts the same mapping.</summary>
+    public DicomOptions? Dicom { get; init; }
 
     public Dataset(float[] x, int[] labels, int c, int h, int w, string[] classNames)
     {
@@ -37,7 +41,8 @@ public sealed class Dataset
     public Dataset Take(int n)
     {
         n = Math.Min(n, Count);
-        return new Dataset(X.AsSpan(0, n * SampleSize).ToArray(), Labels.AsSpan(0, n).ToArray(), Channels, Height, Width, ClassNames) { Name = Name };
+        return new Dataset(X.AsSpan(0, n * SampleSize).ToArray(), Labels.AsSpan(0, n).ToArray(), Channels, Height, Width, ClassNames)
+        { Name = Name, Sources = Sources?[..n], Dicom = Dicom };
     }
 
     public int[] ClassCounts()

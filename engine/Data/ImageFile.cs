@@ -24,22 +24,51 @@ public sealed record ImageData(int Channels, int Height, int Width, float[] Pixe
 /// </summary>
 public static class ImageFile
 {
-    public static readonly string[] Extensions = { ".png", ".jpg", ".jpeg", ".bmp" };
+    /// <summary>The file types read: PNG, JPEG, BMP through SkiaSharp, DICOM through GDCM (<see cref="Dicom"/>).</summary>
+    public static readonly string[] Extensions = { ".png", ".jpg", ".jpeg", ".bmp", Dicom.Extension };
 
     public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
 
     /// <summary>Loads one image file as C×H×W floats in [0,1] with the given channels and size (used by predict).</summary>
-    public static float[] Load(string path, int channels, int height, int width)
+    public static float[] Load(string path, int channels, int height, int width) => Load(new ImageSource(path), channels, height, width);
+
+    /// <summary>Loads one image (a frame of a DICOM file) as C×H×W floats in [0,1] with the given channels and size.</summary>
+    public static float[] Load(ImageSource src, int channels, int height, int width, DicomOptions? dicom = null)
     {
-        var img = Decode(path);
-        return Resize(ConvertChannels(img, channels, path), channels, img.Height, img.Width, height, width);
+        var img = Decode(src, dicom);
+        return Resize(ConvertChannels(img, channels, src.File), channels, img.Height, img.Width, height, width);
     }
+
+    /// <summary>The images of a file: one per frame of a DICOM file (or the one frame asked for), else the file itself.</summary>
+    public static IEnumerable<ImageSource> Sources(string file, DicomOptions? dicom = null) =>
+        Dicom.IsDicom(file) ? Dicom.Frames(file, dicom).Select(k => new ImageSource(file, k)) : new[] { new ImageSource(file) };
+
+    /// <summary>
+    /// The images an --input names: a file, or every image file under a folder (recursively, ordinal order), DICOM
+    /// files expanded to their frames.
+    /// </summary>
+    public static List<ImageSource> ListInputs(string path, DicomOptions? dicom = null)
+    {
+        string[] files;
+        if (Directory.Exists(path))
+            files = IO.SafeFiles.FilesRecursive(path).Where(IsImage).ToArray();
+        else if (File.Exists(path))
+            files = IsImage(path) ? new[] { path } : throw new PerturbException($"{path}: not an image file (expected {string.Join(", ", Extensions)})");
+        else throw new PerturbException($"{path}: no such file or folder");
+        if (files.Length == 0) throw new PerturbException($"{path}: holds no image files ({string.Join(", ", Extensions)})");
+        return files.SelectMany(f => Sources(f, dicom)).ToList();
+    }
+
+    /// <summary>Decodes one image (a DICOM frame) at its own size and channel count.</summary>
+    public static ImageData Decode(ImageSource src, DicomOptions? dicom = null) =>
+        Dicom.IsDicom(src.File) ? Dicom.Decode(src.File, src.Frame, dicom) : Decode(src.File);
 
     static byte[] ReadAll(string path) => IO.SafeFiles.ReadAllBytes(path, "image file");
 
     /// <summary>Decodes an image at its own size and channel count (grey stays 1 channel, colour is 3).</summary>
     public static ImageData Decode(string path)
     {
+        if (Dicom.IsDicom(path)) return Dicom.Decode(path);
         var bytes = ReadAll(path);
         // The header is read and its size checked here, before SkiaSharp sees a byte (see ImageHeader).
         var (format, hw0, hh0) = ImageHeader.Read(bytes, path);

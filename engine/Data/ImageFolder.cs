@@ -11,10 +11,12 @@ public sealed record ImageFolderOptions
     /// <summary>For a folder without train/ and test/ subfolders: the share of each class held out as test.</summary>
     public double TestFraction { get; init; } = 0.2;
     public ulong Seed { get; init; }
+    /// <summary>How DICOM files are read (window, frame); null: each file's own window, one image per frame.</summary>
+    public DicomOptions? Dicom { get; init; }
 }
 
 /// <summary>
-/// Image folders: <c>root/&lt;class&gt;/*.png|jpg|jpeg|bmp</c>, or with splits <c>root/train/&lt;class&gt;/...</c>,
+/// Image folders: <c>root/&lt;class&gt;/*.png|jpg|jpeg|bmp|dcm</c>, or with splits <c>root/train/&lt;class&gt;/...</c>,
 /// <c>root/test/&lt;class&gt;/...</c> and optionally <c>root/val/&lt;class&gt;/...</c>. Classes are the subfolder names
 /// sorted ordinally (the union over the splits); files are read in ordinal order. Without split folders, a seeded
 /// stratified share of each class (<see cref="ImageFolderOptions.TestFraction"/>, at least one image of a class with
@@ -29,6 +31,9 @@ public static class ImageFolder
     static IEnumerable<string> SubDirs(string dir, string root) => IO.SafeFiles.Dirs(dir, root);
 
     static List<string> Images(string dir, string root) => IO.SafeFiles.Files(dir, root).Where(ImageFile.IsImage).ToList();
+
+    /// <summary>The images of a class folder: its files in order, each DICOM file expanded to its frames.</summary>
+    static List<ImageSource> Sources(string dir, string root, ImageFolderOptions o) => Images(dir, root).SelectMany(f => ImageFile.Sources(f, o.Dicom)).ToList();
 
     /// <summary>True when the root holds train/ and test/ folders with class folders inside.</summary>
     public static bool HasSplitFolders(string root) =>
@@ -46,35 +51,37 @@ public static class ImageFolder
     }
 
     /// <summary>Per split, the (file, class index) list; and the class names.</summary>
-    static (Dictionary<string, List<(string File, int Label)>> Splits, string[] Classes) Scan(string root, ImageFolderOptions o)
+    static (Dictionary<string, List<(ImageSource File, int Label)>> Splits, string[] Classes) Scan(string root, ImageFolderOptions o)
     {
         if (!Directory.Exists(root)) throw new PerturbException($"{root}: no such folder");
-        var splits = new Dictionary<string, List<(string, int)>>();
+        var splits = new Dictionary<string, List<(ImageSource, int)>>();
         if (HasSplitFolders(root))
         {
             var present = SplitNames.Where(s => Directory.Exists(Path.Combine(root, s))).ToList();
             var classes = present.SelectMany(s => SubDirs(Path.Combine(root, s), root).Select(d => Path.GetFileName(d)!)).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToArray();
+            Limits.Check($"{root}: class folders", classes.Length, Limits.MaxClasses, "PERTURB_MAX_CLASSES");
             foreach (var s in present)
             {
-                var list = new List<(string, int)>();
+                var list = new List<(ImageSource, int)>();
                 foreach (var d in SubDirs(Path.Combine(root, s), root))
-                    foreach (var f in Images(d, root)) list.Add((f, Array.IndexOf(classes, Path.GetFileName(d))));
-                if (list.Count == 0) throw new PerturbException($"{Path.Combine(root, s)}: no images (.png, .jpg, .jpeg, .bmp) in its class folders");
+                    foreach (var f in Sources(d, root, o)) list.Add((f, Array.IndexOf(classes, Path.GetFileName(d))));
+                if (list.Count == 0) throw new PerturbException($"{Path.Combine(root, s)}: no images (.png, .jpg, .jpeg, .bmp, .dcm) in its class folders");
                 splits[s] = list;
             }
             return (splits, classes);
         }
         var dirs = SubDirs(root, root).Where(d => Images(d, root).Count > 0).ToList();
         if (dirs.Count == 0)
-            throw new PerturbException($"{root}: no class folders with images (expected {root}/<class>/*.png|jpg|jpeg|bmp)");
+            throw new PerturbException($"{root}: no class folders with images (expected {root}/<class>/*.png|jpg|jpeg|bmp|dcm)");
         if (dirs.Count < 2) throw new PerturbException($"{root}: only one class folder with images ({Path.GetFileName(dirs[0])}); a classifier needs at least 2");
+        Limits.Check($"{root}: class folders", dirs.Count, Limits.MaxClasses, "PERTURB_MAX_CLASSES");
         var names = dirs.Select(d => Path.GetFileName(d)).ToArray();
-        var train = new List<(string, int)>();
-        var test = new List<(string, int)>();
+        var train = new List<(ImageSource, int)>();
+        var test = new List<(ImageSource, int)>();
         if (!(o.TestFraction >= 0 && o.TestFraction < 1)) throw new PerturbException($"{root}: test fraction must be in [0, 1), got {o.TestFraction}", 2);
         for (int c = 0; c < dirs.Count; c++)
         {
-            var files = Images(dirs[c], root);
+            var files = Sources(dirs[c], root, o);
             var perm = new SplitMix64(o.Seed * 1000003UL + (ulong)c).Permutation(files.Count);
             int nTest = files.Count < 2 ? 0 : Math.Max(1, (int)Math.Round(files.Count * o.TestFraction));
             if (o.TestFraction == 0) nTest = 0;
@@ -107,12 +114,12 @@ public static class ImageFolder
     }
 
     /// <summary>Fills in the defaults (size and channels of the given first image).</summary>
-    static ImageFolderOptions Resolve(string first, ImageFolderOptions o)
+    static ImageFolderOptions Resolve(ImageSource first, ImageFolderOptions o)
     {
         if (o.Channels is not (0 or 1 or 3)) throw new PerturbException($"channels must be 1 or 3, got {o.Channels}", 2);
         if (o.Height < 0 || o.Width < 0) throw new PerturbException($"image size must be positive, got {o.Height}x{o.Width}", 2);
         if (o.Channels != 0 && o.Height > 0 && o.Width > 0) return o;
-        var img = ImageFile.Decode(first);
+        var img = ImageFile.Decode(first, o.Dicom);
         return o with
         {
             Channels = o.Channels != 0 ? o.Channels : img.Channels,
@@ -121,7 +128,7 @@ public static class ImageFolder
         };
     }
 
-    static Dataset Build(List<(string File, int Label)> list, string[] classes, ImageFolderOptions o, string name)
+    static Dataset Build(List<(ImageSource File, int Label)> list, string[] classes, ImageFolderOptions o, string name)
     {
         int n = list.Count, size = o.Channels * o.Height * o.Width;
         var x = new float[(long)n * size];
@@ -131,13 +138,13 @@ public static class ImageFolder
         {
             try
             {
-                ImageFile.Load(list[i].File, o.Channels, o.Height, o.Width).CopyTo(x, (long)i * size);
+                ImageFile.Load(list[i].File, o.Channels, o.Height, o.Width, o.Dicom).CopyTo(x, (long)i * size);
                 y[i] = list[i].Label;
             }
             catch (PerturbException e) { errors[i] = e; }
         });
         var err = errors.FirstOrDefault(e => e != null); // the first bad file in order, whatever the thread timing
         if (err != null) throw err;
-        return new Dataset(x, y, o.Channels, o.Height, o.Width, classes) { Name = name };
+        return new Dataset(x, y, o.Channels, o.Height, o.Width, classes) { Name = name, Sources = list.Select(e => e.File).ToArray(), Dicom = o.Dicom };
     }
 }

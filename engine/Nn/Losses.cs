@@ -1,6 +1,7 @@
 namespace Perturb.Engine.Nn;
 
-public enum LossKind { CrossEntropy, CwMargin }
+/// <summary>Attack losses: cross-entropy (BCE for one output), the CW margin, and the DLR ratio (Croce and Hein 2020).</summary>
+public enum LossKind { CrossEntropy, CwMargin, Dlr }
 
 /// <summary>The result of a loss on a batch: per-sample losses and dLoss/dLogits, both on the device.</summary>
 public sealed class LossResult : IDisposable
@@ -47,24 +48,80 @@ public static class Losses
         int n = logits.N, k = logits.PerSample;
         var loss = be.Allocate(n);
         var grad = withGrad ? be.Allocate(logits.Shape) : null;
-        if (k == 1)
-        {
-            // Two logits (0, z): build them, run the margin loss, and keep the gradient of z.
-            using var pair = be.Allocate(n, 2);
-            be.ChannelCopy(logits, 1, 0, pair, 2, 1, 1, n, 1, false);
-            using var g2 = withGrad ? be.Allocate(n, 2) : null;
-            be.CwMarginLoss(pair, labels, loss, g2, gradScale, targeted, kappa, n, 2);
-            if (grad != null) be.ChannelCopy(g2!, 2, 1, grad, 1, 0, 1, n, 1, false);
-        }
-        else be.CwMarginLoss(logits, labels, loss, grad, gradScale, targeted, kappa, n, k);
+        using var pair = k == 1 ? be.Allocate(n, 2) : null;
+        using var pairGrad = k == 1 && withGrad ? be.Allocate(n, 2) : null;
+        CwMarginInto(be, logits, labels, loss, grad, gradScale, targeted, kappa, n, k, pair, pairGrad);
         return new LossResult(loss, grad);
+    }
+
+    /// <summary>
+    /// The CW margin of logits [n, k] into <paramref name="loss"/> (and dLoss/dlogits into <paramref name="grad"/>
+    /// when given). A one-output model's logits become the pair (0, z) in <paramref name="pair"/> ([n, 2]; its column
+    /// 0 must be zero, as allocated: only column 1 is written), and the gradient of z is read back from <paramref name="pairGrad"/>: the one place that pairing is
+    /// built on the device. The pair buffers (needed only when k == 1) let an attack step reuse them.
+    /// </summary>
+    public static void CwMarginInto(IBackend be, Tensor logits, Tensor labels, Tensor loss, Tensor? grad, Tensor gradScale,
+        bool targeted, float kappa, int n, int k, Tensor? pair, Tensor? pairGrad) =>
+        Paired(be, logits, grad, n, k, pair, pairGrad, "cw margin",
+            (z, g, cols) => be.CwMarginLoss(z, labels, loss, g, gradScale, targeted, kappa, n, cols));
+
+    /// <summary>The DLR loss (<see cref="IBackend.DlrLoss"/>) of logits [n, k], with the (0, z) pairing of <see cref="CwMarginInto"/>.</summary>
+    public static void DlrInto(IBackend be, Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? grad, Tensor gradScale,
+        bool targeted, int n, int k, Tensor? pair, Tensor? pairGrad) =>
+        Paired(be, logits, grad, n, k, pair, pairGrad, "dlr",
+            (z, g, cols) => be.DlrLoss(z, labels, targets, loss, g, gradScale, targeted, n, cols));
+
+    /// <summary>Runs a class-logit loss on logits [n, k], or on the pair (0, z) of a one-output model, reading z's gradient back.</summary>
+    static void Paired(IBackend be, Tensor logits, Tensor? grad, int n, int k, Tensor? pair, Tensor? pairGrad, string what,
+        Action<Tensor, Tensor?, int> loss)
+    {
+        if (k != 1) { loss(logits, grad, k); return; }
+        if (pair is null || (grad is not null && pairGrad is null))
+            throw new ArgumentException($"{what} of a one-output model needs the (0, z) pair buffers");
+        be.ChannelCopy(logits, 1, 0, pair, 2, 1, 1, n, 1, false);
+        loss(pair, grad is null ? null : pairGrad, 2);
+        if (grad is not null) be.ChannelCopy(pairGrad!, 2, 1, grad, 1, 0, 1, n, 1, false);
+    }
+
+    /// <summary>Index of the first maximum of a logit row on the host (as IBackend.ArgmaxRows): the one host argmax.</summary>
+    public static int Argmax(ReadOnlySpan<float> z)
+    {
+        int b = 0;
+        for (int j = 1; j < z.Length; j++) if (z[j] > z[b]) b = j;
+        return b;
+    }
+
+    /// <summary>
+    /// Writes the class logits of row <paramref name="r"/> of host logits [n, k] into <paramref name="dst"/> (length
+    /// max(k, 2)): the row itself, or the pair (0, z) for a one-output model, so a single-logit model reads as two
+    /// classes. The one place that pairing is written on the host.
+    /// </summary>
+    public static void ClassLogits(ReadOnlySpan<float> logits, int r, int k, Span<float> dst)
+    {
+        if (k == 1) { dst[0] = 0f; dst[1] = logits[r]; }
+        else logits.Slice(r * k, k).CopyTo(dst);
+    }
+
+    /// <summary>The class logits of row r as a new array (see <see cref="ClassLogits(ReadOnlySpan{float}, int, int, Span{float})"/>).</summary>
+    public static float[] ClassLogits(ReadOnlySpan<float> logits, int r, int k)
+    {
+        var z = new float[Math.Max(k, 2)];
+        ClassLogits(logits, r, k, z);
+        return z;
+    }
+
+    /// <summary>Predicted class of row r of host logits [n, k]: the first maximum of its class logits (z &gt; 0 for one output).</summary>
+    public static int PredictRow(ReadOnlySpan<float> logits, int r, int k)
+    {
+        if (k == 1) { Span<float> pair = stackalloc float[2]; ClassLogits(logits, r, k, pair); return Argmax(pair); }
+        return Argmax(logits.Slice(r * k, k));
     }
 
     /// <summary>Predicted class per sample, on the host: argmax of the logits, or z &gt; 0 for one-output models.</summary>
     public static int[] Predict(IBackend be, Tensor logits)
     {
         int n = logits.N, k = logits.PerSample;
-        if (k == 1) return logits.ToArray().Select(z => z > 0 ? 1 : 0).ToArray();
+        if (k == 1) { var z = logits.ToArray(); return Enumerable.Range(0, n).Select(r => PredictRow(z, r, 1)).ToArray(); }
         using var am = be.Allocate(n);
         be.ArgmaxRows(logits, am, n, k);
         return am.ToArray().Select(v => (int)v).ToArray();

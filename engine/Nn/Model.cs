@@ -295,7 +295,14 @@ public sealed class Model : IDisposable
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException or InvalidCastException or NullReferenceException or KeyNotFoundException)
         {
-            throw new PerturbException($"bad architecture description: {e.Message}");
+            // The messages of System.Text.Json name .NET types ("cannot be converted to a 'System.Int32'"): say it plainly.
+            string what = e switch
+            {
+                NullReferenceException or ArgumentNullException => "a value is null or missing where a number, string or list is needed",
+                InvalidOperationException or InvalidCastException or FormatException => "a value has the wrong JSON type (for example a string where a whole number is needed)",
+                _ => e.Message,
+            };
+            throw new PerturbException($"bad architecture description: {what}");
         }
         catch (OverflowException)
         {

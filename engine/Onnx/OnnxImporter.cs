@@ -97,7 +97,7 @@ sealed class Importer
             // error naming the node, not an index or key exception from deep inside the conversion.
             try { Convert(n); }
             catch (Exception e) when (e is ArgumentOutOfRangeException or IndexOutOfRangeException or KeyNotFoundException or InvalidOperationException or NullReferenceException or InvalidCastException or OverflowException)
-            { throw Err(n, $"malformed node (an input, output or attribute it needs is missing or of the wrong kind: {e.Message})"); }
+            { throw Err(n, "malformed node: an input, output or attribute it needs is missing or of the wrong kind"); }
         }
         if (g.Output.Count == 0) throw new PerturbException("the graph declares no output");
         var outName = g.Output[0].Name;

@@ -135,7 +135,7 @@ public sealed record ResultRow
 
     /// <summary>
     /// The per-sample table of one budget of an attack run (results_EPS.csv): index, label, target, predictions,
-    /// confidences, norms, steps, gradients, and queries for search attacks.
+    /// confidences, norms, steps, gradients, queries for search attacks, and the stage that broke the sample for AutoAttack.
     /// </summary>
     public static string SampleCsv(AttackResult a, int epsIndex)
     {
@@ -143,12 +143,13 @@ public sealed record ResultRow
         var sb = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
         sb.AppendLine("index,eps,label,target,pred_before,pred_after,success,conf_before,true_conf_before,conf_after,true_conf_after,l0,l2,linf,steps,gradients"
-            + (r.Queries != null ? ",queries" : ""));
+            + (r.Queries != null ? ",queries" : "") + (r.BrokenBy != null ? ",broken_by" : ""));
         for (int i = 0; i < a.N; i++)
             sb.AppendLine(string.Format(inv, "{0},{1},{2},{3},{4},{5},{6},{7:G6},{8:G6},{9:G6},{10:G6},{11},{12:G6},{13:G6},{14},{15}",
                 i, r.Eps?.ToString("G6", inv) ?? "", a.Labels[i], a.Targets?[i].ToString(inv) ?? "", a.PredictedBefore[i], r.PredictedAfter[i],
                 r.Success[i] ? 1 : 0, a.ConfidenceBefore[i], a.TrueConfidenceBefore[i], r.ConfidenceAfter[i], r.TrueConfidenceAfter[i],
-                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : ""));
+                r.L0[i], r.L2[i], r.Linf[i], r.Steps[i], r.Gradients[i]) + (r.Queries != null ? "," + r.Queries[i].ToString(inv) : "")
+                + (r.BrokenBy != null ? "," + (r.BrokenBy[i] ?? "") : ""));
         return sb.ToString();
     }
 

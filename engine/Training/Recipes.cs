@@ -20,4 +20,32 @@ public static class Recipes
         },
         _ => throw new PerturbException($"unknown recipe '{name}' (choose {string.Join(", ", Names)})", 2),
     };
+
+    /// <summary>
+    /// The options of a training run: the recipe's (when one is named) with every option the user gave explicitly
+    /// on top (a null field of <paramref name="given"/> was not given); without a recipe, the given options over
+    /// <paramref name="defaults"/>.
+    /// </summary>
+    public static TrainOptions Resolve(string? recipe, TrainOptions defaults, TrainOverrides given)
+    {
+        var o = recipe != null ? Apply(recipe, defaults) : defaults;
+        return o with
+        {
+            BatchSize = given.BatchSize ?? o.BatchSize, LearningRate = given.LearningRate ?? o.LearningRate,
+            Optimizer = given.Optimizer ?? o.Optimizer, WeightDecay = given.WeightDecay ?? o.WeightDecay,
+            Milestones = given.Milestones ?? o.Milestones, KeepBest = given.KeepBest ?? o.KeepBest, Momentum = given.Momentum ?? o.Momentum,
+        };
+    }
+}
+
+/// <summary>Training options given explicitly (null: not given, so the recipe's or the default holds).</summary>
+public sealed record TrainOverrides
+{
+    public int? BatchSize { get; init; }
+    public float? LearningRate { get; init; }
+    public string? Optimizer { get; init; }
+    public float? WeightDecay { get; init; }
+    public int[]? Milestones { get; init; }
+    public bool? KeepBest { get; init; }
+    public float? Momentum { get; init; }
 }

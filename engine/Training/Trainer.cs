@@ -41,7 +41,11 @@ public static class Trainer
     {
         if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
         if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
-        if (!(o.LearningRate > 0)) throw new PerturbException($"learning rate must be positive, got {o.LearningRate}", 2);
+        if (!(o.LearningRate > 0) || !float.IsFinite(o.LearningRate)) throw new PerturbException($"learning rate must be a positive finite number, got {o.LearningRate}", 2);
+        if (!(o.Momentum >= 0 && o.Momentum < 1)) throw new PerturbException($"momentum must be in [0, 1), got {o.Momentum}", 2);
+        if (!(o.WeightDecay >= 0) || !float.IsFinite(o.WeightDecay)) throw new PerturbException($"weight decay must be 0 or a positive finite number, got {o.WeightDecay}", 2);
+        if (!(o.LrGamma > 0) || !float.IsFinite(o.LrGamma)) throw new PerturbException($"learning-rate factor must be a positive finite number, got {o.LrGamma}", 2);
+        if (o.Milestones.Any(m => m < 0)) throw new PerturbException($"milestones must be epoch numbers (0 or more), got {string.Join(",", o.Milestones)}", 2);
         CheckData(model, train);
         var be = model.Backend;
         using var opt = Optimizer.Create(o.Optimizer, model, o.LearningRate, o.WeightDecay, o.Momentum);

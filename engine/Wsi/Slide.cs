@@ -43,6 +43,7 @@ public sealed class Slide : IDisposable
     {
         if (!File.Exists(path))
             throw new PerturbException(Directory.Exists(path) ? $"{path}: is a folder, not a slide file" : $"{path}: no such file");
+        IO.SafeFiles.RequireRegular(path, "slide file"); // OpenSlide would block on a FIFO
         if (!LibraryAvailable) throw new PerturbException(InstallHint);
         string full = System.IO.Path.GetFullPath(path);
         IntPtr v;

@@ -135,6 +135,8 @@ public static class WsiAnalysis
         if (attack.NeedsEpsilon && o.Epsilon == null) throw new PerturbException($"attack {attack.Name} needs an epsilon (--eps)", 2);
         if (!attack.NeedsEpsilon && o.Epsilon != null) throw new PerturbException($"attack {attack.Name} has no budget; leave out --eps", 2);
         int c = s[0], mh = s[1], mw = s[2], d = c * mh * mw, t = o.Tile;
+        // A slide's header may claim any size: the tile count is checked in 64 bits before the tile table is made.
+        Limits.Check($"{slide.Path}: level {o.Level} ({lw}x{lh}) in {t}x{t} tiles: tiles", Limits.Product(new[] { lh / t, lw / t }), Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
         int rows = (int)(lh / t), cols = (int)(lw / t), total = rows * cols;
         double ds = slide.Downsample(o.Level);
         model.Eval();

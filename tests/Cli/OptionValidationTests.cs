@@ -58,6 +58,16 @@ public class OptionValidationTests : TempDirTest
     }
 
     [Fact]
+    public void ASettingTheAttackLacksIsAUsageErrorListingItsSettings()
+    {
+        var (code, _, err) = CliRunner.Run("attack", "fgsm", "--model", "m.safetensors", "--eps", "1/255", "--steps", "3");
+        Assert.Equal(2, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("'--steps'", err);
+        Assert.Contains("fgsm's settings: --seed, --norm", err);
+    }
+
+    [Fact]
     public void EvalBatchSizeZeroStopsAtOnceInsteadOfLooping()
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();

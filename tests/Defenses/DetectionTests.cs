@@ -25,7 +25,8 @@ public class DetectionTests(ITestOutputHelper log)
         Assert.Equal(400, f[0].Length);
         var truth = p.Mask();
         // 10% of the training set poisoned, all relabelled to class 0: eps is the poisoned share of class 0 (80 of 280).
-        double eps = p.PoisonIndices.Length / (double)p.Data.Labels.Count(l => l == 0);
+        double eps = BackdoorDetection.ExpectedPoisonRate(p, 0);
+        Assert.Equal(80 / 280.0, eps, 2);
         var ss = SpectralSignatures.Detect(f, p.Data.Labels, 4, eps);
         var (sp, sr) = ss.PrecisionRecall(truth);
         var ac = ActivationClustering.Detect(f, p.Data.Labels, 4, seed: 1);

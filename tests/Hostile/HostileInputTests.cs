@@ -300,6 +300,37 @@ public class HostileInputTests : TempDirTest
     }
 
     [Fact]
+    public void AttackOutIsReplacedWholeOnARerunAndAForeignFolderNeedsOverwrite()
+    {
+        using (var be = new CpuBackend())
+        using (var m = Presets.Create("lenet", be, 1, 28, 28, 4, 1))
+            ModelFile.Save(m, Path.Combine(Dir, "m.safetensors"));
+        string[] Attack(string outDir, string eps, params string[] more) =>
+            new[] { "attack", "fgsm", "--model", Path.Combine(Dir, "m.safetensors"), "--data", "synthetic:train=8,test=8", "--n", "4", "--eps", eps, "--device", "cpu", "--out", outDir }.Concat(more).ToArray();
+        var outDir = Path.Combine(Dir, "out");
+        var (code, _, err) = CliRunner.Run(Attack(outDir, "0.1"));
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(Path.Combine(outDir, "adversarial_eps0.1.npy")));
+        (code, _, err) = CliRunner.Run(Attack(outDir, "0.2"));
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(Path.Combine(outDir, "adversarial_eps0.2.npy")));
+        Assert.False(File.Exists(Path.Combine(outDir, "adversarial_eps0.1.npy"))); // no old run's file beside the new
+        Assert.Empty(Directory.GetDirectories(Dir, ".out.*"));
+
+        var foreign = Path.Combine(Dir, "papers");
+        Directory.CreateDirectory(foreign);
+        File.WriteAllText(Path.Combine(foreign, "draft.tex"), "x");
+        (code, _, err) = CliRunner.Run(Attack(foreign, "0.1"));
+        Assert.Equal(2, code);
+        Assert.Contains("--overwrite", err);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.True(File.Exists(Path.Combine(foreign, "draft.tex")));
+        (code, _, err) = CliRunner.Run(Attack(foreign, "0.1", "--overwrite"));
+        Assert.True(code == 0, err);
+        Assert.False(File.Exists(Path.Combine(foreign, "draft.tex")));
+    }
+
+    [Fact]
     public void ASecondSweepOnTheSameResultsFileFailsClearly()
     {
         var p = Path.Combine(Dir, "results.jsonl");

@@ -241,4 +241,108 @@ public class ActLossParityTests
         Ref.AssertClose(loss, h.GetF(tloss2), 1e-5, 1e-6, $"{backend} bce_loss loss (logits [rows], no dlogits)");
         h.CheckGuards();
     }
+
+    // ------------------------------------------------------------------ confident rows (p_t rounds to 1 in float32)
+
+    /// <summary>
+    /// Rows whose true class wins by 18 to 85 logits: p_t is 1 in float32 and p_t - 1 would be 0. The true class's
+    /// gradient entry (-sum of the other probabilities, down to 1e-37) and the loss must match the double reference to
+    /// rtol 1e-4 with no absolute slack, so a vanishing gradient fails.
+    /// </summary>
+    [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
+    public void CrossEntropyOnConfidentRowsDoesNotVanish(string backend)
+    {
+        using var h = new OpHarness(backend);
+        const int rows = 4, cols = 5;
+        var z = Ref.Rand(rows * cols, 21, -1, 1);
+        double[] lead = { 18, 30, 60, 85 };
+        var labels = new double[] { 2, 0, 4, 1 };
+        for (int r = 0; r < rows; r++) z[r * cols + (int)labels[r]] += lead[r];
+        var gs = new double[] { 1, -1, 0.5, 1 };
+        var (loss, d) = Ref.CrossEntropy(z, labels, gs, rows, cols);
+        var tz = h.V(z, rows, cols); var tl = h.V(labels, rows); var tg = h.V(gs, rows);
+        var tloss = h.Out(true, rows); var td = h.Out(true, rows, cols);
+        h.Op("ce_loss", () => h.Be.CrossEntropy(tz, tl, tloss, td, tg, rows, cols));
+        var got = h.GetF(td);
+        for (int r = 0; r < rows; r++)
+        {
+            int k = r * cols + (int)labels[r];
+            Assert.True(Math.Sign(got[k]) == Math.Sign(d[k]) && got[k] != 0, $"{backend}: row {r} (lead {lead[r]}) true-class gradient {got[k]:R}, reference {d[k]:R}");
+        }
+        Ref.AssertClose(d, got, 1e-4, 0, $"{backend} ce_loss dlogits, confident rows");
+        Ref.AssertClose(loss, h.GetF(tloss), 1e-4, 0, $"{backend} ce_loss loss, confident rows");
+        h.CheckGuards();
+    }
+
+    /// <summary>BCE at |z| from 17 to 80 on the side of the label: sigmoid(z) - y must not round to 0 (rtol 1e-4, no atol).</summary>
+    [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
+    public void BceOnConfidentRowsDoesNotVanish(string backend)
+    {
+        using var h = new OpHarness(backend);
+        var z = new double[] { 17, 25, 40, 80, -17, -25, -40, -80 };
+        var y = new double[] { 1, 1, 1, 1, 0, 0, 0, 0 };
+        int rows = z.Length;
+        var gs = Ref.Full(rows, 1);
+        var (loss, d) = Ref.Bce(z, y, gs, rows);
+        var tz = h.V(z, rows); var ty = h.V(y, rows); var tg = h.V(gs, rows);
+        var tloss = h.Out(true, rows); var td = h.Out(true, rows);
+        h.Op("bce_loss", () => h.Be.BceWithLogits(tz, ty, tloss, td, tg, rows));
+        Ref.AssertClose(d, h.GetF(td), 1e-4, 0, $"{backend} bce_loss dlogits, confident rows");
+        Ref.AssertClose(loss, h.GetF(tloss), 1e-4, 0, $"{backend} bce_loss loss, confident rows");
+        h.CheckGuards();
+    }
+
+    public static IEnumerable<object[]> DlrCases()
+    {
+        foreach (var be in new[] { TestBackends.Cpu, TestBackends.IlgpuCpu })
+            foreach (var targeted in new[] { false, true })
+                foreach (var cols in new[] { 2, 3, 4, 10 })
+                    yield return new object[] { be, targeted, cols };
+    }
+
+    /// <summary>
+    /// DLR loss and gradient against the double reference, for 2, 3, 4 and 10 classes, with a confident row (lead 60)
+    /// and a row with a tie; rtol 1e-5, atol 1e-6.
+    /// </summary>
+    [Theory, MemberData(nameof(DlrCases))]
+    public void DlrLoss(string backend, bool targeted, int cols)
+    {
+        using var h = new OpHarness(backend);
+        const int rows = 5;
+        var z = Ref.Rand(rows * cols, 30 + cols, -3, 3);
+        var labels = Enumerable.Range(0, rows).Select(r => (double)(r % cols)).ToArray();
+        var targets = labels.Select(l => (double)(((int)l + 1) % cols)).ToArray();
+        z[0 * cols + (int)labels[0]] += 60;
+        z[1 * cols + 0] = z[1 * cols + 1];
+        var gs = new double[] { 1, -1, 0.5, 2, 0 };
+        var (loss, d) = Ref.Dlr(z, labels, targets, gs, targeted, rows, cols);
+        var tz = h.V(z, rows, cols); var tl = h.V(labels, rows); var tt = h.V(targets, rows); var tg = h.V(gs, rows);
+        var tloss = h.Out(true, rows); var td = h.Out(true, rows, cols);
+        string what = $"{backend} dlr_loss targeted={targeted} classes={cols}";
+        h.Op("dlr_loss", () => h.Be.DlrLoss(tz, tl, tt, tloss, td, tg, targeted, rows, cols));
+        Ref.AssertClose(loss, h.GetF(tloss), 1e-5, 1e-6, what + " loss");
+        Ref.AssertClose(d, h.GetF(td), 1e-5, 1e-6, what + " dlogits");
+        h.CheckGuards();
+    }
+
+    /// <summary>The DLR reference's gradient against central differences of its loss (double, away from ties).</summary>
+    [Theory, InlineData(false, 2), InlineData(false, 3), InlineData(true, 3), InlineData(false, 10), InlineData(true, 10)]
+    public void ReferenceDlrGradientMatchesFiniteDifferences(bool targeted, int cols)
+    {
+        const int rows = 3;
+        var z = Ref.Rand(rows * cols, 40 + cols, -3, 3);
+        var labels = new double[] { 0, 1 % cols, 2 % cols };
+        var targets = labels.Select(l => (double)(((int)l + 1) % cols)).ToArray();
+        var gs = Ref.Full(rows, 1);
+        var (_, d) = Ref.Dlr(z, labels, targets, gs, targeted, rows, cols);
+        for (int i = 0; i < z.Length; i++)
+        {
+            var zp = (double[])z.Clone(); zp[i] += 1e-6;
+            var zm = (double[])z.Clone(); zm[i] -= 1e-6;
+            double fd = (Ref.Dlr(zp, labels, targets, gs, targeted, rows, cols).loss[i / cols] - Ref.Dlr(zm, labels, targets, gs, targeted, rows, cols).loss[i / cols]) / 2e-6;
+            Assert.True(Math.Abs(fd - d[i]) <= 1e-6 + 1e-5 * Math.Abs(fd), $"dlr targeted={targeted} classes={cols} [{i}]: fd {fd}, analytic {d[i]}");
+        }
+        // Two classes: the plain (negated) margin.
+        if (cols == 2) Assert.Equal(-(z[0] - z[1]), Ref.Dlr(z, labels, targets, gs, false, rows, cols).loss[0], 12);
+    }
 }

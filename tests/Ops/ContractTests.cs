@@ -52,6 +52,8 @@ public class ContractTests
         ["ce_loss labels short"] = (be, T) => be.CrossEntropy(T(12), T(2), T(3), T(12), T(3), 3, 4),
         ["ce_loss dlogits short"] = (be, T) => be.CrossEntropy(T(12), T(3), T(3), T(11), T(3), 3, 4),
         ["cw_loss gradScale short"] = (be, T) => be.CwMarginLoss(T(12), T(3), T(3), T(12), T(2), false, 0, 3, 4),
+        ["dlr_loss targets short"] = (be, T) => be.DlrLoss(T(12), T(3), T(2), T(3), T(12), T(3), true, 3, 4),
+        ["dlr_loss dlogits short"] = (be, T) => be.DlrLoss(T(12), T(3), T(3), T(3), T(11), T(3), false, 3, 4),
         ["bce_loss loss short"] = (be, T) => be.BceWithLogits(T(5), T(5), T(4), null, T(5), 5),
         ["channel_copy dst short"] = (be, T) => be.ChannelCopy(T(2 * 3 * 4), 3, 0, T(2 * 5 * 4 - 1), 5, 2, 3, 2, 4, false),
         ["channel_copy src short"] = (be, T) => be.ChannelCopy(T(2 * 3 * 4 - 1), 3, 0, T(2 * 5 * 4), 5, 2, 3, 2, 4, false),

@@ -102,6 +102,95 @@ public class ElementwiseParityTests
         h.CheckGuards();
     }
 
+    /// <summary>Values a select or a mask must pass through unchanged: NaN, infinities, signed zeros, 1e10, 1e-10, a denormal.</summary>
+    static readonly double[] Specials = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e10, -1e10, 1e-10, 1e-40, 3.5, -2.25];
+
+    /// <summary>
+    /// div, greater, abs out of place and aliased, over random values and <see cref="Specials"/> on both sides (so
+    /// x/0, 0/0, inf/inf and NaN comparisons occur). div: IEEE float division is correctly rounded, so the double
+    /// reference rounded to float is exact (rtol 1e-7); greater and abs exact (abs bitwise).
+    /// </summary>
+    [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
+    public void DivGreaterAbs(string backend)
+    {
+        using var h = new OpHarness(backend);
+        var a = Ref.Rand(N, 21, -3, 3); var b = Ref.Rand(N, 22, -3, 3);
+        for (int i = 0; i < Specials.Length; i++) { a[i] = Specials[i]; b[N - 1 - i] = Specials[i]; b[i] = Specials[(i + 3) % Specials.Length]; }
+        var ta = h.V(a, N); var tb = h.V(b, N);
+
+        var ty = h.Out(true, N);
+        h.Op("div", () => h.Be.Div(ta, tb, ty), flops: N);
+        Ref.AssertClose(Ref.Div(Ref.D(Ref.F(a)), Ref.D(Ref.F(b))).Select(v => (double)(float)v).ToArray(), h.GetF(ty), 1e-7, 0, $"{backend} div");
+        var tb2 = h.V(b, N);
+        h.Op("div", () => h.Be.Div(ta, tb2, tb2));
+        Ref.AssertClose(Ref.D(h.GetF(ty)), h.GetF(tb2), 0, 0, $"{backend} div (y aliases b)");
+
+        ty = h.Out(true, N);
+        h.Op("greater", () => h.Be.Greater(ta, tb, ty), flops: N);
+        Ref.AssertClose(Ref.Greater(a, b), h.GetF(ty), 0, 0, $"{backend} greater (NaN compares false)");
+        var ta2 = h.V(a, N);
+        h.Op("greater", () => h.Be.Greater(ta2, tb, ta2));
+        Ref.AssertClose(Ref.Greater(a, b), h.GetF(ta2), 0, 0, $"{backend} greater (y aliases a)");
+
+        ty = h.Out(true, N);
+        h.Op("abs", () => h.Be.Abs(ta, ty), flops: N);
+        Ref.AssertBitEqual(Ref.Abs(Ref.F(a)), h.GetF(ty), $"{backend} abs");
+        var ta3 = h.V(a, N);
+        h.Op("abs", () => h.Be.Abs(ta3, ta3));
+        Ref.AssertBitEqual(Ref.Abs(Ref.F(a)), h.GetF(ta3), $"{backend} abs in place");
+        h.CheckGuards();
+    }
+
+    /// <summary>
+    /// where is a select, bit-exact for any values: rows of <see cref="Specials"/> and random values, masks 0, 1, -1,
+    /// NaN (non-zero) and -0 (zero); per-row (cols 7) and element-wise (cols 1), out of place and as keep-best in place.
+    /// </summary>
+    [Theory, InlineData(TestBackends.Cpu, 7), InlineData(TestBackends.Cpu, 1), InlineData(TestBackends.IlgpuCpu, 7), InlineData(TestBackends.IlgpuCpu, 1)]
+    public void WhereIsExactForAnyValues(string backend, int cols)
+    {
+        using var h = new OpHarness(backend);
+        const int rows = 9;
+        var a = Ref.Rand(rows * cols, 31, -1e10, 1e10); var b = Ref.Rand(rows * cols, 32, -1e-10, 1e-10);
+        for (int i = 0; i < Specials.Length && i < rows * cols; i++) { a[i] = Specials[i]; b[rows * cols - 1 - i] = Specials[i]; }
+        var m = new double[] { 0, 1, -1, double.NaN, -0.0, 1e-30, 0, 2, 0 };
+        var tm = h.V(m, rows); var ta = h.V(a, rows, cols); var tb = h.V(b, rows, cols);
+        var expected = Ref.Where(Ref.F(m), Ref.F(a), Ref.F(b), rows, cols);
+
+        var ty = h.Out(true, rows, cols);
+        h.Op("where", () => h.Be.Where(tm, ta, tb, ty, rows, cols), flops: rows * cols);
+        Ref.AssertBitEqual(expected, h.GetF(ty), $"{backend} where cols={cols}");
+        var best = h.V(b, rows, cols);
+        h.Op("where", () => h.Be.Where(tm, ta, best, best, rows, cols));
+        Ref.AssertBitEqual(expected, h.GetF(best), $"{backend} where into b (keep-best)");
+        var cand = h.V(a, rows, cols);
+        h.Op("where", () => h.Be.Where(tm, cand, tb, cand, rows, cols));
+        Ref.AssertBitEqual(expected, h.GetF(cand), $"{backend} where into a");
+        h.CheckGuards();
+    }
+
+    /// <summary>y[r, c] = x[r, c] * v[r] and + v[r], out of place and in place; exact to one rounding.</summary>
+    [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
+    public void RowBroadcast(string backend)
+    {
+        using var h = new OpHarness(backend);
+        const int rows = 5, cols = 37;
+        var x = Ref.Rand(rows * cols, 41, -2, 2); var v = Ref.Rand(rows, 42, -3, 3);
+        v[1] = 0; v[2] = -0.0;
+        var tx = h.V(x, rows, cols); var tv = h.V(v, rows);
+        foreach (bool mul in new[] { true, false })
+        {
+            string op = mul ? "mul_rows" : "add_rows";
+            void Run(Tensor src, Tensor dst) { if (mul) h.Be.MulRows(src, tv, dst, rows, cols); else h.Be.AddRows(src, tv, dst, rows, cols); }
+            var ty = h.Out(true, rows, cols);
+            h.Op(op, () => Run(tx, ty), flops: rows * cols);
+            Ref.AssertClose(Ref.RowBroadcast(mul, x, v, rows, cols), h.GetF(ty), 1e-7, 0, $"{backend} {op}");
+            var tx2 = h.V(x, rows, cols);
+            h.Op(op, () => Run(tx2, tx2));
+            Ref.AssertClose(Ref.RowBroadcast(mul, x, v, rows, cols), h.GetF(tx2), 1e-7, 0, $"{backend} {op} in place");
+        }
+        h.CheckGuards();
+    }
+
     public static IEnumerable<object[]> ChannelCopyCases()
     {
         foreach (var be in new[] { TestBackends.Cpu, TestBackends.IlgpuCpu })

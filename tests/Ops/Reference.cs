@@ -553,7 +553,11 @@ public static class Ref
 
     // =============================================================== losses
 
-    /// <summary>loss[r] = logsumexp(z_r) - z_r[label]; dlogits[r, j] = gradScale[r]*(softmax(z_r)_j - [j == label]).</summary>
+    /// <summary>
+    /// loss[r] = logsumexp(z_r) - z_r[label] = log(1 + sum_{j != t} exp(z_j - z_t)); dlogits[r, j] =
+    /// gradScale[r]*(softmax(z_r)_j - [j == label]), the label's entry as -sum_{j != t} p_j (exact in double even when
+    /// p_t - 1 is not: the sum of the other probabilities can be 1e-30).
+    /// </summary>
     public static (double[] loss, double[] dlogits) CrossEntropy(double[] logits, double[] labels, double[] gradScale, int rows, int cols)
     {
         var loss = new double[rows]; var d = new double[rows * cols];
@@ -561,8 +565,42 @@ public static class Ref
         for (int r = 0; r < rows; r++)
         {
             int t = (int)labels[r];
-            loss[r] = LogSumExp(logits, r, cols) - logits[r * cols + t];
-            for (int j = 0; j < cols; j++) d[r * cols + j] = gradScale[r] * (p[r * cols + j] - (j == t ? 1 : 0));
+            double zt = logits[r * cols + t], s = 0, others = 0;
+            for (int j = 0; j < cols; j++) if (j != t) { s += Math.Exp(logits[r * cols + j] - zt); others += p[r * cols + j]; }
+            loss[r] = s < 1e-8 ? s - 0.5 * s * s : LogSumExp(logits, r, cols) - zt;
+            for (int j = 0; j < cols; j++) d[r * cols + j] = gradScale[r] * (j == t ? -others : p[r * cols + j]);
+        }
+        return (loss, d);
+    }
+
+    /// <summary>
+    /// The DLR loss (Croce and Hein 2020), to be maximised: untargeted -(z_y - max_{j != y} z_j) / (z_(1) - z_(3));
+    /// targeted -(z_y - z_t) / (z_(1) - (z_(3) + z_(4))/2); three classes: z_(3) in both; two classes: denominator 1.
+    /// The gradient by the quotient rule with the sorted positions fixed (first index wins ties).
+    /// </summary>
+    public static (double[] loss, double[] dlogits) Dlr(double[] logits, double[] labels, double[] targets, double[] gradScale,
+        bool targeted, int rows, int cols)
+    {
+        var loss = new double[rows]; var d = new double[rows * cols];
+        for (int r = 0; r < rows; r++)
+        {
+            var z = logits.AsSpan(r * cols, cols).ToArray();
+            var order = Enumerable.Range(0, cols).OrderByDescending(j => z[j]).ThenBy(j => j).ToArray();
+            int y = (int)labels[r];
+            int o = targeted ? (int)targets[r] : Enumerable.Range(0, cols).Where(j => j != y).OrderByDescending(j => z[j]).ThenBy(j => j).First();
+            double num = z[y] - z[o], den = 1;
+            var g = new double[cols];
+            if (cols >= 3)
+            {
+                bool four = targeted && cols >= 4;
+                den = z[order[0]] - (four ? 0.5 * (z[order[2]] + z[order[3]]) : z[order[2]]) + 1e-12;
+                double gd = num / (den * den);
+                g[order[0]] += gd;
+                if (four) { g[order[2]] -= 0.5 * gd; g[order[3]] -= 0.5 * gd; } else g[order[2]] -= gd;
+            }
+            g[y] -= 1 / den; g[o] += 1 / den;
+            loss[r] = -num / den;
+            for (int j = 0; j < cols; j++) d[r * cols + j] = gradScale[r] * g[j];
         }
         return (loss, d);
     }
@@ -610,8 +648,10 @@ public static class Ref
         for (int r = 0; r < rows; r++)
         {
             double z = logits[r], y = labels[r];
-            loss[r] = Math.Max(z, 0) - z * y + Math.Log(1 + Math.Exp(-Math.Abs(z)));
-            d[r] = gradScale[r] * (1 / (1 + Math.Exp(-z)) - y);
+            double e = Math.Exp(-Math.Abs(z));
+            loss[r] = Math.Max(z, 0) - z * y + (e < 1e-8 ? e : Math.Log(1 + e));
+            // sigmoid(z) - y as (1 - y) sigmoid(z) - y sigmoid(-z): exact for |z| up to 700.
+            d[r] = gradScale[r] * ((1 - y) / (1 + Math.Exp(-z)) - y / (1 + Math.Exp(z)));
         }
         return (loss, d);
     }
@@ -626,6 +666,29 @@ public static class Ref
     public static double[] Clamp(double[] x, double lo, double hi) => x.Select(v => Math.Min(Math.Max(v, lo), hi)).ToArray();
     public static double[] Sign(double[] x) => x.Select(v => (double)Math.Sign(v)).ToArray();
     public static double[] Lerp(double[] a, double[] b, double t) => a.Zip(b, (u, v) => u + t * (v - u)).ToArray();
+    public static double[] Div(double[] a, double[] b) => a.Zip(b, (u, v) => u / v).ToArray();
+    public static double[] Greater(double[] a, double[] b) => a.Zip(b, (u, v) => u > v ? 1.0 : 0.0).ToArray();
+
+    /// <summary>|x| with the sign bit cleared, in float bits (the exact answer of IBackend.Abs for float inputs).</summary>
+    public static float[] Abs(float[] x) => x.Select(v => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(v) & int.MaxValue)).ToArray();
+
+    /// <summary>y[r, c] = m[r] != 0 ? a[r, c] : b[r, c], selecting the float values themselves (bits included).</summary>
+    public static float[] Where(float[] m, float[] a, float[] b, int rows, int cols)
+    {
+        var y = new float[rows * cols];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) y[r * cols + c] = m[r] != 0 ? a[r * cols + c] : b[r * cols + c];
+        return y;
+    }
+
+    /// <summary>y[r, c] = x[r, c] * v[r] (mul) or x[r, c] + v[r].</summary>
+    public static double[] RowBroadcast(bool mul, double[] x, double[] v, int rows, int cols)
+    {
+        var y = new double[rows * cols];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) y[r * cols + c] = mul ? x[r * cols + c] * v[r] : x[r * cols + c] + v[r];
+        return y;
+    }
 
     /// <summary>
     /// Returns dst with dst[n, dstOff + i, :] = (or +=) src[n, srcOff + i, :] for n &lt; outer, i &lt; count;

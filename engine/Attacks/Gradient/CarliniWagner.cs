@@ -25,6 +25,12 @@ public sealed class CarliniWagner : Attack
     [Setting("learning_rate", "Adam learning rate in tanh space", Min = 0, MinOpen = true)]
     public float LearningRate { get; init; } = 0.01f;
 
+    /// <summary>
+    /// Test instrumentation: called after every iteration with the chunk, the binary-search round, the iteration, and
+    /// the device tensors of each row's L2 distance and success (1/0) at that iterate. Null (the default) costs nothing.
+    /// </summary>
+    internal Action<AttackBatch, int, int, Tensor, Tensor>? Observe { get; init; }
+
     protected override void Validate()
     {
         if (Steps < 1) throw new PerturbException($"{Name}: steps must be at least 1, got {Steps}", 2);
@@ -54,7 +60,6 @@ public sealed class CarliniWagner : Attack
         using var better = be.Allocate(rows);
         using var bestL2 = be.Allocate(rows);
         using var anySucc = be.Allocate(rows);
-        using var rowScratch = be.Allocate(rows);
         be.Fill(bestL2, 1e10f);
         be.Copy(b.X0, b.Adv); // best so far: the clean image
         var c = Enumerable.Repeat((double)InitialC, rows).ToArray();
@@ -76,15 +81,12 @@ public sealed class CarliniWagner : Attack
                 be.Copy(xp, diff);
                 be.Axpy(-1f, b.X0, diff);
                 be.ReduceRows(Reduction.L2, diff, l2, rows, d);
-                be.Copy(bestL2, better);
-                be.Axpy(-1f, l2, better);
-                be.Sign(better, better);
-                be.Clamp(better, 0f, 1f, better);
+                be.Greater(bestL2, l2, better);
                 be.Mul(better, succ, better);
-                b.SelectRows(bestL2, l2, better, rowScratch);
-                b.SelectRows(b.Adv, xp, better, scratch);
-                be.Add(anySucc, succ, anySucc);
-                be.Clamp(anySucc, 0f, 1f, anySucc);
+                b.SelectRows(bestL2, l2, better);
+                b.SelectRows(b.Adv, xp, better);
+                be.Where(succ, succ, anySucc, anySucc, rows, 1); // anySucc |= succ
+                Observe?.Invoke(b, round, it, l2, succ);
                 // d/dw = (2 (x' - x) + c df/dx') * (1 - tanh(w)^2) / 2
                 be.Copy(dx, g);
                 be.Axpy(2f, diff, g);

@@ -48,7 +48,7 @@ public sealed class DeepFool : Attack
         var cands = new int[rows][];
         for (int r = 0; r < rows; r++)
         {
-            var z = ClassLogits(b.CleanLogits, r, k);
+            var z = Losses.ClassLogits(b.CleanLogits, r, k);
             cands[r] = b.Targeted ? new[] { b.LossLabels[r] }
                 : Enumerable.Range(0, nc).OrderByDescending(c => z[c]).ThenBy(c => c).Take(kk).Where(c => c != b.TrueLabels[r]).ToArray();
         }
@@ -64,8 +64,8 @@ public sealed class DeepFool : Attack
             bool any = false;
             for (int r = 0; r < rows; r++)
             {
-                var z = ClassLogits(logits, r, k);
-                int pred = Argmax(z);
+                var z = Losses.ClassLogits(logits, r, k);
+                int pred = Losses.Argmax(z);
                 active[r] = b.Targeted ? pred != b.LossLabels[r] : pred == b.TrueLabels[r];
                 src[r] = b.Targeted ? pred : b.TrueLabels[r];
                 any |= active[r];
@@ -96,7 +96,7 @@ public sealed class DeepFool : Attack
             {
                 if (!active[r]) return;
                 steps[r]++;
-                var z = ClassLogits(logits, r, k);
+                var z = Losses.ClassLogits(logits, r, k);
                 int s = src[r];
                 long o = (long)r * d;
                 double bestPert = double.PositiveInfinity; int bestK = -1; double bestNorm = 0;
@@ -126,13 +126,4 @@ public sealed class DeepFool : Attack
         b.StepsHost = steps;
     }
 
-    static float[] ClassLogits(float[] logits, int r, int k) =>
-        k == 1 ? new[] { 0f, logits[r] } : logits.AsSpan(r * k, k).ToArray();
-
-    static int Argmax(float[] z)
-    {
-        int m = 0;
-        for (int i = 1; i < z.Length; i++) if (z[i] > z[m]) m = i;
-        return m;
-    }
 }

@@ -40,7 +40,7 @@ public sealed class Jsma : Attack
         for (int r = 0; r < rows; r++)
         {
             if (b.Targeted) { target[r] = b.LossLabels[r]; continue; }
-            var z = k == 1 ? new[] { 0f, b.CleanLogits[r] } : b.CleanLogits.AsSpan(r * k, k).ToArray();
+            var z = Losses.ClassLogits(b.CleanLogits, r, k);
             target[r] = Enumerable.Range(0, nc).Where(c => c != b.TrueLabels[r]).OrderByDescending(c => z[c]).ThenBy(c => c).First();
         }
         var domain = new bool[(long)rows * d];
@@ -59,7 +59,7 @@ public sealed class Jsma : Attack
             for (int r = 0; r < rows; r++)
             {
                 if (done[r]) continue;
-                int pred = k == 1 ? (logits[r] > 0 ? 1 : 0) : Argmax(logits.AsSpan(r * k, k));
+                int pred = Losses.PredictRow(logits, r, k);
                 if (pred == target[r] || changed[r] + 2 > maxChanged) done[r] = true;
                 else any = true;
             }
@@ -119,12 +119,5 @@ public sealed class Jsma : Attack
         }
         be.Upload(b.Adv, adv);
         b.StepsHost = steps;
-    }
-
-    static int Argmax(ReadOnlySpan<float> z)
-    {
-        int m = 0;
-        for (int i = 1; i < z.Length; i++) if (z[i] > z[m]) m = i;
-        return m;
     }
 }

@@ -5,8 +5,7 @@ namespace Perturb.Engine.Attacks.Gradient;
 /// <summary>
 /// Momentum iterative FGSM (Dong et al.): g = mu * g + grad / ||grad||_1, then a fused step along g (sign for Linf,
 /// L2-normalised for L2), projected and clamped. Starts at x; step size eps / Steps unless given. The per-sample L1 norm
-/// is ReduceRows(Sum) of |grad| (|grad| = grad * sign(grad)) and its reciprocal is taken on the device
-/// (<see cref="AttackBatch.Reciprocal"/>). Early stop per sample as PGD.
+/// is ReduceRows(Sum) of Abs(grad), and grad / ||grad||_1 a per-row division on the device. Early stop per sample as PGD.
 /// </summary>
 public sealed class MiFgsm : Attack
 {
@@ -45,11 +44,10 @@ public sealed class MiFgsm : Attack
         for (int t = 0; t < Steps; t++)
         {
             var g = b.Gradient(b.Adv, LossKind.CrossEntropy, b.Direction);
-            be.Sign(g, abs);
-            be.Mul(abs, g, abs);
+            be.Abs(g, abs);
             be.ReduceRows(Reduction.Sum, abs, l1, rows, b.Cols);
             b.Affine(l1, 1f, 1e-12f, l1);
-            b.Reciprocal(l1, inv);
+            be.Div(b.Ones, l1, inv);
             // mom = mu * mom + g / ||g||_1
             be.Scale(Momentum, mom, mom);
             b.ScaleRows(g, inv, abs);

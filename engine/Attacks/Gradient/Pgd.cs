@@ -92,13 +92,9 @@ public class Pgd : Attack
                 if (r == 0) { be.Copy(b.Adv, best!); be.Copy(score!, bestScore!); }
                 else
                 {
-                    // better = 1 where score > bestScore.
-                    be.Copy(score!, mask);
-                    be.Axpy(-1f, bestScore!, mask);
-                    be.Sign(mask, mask);
-                    be.Clamp(mask, 0f, 1f, mask);
-                    b.SelectRows(best!, b.Adv, mask, noise);
-                    b.SelectRows(bestScore!, score!, mask, stepEff);
+                    be.Greater(score!, bestScore!, mask);
+                    b.SelectRows(best!, b.Adv, mask);
+                    b.SelectRows(bestScore!, score!, mask);
                 }
             }
         }

@@ -1,4 +1,5 @@
 using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
 
 namespace Perturb.Engine.Attacks.Search;
 
@@ -134,7 +135,7 @@ internal sealed class DifferentialEvolution
             var row = z.AsSpan(q * classes, classes);
             int t = goal[s.Sample];
             double p = SearchAttack.Probability(row, t);
-            int pred = SearchAttack.Argmax(row);
+            int pred = Losses.Argmax(row);
             take(s, q % P, targeted ? -p : p, targeted ? pred == t : pred != t);
             c.Queries[e][s.Sample]++;
         }

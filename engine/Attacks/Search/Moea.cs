@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Perturb.Engine.Data;
+using Perturb.Engine.Nn;
 using Perturb.Engine.IO;
 
 namespace Perturb.Engine.Attacks.Search;
@@ -209,7 +210,7 @@ public sealed class Moea : SearchAttack, IAttackExtras, IReportsProgress
             double p = Probability(row, s.Target);
             (kids ? s.KidF : s.F)[j] = new[] { 1 - p, Norm == Norm.L2 ? Math.Sqrt(sq) : mx };
             (kids ? s.KidConf : s.Conf)[j] = p;
-            (kids ? s.KidHit : s.Hit)[j] = Argmax(row) == s.Target;
+            (kids ? s.KidHit : s.Hit)[j] = Losses.Argmax(row) == s.Target;
             c.Queries[s.E][s.Sample]++;
         }
     }

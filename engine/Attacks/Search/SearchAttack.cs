@@ -52,9 +52,7 @@ public abstract class SearchAttack : Attack
             for (int r = 0; r < rows; r++) fill(s + r, buf.AsSpan(r * d, d));
             using var t = be.FromArray(buf.AsSpan(0, rows * d), new[] { rows }.Concat(m.InputShape).ToArray());
             var z = m.Infer(t).ToArray();
-            if (k == 1)
-                for (int r = 0; r < rows; r++) { outp[(long)(s + r) * 2] = 0; outp[(long)(s + r) * 2 + 1] = z[r]; }
-            else Array.Copy(z, 0, outp, (long)s * classes, (long)rows * classes);
+            for (int r = 0; r < rows; r++) Losses.ClassLogits(z, r, k, outp.AsSpan((int)((long)(s + r) * classes), classes));
         }, cleanup: m.ReleaseActivations, what: "query batch");
         m.ReleaseActivations();
         return outp;
@@ -71,14 +69,6 @@ public abstract class SearchAttack : Attack
     public static int ForwardRows(Model m)
     {
         return (int)Math.Clamp(ForwardChunkBytes / (4 * Math.Max(1, m.ActivationValuesPerSample)), 16, int.MaxValue);
-    }
-
-    /// <summary>Index of the first maximum of a logit row (as ArgmaxRows).</summary>
-    public static int Argmax(ReadOnlySpan<float> z)
-    {
-        int b = 0;
-        for (int j = 1; j < z.Length; j++) if (z[j] > z[b]) b = j;
-        return b;
     }
 
     /// <summary>Softmax probability of class <paramref name="c"/> of a logit row (max-subtracted, in double).</summary>

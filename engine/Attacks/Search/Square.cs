@@ -1,3 +1,5 @@
+using Perturb.Engine.Nn;
+
 namespace Perturb.Engine.Attacks.Search;
 
 /// <summary>
@@ -66,7 +68,7 @@ public sealed class Square : SearchAttack
             var states = new List<State>();
             for (int i = 0; i < c.N; i++)
             {
-                if (Meets(c.CleanPred[i], goal[i], targeted)) continue;
+                if (Meets(c.CleanPred[i], goal[i], targeted) || !c.IsActive(i, e)) continue;
                 var rng = SampleRng(i, e);
                 var best = new float[d];
                 var x = c.X.AsSpan(i * d, d);
@@ -271,7 +273,7 @@ public sealed class Square : SearchAttack
             for (int j = 0; j < classes; j++) if (j != t) other = Math.Max(other, row[j]);
             double margin = targeted ? other - row[t] : row[t] - other;
             c.Queries[e][s.Sample]++;
-            bool ok = Meets(Argmax(row), t, targeted);
+            bool ok = Meets(Losses.Argmax(row), t, targeted);
             if (start || margin < s.Margin || ok)
             {
                 if (!start) Array.Copy(s.Cand, s.Best, d);

@@ -19,8 +19,42 @@ public sealed partial class CpuBackend
         {
             BinaryOp.Add => TensorPrimitives.Add,
             BinaryOp.Mul => TensorPrimitives.Multiply,
+            BinaryOp.Div => TensorPrimitives.Divide,
+            BinaryOp.Greater => GreaterSpan,
             _ => throw new InvalidOperationException($"binary op {kind} has no CPU implementation"),
         });
+
+    static void GreaterSpan(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
+    {
+        for (int i = 0; i < y.Length; i++) y[i] = a[i] > b[i] ? 1f : 0f;
+    }
+
+    protected override void AbsCore(Tensor x, Tensor y) => Binary(x, x, y, (xs, _, o) => TensorPrimitives.Abs(xs, o));
+
+    protected override void WhereCore(Tensor m, Tensor a, Tensor b, Tensor y, int rows, int cols)
+    {
+        var mb = B(m); var ab = B(a); var bb = B(b); var yb = B(y);
+        // A span copy moves the chosen row's bits unchanged (and is safe when y is a or b).
+        if (cols == 1)
+            Ranges(rows, (s, e) =>
+            {
+                for (long r = s; r < e; r++) yb[r] = mb[r] != 0f ? ab[r] : bb[r];
+            });
+        else
+            For(rows, cols, r => (mb[r] != 0f ? ab : bb).Span((long)r * cols, cols).CopyTo(yb.Span((long)r * cols, cols)));
+    }
+
+    protected override void RowBroadcastCore(BinaryOp kind, Tensor x, Tensor v, Tensor y, int rows, int cols)
+    {
+        var xb = B(x); var vb = B(v); var yb = B(y);
+        bool mul = kind == BinaryOp.Mul;
+        if (!mul && kind != BinaryOp.Add) throw new InvalidOperationException($"row broadcast {kind} has no CPU implementation");
+        For(rows, cols, r =>
+        {
+            var xs = xb.Span((long)r * cols, cols); var ys = yb.Span((long)r * cols, cols);
+            if (mul) TensorPrimitives.Multiply(xs, vb[r], ys); else TensorPrimitives.Add(xs, vb[r], ys);
+        });
+    }
 
     protected override void AxpyCore(float alpha, Tensor x, Tensor y) =>
         Binary(x, y, y, (xs, ys, o) => TensorPrimitives.FusedMultiplyAdd(xs, alpha, ys, o));

@@ -69,7 +69,7 @@ public sealed partial class IlgpuBackend : BackendBase
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException or BadImageFormatException or InvalidOperationException or NotSupportedException or CudaException or AcceleratorException)
         {
             context?.Dispose();
-            throw new PerturbException($"CUDA is not usable: {e.GetType().Name}: {FirstLine(e.Message)}", 1, e);
+            throw new PerturbException($"CUDA is not usable: {FirstLine(e.Message)}", 1, e);
         }
     }
 

@@ -9,10 +9,12 @@ namespace Perturb.Engine.Backends;
 /// <summary>Element-wise ops and channel copy (kernels/Elementwise.cs), one thread per element. The CPU twin is CpuElementwise.cs.</summary>
 public sealed partial class IlgpuBackend
 {
-    Action<Index1D, V1, V1, V1>? _add, _mul;
+    Action<Index1D, V1, V1, V1>? _add, _mul, _div, _greater;
+    Action<Index1D, V1, V1, V1, V1, int>? _where;
+    Action<Index1D, V1, V1, V1, int>? _mulRows, _addRows;
     Action<Index1D, float, V1, V1>? _axpy, _scale;
     Action<Index1D, V1, float, float, V1>? _clamp;
-    Action<Index1D, V1, V1>? _sign;
+    Action<Index1D, V1, V1>? _sign, _abs;
     Action<Index1D, V1, V1, float, V1>? _lerp;
     Action<Index1D, V1, int, int, V1, int, int, int, int, int>? _chCopy;
 
@@ -22,9 +24,32 @@ public sealed partial class IlgpuBackend
         {
             BinaryOp.Add => _add ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Add),
             BinaryOp.Mul => _mul ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Mul),
+            BinaryOp.Div => _div ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Div),
+            BinaryOp.Greater => _greater ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Greater),
             _ => throw new InvalidOperationException($"binary op {kind} has no ILGPU kernel"),
         };
         k(y.Length, V(a), V(b), V(y));
+    }
+
+    protected override void AbsCore(Tensor x, Tensor y)
+    {
+        (_abs ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1>(KE.Abs))(y.Length, V(x), V(y));
+    }
+
+    protected override void WhereCore(Tensor m, Tensor a, Tensor b, Tensor y, int rows, int cols)
+    {
+        (_where ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, V1, int>(KE.Where))(rows * cols, V(m), V(a), V(b), V(y), cols);
+    }
+
+    protected override void RowBroadcastCore(BinaryOp kind, Tensor x, Tensor v, Tensor y, int rows, int cols)
+    {
+        var k = kind switch
+        {
+            BinaryOp.Mul => _mulRows ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, int>(KE.MulRows),
+            BinaryOp.Add => _addRows ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, int>(KE.AddRows),
+            _ => throw new InvalidOperationException($"row broadcast {kind} has no ILGPU kernel"),
+        };
+        k(rows * cols, V(x), V(v), V(y), cols);
     }
 
     protected override void AxpyCore(float alpha, Tensor x, Tensor y)

@@ -14,6 +14,7 @@ public sealed partial class IlgpuBackend
     Action<Index1D, V1, V1, V1, V1, V1, int, int>? _ce;
     Action<Index1D, V1, V1, V1, V1, V1, int, int, float, int>? _cw;
     Action<Index1D, V1, V1, V1, V1, V1, int>? _bce;
+    Action<Index1D, V1, V1, V1, V1, V1, V1, int, int, int>? _dlr;
 
     protected override void SoftmaxCore(Tensor x, Tensor y, int rows, int cols, bool log)
     {
@@ -42,5 +43,12 @@ public sealed partial class IlgpuBackend
     {
         (_bce ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, V1, V1, int>(KL.BceWithLogits))(rows,
             V(logits), V(labels), V(loss), VOrDummy(dlogits), dlogits is null ? _dummy.View : V(gradScale), dlogits is null ? 0 : 1);
+    }
+
+    protected override void DlrLossCore(Tensor logits, Tensor labels, Tensor targets, Tensor loss, Tensor? dlogits, Tensor gradScale, bool targeted, int rows, int cols)
+    {
+        (_dlr ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, V1, V1, V1, int, int, int>(KL.Dlr))(rows,
+            V(logits), V(labels), targeted ? V(targets) : _dummy.View, V(loss), VOrDummy(dlogits), dlogits is null ? _dummy.View : V(gradScale),
+            cols, targeted ? 1 : 0, dlogits is null ? 0 : 1);
     }
 }

@@ -1,3 +1,4 @@
+using Perturb.Engine.Nn;
 using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Search;
 using Xunit.Abstractions;
@@ -18,7 +19,7 @@ public class OnePixelTests(TrainedLeNet f, ITestOutputHelper log)
         using var t = f.Be.FromArray(all.X, all.Count, 1, 28, 28);
         var prob = Perturb.Engine.Nn.Losses.Probabilities(f.Be, f.Model.Forward(t));
         f.Model.ReleaseActivations();
-        var idx = Enumerable.Range(0, all.Count).Where(i => SearchAttack.Argmax(prob[i]) == all.Labels[i])
+        var idx = Enumerable.Range(0, all.Count).Where(i => Losses.Argmax(prob[i]) == all.Labels[i])
             .OrderBy(i => prob[i][all.Labels[i]]).Take(n).ToArray();
         var x = idx.SelectMany(i => all.X.AsSpan(i * 784, 784).ToArray()).ToArray();
         var second = idx.Select(i => Enumerable.Range(0, 4).Where(c => c != all.Labels[i]).OrderByDescending(c => prob[i][c]).First()).ToArray();

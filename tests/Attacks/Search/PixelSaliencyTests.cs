@@ -1,3 +1,4 @@
+using Perturb.Engine.Nn;
 using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Search;
 using Xunit.Abstractions;
@@ -80,7 +81,7 @@ public class PixelSaliencyTests(TrainedLeNet f, ITestOutputHelper log)
         using var t = f.Be.FromArray(x, n, 1, 28, 28);
         var z = f.Model.Forward(t).ToArray();
         f.Model.ReleaseActivations();
-        var pred = Enumerable.Range(0, n).Select(i => SearchAttack.Argmax(z.AsSpan(i * 4, 4))).ToArray();
+        var pred = Enumerable.Range(0, n).Select(i => Losses.Argmax(z.AsSpan(i * 4, 4))).ToArray();
         var ctx = new Attack.RunContext(f.Model, x, labels, null, new[] { float.NaN }, z, pred, n, 784);
         return new PixelSaliency { MaxBatch = 5 }.Saliency(ctx, Enumerable.Range(0, n).ToList(), 1, 784);
     }

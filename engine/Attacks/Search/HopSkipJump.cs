@@ -1,0 +1,125 @@
+namespace Perturb.Engine.Attacks.Search;
+
+/// <summary>
+/// HopSkipJump (Chen, Jordan and Wainwright 2020), L2 or Linf, label-only. From a boundary point x_b, each iteration t:
+/// estimate the boundary's normal by Monte Carlo, n_t = min(100 sqrt(t), 10,000) probes x_b + delta u_b
+/// (u_b Gaussian for L2, uniform in [-1,1]^d for Linf, unit L2 norm; delta = 0.1 at t = 1, then sqrt(d) theta dist (L2)
+/// or d theta dist (Linf)), grad = mean((phi_b - mean phi) u_b) (phi = +1 adversarial, -1 not); step along grad/||grad||
+/// (L2) or sign(grad) (Linf) by eps = dist / sqrt(t), halved until the point is adversarial (geometric progression);
+/// then a binary search toward the original back to the boundary (L2: on the line, tolerance theta = 1/(d sqrt d);
+/// Linf: the Linf box around the original, theta = 1/d^2 relative). dist is the L2 or Linf distance.
+/// </summary>
+public sealed class HopSkipJump : DecisionAttack
+{
+    public override string Name => "hopskipjump";
+    [Setting("norm", "the distance minimised: l2 or linf")]
+    public Norm Norm { get; init; } = Norm.L2;
+    [Setting("initial_evals", "boundary probes at the first iteration (then times sqrt(t))", Min = 1)]
+    public int InitialEvals { get; init; } = 100;
+    [Setting("max_evals", "most boundary probes in one iteration", Min = 1)]
+    public int MaxEvals { get; init; } = 10000;
+
+    protected override void Validate()
+    {
+        base.Validate();
+        if (InitialEvals < 1 || MaxEvals < InitialEvals) throw new PerturbException($"{Name}: evaluations must satisfy 1 <= initial <= max, got {InitialEvals}, {MaxEvals}", 2);
+    }
+
+    protected override double Distance(float[] a, float[] x)
+    {
+        if (Norm == Norm.L2) return base.Distance(a, x);
+        double m = 0;
+        for (int j = 0; j < a.Length; j++) m = Math.Max(m, Math.Abs(a[j] - x[j]));
+        return m;
+    }
+
+    protected override IEnumerable<Probe> Attack(Image s)
+    {
+        int d = s.X.Length;
+        double theta = Norm == Norm.L2 ? 1.0 / (Math.Sqrt(d) * d) : 1.0 / ((double)d * d);
+        // The start's point is on the line's boundary; bring it to this attack's boundary first.
+        var xb = s.Best!;
+        foreach (var p in BinarySearch(s, xb, theta, b => xb = b)) yield return p;
+        double dist = Distance(xb, s.X);
+        for (int t = 1; s.Left > 0; t++)
+        {
+            s.Steps++;
+            double delta = t == 1 ? 0.1 : (Norm == Norm.L2 ? Math.Sqrt(d) : d) * theta * dist;
+            int evals = (int)Math.Min(InitialEvals * Math.Sqrt(t), MaxEvals);
+            // Monte Carlo estimate of the boundary normal.
+            var us = new double[evals][];
+            var probe = new Probe();
+            for (int b = 0; b < evals; b++)
+            {
+                var u = new double[d]; double n = 0;
+                for (int j = 0; j < d; j++) { u[j] = Norm == Norm.L2 ? s.Rng.Normal() : 2 * s.Rng.NextDouble() - 1; n += u[j] * u[j]; }
+                n = Math.Sqrt(n);
+                var c = new float[d];
+                for (int j = 0; j < d; j++) { c[j] = (float)Math.Clamp(xb[j] + delta * u[j] / n, 0, 1); u[j] = (c[j] - xb[j]) / delta; }
+                us[b] = u;
+                probe.Add(c);
+            }
+            yield return probe;
+            int m = probe.Adversarial.Length;
+            if (m < evals) yield break;
+            double mean = probe.Adversarial.Average(a => a ? 1.0 : -1.0);
+            var grad = new double[d];
+            for (int b = 0; b < m; b++)
+            {
+                double f = Math.Abs(mean) == 1 ? mean : (probe.Adversarial[b] ? 1.0 : -1.0) - mean;
+                for (int j = 0; j < d; j++) grad[j] += f * us[b][j] / m;
+            }
+            double gn = Math.Sqrt(grad.Sum(v => v * v));
+            if (!(gn > 0)) yield break;
+            var update = grad.Select(v => Norm == Norm.L2 ? v / gn : Math.Sign(v)).ToArray();
+            // Geometric progression of the step, from dist / sqrt(t).
+            double eps = dist / Math.Sqrt(t);
+            float[]? moved = null;
+            for (int h = 0; h < 30 && s.Left > 0; h++, eps /= 2)
+            {
+                var c = new float[d];
+                for (int j = 0; j < d; j++) c[j] = (float)Math.Clamp(xb[j] + eps * update[j], 0, 1);
+                var p = new Probe().Add(c);
+                yield return p;
+                if (p.Adversarial.Length == 0) yield break;
+                if (p.Adversarial[0]) { moved = c; break; }
+            }
+            if (moved == null) yield break;
+            Offer(s, moved);
+            foreach (var p in BinarySearch(s, moved, theta, b => xb = b)) yield return p;
+            dist = Distance(xb, s.X);
+        }
+    }
+
+    /// <summary>
+    /// Binary search between the original and an adversarial point <paramref name="adv"/> for the boundary: L2 on the
+    /// line (1 - a) x + a adv, a in [0, 1], to tolerance theta; Linf clipping adv to the box of radius a around x,
+    /// a in [0, ||adv - x||_inf], to tolerance min(theta ||adv - x||_inf, theta). Hands the adversarial end to
+    /// <paramref name="done"/> (the next boundary point) and offers it as the image's best.
+    /// </summary>
+    IEnumerable<Probe> BinarySearch(Image s, float[] adv, double theta, Action<float[]> done)
+    {
+        double hi = Norm == Norm.L2 ? 1 : Distance(adv, s.X), lo = 0;
+        double tol = Norm == Norm.L2 ? theta : Math.Min(hi * theta, theta);
+        float[] best = adv;
+        while ((hi - lo) > tol && s.Left > 0)
+        {
+            double mid = 0.5 * (lo + hi);
+            var c = Project(s.X, adv, mid);
+            var p = new Probe().Add(c);
+            yield return p;
+            if (p.Adversarial.Length == 0) break;
+            if (p.Adversarial[0]) { hi = mid; best = c; } else lo = mid;
+        }
+        Offer(s, best);
+        done(best);
+    }
+
+    float[] Project(float[] x, float[] adv, double a)
+    {
+        if (Norm == Norm.L2) return Blend(x, adv, a);
+        var o = new float[x.Length];
+        for (int j = 0; j < x.Length; j++) o[j] = (float)Math.Clamp(adv[j], x[j] - a, x[j] + a);
+        return o;
+    }
+}
