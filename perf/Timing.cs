@@ -12,7 +12,8 @@ public sealed record Timing(double MedianS, double MinS, int Reps)
     /// <summary>Time the process's CPU seconds instead of wall seconds (--clock cpu).</summary>
     public static bool CpuClock { get; set; }
 
-    static double Now() => CpuClock ? Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds : Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+    /// <summary>Seconds on the clock in use (wall or process CPU).</summary>
+    public static double Now() => CpuClock ? Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds : Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
 
     /// <summary>
     /// Runs <paramref name="work"/> <paramref name="warmup"/> times untimed, then times it until either

@@ -2,13 +2,16 @@
 # Perturb's CPU harness and the PyTorch peer on the same shapes, one after the other in one run, same thread count,
 # then the ratio per figure (Perturb / PyTorch, > 1 means Perturb is faster).
 #
-#   perf/side_by_side.sh [--threads N] [--clock wall|cpu] [--bench conv|resnet|all] [--out DIR] [--quick]
+#   perf/side_by_side.sh [--threads N] [--clock wall|cpu] [--bench conv|resnet|pgd|all] [--batch B] [--out DIR] [--quick]
+#
+# pgd is PGD-20 (L-inf, eps 8/255) on the ResNet-18 at batch B (default 128) through Perturb's attack API against a
+# PyTorch PGD loop written as torchattacks' PGD.
 #
 # --clock cpu times process CPU seconds on both sides (time.process_time in Python), the fair figure on a machine
-# that others load: wall time there measures the queue, not the code. Writes DIR/perturb.json, DIR/torch.json,
+# that others load: wall time there measures the queue, not the code. Writes DIR/perturb-*.json, DIR/torch-*.json,
 # DIR/side_by_side.json and DIR/side_by_side.md (default DIR: perf-out). Needs dotnet and python3 with torch.
 set -euo pipefail
-threads=2 clock=wall bench=all out=perf-out quick=()
+threads=2 clock=wall bench=all out=perf-out quick=() batch=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
@@ -16,20 +19,23 @@ while [[ $# -gt 0 ]]; do
     --bench) bench="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --quick) quick=(--quick); shift ;;
+    --batch) batch=(--batch "$2"); shift 2 ;;
     *) echo "error: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-case "$bench" in conv|resnet|all) ;; *) echo "error: --bench must be conv, resnet or all" >&2; exit 2 ;; esac
+case "$bench" in conv|resnet|pgd|all) ;; *) echo "error: --bench must be conv, resnet, pgd or all" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$out"
 uptime | tee "$out/uptime-start.txt" >&2
-benches=("$bench"); [[ "$bench" == all ]] && benches=(conv resnet)
+benches=("$bench"); [[ "$bench" == all ]] && benches=(conv resnet pgd)
+dotnet build "$here" -c Release -v q >&2
 for b in "${benches[@]}"; do
-  dotnet run --project "$here" -c Release -- "$b" --device cpu --threads "$threads" --clock "$clock" "${quick[@]}" \
-    --json "$out/perturb-$b.json" >&2
+  pb="$b"; [[ "$b" == pgd ]] && pb=attack
+  dotnet run --no-build --project "$here" -c Release -- "$pb" --device cpu --threads "$threads" --clock "$clock" \
+    "${quick[@]}" "${batch[@]}" --json "$out/perturb-$b.json" >&2
+  /usr/bin/python3 "$here/peers/torch_bench.py" --device cpu --threads "$threads" --clock "$clock" --bench "$b" \
+    "${quick[@]}" "${batch[@]}" --json "$out/torch-$b.json" >&2
 done
-/usr/bin/python3 "$here/peers/torch_bench.py" --device cpu --threads "$threads" --clock "$clock" --bench "$bench" \
-  "${quick[@]}" --json "$out/torch.json" >&2
 uptime | tee "$out/uptime-end.txt" >&2
 /usr/bin/python3 - "$out" "$threads" "$clock" "${benches[@]}" <<'PY'
 import json, os, sys
@@ -38,7 +44,10 @@ ours = {}
 for b in benches:
     for f in json.load(open(os.path.join(out, f"perturb-{b}.json")))["figures"]:
         ours[f["name"]] = f
-theirs = {f["name"]: f for f in json.load(open(os.path.join(out, "torch.json")))["figures"]}
+theirs = {}
+for b in benches:
+    for f in json.load(open(os.path.join(out, f"torch-{b}.json")))["figures"]:
+        theirs[f["name"]] = f
 rows = []
 for name, f in ours.items():
     if name in theirs and theirs[name]["value"] > 0:

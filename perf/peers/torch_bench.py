@@ -137,7 +137,7 @@ def main():
     ap.add_argument("--conv-batch", type=int, default=64, help="batch of the convolution shapes (default 64)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--peak-gflops", type=float, default=None, help="the device's float32 peak, for %% of peak")
-    ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "all"], help="which figures (default all)")
+    ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "pgd", "all"], help="which figures (default all: gemm, conv, resnet; pgd: PGD-20 only)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; default: torch's own)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on the GPU (default off: true float32)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="CPU device: wall clock or process CPU time")
@@ -233,6 +233,37 @@ def main():
         add("resnet", f"{name} B={B}", B / med, "images/s", flops / med / 1e9,
             dict(median_s=med, min_s=mn, reps=r, flops=flops, batch=B, what=what, ms_per_batch=med * 1e3,
                  flops_note="conv + linear flops: forward 1x, input gradient 2x, training 3x the forward"))
+
+    if args.bench == "pgd":
+        # PGD-20, L-inf, eps 8/255, step 2/255, random start, no early stop: the loop of torchattacks' PGD.forward
+        # (torchattacks/attacks/pgd.py), on the same ResNet-18 in eval mode, images and labels as perf's attack bench.
+        model = ResNet18().to(dev).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        x = torch.rand(B, 1, 28, 28, device=dev)
+        y = torch.arange(B, device=dev) % 2
+        eps, alpha, steps = 8 / 255, 2 / 255, 20
+
+        def pgd():
+            adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1).detach()
+            for _ in range(steps):
+                adv.requires_grad_(True)
+                loss = F.cross_entropy(model(adv), y)
+                (g,) = torch.autograd.grad(loss, adv)
+                adv = adv.detach() + alpha * g.sign()
+                adv = (x + (adv - x).clamp(-eps, eps)).clamp(0, 1).detach()
+            return adv
+
+        pgd()  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = CLOCK()
+        pgd()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        secs = CLOCK() - t0
+        add("attack", f"pgd-{steps} linf resnet18 B={B}", B / secs, "images/s", None,
+            dict(batch=B, steps=steps, seconds=secs, what="PyTorch PGD loop as torchattacks' PGD (random start, sign step, projection, clamp)"))
 
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     cpu_model = "unknown CPU"
