@@ -39,6 +39,15 @@ public static class CliUtil
         return be;
     }
 
+    /// <summary>Loads a model file; says once on stderr what an ONNX import changed (a removed Softmax/Sigmoid ending).</summary>
+    public static Perturb.Engine.Nn.Model LoadModel(string path, IBackend be, CliIO io)
+    {
+        var m = ModelFile.Load(path, be);
+        if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) && m.Info.TryGetValue(Perturb.Engine.Nn.Model.EndingKey, out var note))
+            io.Err.WriteLine($"{path}: {note}");
+        return m;
+    }
+
     public static void WriteJson(string path, JsonObject o) =>
         AtomicFile.WriteText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 

@@ -11,6 +11,8 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public int? Threads { get; init; }
     /// <summary>Time process CPU seconds instead of wall seconds (--clock cpu).</summary>
     public bool CpuClock { get; init; }
+    /// <summary>The folder of .onnx models for the onnx bench.</summary>
+    public string? OnnxDir { get; init; }
 }
 
 /// <summary>

@@ -11,10 +11,11 @@ namespace Perturb.Perf;
 /// </summary>
 public static class Program
 {
-    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "all", "compare" };
+    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "all", "compare", "onnx" };
 
     const string Usage =
-        "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
+        "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
+        "            [--onnx DIR (onnx: every NAME.onnx there, compared with NAME.npz when present)]\n" +
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]";
 
     public static int Main(string[] args)
@@ -42,7 +43,7 @@ public static class Program
 
     static Options Parse(string[] args)
     {
-        string? bench = null, device = "auto", json = null;
+        string? bench = null, device = "auto", json = null, onnxDir = null;
         bool quick = false;
         int? batch = null, convBatch = null, compareBatch = null, threads = null;
         string clock = "wall";
@@ -59,6 +60,7 @@ public static class Program
             {
                 case "--device": device = Next(); break;
                 case "--json": json = Next(); break;
+                case "--onnx": onnxDir = Next(); break;
                 case "--quick": quick = true; break;
                 case "--batch": batch = NextInt(); break;
                 case "--conv-batch": convBatch = NextInt(); break;
@@ -79,7 +81,8 @@ public static class Program
         if (!BenchNames.Contains(bench)) throw new ArgumentException($"unknown bench '{bench}' (choose {string.Join(", ", BenchNames)})");
         if (!Devices.Kinds.Contains(device)) throw new ArgumentException($"unknown device '{device}' (choose {string.Join(", ", Devices.Kinds)})");
         if (threads != null && device is not ("cpu" or "auto")) throw new ArgumentException("--threads applies to --device cpu only");
-        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu" };
+        if (bench == "onnx" && (onnxDir == null || !Directory.Exists(onnxDir))) throw new ArgumentException("onnx needs --onnx DIR, an existing folder of .onnx files");
+        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir };
     }
 
     static int Run(Options o)
@@ -105,6 +108,7 @@ public static class Program
             if (o.Bench is "resnet" or "all") b.Resnet();
             if (o.Bench is "attack") b.AttackBench();
             if (o.Bench is "search") b.SearchBench();
+            if (o.Bench is "onnx") OnnxBench.Run(be, report, Effort.For(be.Name, o.Quick), o.OnnxDir!, o.Batch ?? 8);
         }
         else { report.DeviceKind = "host"; report.DeviceName = Machine.CpuModel; }
 

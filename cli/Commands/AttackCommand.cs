@@ -54,6 +54,7 @@ public static class AttackCommand
         foreach (var a in AttackRegistry.Attacks) cmd.Subcommands.Add(BuildOne(a, io));
         cmd.Subcommands.Add(PatchCommand.Build(io));
         cmd.Subcommands.Add(BuildFooling(io));
+        foreach (var c in SegAttackCommand.Build(io)) cmd.Subcommands.Add(c);
         return cmd;
     }
 
@@ -76,7 +77,7 @@ public static class AttackCommand
             if (dir != null) OutputFolder.Check(dir, pr.GetValue(overwrite));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             var f = Setting.Create<FoolingImages>(settings.Values(pr), "fooling");
             io.Err.WriteLine($"attack fooling ({Values.EnumName(f.Encoding)} encoding) on {(list == null ? "every class" : "classes " + string.Join(",", list))}, device {be.Name} ...");
             var r = f.Run(m, list);
@@ -150,7 +151,7 @@ public static class AttackCommand
             if (count > 0) d = d.Take(count);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             m.Eval();
             ulong seed = values.TryGetValue("seed", out var sv) ? (ulong)sv : 0;
             var goal = AttackGoal.Parse(pr.GetValue(targeted), d.Count, seed);

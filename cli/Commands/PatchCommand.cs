@@ -45,7 +45,7 @@ public static class PatchCommand
             var te = pr.GetValue(testN) > 0 ? splits.Test.Take(pr.GetValue(testN)) : splits.Test;
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             var o = new PatchOptions
             {
                 Target = pr.GetValue(target), SizeFraction = pr.GetValue(size), Shape = pr.GetValue(shape) == "round" ? PatchShape.Round : PatchShape.Square,

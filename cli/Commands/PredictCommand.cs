@@ -27,7 +27,7 @@ public static class PredictCommand
             var files = ImageFile.ListInputs(pr.GetValue(input)!, dicom);
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var modelPath = pr.GetValue(model)!;
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             var bar = new ProgressBar(io.Err, "predict");
             PredictionResult r;
             try { r = Predictor.Run(m, files, pr.GetValue(batch), dicom, (done, total) => bar.Update(done, total)); }

@@ -57,7 +57,7 @@ public static class WsiCommand
             if (o.Tile > lw || o.Tile > lh) throw new PerturbException($"{slidePath}: tile {o.Tile} is larger than level {o.Level} ({lw}x{lh})", 2);
             if (!File.Exists(modelPath)) throw new PerturbException($"{modelPath}: no such file");
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
-            using var m = ModelFile.Load(modelPath, be);
+            using var m = CliUtil.LoadModel(modelPath, be, io);
             WsiAnalysis.CheckModel(m, modelPath);
             io.Err.WriteLine($"wsi {slidePath} ({slide.Vendor}, {slide.LevelCount} levels): level {o.Level} {lw}x{lh} (downsample {slide.Downsample(o.Level):G4}), " +
                 $"{lh / o.Tile}x{lw / o.Tile} tiles of {o.Tile}, attack {name}" + (o.Epsilon is { } e ? $" eps {e.ToString("G4", CultureInfo.InvariantCulture)}" : "") + $", device {be.Name}");

@@ -49,6 +49,8 @@ public abstract class Attack : IAttack
     public AttackResult Run(Model model, float[] x, int[] labels, AttackGoal goal, IReadOnlyList<float>? epsilons = null)
     {
         var sw = Stopwatch.StartNew();
+        if (Presets.IsSegmentation(model))
+            throw new PerturbException($"{Name} attacks classifiers; the model outputs a mask per image (use seg-fgsm, seg-pgd, dag or asma)", 2);
         int d = Layer.Product(model.InputShape), n = labels.Length;
         if (x.Length != (long)n * d)
             throw new PerturbException($"{Name}: {n} samples of {Tensor.ShapeString(model.InputShape)} need {(long)n * d} values, got {x.Length}", 2);
@@ -201,7 +203,7 @@ public abstract class Attack : IAttack
             using var t = be.FromArray(x.AsSpan((int)((long)s * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
             var z = model.Infer(t);
             Losses.Predict(be, z).CopyTo(pred, s);
-            Losses.Probabilities(be, z).CopyTo(prob, s);
+            Losses.Probabilities(model, z).CopyTo(prob, s);
             z.ToArray().CopyTo(logits, (long)s * k);
         }
         model.ReleaseActivations();

@@ -11,7 +11,7 @@ namespace Perturb.Engine.Backends;
 /// Flops are the floating-point operations per call as named in IBackend's doc comments (0 for memory ops); the
 /// element counts below are the op's natural size (output elements, or rows*cols for row ops).
 /// </summary>
-public abstract class BackendBase : IBackend
+public abstract partial class BackendBase : IBackend
 {
     public abstract string Name { get; }
     public abstract string DeviceName { get; }

@@ -21,7 +21,7 @@ namespace Perturb.Engine;
 /// - Every op calls <c>Counters.Hit(name, flops)</c> once per call with the op name and flops given in its doc
 ///   comment (n = the output's length unless said otherwise; no flops for copy and fill).
 /// </summary>
-public interface IBackend : IDisposable
+public partial interface IBackend : IDisposable
 {
     /// <summary>"cpu", "ilgpu-cpu" or "cuda".</summary>
     string Name { get; }

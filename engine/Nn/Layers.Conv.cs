@@ -125,21 +125,23 @@ public sealed class Linear : Layer
     protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
     {
         var s = inShapes[0];
-        if (s.Length != 1 || s[0] != In) throw ShapeError($"{In}", s);
+        if (s.Length == 0 || s[^1] != In) throw ShapeError($"{In} (or [..., {In}]: the last axis)", s);
         ExpectParam("weight", Out, In);
         if (HasBias) ExpectParam("bias", Out);
         float bound = 1f / MathF.Sqrt(In);
         Weight = AddParam("weight", be.FromArray(UniformInit(checked(Out * In), bound, seed, InitHash.Stream(Name + ".weight")), Out, In));
         if (HasBias) Bias = AddParam("bias", be.FromArray(UniformInit(Out, bound, seed, InitHash.Stream(Name + ".bias")), Out), decay: false);
-        return new[] { Out };
+        var o = (int[])s.Clone(); o[^1] = Out;
+        return o;
     }
 
+    // Rows of the product: every position of the leading axes (the batch for [N, In]; N*T for [N, T, In]).
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
         _x = x[0];
-        int n = _x.N;
-        var y = c.Alloc(n, Out);
+        int n = _x.Length / In;
+        var y = c.Alloc(Batch(_x.N, OutShape));
         c.Be.Gemm(false, true, n, Out, In, 1f, _x, Weight.Value, 0f, y);
         if (Bias != null) c.Be.BiasAdd(y, Bias.Value, n, Out, 1);
         return y;
@@ -147,11 +149,11 @@ public sealed class Linear : Layer
 
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
-        int n = _x!.N;
+        int n = _x!.Length / In;
         Tensor? dx = null;
         if (needDx[0])
         {
-            dx = c.Alloc(n, In);
+            dx = c.Alloc(_x.Shape);
             c.Be.Gemm(false, false, n, In, Out, 1f, dy, Weight.Value, 0f, dx);
         }
         if (weights)

@@ -208,27 +208,44 @@ public sealed class AddLayer : Layer
     public override JsonObject Config() => new();
 }
 
-/// <summary>Concatenation along the channel (feature) dimension.</summary>
+/// <summary>
+/// Concatenation along one per-sample axis (default 0: channels, or features). The channel axis copies whole channel
+/// blocks; any other axis is a strided copy per input.
+/// </summary>
 public sealed class Concat : Layer
 {
     int _inner;
+    public int Axis { get; }
+    public Concat(int axis = 0) { Axis = axis; }
     public override string Type => "Concat";
     public override int Arity => -1;
     protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
     {
         if (inShapes.Length == 0) throw new PerturbException($"layer '{Name}' (Concat) needs at least one input");
         var first = inShapes[0];
+        if (Axis < 0 || Axis >= first.Length) throw new PerturbException($"layer '{Name}' (Concat) axis {Axis} outside input {Tensor.ShapeString(first)}");
         int ch = 0;
         foreach (var s in inShapes)
         {
-            if (s.Length != first.Length || !s.AsSpan(1).SequenceEqual(first.AsSpan(1)))
-                throw new PerturbException($"layer '{Name}' (Concat) inputs differ beyond the channel dimension: {Tensor.ShapeString(first)} and {Tensor.ShapeString(s)}");
-            ch += s[0];
+            bool same = s.Length == first.Length;
+            for (int d = 0; same && d < s.Length; d++) same = d == Axis || s[d] == first[d];
+            if (!same)
+                throw new PerturbException($"layer '{Name}' (Concat) inputs differ beyond axis {Axis}: {Tensor.ShapeString(first)} and {Tensor.ShapeString(s)}");
+            ch += s[Axis];
         }
         _inner = Product(first) / first[0];
-        var o = (int[])first.Clone(); o[0] = ch;
+        var o = (int[])first.Clone(); o[Axis] = ch;
         return o;
     }
+
+    /// <summary>The iteration over input i's elements: S0 contiguous in the input, S1 (Off1) its place in the output.</summary>
+    Perturb.Kernels.StridedArgs Part(int n, int i, int off)
+    {
+        var dims = Batch(n, InShapes[i]);
+        var so = Strided.Contiguous(Batch(n, OutShape));
+        return Strided.Make(dims, Strided.Contiguous(dims), so, null, 0, off * so[Axis + 1]);
+    }
+
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         int n = x[0].N;
@@ -237,8 +254,9 @@ public sealed class Concat : Layer
         for (int i = 0; i < x.Length; i++)
         {
             CheckInput(x[i], i);
-            int ci = InShapes[i][0];
-            c.Be.ChannelCopy(x[i], ci, 0, y, OutShape[0], off, ci, n, _inner, false);
+            int ci = InShapes[i][Axis];
+            if (Axis == 0) c.Be.ChannelCopy(x[i], ci, 0, y, OutShape[0], off, ci, n, _inner, false);
+            else c.Be.StridedCopy(x[i], y, Part(n, i, off));
             off += ci;
         }
         return y;
@@ -249,42 +267,59 @@ public sealed class Concat : Layer
         int off = 0, n = dy.N;
         for (int i = 0; i < dxs.Length; i++)
         {
-            int ci = InShapes[i][0];
+            int ci = InShapes[i][Axis];
             if (needDx[i])
             {
                 dxs[i] = c.Alloc(Batch(n, InShapes[i]));
-                c.Be.ChannelCopy(dy, OutShape[0], off, dxs[i]!, ci, 0, ci, n, _inner, false);
+                if (Axis == 0) c.Be.ChannelCopy(dy, OutShape[0], off, dxs[i]!, ci, 0, ci, n, _inner, false);
+                else
+                {
+                    var a = Part(n, i, off);
+                    (a.S0, a.S1) = (a.S1, a.S0); (a.Off0, a.Off1) = (a.Off1, a.Off0);
+                    c.Be.StridedCopy(dy, dxs[i]!, a);
+                }
             }
             off += ci;
         }
         return dxs;
     }
-    public override JsonObject Config() => new();
+    public override JsonObject Config() => Axis == 0 ? new() : new() { ["axis"] = Axis };
 }
 
-/// <summary>Softmax over the features of [N, K].</summary>
+/// <summary>
+/// Softmax over one axis of the per-sample shape (default the last) when every dimension after it is 1: [K],
+/// [K, 1, 1], [T, K]. The rows are all the other positions.
+/// </summary>
 public sealed class SoftmaxLayer : Layer
 {
     Tensor? _y;
+    int _cols;
+    /// <summary>Per-sample axis (no batch dimension); -1: the last.</summary>
+    public int Axis { get; }
+    public SoftmaxLayer(int axis = -1) { Axis = axis; }
     public override string Type => "Softmax";
     protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
     {
-        if (inShapes[0].Length != 1) throw ShapeError("K (flattened)", inShapes[0]);
-        return (int[])inShapes[0].Clone();
+        var s = inShapes[0];
+        int a = Axis < 0 ? s.Length + Axis : Axis;
+        if (a < 0 || a >= s.Length || s.Skip(a + 1).Any(d => d != 1))
+            throw new PerturbException($"layer '{Name}' (Softmax) over axis {Axis} of {Tensor.ShapeString(s)}: only an axis followed by size-1 dimensions is supported");
+        _cols = s[a];
+        return (int[])s.Clone();
     }
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
         _y = c.Alloc(x[0].Shape);
-        c.Be.Softmax(x[0], _y, x[0].N, OutShape[0]);
+        c.Be.Softmax(x[0], _y, x[0].Length / _cols, _cols);
         return _y;
     }
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
         if (!needDx[0]) return new Tensor?[] { null };
         var dx = c.Alloc(dy.Shape);
-        c.Be.SoftmaxBackward(_y!, dy, dx, dy.N, OutShape[0]);
+        c.Be.SoftmaxBackward(_y!, dy, dx, dy.Length / _cols, _cols);
         return new[] { dx };
     }
-    public override JsonObject Config() => new();
+    public override JsonObject Config() => Axis == -1 ? new() : new() { ["axis"] = Axis };
 }

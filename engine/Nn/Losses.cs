@@ -127,6 +127,18 @@ public static class Losses
         return am.ToArray().Select(v => (int)v).ToArray();
     }
 
+    /// <summary>
+    /// The model's class probabilities per sample on the host: as <see cref="Probabilities(IBackend, Tensor)"/>, or the
+    /// sigmoid of each logit for a model whose outputs are independent sigmoids (<see cref="Model.IndependentSigmoids"/>).
+    /// </summary>
+    public static float[][] Probabilities(Model m, Tensor logits)
+    {
+        if (!m.IndependentSigmoids) return Probabilities(m.Backend, logits);
+        int k = logits.PerSample;
+        var a = logits.ToArray();
+        return Enumerable.Range(0, logits.N).Select(i => a.AsSpan(i * k, k).ToArray().Select(z => 1f / (1f + MathF.Exp(-z))).ToArray()).ToArray();
+    }
+
     /// <summary>Class probabilities per sample on the host: softmax, or (1 - s, s) with s = sigmoid(z) for one output.</summary>
     public static float[][] Probabilities(IBackend be, Tensor logits)
     {

@@ -40,6 +40,13 @@ public sealed class Model : IDisposable
     /// <summary>Number of classes: the logits, or 2 for a single-output (sigmoid) model.</summary>
     public int NumClasses => NumOutputs == 1 ? 2 : NumOutputs;
 
+    /// <summary>Info key: how logits become probabilities, "softmax" (default) or "sigmoid" (set by ONNX import).</summary>
+    public const string ProbabilitiesKey = "probabilities";
+    /// <summary>Info key: the sentence saying which final Softmax/LogSoftmax/Sigmoid the ONNX import removed.</summary>
+    public const string EndingKey = "onnx.ending";
+    /// <summary>True for a multi-output model whose outputs are independent sigmoids (an imported graph ending in Sigmoid).</summary>
+    public bool IndependentSigmoids => NumOutputs > 1 && Info.TryGetValue(ProbabilitiesKey, out var p) && p == "sigmoid";
+
     /// <summary>Training mode: BatchNorm uses batch statistics and Dropout drops. Eval mode otherwise.</summary>
     public void Train(bool on = true) { _ctx.Training = on; }
     public void Eval() => Train(false);
@@ -369,6 +376,7 @@ public static class LayerFactory
     public static Layer Create(string type, JsonObject cfg) => type switch
     {
         "Conv2d" => Conv2d.FromConfig(cfg),
+        "ConvTranspose2d" => ConvTranspose2d.FromConfig(cfg),
         "Linear" => Linear.FromConfig(cfg),
         "BatchNorm2d" => BatchNorm2d.FromConfig(cfg),
         "Normalize" => Normalize.FromConfig(cfg),
@@ -382,8 +390,16 @@ public static class LayerFactory
         "Flatten" => new Flatten(),
         "Dropout" => new Dropout(cfg.F("p", 0.5f)),
         "Add" => new AddLayer(),
-        "Concat" => new Concat(),
-        "Softmax" => new SoftmaxLayer(),
+        "Concat" => new Concat(cfg.I("axis", 0)),
+        "Unary" => UnaryLayer.FromConfig(cfg),
+        "Binary" => BinaryLayer.FromConfig(cfg),
+        "Reduce" => ReduceLayer.FromConfig(cfg),
+        "Transpose" => TransposeLayer.FromConfig(cfg),
+        "Reshape" => ReshapeLayer.FromConfig(cfg),
+        "Slice" => SliceLayer.FromConfig(cfg),
+        "Expand" => ExpandLayer.FromConfig(cfg),
+        "Tile" => TileLayer.FromConfig(cfg),
+        "Softmax" => new SoftmaxLayer(cfg.I("axis", -1)),
         "Affine" => ChannelAffineLayer.FromConfig(cfg),
         "Mul" => new MulLayer(),
         "Clip" => ClipLayer.FromConfig(cfg),

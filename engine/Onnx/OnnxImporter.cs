@@ -8,16 +8,18 @@ using Perturb.Engine.Onnx.Proto;
 namespace Perturb.Engine.Onnx;
 
 /// <summary>
-/// Reads an ONNX model (opsets 7 to 21) into an engine <see cref="Model"/>. The graph input is [N, C, H, W] (or [N, F])
-/// with a free batch. Supported operators and what they become:
-/// Conv → Conv2d (a preceding zero Pad folded into its padding; auto_pad resolved); Gemm, MatMul with a constant right
-/// operand → Linear (a following Add of a constant folded into its bias); Add/Sub/Mul/Div by a constant scalar or
-/// per-channel operand → Affine (Sub then Div on the graph input → Normalize); Add/Mul of two same-shape tensors → Add/Mul;
-/// Sub of two tensors → Affine(-1) + Add; Relu, LeakyRelu, Sigmoid, Tanh → activations; Clip → ReLU or Clip;
-/// MaxPool, AveragePool → Pool2d; GlobalAveragePool; BatchNormalization → BatchNorm2d (eval statistics); Flatten and
-/// flattening Reshapes → Flatten; Dropout → Dropout; Softmax; Concat (channels); Identity, Constant and operations on
-/// constants only are folded away, as is the shape arithmetic of x.view(x.size(0), -1) (Shape, Gather, Unsqueeze,
-/// Concat, Cast feeding a Reshape). Anything else is a <see cref="PerturbException"/> naming the operator and node.
+/// Reads an ONNX model (opsets 7 to 21) into an engine <see cref="Model"/>. The graph input has a free batch; tensors
+/// inside have any per-sample rank. Conv → Conv2d (a preceding zero Pad folded into its padding; auto_pad resolved);
+/// Gemm, MatMul by a constant → Linear (over the last axis; a following constant Add folded into its bias);
+/// Add/Sub/Mul/Div by a scalar or per-channel constant → Affine (Sub then Div on the input → Normalize); other
+/// Add/Sub/Mul/Div/Pow/Max/Min → Binary with NumPy broadcasting (between computed tensors of equal rank, or with a
+/// constant of any broadcasting shape); element-wise functions → activations or Unary; ReduceMean over H, W →
+/// GlobalAvgPool, other reductions → Reduce; LayerNormalization, InstanceNormalization, GroupNormalization → composed
+/// of Reduce, Binary and Unary; Transpose, Reshape/Flatten/Squeeze/Unsqueeze, Slice/Split/Gather of constant
+/// indices, Concat, Expand, Tile → layout layers; pooling, BatchNormalization (eval), Dropout, Softmax. Constants and
+/// the shape arithmetic of x.view(x.size(0), -1) are folded. A final Softmax, LogSoftmax or Sigmoid is removed (see
+/// <c>StripProbabilityEnding</c>). The operator table (<c>Ops</c>) is checked against the whole graph first, so an
+/// unsupported operator fails with one line naming it, its node and every other missing operator.
 /// </summary>
 public static class OnnxImporter
 {
@@ -71,6 +73,8 @@ sealed class Importer
     readonly List<PNode> _nodes = new();
     readonly Dictionary<string, int> _uses = new();
     readonly HashSet<string> _names = new();
+    /// <summary>LogSoftmax nodes (imported as Softmax; only allowed as the removed final op): node index → ONNX name.</summary>
+    readonly Dictionary<int, string> _logSoftmax = new();
     int _opset;
     int[] _inputShape = Array.Empty<int>();
     NodeProto _cur = null!;
@@ -90,6 +94,8 @@ sealed class Importer
             foreach (var i in n.Input) if (i.Length > 0) _uses[i] = _uses.GetValueOrDefault(i) + 1;
         foreach (var o in g.Output) _uses[o.Name] = _uses.GetValueOrDefault(o.Name) + 1;
 
+        var missing = Unsupported(g);
+        if (missing.Count > 0) throw new PerturbException(UnsupportedMessage(missing));
         foreach (var n in g.Node)
         {
             _cur = n;
@@ -105,12 +111,56 @@ sealed class Importer
         if (!_dyn.TryGetValue(outName, out var outV)) throw new PerturbException($"graph output '{outName}' is not produced by any node");
         if (outV.Pads != null) throw new PerturbException($"graph output '{outName}' comes from Pad node '{outV.PadNode}', which only a Conv or pooling can absorb");
         if (outV.Node < 0) throw new PerturbException($"graph output '{outName}' is the graph input itself (no layers)");
-        var model = BuildModel(outV.Node);
+        var (outNode, ending) = StripProbabilityEnding(outV.Node);
+        foreach (var (ln, ls) in _logSoftmax)
+            if (ln != ending.Node) throw new PerturbException($"LogSoftmax node '{ls}': a LogSoftmax is supported only as the graph's final operation (optionally followed by Flatten/Reshape/Identity)");
+        var model = BuildModel(outNode);
         model.Info["source"] = "onnx";
+        if (ending.Op != null)
+        {
+            model.Info[Model.ProbabilitiesKey] = ending.Op == "Sigmoid" && model.NumOutputs > 1 ? "sigmoid" : model.NumOutputs == 1 ? "sigmoid" : "softmax";
+            model.Info[Model.EndingKey] = $"the graph ends in {ending.Op} (node '{ending.Name}'): it was removed, attacks run on the logits before it, and probabilities are the "
+                + (model.Info[Model.ProbabilitiesKey] == "softmax" ? "softmax of those logits" : model.NumOutputs == 1 ? "sigmoid of that logit" : "sigmoid of each logit");
+            model.Info["onnx.ending_op"] = ending.Op;
+        }
         if (_mp.ProducerName.Length > 0) model.Info["onnx.producer"] = (_mp.ProducerName + " " + _mp.ProducerVersion).Trim();
         model.Info["onnx.opset"] = _opset.ToString();
         if (g.Output.Count > 1) model.Info["onnx.output"] = outName;
         return model;
+    }
+
+    /// <summary>
+    /// A final Softmax, LogSoftmax or Sigmoid (possibly followed by Flatten, flattening Reshapes or Identity) turns the
+    /// logits into probabilities; the engine's losses and reports expect logits. Removes that node: the nodes after it
+    /// read its input instead. Returns the new output node and what was removed (Op null when nothing was). A softmax
+    /// over a single value (always 1) is left alone.
+    /// </summary>
+    (int Out, (string? Op, string Name, int Node) Ending) StripProbabilityEnding(int outNode)
+    {
+        var chain = new List<int>();
+        int i = outNode;
+        while (i >= 0 && _nodes[i].Layer is Flatten && _nodes[i].Inputs.Length == 1) { chain.Add(i); i = _nodes[i].Inputs[0]; }
+        if (i < 0) return (outNode, (null, "", -1));
+        var p = _nodes[i];
+        string? op = p.Layer switch
+        {
+            SoftmaxLayer when _logSoftmax.ContainsKey(i) => "LogSoftmax",
+            SoftmaxLayer => "Softmax",
+            ActivationLayer { Function: Activation.Sigmoid } => "Sigmoid",
+            _ => null,
+        };
+        if (op == null) return (outNode, (null, "", -1));
+        if (op != "Sigmoid" && Layer.Product(p.OutShape) == 1)
+        {
+            if (op == "LogSoftmax") throw new PerturbException($"LogSoftmax node '{p.Name}' is over a single value, so the model's output is always 0");
+            return (outNode, (null, "", -1));
+        }
+        int src = p.Inputs[0];
+        if (src < 0) throw new PerturbException($"the graph is only a {op} of its input (no layers before it)");
+        if (chain.Count == 0) return (src, (op, p.Name, i));
+        var after = _nodes[chain[^1]];
+        after.Inputs = after.Inputs.Select(j => j == i ? src : j).ToArray();
+        return (outNode, (op, p.Name, i));
     }
 
     int OpsetVersion()
@@ -182,39 +232,106 @@ sealed class Importer
 
     // ------------------------------------------------------------------ node conversion
 
+    /// <summary>The operators the import converts, and how. The graph is scanned against this table before converting.</summary>
+    Dictionary<string, Action<NodeProto>> Ops() => _ops ??= new()
+    {
+        ["Conv"] = n => ConvOp(n),
+        ["Gemm"] = n => GemmOp(n),
+        ["MatMul"] = n => MatMulOp(n),
+        ["Add"] = n => Binary(n),
+        ["Sub"] = n => Binary(n),
+        ["Mul"] = n => Binary(n),
+        ["Div"] = n => Binary(n),
+        ["Relu"] = n => Emit(n, new ActivationLayer(Activation.Relu), Plain(n, 0)),
+        ["LeakyRelu"] = n => Emit(n, new ActivationLayer(Activation.LeakyRelu, AttrF(n, "alpha", 0.01f)), Plain(n, 0)),
+        ["Sigmoid"] = n => Emit(n, new ActivationLayer(Activation.Sigmoid), Plain(n, 0)),
+        ["Tanh"] = n => Emit(n, new ActivationLayer(Activation.Tanh), Plain(n, 0)),
+        ["Clip"] = n => ClipOp(n),
+        ["MaxPool"] = n => PoolOp(n, true),
+        ["AveragePool"] = n => PoolOp(n, false),
+        ["GlobalAveragePool"] = n => GapOp(n),
+        ["BatchNormalization"] = n => BatchNormOp(n),
+        ["Flatten"] = n => FlattenOp(n),
+        ["Reshape"] = n => ReshapeOp(n),
+        ["Constant"] = n => ConstantOp(n),
+        ["Identity"] = n => Alias(n, In(n, 0)),
+        ["Dropout"] = n => DropoutOp(n),
+        ["Softmax"] = n => SoftmaxOp(n),
+        ["LogSoftmax"] = n => SoftmaxOp(n, log: true),
+        ["Concat"] = n => ConcatOp(n),
+        ["Pad"] = n => PadOp(n),
+        ["Shape"] = n => ShapeOp(n),
+        ["Gather"] = n => GatherOp(n),
+        ["Unsqueeze"] = n => UnsqueezeOp(n),
+        ["Cast"] = n => CastOp(n),
+        ["Pow"] = n => Binary(n),
+        ["Max"] = n => VariadicOp(n, BroadcastOp.Max),
+        ["Min"] = n => VariadicOp(n, BroadcastOp.Min),
+        ["HardSigmoid"] = n => UnaryOpN(n, UnaryOp.HardSigmoid, AttrF(n, "alpha", 0.2f), AttrF(n, "beta", 0.5f)),
+        ["HardSwish"] = n => UnaryOpN(n, UnaryOp.HardSwish),
+        ["Elu"] = n => UnaryOpN(n, UnaryOp.Elu, AttrF(n, "alpha", 1f)),
+        ["Selu"] = n => UnaryOpN(n, UnaryOp.Selu, AttrF(n, "alpha", 1.67326319217681884765625f), AttrF(n, "gamma", 1.05070102214813232421875f)),
+        ["Softplus"] = n => UnaryOpN(n, UnaryOp.Softplus),
+        ["Gelu"] = n => GeluOp(n),
+        ["Erf"] = n => UnaryOpN(n, UnaryOp.Erf),
+        ["Sqrt"] = n => UnaryOpN(n, UnaryOp.Sqrt),
+        ["Exp"] = n => UnaryOpN(n, UnaryOp.Exp),
+        ["Log"] = n => UnaryOpN(n, UnaryOp.Log),
+        ["Neg"] = n => UnaryOpN(n, UnaryOp.Neg),
+        ["Reciprocal"] = n => UnaryOpN(n, UnaryOp.Reciprocal),
+        ["Abs"] = n => UnaryOpN(n, UnaryOp.Abs),
+        ["ReduceMean"] = n => ReduceOpN(n, ReduceOp.Mean),
+        ["ReduceSum"] = n => ReduceOpN(n, ReduceOp.Sum),
+        ["ReduceMax"] = n => ReduceOpN(n, ReduceOp.Max),
+        ["ReduceMin"] = n => ReduceOpN(n, ReduceOp.Min),
+        ["ReduceL2"] = n => ReduceOpN(n, ReduceOp.L2),
+        ["LayerNormalization"] = n => LayerNormOp(n),
+        ["InstanceNormalization"] = n => InstanceNormOp(n),
+        ["GroupNormalization"] = n => GroupNormOp(n),
+        ["Transpose"] = n => TransposeOp(n),
+        ["Squeeze"] = n => SqueezeOp(n),
+        ["Slice"] = n => SliceOp(n),
+        ["Split"] = n => SplitOp(n),
+        ["ConstantOfShape"] = n => ConstantOfShapeOp(n),
+        ["Expand"] = n => ExpandOp(n),
+        ["Tile"] = n => TileOp(n),
+    };
+    Dictionary<string, Action<NodeProto>>? _ops;
+
+    /// <summary>
+    /// Every operator of the graph the import does not convert, in graph order: (domain-qualified op, first node, count).
+    /// </summary>
+    List<(string Op, string Node, int Count)> Unsupported(GraphProto g)
+    {
+        var r = new List<(string Op, string Node, int Count)>();
+        foreach (var n in g.Node)
+        {
+            bool ok = n.Domain is "" or "ai.onnx" && Ops().ContainsKey(n.OpType);
+            if (ok) continue;
+            string op = n.Domain is "" or "ai.onnx" ? n.OpType : n.Domain + "." + n.OpType;
+            int i = r.FindIndex(e => e.Op == op);
+            if (i < 0) r.Add((op, NodeName(n), 1));
+            else r[i] = (op, r[i].Node, r[i].Count + 1);
+        }
+        return r;
+    }
+
+    /// <summary>One line naming the first unsupported operator and its node, then every other one the model needs.</summary>
+    static string UnsupportedMessage(List<(string Op, string Node, int Count)> u)
+    {
+        static string Nodes(int c) => c == 1 ? "" : $", {c} nodes";
+        var first = u[0];
+        var msg = $"unsupported ONNX operator '{first.Op}' (node '{first.Node}'{Nodes(first.Count)})";
+        if (u.Count > 1)
+            msg += "; the model also needs " + string.Join(", ", u.Skip(1).Select(e => $"'{e.Op}' (node '{e.Node}'{Nodes(e.Count)})"));
+        return msg;
+    }
+
     void Convert(NodeProto n)
     {
-        if (n.Domain is not ("" or "ai.onnx"))
-            throw new PerturbException($"unsupported ONNX operator '{n.Domain}.{n.OpType}' (node '{NodeName(n)}')");
-        switch (n.OpType)
-        {
-            case "Conv": ConvOp(n); break;
-            case "Gemm": GemmOp(n); break;
-            case "MatMul": MatMulOp(n); break;
-            case "Add": case "Sub": case "Mul": case "Div": Binary(n); break;
-            case "Relu": Emit(n, new ActivationLayer(Activation.Relu), Plain(n, 0)); break;
-            case "LeakyRelu": Emit(n, new ActivationLayer(Activation.LeakyRelu, AttrF(n, "alpha", 0.01f)), Plain(n, 0)); break;
-            case "Sigmoid": Emit(n, new ActivationLayer(Activation.Sigmoid), Plain(n, 0)); break;
-            case "Tanh": Emit(n, new ActivationLayer(Activation.Tanh), Plain(n, 0)); break;
-            case "Clip": ClipOp(n); break;
-            case "MaxPool": PoolOp(n, true); break;
-            case "AveragePool": PoolOp(n, false); break;
-            case "GlobalAveragePool": GapOp(n); break;
-            case "BatchNormalization": BatchNormOp(n); break;
-            case "Flatten": FlattenOp(n); break;
-            case "Reshape": ReshapeOp(n); break;
-            case "Constant": ConstantOp(n); break;
-            case "Identity": Alias(n, In(n, 0)); break;
-            case "Dropout": DropoutOp(n); break;
-            case "Softmax": SoftmaxOp(n); break;
-            case "Concat": ConcatOp(n); break;
-            case "Pad": PadOp(n); break;
-            case "Shape": ShapeOp(n); break;
-            case "Gather": GatherOp(n); break;
-            case "Unsqueeze": UnsqueezeOp(n); break;
-            case "Cast": CastOp(n); break;
-            default: throw new PerturbException($"unsupported ONNX operator '{n.OpType}' (node '{NodeName(n)}')");
-        }
+        if (n.Domain is not ("" or "ai.onnx") || !Ops().TryGetValue(n.OpType, out var f))
+            throw new PerturbException(UnsupportedMessage(Unsupported(_mp.Graph)));
+        f(n);
     }
 
     static string NodeName(NodeProto n) => n.Name.Length > 0 ? n.Name : (n.Output.Count > 0 ? n.Output[0] : "?");
@@ -344,13 +461,14 @@ sealed class Importer
         var a = Plain(n, 0);
         if (!_consts.ContainsKey(In(n, 1))) throw Err(n, "a product of two computed tensors is not supported (only x times a constant matrix)");
         var b = _consts[In(n, 1)];
-        if (a.Shape.Length != 1) throw Err(n, $"input must be [N, K], got [N, {string.Join(", ", a.Shape)}]");
-        if (b.Dims.Length != 2 || b.Dims[0] != a.Shape[0]) throw Err(n, $"B of shape {Tensor.ShapeString(b.Dims)} does not fit {a.Shape[0]} input features");
+        // [N, ..., K] times [K, M]: a Linear over the last axis
+        if (b.Dims.Length != 2 || b.Dims[0] != a.Shape[^1]) throw Err(n, $"B of shape {Tensor.ShapeString(b.Dims)} does not fit {a.Shape[^1]} input features (only x times a constant matrix)");
         int kIn = b.Dims[0], outF = b.Dims[1];
         var wt = new float[outF * kIn];
         for (int o = 0; o < outF; o++)
             for (int i = 0; i < kIn; i++) wt[o * kIn + i] = (float)b.V[i * outF + o];
-        var p = Emit(n, new Linear(kIn, outF, false), new[] { outF }, a);
+        var os = (int[])a.Shape.Clone(); os[^1] = outF;
+        var p = Emit(n, new Linear(kIn, outF, false), os, a);
         p.W["weight"] = wt;
     }
 
@@ -362,35 +480,53 @@ sealed class Importer
         bool ac = _consts.ContainsKey(an), bc = _consts.ContainsKey(bn);
         if (ac && bc)
         {
-            Func<double, double, double> f = op switch { "Add" => (u, v) => u + v, "Sub" => (u, v) => u - v, "Mul" => (u, v) => u * v, _ => (u, v) => u / v };
+            Func<double, double, double> f = op switch
+            {
+                "Add" => (u, v) => u + v, "Sub" => (u, v) => u - v, "Mul" => (u, v) => u * v, "Pow" => Math.Pow,
+                "Max" => Math.Max, "Min" => Math.Min, _ => (u, v) => u / v,
+            };
             SetConst(n, 0, Broadcast(n, _consts[an], _consts[bn], f));
             return;
         }
         if (!ac && !bc)
         {
             var a = Plain(n, 0); var b = Plain(n, 1);
-            if (!a.Shape.SequenceEqual(b.Shape))
-                throw Err(n, $"broadcasting between two computed tensors ([N, {string.Join(", ", a.Shape)}] and [N, {string.Join(", ", b.Shape)}]) is not supported");
-            switch (op)
+            if (a.Shape.SequenceEqual(b.Shape) && op is "Add" or "Mul")
             {
-                case "Add": Emit(n, new AddLayer(), a.Shape, a, b); break;
-                case "Mul": Emit(n, new MulLayer(), a.Shape, a, b); break;
-                case "Sub":
-                    int c = a.Shape[0];
-                    if (a.Shape.Length != 1 && a.Shape.Length != 3) throw Err(n, $"Sub of [N, {string.Join(", ", a.Shape)}] tensors is not supported");
-                    var neg = Emit(n, new ChannelAffineLayer(Enumerable.Repeat(-1f, c).ToArray(), new float[c]), b.Shape, NodeName(n) + "_neg", false, b);
-                    Emit(n, new AddLayer(), a.Shape, a, DynOf(neg));
-                    break;
-                default: throw Err(n, "division of two computed tensors is not supported");
+                Emit(n, op == "Add" ? new AddLayer() : new MulLayer(), a.Shape, a, b);
+                return;
             }
+            if (a.Shape.Length != b.Shape.Length)
+                throw Err(n, $"broadcasting between computed tensors of different ranks ([N, {string.Join(", ", a.Shape)}] and [N, {string.Join(", ", b.Shape)}]) would mix the batch with other axes");
+            var o = Strided.BroadcastShape(a.Shape, b.Shape) ?? throw Err(n, $"shapes [N, {string.Join(", ", a.Shape)}] and [N, {string.Join(", ", b.Shape)}] do not broadcast");
+            Emit(n, new BinaryLayer(BinOp(op)), o, a, b);
             return;
         }
+        if (op == "Pow" && bc && _consts[bn].Count == 1)
+        {
+            double e = _consts[bn].V[0];
+            var xp = Plain(n, 0);
+            if (e == 1) { Alias(n, an); return; }
+            Emit(n, new UnaryLayer(UnaryOp.Pow, (float)e), xp);
+            return;
+        }
+        if (op is "Pow" or "Max" or "Min") { ConstBinary(n, BinOp(op), ac); return; }
         bool constLeft = ac;
         var x = Plain(n, constLeft ? 1 : 0);
         var k = _consts[constLeft ? an : bn];
-        var v = PerChannel(n, k, x.Shape)
-            ?? throw Err(n, $"constant operand of shape {Tensor.ShapeString(k.Dims)} is neither a scalar nor per-channel for input [N, {string.Join(", ", x.Shape)}]");
-        if (x.Shape.Length != 1 && x.Shape.Length != 3) throw Err(n, $"a constant operand on [N, {string.Join(", ", x.Shape)}] is not supported");
+        // A bias over the last axis after a bias-less MatMul of [N, ..., K] → the Linear's bias.
+        if (!constLeft && op is "Add" or "Sub" && x.Node >= 0 && _nodes[x.Node].Layer is Linear ml && !ml.HasBias && x.Shape.Length > 1
+            && _uses.GetValueOrDefault(In(n, 0)) == 1 && k.Count == ml.Out && k.Dims.Count(d => d != 1) <= 1 && (k.Dims.Length == 0 || k.Dims[^1] == ml.Out))
+        {
+            _nodes[x.Node].Layer = new Linear(ml.In, ml.Out, true);
+            _nodes[x.Node].W["bias"] = k.V.Select(e => (float)(op == "Sub" ? -e : e)).ToArray();
+            _dyn[n.Output[0]] = x;
+            return;
+        }
+        var v = PerChannel(n, k, x.Shape);
+        // Anything but a scalar or per-channel constant on [N, C, H, W] or [N, F]: a broadcast binary op with the constant.
+        if (v == null || (x.Shape.Length != 1 && x.Shape.Length != 3) || (constLeft && op == "Div"))
+        { ConstBinary(n, BinOp(op), constLeft); return; }
         int ch = v.Length;
         var xn = x.Node >= 0 ? _nodes[x.Node] : null;
         bool single = x.Node >= 0 && _uses.GetValueOrDefault(In(n, constLeft ? 1 : 0)) == 1;
@@ -420,7 +556,6 @@ sealed class Importer
             case "Sub": scale = constLeft ? Ones(ch, -1f) : Ones(ch); shift = constLeft ? F(v) : v.Select(e => (float)-e).ToArray(); break;
             case "Mul": scale = F(v); shift = new float[ch]; break;
             default:
-                if (constLeft) throw Err(n, "a constant divided by a computed tensor is not supported");
                 scale = v.Select(e => (float)(1.0 / e)).ToArray(); shift = new float[ch]; break;
         }
         // Mul (or Div) then Add (or Sub) of constants → one affine.
@@ -435,6 +570,437 @@ sealed class Importer
     }
 
     static float[] Ones(int c, float v = 1f) => Enumerable.Repeat(v, c).ToArray();
+
+    static BroadcastOp BinOp(string op) => op switch
+    {
+        "Add" => BroadcastOp.Add, "Sub" => BroadcastOp.Sub, "Mul" => BroadcastOp.Mul, "Div" => BroadcastOp.Div, "Pow" => BroadcastOp.Pow,
+        "Max" => BroadcastOp.Max, _ => BroadcastOp.Min,
+    };
+
+    /// <summary>x op constant (or constant op x) with the constant broadcast: a Binary layer holding the constant.</summary>
+    void ConstBinary(NodeProto n, BroadcastOp op, bool constLeft)
+    {
+        var x = Plain(n, constLeft ? 1 : 0);
+        var k = _consts[In(n, constLeft ? 0 : 1)];
+        BindConstBinary(n, op, x, k, constLeft, NodeName(n), true);
+    }
+
+    /// <summary>Emits x op k (k a constant of any broadcasting shape); returns the new tensor.</summary>
+    Dyn BindConstBinary(NodeProto n, BroadcastOp op, Dyn x, Const k, bool constLeft, string name, bool bind)
+    {
+        int r = Math.Max(x.Shape.Length + 1, k.Dims.Length);
+        var pk = Strided.PadLeft(k.Dims, r);
+        if (r > x.Shape.Length + 1 || pk[0] != 1)
+            throw Err(n, $"constant of shape {Tensor.ShapeString(k.Dims)} would broadcast along the batch of [N, {string.Join(", ", x.Shape)}]");
+        var o = Strided.BroadcastShape(x.Shape, pk[1..])
+            ?? throw Err(n, $"constant of shape {Tensor.ShapeString(k.Dims)} does not broadcast onto [N, {string.Join(", ", x.Shape)}]");
+        var p = Emit(n, new BinaryLayer(op, F(k.V), k.Dims, constLeft), o, name, bind, x);
+        return DynOf(p);
+    }
+
+    /// <summary>An internal node of a composed operator (LayerNorm's parts): named after the ONNX node plus a suffix.</summary>
+    Dyn Part(NodeProto n, string suffix, Layer layer, int[] outShape, params Dyn[] ins) =>
+        DynOf(Emit(n, layer, outShape, NodeName(n) + "_" + suffix, false, ins));
+
+    /// <summary>Binds the ONNX node's first output to an already emitted tensor.</summary>
+    void Bind(NodeProto n, Dyn d) => _dyn[n.Output[0]] = d;
+
+    static Const Scalar1(double v) => new() { Dims = new[] { 1 }, V = new[] { v } };
+
+    // ---------------------------------------------------------------- element-wise functions
+
+    void UnaryOpN(NodeProto n, UnaryOp op, float a = 0f, float b = 0f)
+    {
+        if (_consts.TryGetValue(In(n, 0), out var c))
+        {
+            SetConst(n, 0, new Const { Dims = c.Dims, V = c.V.Select(v => (double)Perturb.Kernels.Unary.F((int)op, a, b, (float)v)).ToArray() });
+            return;
+        }
+        Emit(n, new UnaryLayer(op, a, b), Plain(n, 0));
+    }
+
+    void GeluOp(NodeProto n)
+    {
+        string approx = AttrS(n, "approximate", "none");
+        if (approx is not ("none" or "tanh")) throw Err(n, $"approximate '{approx}' is not one of none, tanh");
+        UnaryOpN(n, approx == "tanh" ? UnaryOp.GeluTanh : UnaryOp.Gelu);
+    }
+
+    /// <summary>Max / Min of any number of inputs: pairwise broadcast binary ops.</summary>
+    void VariadicOp(NodeProto n, BroadcastOp op)
+    {
+        var names = n.Input.Where(i => i.Length > 0).ToList();
+        if (names.Count == 0) throw Err(n, "no inputs");
+        if (names.All(_consts.ContainsKey))
+        {
+            var acc = _consts[names[0]];
+            foreach (var nm in names.Skip(1)) acc = Broadcast(n, acc, _consts[nm], op == BroadcastOp.Max ? Math.Max : Math.Min);
+            SetConst(n, 0, acc);
+            return;
+        }
+        if (names.Count == 1) { Alias(n, names[0]); return; }
+        // computed inputs first (max and min commute), then constants
+        var dyn = names.Where(nm => !_consts.ContainsKey(nm)).Select(nm => _dyn.TryGetValue(nm, out var d) ? d : throw Err(n, $"input '{nm}' is not produced by any earlier node")).ToList();
+        var cur = dyn[0];
+        int step = 0, total = names.Count - 1;
+        foreach (var d in dyn.Skip(1))
+        {
+            if (d.Shape.Length != cur.Shape.Length) throw Err(n, "inputs of different ranks would mix the batch with other axes");
+            var o = Strided.BroadcastShape(cur.Shape, d.Shape) ?? throw Err(n, "input shapes do not broadcast");
+            bool last = ++step == total;
+            var p = Emit(n, new BinaryLayer(op), o, last ? NodeName(n) : NodeName(n) + "_" + step, last, cur, d);
+            cur = DynOf(p);
+        }
+        foreach (var nm in names.Where(_consts.ContainsKey))
+        {
+            bool last = ++step == total;
+            cur = BindConstBinary(n, op, cur, _consts[nm], false, last ? NodeName(n) : NodeName(n) + "_" + step, last);
+        }
+    }
+
+    // ---------------------------------------------------------------- reductions and normalisations
+
+    /// <summary>Normalised per-sample axes (ONNX axes minus the batch); an error for the batch axis.</summary>
+    int[] SampleAxes(NodeProto n, IEnumerable<long> axes, int sampleRank)
+    {
+        int r = sampleRank + 1;
+        return axes.Select(a =>
+        {
+            long v = a < 0 ? a + r : a;
+            if (v < 0 || v >= r) throw Err(n, $"axis {a} is outside rank {r}");
+            if (v == 0) throw Err(n, "an operation across the batch axis 0 is not supported");
+            return (int)v - 1;
+        }).Distinct().OrderBy(v => v).ToArray();
+    }
+
+    void ReduceOpN(NodeProto n, ReduceOp op)
+    {
+        var x = Plain(n, 0);
+        bool axesInput = _opset >= 18 || (n.OpType == "ReduceSum" && _opset >= 13);
+        long[]? axes = axesInput
+            ? (In(n, 1).Length > 0 ? (_consts.TryGetValue(In(n, 1), out var ac) ? ac.V.Select(v => (long)v).ToArray() : throw Err(n, "axes must be a constant")) : null)
+            : AttrInts(n, "axes");
+        bool keep = AttrI(n, "keepdims", 1) != 0;
+        if (axes == null || axes.Length == 0)
+        {
+            if (AttrI(n, "noop_with_empty_axes", 0) != 0) { Alias(n, In(n, 0)); return; }
+            throw Err(n, "a reduction over every axis, the batch included, is not supported");
+        }
+        var ax = SampleAxes(n, axes, x.Shape.Length);
+        // The global average pool of [N, C, H, W] has its own fast kernel.
+        if (op == ReduceOp.Mean && x.Shape.Length == 3 && ax.SequenceEqual(new[] { 1, 2 }))
+        {
+            if (keep) { Emit(n, new GlobalAvgPool(), new[] { x.Shape[0], 1, 1 }, x); return; }
+            var g = Part(n, "gap", new GlobalAvgPool(), new[] { x.Shape[0], 1, 1 }, x);
+            Emit(n, new Flatten(), new[] { x.Shape[0] }, g);
+            return;
+        }
+        var layer = new ReduceLayer(op, ax, keep);
+        var o = Enumerable.Range(0, x.Shape.Length).Where(d => keep || !ax.Contains(d)).Select(d => ax.Contains(d) ? 1 : x.Shape[d]).ToArray();
+        Emit(n, layer, o.Length == 0 ? new[] { 1 } : o, x);
+    }
+
+    /// <summary>
+    /// (x - mean) / sqrt(var + eps) over the given per-sample axes (biased variance), composed from Reduce, Binary
+    /// and Unary layers; then times scale and plus bias when given (constants broadcast onto the result).
+    /// </summary>
+    void Normalization(NodeProto n, Dyn x, int[] axes, double eps, Const? scale, Const? bias)
+    {
+        var ks = x.Shape.Select((d, i) => axes.Contains(i) ? 1 : d).ToArray();
+        var mean = Part(n, "mean", new ReduceLayer(ReduceOp.Mean, axes, true), ks, x);
+        var d = Part(n, "centre", new BinaryLayer(BroadcastOp.Sub), x.Shape, x, mean);
+        var sq = Part(n, "square", new UnaryLayer(UnaryOp.Pow, 2f), x.Shape, d);
+        var v = Part(n, "var", new ReduceLayer(ReduceOp.Mean, axes, true), ks, sq);
+        var ve = BindConstBinary(n, BroadcastOp.Add, v, Scalar1(eps), false, NodeName(n) + "_eps", false);
+        var sd = Part(n, "std", new UnaryLayer(UnaryOp.Sqrt), ks, ve);
+        bool more = scale != null || bias != null;
+        var y = DynOf(Emit(n, new BinaryLayer(BroadcastOp.Div), x.Shape, more ? NodeName(n) + "_norm" : NodeName(n), !more, d, sd));
+        if (scale != null) y = BindConstBinary(n, BroadcastOp.Mul, y, scale, false, bias != null ? NodeName(n) + "_scale" : NodeName(n), bias == null);
+        if (bias != null) BindConstBinary(n, BroadcastOp.Add, y, bias, false, NodeName(n), true);
+    }
+
+    void OnlyFirstOutput(NodeProto n)
+    {
+        for (int o = 1; o < n.Output.Count; o++)
+            if (n.Output[o].Length > 0 && _uses.ContainsKey(n.Output[o])) throw Err(n, $"output {o} ('{n.Output[o]}') is not supported");
+    }
+
+    void LayerNormOp(NodeProto n)
+    {
+        OnlyFirstOutput(n);
+        var x = Plain(n, 0);
+        long axis = AttrI(n, "axis", -1);
+        int r = x.Shape.Length + 1;
+        if (axis < 0) axis += r;
+        if (axis <= 0 || axis >= r) throw Err(n, $"axis {AttrI(n, "axis", -1)} must be a non-batch axis of rank {r}");
+        var axes = Enumerable.Range((int)axis - 1, r - (int)axis).ToArray();
+        var scale = ConstIn(n, 1, "Scale");
+        Const? bias = In(n, 2).Length > 0 ? ConstIn(n, 2, "B") : null;
+        Normalization(n, x, axes, AttrF(n, "epsilon", 1e-5f), scale, bias);
+    }
+
+    void InstanceNormOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        if (x.Shape.Length < 2) throw Err(n, $"expects [N, C, D1, ...], got [N, {string.Join(", ", x.Shape)}]");
+        int c = x.Shape[0];
+        var scale = ConstIn(n, 1, "scale"); var bias = ConstIn(n, 2, "B");
+        if (scale.Count != c || bias.Count != c) throw Err(n, $"scale and B need {c} values (one per channel)");
+        var per = Enumerable.Repeat(1, x.Shape.Length - 1).Prepend(c).ToArray();
+        Normalization(n, x, Enumerable.Range(1, x.Shape.Length - 1).ToArray(), AttrF(n, "epsilon", 1e-5f),
+            new Const { Dims = per, V = scale.V }, new Const { Dims = per, V = bias.V });
+    }
+
+    void GroupNormOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        if (x.Shape.Length < 2) throw Err(n, $"expects [N, C, D1, ...], got [N, {string.Join(", ", x.Shape)}]");
+        int c = x.Shape[0], g = (int)AttrI(n, "num_groups", 0);
+        if (g <= 0 || c % g != 0) throw Err(n, $"num_groups {g} does not divide {c} channels");
+        var scale = ConstIn(n, 1, "scale"); var bias = ConstIn(n, 2, "bias");
+        // opset 18 has per-group scale and bias, opset 21 per-channel ones
+        if (scale.Count != c && scale.Count != g) throw Err(n, $"scale has {scale.Count} values for {c} channels in {g} groups");
+        int rest = Layer.Product(x.Shape) / c;
+        var grouped = Part(n, "groups", new ReshapeLayer(new[] { g, c / g * rest }), new[] { g, c / g * rest }, x);
+        var ks = new[] { g, 1 };
+        var mean = Part(n, "mean", new ReduceLayer(ReduceOp.Mean, new[] { 1 }, true), ks, grouped);
+        var d = Part(n, "centre", new BinaryLayer(BroadcastOp.Sub), grouped.Shape, grouped, mean);
+        var sq = Part(n, "square", new UnaryLayer(UnaryOp.Pow, 2f), grouped.Shape, d);
+        var v = Part(n, "var", new ReduceLayer(ReduceOp.Mean, new[] { 1 }, true), ks, sq);
+        var ve = BindConstBinary(n, BroadcastOp.Add, v, Scalar1(AttrF(n, "epsilon", 1e-5f)), false, NodeName(n) + "_eps", false);
+        var sd = Part(n, "std", new UnaryLayer(UnaryOp.Sqrt), ks, ve);
+        var y = Part(n, "norm", new BinaryLayer(BroadcastOp.Div), grouped.Shape, d, sd);
+        var back = Part(n, "ungroup", new ReshapeLayer(x.Shape), x.Shape, y);
+        var per = Enumerable.Repeat(1, x.Shape.Length - 1).Prepend(c).ToArray();
+        double[] PerChannelOf(Const k) => k.Count == c ? k.V : Enumerable.Range(0, c).Select(i => k.V[i / (c / g)]).ToArray();
+        var ys = BindConstBinary(n, BroadcastOp.Mul, back, new Const { Dims = per, V = PerChannelOf(scale) }, false, NodeName(n) + "_scale", false);
+        BindConstBinary(n, BroadcastOp.Add, ys, new Const { Dims = per, V = PerChannelOf(bias) }, false, NodeName(n), true);
+    }
+
+    // ---------------------------------------------------------------- layout: transpose, squeeze, slice, split, gather
+
+    void TransposeOp(NodeProto n)
+    {
+        var perm = AttrInts(n, "perm");
+        if (_consts.TryGetValue(In(n, 0), out var kc))
+        {
+            int kr = kc.Dims.Length;
+            var kp = perm?.Select(v => (int)v).ToArray() ?? Enumerable.Range(0, kr).Reverse().ToArray();
+            SetConst(n, 0, TransposeConst(kc, kp));
+            return;
+        }
+        var x = Plain(n, 0);
+        int r = x.Shape.Length + 1;
+        var p = perm?.Select(v => (int)(v < 0 ? v + r : v)).ToArray() ?? Enumerable.Range(0, r).Reverse().ToArray();
+        if (p.Length != r || !p.OrderBy(v => v).SequenceEqual(Enumerable.Range(0, r))) throw Err(n, $"perm [{string.Join(", ", p)}] is not a permutation of {r} axes");
+        if (p[0] != 0) throw Err(n, $"perm [{string.Join(", ", p)}] moves the batch axis");
+        var ps = p.Skip(1).Select(v => v - 1).ToArray();
+        if (ps.SequenceEqual(Enumerable.Range(0, ps.Length))) { Alias(n, In(n, 0)); return; }
+        Emit(n, new TransposeLayer(ps), ps.Select(v => x.Shape[v]).ToArray(), x);
+    }
+
+    static Const TransposeConst(Const c, int[] perm)
+    {
+        var dims = perm.Select(p => c.Dims[p]).ToArray();
+        var sIn = Strided.Contiguous(c.Dims);
+        var v = new double[c.Count];
+        var idx = new int[dims.Length];
+        for (int e = 0; e < v.Length; e++)
+        {
+            int rem = e, src = 0;
+            for (int d = dims.Length - 1; d >= 0; d--) { idx[d] = rem % dims[d]; rem /= dims[d]; }
+            for (int d = 0; d < dims.Length; d++) src += idx[d] * sIn[perm[d]];
+            v[e] = c.V[src];
+        }
+        return new Const { Dims = dims, V = v };
+    }
+
+    /// <summary>Reshape of a computed tensor to another per-sample shape: a view (an alias when nothing changes).</summary>
+    void ReshapeTo(NodeProto n, Dyn x, int[] shape)
+    {
+        if (shape.SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
+        if (shape.Length == 1) { Emit(n, new Flatten(), shape, x); return; }
+        Emit(n, new ReshapeLayer(shape), shape, x);
+    }
+
+    long[] AxesOf(NodeProto n, int inputIndex)
+    {
+        if (_opset < 13) return AttrInts(n, "axes") ?? Array.Empty<long>();
+        if (In(n, inputIndex).Length == 0) return Array.Empty<long>();
+        return _consts.TryGetValue(In(n, inputIndex), out var a) ? a.V.Select(v => (long)v).ToArray() : throw Err(n, "axes must be a constant");
+    }
+
+    void SqueezeOp(NodeProto n)
+    {
+        var axes = AxesOf(n, 1);
+        if (_consts.TryGetValue(In(n, 0), out var c))
+        {
+            var norm = axes.Select(a => a < 0 ? a + c.Dims.Length : a).ToHashSet();
+            var dims = c.Dims.Where((d, i) => norm.Count == 0 ? d != 1 : !norm.Contains(i)).ToArray();
+            SetConst(n, 0, new Const { Dims = dims, V = c.V });
+            return;
+        }
+        var x = Plain(n, 0);
+        var ax = axes.Length == 0 ? Enumerable.Range(0, x.Shape.Length).Where(d => x.Shape[d] == 1).ToArray() : SampleAxes(n, axes, x.Shape.Length);
+        foreach (var a in ax) if (x.Shape[a] != 1) throw Err(n, $"axis {a + 1} has size {x.Shape[a]}, not 1");
+        var s = x.Shape.Where((d, i) => !ax.Contains(i)).ToArray();
+        if (s.Length == 0) throw Err(n, "squeezing every axis but the batch is not supported");
+        ReshapeTo(n, x, s);
+    }
+
+    void UnsqueezeComputed(NodeProto n, long[] axes)
+    {
+        var x = Plain(n, 0);
+        int r = x.Shape.Length + 1 + axes.Length;
+        var norm = axes.Select(a => a < 0 ? a + r : a).ToHashSet();
+        if (norm.Contains(0)) throw Err(n, "an axis before the batch is not supported");
+        var dims = new List<int>();
+        for (int i = 1, j = 0; i < r; i++) dims.Add(norm.Contains(i) ? 1 : x.Shape[j++]);
+        ReshapeTo(n, x, dims.ToArray());
+    }
+
+    /// <summary>ONNX Slice: starts, ends, axes, steps (inputs from opset 10, attributes before).</summary>
+    void SliceOp(NodeProto n)
+    {
+        long[] Get(int i, string attr) => _opset < 10 ? AttrInts(n, attr) ?? Array.Empty<long>()
+            : In(n, i).Length == 0 ? Array.Empty<long>()
+            : _consts.TryGetValue(In(n, i), out var c) ? c.V.Select(v => double.IsNaN(v) ? long.MaxValue : (long)Math.Clamp(v, long.MinValue / 2, long.MaxValue / 2)).ToArray()
+            : throw Err(n, $"{attr} must be a constant");
+        var starts = Get(1, "starts"); var ends = Get(2, "ends"); var axes = Get(3, "axes"); var steps = Get(4, "steps");
+        if (starts.Length != ends.Length) throw Err(n, "starts and ends differ in length");
+        bool isConst = _consts.TryGetValue(In(n, 0), out var kc);
+        int[] full = isConst ? kc!.Dims : new[] { -1 }.Concat(Plain(n, 0).Shape).ToArray();
+        int r = full.Length;
+        if (axes.Length == 0) axes = Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
+        if (steps.Length == 0) steps = Enumerable.Repeat(1L, starts.Length).ToArray();
+        var st = new int[r]; var sp = Enumerable.Repeat(1, r).ToArray(); var sz = (int[])full.Clone();
+        for (int i = 0; i < axes.Length; i++)
+        {
+            int a = (int)(axes[i] < 0 ? axes[i] + r : axes[i]);
+            if (a < 0 || a >= r) throw Err(n, $"axis {axes[i]} is outside rank {r}");
+            if (steps[i] <= 0) throw Err(n, $"step {steps[i]} on axis {a} is not supported (only positive steps)");
+            if (a == 0 && !isConst)
+            {
+                if (starts[i] != 0 || ends[i] < int.MaxValue) throw Err(n, "slicing the batch axis is not supported");
+                continue;
+            }
+            long dim = full[a], s0 = starts[i] < 0 ? starts[i] + dim : starts[i], e0 = ends[i] < 0 ? ends[i] + dim : ends[i];
+            s0 = Math.Clamp(s0, 0, dim); e0 = Math.Clamp(e0, 0, dim);
+            long count = e0 > s0 ? (e0 - s0 + steps[i] - 1) / steps[i] : 0;
+            if (count == 0) throw Err(n, $"the slice of axis {a} is empty");
+            st[a] = (int)s0; sp[a] = (int)steps[i]; sz[a] = (int)count;
+        }
+        if (isConst)
+        {
+            var src = Strided.Contiguous(full);
+            var v = new double[sz.Aggregate(1, (p, q) => p * q)];
+            var idx = new int[r];
+            for (int e = 0; e < v.Length; e++)
+            {
+                int rem = e, off = 0;
+                for (int d = r - 1; d >= 0; d--) { idx[d] = rem % sz[d]; rem /= sz[d]; }
+                for (int d = 0; d < r; d++) off += (st[d] + idx[d] * sp[d]) * src[d];
+                v[e] = kc!.V[off];
+            }
+            SetConst(n, 0, new Const { Dims = sz, V = v });
+            return;
+        }
+        var x = Plain(n, 0);
+        if (sz.Skip(1).SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
+        Emit(n, new SliceLayer(st[1..], sp[1..], sz[1..]), sz[1..], x);
+    }
+
+    void SplitOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        int r = x.Shape.Length + 1;
+        long axis = AttrI(n, "axis", 0);
+        if (axis < 0) axis += r;
+        if (axis <= 0 || axis >= r) throw Err(n, "splitting the batch axis is not supported");
+        int a = (int)axis - 1, dim = x.Shape[a], k = n.Output.Count;
+        long[] sizes = _opset < 13 ? AttrInts(n, "split") ?? Array.Empty<long>()
+            : In(n, 1).Length > 0 ? (_consts.TryGetValue(In(n, 1), out var sc) ? sc.V.Select(v => (long)v).ToArray() : throw Err(n, "split must be a constant")) : Array.Empty<long>();
+        if (sizes.Length == 0)
+        {
+            int parts = _opset >= 18 && Attr(n, "num_outputs") != null ? (int)AttrI(n, "num_outputs", k) : k;
+            int each = (dim + parts - 1) / parts;
+            sizes = Enumerable.Range(0, parts).Select(i => (long)Math.Min(each, dim - i * each)).ToArray();
+        }
+        if (sizes.Length != k || sizes.Sum() != dim || sizes.Any(v => v <= 0)) throw Err(n, $"split sizes [{string.Join(", ", sizes)}] do not cut {dim} into {k} outputs");
+        int off = 0;
+        for (int i = 0; i < k; i++)
+        {
+            var start = new int[x.Shape.Length]; start[a] = off;
+            var shape = (int[])x.Shape.Clone(); shape[a] = (int)sizes[i];
+            off += (int)sizes[i];
+            if (n.Output[i].Length == 0 || !_uses.ContainsKey(n.Output[i])) continue;
+            var p = Emit(n, new SliceLayer(start, Enumerable.Repeat(1, shape.Length).ToArray(), shape), shape, NodeName(n) + "_" + i, false, x);
+            _dyn[n.Output[i]] = DynOf(p);
+        }
+    }
+
+    /// <summary>Gather of constant indices from a computed tensor along a non-batch axis: a slice (dropping the axis for a scalar index).</summary>
+    void GatherComputed(NodeProto n, Const idx)
+    {
+        var x = Plain(n, 0);
+        int r = x.Shape.Length + 1;
+        long axis = AttrI(n, "axis", 0);
+        if (axis < 0) axis += r;
+        if (axis <= 0 || axis >= r) throw Err(n, "gathering along the batch axis is not supported");
+        int a = (int)axis - 1, dim = x.Shape[a];
+        var ix = idx.V.Select(v => (int)(v < 0 ? v + dim : v)).ToArray();
+        if (ix.Any(v => v < 0 || v >= dim)) throw Err(n, $"an index is outside the {dim} positions of axis {axis}");
+        if (idx.Dims.Length > 1 || ix.Length == 0 || ix.Zip(ix.Skip(1), (p, q) => q - p).Any(dlt => dlt != 1))
+            throw Err(n, "only a scalar index or a run of consecutive indices is supported on a computed tensor");
+        var start = new int[x.Shape.Length]; start[a] = ix[0];
+        var shape = (int[])x.Shape.Clone(); shape[a] = ix.Length;
+        var steps = Enumerable.Repeat(1, shape.Length).ToArray();
+        if (idx.Dims.Length == 1) { Emit(n, new SliceLayer(start, steps, shape), shape, x); return; }
+        var dropped = shape.Where((d, i) => i != a).ToArray();
+        if (dropped.Length == 0) throw Err(n, "the gather leaves no axis but the batch");
+        var sl = Part(n, "slice", new SliceLayer(start, steps, shape), shape, x);
+        Emit(n, dropped.Length == 1 ? new Flatten() : new ReshapeLayer(dropped), dropped, sl);
+    }
+
+    void ExpandOp(NodeProto n)
+    {
+        var shape = ConstIn(n, 1, "shape");
+        if (shape.V.Skip(1).Any(double.IsNaN)) throw Err(n, "a shape that depends on the batch size beyond its first axis is not supported");
+        var t = shape.V.Select(v => double.IsNaN(v) ? 1 : (int)v).ToArray();
+        if (_consts.TryGetValue(In(n, 0), out var kc))
+        {
+            var o = Strided.BroadcastShape(kc.Dims, t) ?? throw Err(n, "shapes do not broadcast");
+            SetConst(n, 0, Broadcast(n, kc, new Const { Dims = o, V = new double[o.Aggregate(1, (p, q) => p * q)] }, (u, _) => u));
+            return;
+        }
+        var x = Plain(n, 0);
+        var full = new[] { 1 }.Concat(x.Shape).ToArray();
+        var outFull = Strided.BroadcastShape(full, t) ?? throw Err(n, $"[N, {string.Join(", ", x.Shape)}] does not broadcast to [{string.Join(", ", t)}]");
+        if (outFull.Length != full.Length || outFull[0] != 1) throw Err(n, "an Expand that adds axes or grows the batch is not supported");
+        var os = outFull[1..];
+        if (os.SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
+        Emit(n, new ExpandLayer(os), os, x);
+    }
+
+    void TileOp(NodeProto n)
+    {
+        var reps = ConstIn(n, 1, "repeats").V.Select(v => (int)v).ToArray();
+        var x = Plain(n, 0);
+        if (reps.Length != x.Shape.Length + 1 || reps.Any(r => r <= 0)) throw Err(n, $"repeats [{string.Join(", ", reps)}] do not fit rank {x.Shape.Length + 1}");
+        if (reps[0] != 1) throw Err(n, "tiling the batch axis is not supported");
+        if (reps.All(r => r == 1)) { Alias(n, In(n, 0)); return; }
+        Emit(n, new TileLayer(reps[1..]), x.Shape.Select((d, i) => d * reps[i + 1]).ToArray(), x);
+    }
+
+    void ConstantOfShapeOp(NodeProto n)
+    {
+        var shape = ConstIn(n, 0, "shape");
+        if (shape.V.Any(double.IsNaN)) throw Err(n, "a shape that depends on the batch size is not supported");
+        double value = 0;
+        foreach (var a in n.Attribute) if (a.Name == "value") { var c = Decode(a.T, $"ConstantOfShape node '{NodeName(n)}'"); value = c.Count > 0 ? c.V[0] : 0; }
+        var dims = shape.V.Select(v => (int)v).ToArray();
+        SetConst(n, 0, new Const { Dims = dims, V = Enumerable.Repeat(value, dims.Aggregate(1, (p, q) => p * q)).ToArray() });
+    }
 
     /// <summary>
     /// The constant as one value per channel (per feature for [N, F]) when it broadcasts that way onto [N, shape...]
@@ -588,8 +1154,10 @@ sealed class Importer
         }
         var x = Plain(n, 0);
         if (axis < 0) axis += x.Shape.Length + 1;
-        if (axis != 1) throw Err(n, $"axis {AttrI(n, "axis", 1)} is not supported (only axis 1: [N, C, H, W] to [N, C*H*W])");
-        Flat(n, x);
+        if (axis == 1) { Flat(n, x); return; }
+        if (axis <= 0 || axis > x.Shape.Length) throw Err(n, $"axis {AttrI(n, "axis", 1)} would merge the batch with other axes");
+        int lead = x.Shape.Take((int)axis - 1).Aggregate(1, (p, q) => p * q);
+        ReshapeTo(n, x, new[] { lead, Layer.Product(x.Shape) / lead });
     }
 
     void Flat(NodeProto n, Dyn x)
@@ -634,10 +1202,9 @@ sealed class Importer
             rest[infer] = per / known; known = per;
         }
         if (known != per)
-            throw Err(n, $"shape [{string.Join(", ", t)}] changes the batch size of [N, {string.Join(", ", x.Shape)}] (only [N, F] flattening or restating the shape is supported)");
-        if (rest.SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
-        if (rest.Length == 1) { Flat(n, x); return; }
-        throw Err(n, $"a reshape of [N, {string.Join(", ", x.Shape)}] to [N, {string.Join(", ", rest)}] is not supported (only [N, F] flattening or restating the shape)");
+            throw Err(n, $"shape [{string.Join(", ", t)}] changes the batch size of [N, {string.Join(", ", x.Shape)}] (the batch must stay the first axis)");
+        if (rest.Length == 0) throw Err(n, "a reshape to [N] (dropping every axis but the batch) is not supported");
+        ReshapeTo(n, x, rest);
     }
 
     int[] Resolve(NodeProto n, long[] t, int[] src, int count, bool allowZero)
@@ -673,22 +1240,27 @@ sealed class Importer
         int rank = xs[0].Shape.Length + 1;
         long axis = AttrI(n, "axis", 1);
         if (axis < 0) axis += rank;
-        if (axis != 1) throw Err(n, $"axis {AttrI(n, "axis", 1)} is not supported (only the channel axis 1)");
+        if (axis <= 0 || axis >= rank) throw Err(n, $"axis {AttrI(n, "axis", 1)} is not supported (the batch axis, or outside rank {rank})");
+        int a = (int)axis - 1;
         foreach (var x in xs)
-            if (x.Shape.Length != xs[0].Shape.Length || !x.Shape.AsSpan(1).SequenceEqual(xs[0].Shape.AsSpan(1)))
-                throw Err(n, $"inputs differ beyond the channel axis: [N, {string.Join(", ", xs[0].Shape)}] and [N, {string.Join(", ", x.Shape)}]");
+            if (x.Shape.Length != xs[0].Shape.Length || x.Shape.Where((d, i) => i != a).Zip(xs[0].Shape.Where((d, i) => i != a), (p, q) => p != q).Any(b => b))
+                throw Err(n, $"inputs differ beyond axis {axis}: [N, {string.Join(", ", xs[0].Shape)}] and [N, {string.Join(", ", x.Shape)}]");
         var o = (int[])xs[0].Shape.Clone();
-        o[0] = xs.Sum(x => x.Shape[0]);
-        Emit(n, new Concat(), o, xs);
+        o[a] = xs.Sum(x => x.Shape[a]);
+        Emit(n, new Concat(a), o, xs);
     }
 
-    void SoftmaxOp(NodeProto n)
+    void SoftmaxOp(NodeProto n, bool log = false)
     {
         var x = Plain(n, 0);
         long axis = AttrI(n, "axis", _opset < 13 ? 1 : -1);
         if (axis < 0) axis += x.Shape.Length + 1;
-        if (x.Shape.Length != 1 || axis != 1) throw Err(n, $"only a softmax over the features of [N, K] is supported (input [N, {string.Join(", ", x.Shape)}], axis {AttrI(n, "axis", _opset < 13 ? 1 : -1)})");
-        Emit(n, new SoftmaxLayer(), x);
+        // Before opset 13 the softmax runs over the flattened axes from axis on; from 13 over that one axis. Either way
+        // the engine's layer needs only size-1 dimensions after the axis.
+        if (axis < 1 || x.Shape.Skip((int)axis).Any(d => d != 1))
+            throw Err(n, $"only a softmax over an axis followed by size-1 dimensions is supported (input [N, {string.Join(", ", x.Shape)}], axis {AttrI(n, "axis", _opset < 13 ? 1 : -1)})");
+        Emit(n, new SoftmaxLayer((int)axis - 1 == x.Shape.Length - 1 ? -1 : (int)axis - 1), x);
+        if (log) _logSoftmax[_nodes.Count - 1] = NodeName(n);
     }
 
     void DropoutOp(NodeProto n)
@@ -757,8 +1329,8 @@ sealed class Importer
 
     void GatherOp(NodeProto n)
     {
-        if (!_consts.TryGetValue(In(n, 0), out var data) || !_consts.TryGetValue(In(n, 1), out var idx))
-            throw Err(n, "only a Gather on constants (shape arithmetic) is supported");
+        if (!_consts.TryGetValue(In(n, 1), out var idx)) throw Err(n, "the indices must be a constant");
+        if (!_consts.TryGetValue(In(n, 0), out var data)) { GatherComputed(n, idx); return; }
         if (data.Dims.Length != 1 || AttrI(n, "axis", 0) != 0) throw Err(n, "only a Gather from a 1-D constant is supported");
         var v = idx.V.Select(i =>
         {
@@ -771,9 +1343,9 @@ sealed class Importer
 
     void UnsqueezeOp(NodeProto n)
     {
-        if (!_consts.TryGetValue(In(n, 0), out var c)) throw Err(n, "only an Unsqueeze of a constant (shape arithmetic) is supported");
         long[] axes = _opset < 13 ? AttrInts(n, "axes") ?? throw Err(n, "axes missing")
             : _consts.TryGetValue(In(n, 1), out var a) ? a.V.Select(v => (long)v).ToArray() : throw Err(n, "axes must be a constant");
+        if (!_consts.TryGetValue(In(n, 0), out var c)) { UnsqueezeComputed(n, axes); return; }
         int r = c.Dims.Length + axes.Length;
         var norm = axes.Select(x => x < 0 ? x + r : x).ToHashSet();
         var dims = new List<int>();

@@ -30,7 +30,7 @@ public static class Predictor
             using var xt = be.FromArray(x, n, c, h, w);
             var z = m.Infer(xt);
             Losses.Predict(be, z).CopyTo(cls, start);
-            Losses.Probabilities(be, z).CopyTo(probs, start);
+            Losses.Probabilities(m, z).CopyTo(probs, start);
             progress?.Invoke(start + n, files.Count);
         }
         m.ReleaseActivations();

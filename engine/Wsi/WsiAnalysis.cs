@@ -219,7 +219,7 @@ public static class WsiAnalysis
             using var tt = be.FromArray(x.AsSpan((int)((long)st * d), m * d), new[] { m }.Concat(model.InputShape).ToArray());
             var z = model.Infer(tt);
             Losses.Predict(be, z).CopyTo(pred, st);
-            Losses.Probabilities(be, z).CopyTo(prob, st);
+            Losses.Probabilities(model, z).CopyTo(prob, st);
         }
         model.ReleaseActivations();
         return (pred, prob);

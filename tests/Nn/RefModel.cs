@@ -1,3 +1,4 @@
+using Perturb.Tests.Ops;
 using Perturb.Engine;
 using Perturb.Engine.Nn;
 
@@ -38,6 +39,40 @@ public sealed class RefModel
         return outs[^1];
     }
 
+    /// <summary>
+    /// Transposed convolution by its definition (a scatter, independent of the engine's convolution ops):
+    /// y[n, g*Cog + co, ih*s - p + r*d, iw*s - p + q*d] += x[n, ci, ih, iw] * w[ci, co, r, q] for ci in group g.
+    /// </summary>
+    internal static double[] ConvTranspose(ConvTranspose2d ct, double[] x, double[] w, double[]? b, int n)
+    {
+        var s = ct.InShapes[0]; var o = ct.OutShape;
+        int cin = s[0], h = s[1], wd = s[2], cout = o[0], oh = o[1], ow = o[2], g = ct.Groups, cig = cin / g, cog = cout / g;
+        var y = new double[n * cout * oh * ow];
+        for (int ni = 0; ni < n; ni++)
+            for (int ci = 0; ci < cin; ci++)
+            {
+                int grp = ci / cig;
+                for (int ih = 0; ih < h; ih++)
+                    for (int iw = 0; iw < wd; iw++)
+                    {
+                        double xv = x[((ni * cin + ci) * h + ih) * wd + iw];
+                        for (int co = 0; co < cog; co++)
+                            for (int r = 0; r < ct.KernelH; r++)
+                                for (int q = 0; q < ct.KernelW; q++)
+                                {
+                                    int yh = ih * ct.Stride - ct.Padding + r * ct.Dilation, yw = iw * ct.Stride - ct.Padding + q * ct.Dilation;
+                                    if (yh < 0 || yh >= oh || yw < 0 || yw >= ow) continue;
+                                    y[((ni * cout + grp * cog + co) * oh + yh) * ow + yw] += xv * w[((ci * cog + co) * ct.KernelH + r) * ct.KernelW + q];
+                                }
+                    }
+            }
+        if (b != null)
+            for (int ni = 0; ni < n; ni++)
+                for (int co = 0; co < cout; co++)
+                    for (int i = 0; i < oh * ow; i++) y[(ni * cout + co) * oh * ow + i] += b[co];
+        return y;
+    }
+
     double[] Eval(Layer l, double[][] x, int n, ref ulong dropOff)
     {
         var s = l.InShapes[0];
@@ -47,9 +82,12 @@ public sealed class RefModel
             case Conv2d c:
                 var cs = new ConvShape(n, c.InChannels, s[1], s[2], c.OutChannels, c.KernelH, c.KernelW, c.Stride, c.StrideW, c.Padding, c.PaddingW, c.Dilation, c.DilationW, c.Groups);
                 return Ref.ConvForward(cs, x[0], Param(l, "weight"), c.HasBias ? Param(l, "bias") : null);
+            case ConvTranspose2d ct:
+                return ConvTranspose(ct, x[0], Param(l, "weight"), ct.HasBias ? Param(l, "bias") : null, n);
             case Linear lin:
-                var y = Ref.Gemm(false, true, n, lin.Out, lin.In, 1, x[0], Param(l, "weight"), 0, null);
-                return lin.HasBias ? Ref.BiasAdd(y, Param(l, "bias"), n, lin.Out, 1) : y;
+                int rows = x[0].Length / lin.In;
+                var y = Ref.Gemm(false, true, rows, lin.Out, lin.In, 1, x[0], Param(l, "weight"), 0, null);
+                return lin.HasBias ? Ref.BiasAdd(y, Param(l, "bias"), rows, lin.Out, 1) : y;
             case BatchNorm2d bn:
                 if (Training) return Ref.BatchNormTrain(x[0], Param(l, "weight"), Param(l, "bias"), bn.Eps, n, bn.Channels, hw).y;
                 var g = Param(l, "weight"); var b = Param(l, "bias"); var rm = Param(l, "running_mean"); var rv = Param(l, "running_var");
@@ -76,6 +114,23 @@ public sealed class RefModel
                 return r.y;
             case AddLayer:
                 return Ref.Add(x[0], x[1]);
+            case Concat cat when cat.Axis != 0:
+            {
+                var so = new[] { n }.Concat(l.OutShape).ToArray();
+                var cy = new double[TensorRef.Prod(so)];
+                int at = 0;
+                for (int i = 0; i < x.Length; i++)
+                {
+                    var si = new[] { n }.Concat(l.InShapes[i]).ToArray();
+                    for (int e = 0; e < x[i].Length; e++)
+                    {
+                        var idx = TensorRef.Unravel(e, si); idx[cat.Axis + 1] += at;
+                        cy[TensorRef.At(idx, so)] = x[i][e];
+                    }
+                    at += l.InShapes[i][cat.Axis];
+                }
+                return cy;
+            }
             case Concat:
                 var outC = l.OutShape[0];
                 int inner = Layer.Product(l.OutShape) / outC, off = 0;
@@ -87,14 +142,48 @@ public sealed class RefModel
                     off += ci;
                 }
                 return dst;
-            case SoftmaxLayer:
-                return Ref.Softmax(x[0], n, l.OutShape[0]);
+            case SoftmaxLayer sm:
+                int smCols = l.OutShape[sm.Axis < 0 ? l.OutShape.Length + sm.Axis : sm.Axis];
+                return Ref.Softmax(x[0], x[0].Length / smCols, smCols);
             case ChannelAffineLayer af:
                 return Ref.ChannelAffine(x[0], Param(l, "scale"), Param(l, "shift"), n, af.Channels, hw);
             case MulLayer:
                 return Ref.Mul(x[0], x[1]);
             case ClipLayer cl:
                 return Ref.Clamp(x[0], cl.Min, cl.Max);
+            case UnaryLayer u:
+                return x[0].Select(v => TensorRef.Unary(u.Op, u.A, u.B, v).F).ToArray();
+            case BinaryLayer bl:
+            {
+                int[] Full(int[] ps) => new[] { n }.Concat(ps).ToArray();
+                var sy = Full(l.OutShape);
+                if (bl.ConstShape == null) return TensorRef.Broadcast(bl.Op, x[0], Full(l.InShapes[0]), x[1], Full(l.InShapes[1]), sy);
+                var c = Param(l, "constant");
+                var sk = new[] { 1 }.Concat(bl.Constant!.Value.Shape).ToArray();
+                return bl.ConstLeft ? TensorRef.Broadcast(bl.Op, c, sk, x[0], Full(l.InShapes[0]), sy)
+                                    : TensorRef.Broadcast(bl.Op, x[0], Full(l.InShapes[0]), c, sk, sy);
+            }
+            case ReduceLayer rl:
+                return TensorRef.Reduce(rl.Op, x[0], new[] { n }.Concat(s).ToArray(), rl.Axes.Select(a => a + 1).ToArray());
+            case TransposeLayer tl:
+                return TensorRef.Transpose(x[0], new[] { n }.Concat(s).ToArray(), tl.Perm.Select(p => p + 1).Prepend(0).ToArray());
+            case ReshapeLayer:
+                return x[0];
+            case ExpandLayer:
+            case TileLayer:
+            {
+                // out[i] = x[i mod s] along each axis (Expand: s = 1 on the expanded axes)
+                var si = new[] { n }.Concat(s).ToArray(); var so = new[] { n }.Concat(l.OutShape).ToArray();
+                var ty = new double[TensorRef.Prod(so)];
+                for (int e = 0; e < ty.Length; e++)
+                {
+                    var idx = TensorRef.Unravel(e, so);
+                    ty[e] = x[0][TensorRef.At(idx.Select((v, d) => v % si[d]).ToArray(), si)];
+                }
+                return ty;
+            }
+            case SliceLayer sl:
+                return TensorRef.Slice(x[0], new[] { n }.Concat(s).ToArray(), sl.Starts.Prepend(0).ToArray(), sl.Steps.Prepend(1).ToArray(), sl.Shape.Prepend(n).ToArray());
             default:
                 throw new NotSupportedException($"RefModel has no reference for layer type {l.Type}");
         }

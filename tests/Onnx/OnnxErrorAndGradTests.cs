@@ -43,6 +43,22 @@ public class OnnxErrorTests : TempDirTest
         Assert.Contains("lstm_1", msg);
     }
 
+    /// <summary>The whole graph is scanned first: one line names the first gap and its node, then every other one.</summary>
+    [Fact]
+    public void UnsupportedOperatorsAreAllNamedAtOnce()
+    {
+        var msg = Load(Model(Base(g =>
+        {
+            g.Node.Add(Node("LSTM", "lstm_1", new[] { "c" }, new[] { "l1" }));
+            g.Node.Add(Node("GRU", "gru_a", new[] { "l1" }, new[] { "l2" }));
+            g.Node.Add(Node("LSTM", "lstm_2", new[] { "l2" }, new[] { "l3" }));
+            g.Node.Add(new NodeProto { OpType = "FusedThing", Domain = "com.example", Name = "fx", Input = { "l3" }, Output = { "r" } });
+        }), 13), "gaps.onnx");
+        Assert.DoesNotContain("\n", msg);
+        Assert.Contains("unsupported ONNX operator 'LSTM' (node 'lstm_1', 2 nodes)", msg);
+        Assert.Contains("the model also needs 'GRU' (node 'gru_a'), 'com.example.FusedThing' (node 'fx')", msg);
+    }
+
     [Fact]
     public void ExternalDataIsAClearError()
     {
@@ -87,10 +103,16 @@ public class OnnxErrorTests : TempDirTest
     }
 
     [Fact]
-    public void DivisionOfTwoComputedTensors()
+    public void BroadcastAcrossRanksOfComputedTensors()
     {
-        var msg = Load(Model(Base(g => g.Node.Add(Node("Div", "ratio", new[] { "c", "c" }, new[] { "r" }))), 13), "div.onnx");
+        // [N, 2, 4, 4] / [N, 32]: NumPy would align the batch of one with an axis of the other
+        var msg = Load(Model(Base(g =>
+        {
+            g.Node.Add(Node("Flatten", "f", new[] { "c" }, new[] { "cf" }));
+            g.Node.Add(Node("Div", "ratio", new[] { "c", "cf" }, new[] { "r" }));
+        }), 13), "div.onnx");
         Assert.Contains("Div node 'ratio'", msg);
+        Assert.Contains("different ranks", msg);
     }
 
     [Fact]
@@ -111,10 +133,11 @@ public class OnnxErrorTests : TempDirTest
     {
         var msg = Load(Model(Base(g =>
         {
-            g.Initializer.Add(Int64s("s", 0, 4, 2, 4));
+            g.Initializer.Add(Int64s("s", 0, 5, -1));
             g.Node.Add(Node("Reshape", "unflatten", new[] { "c", "s" }, new[] { "r" }));
         }), 13), "reshape.onnx");
         Assert.Contains("Reshape node 'unflatten'", msg);
+        Assert.Contains("does not fit", msg);
         Assert.Contains("opset 5", Load(Model(Base(), 5), "opset5.onnx"));
     }
 }

@@ -108,6 +108,16 @@ static class Ox
         return m.Forward(t).ToArray();
     }
 
+    /// <summary>The engine's probabilities (flattened) of a model, as the graph with its ending would give them.</summary>
+    public static float[] RunProbabilities(Model m, float[] x, int[] shape)
+    {
+        m.Eval();
+        using var t = m.Backend.FromArray(x, shape);
+        var p = Losses.Probabilities(m, m.Forward(t));
+        bool one = m.NumOutputs == 1, log = m.Info.GetValueOrDefault("onnx.ending_op") == "LogSoftmax";
+        return p.SelectMany(row => one ? new[] { row[1] } : row).Select(v => log ? MathF.Log(v) : v).ToArray();
+    }
+
     /// <summary>
     /// Asserts |a - b| &lt;= rtol * |b| + atol elementwise (atol is a floor for values near zero, scaled by the
     /// largest |b|); returns the largest absolute and relative differences.

@@ -61,6 +61,25 @@ public class ContractTests
         ["argmax x short"] = (be, T) => be.ArgmaxRows(T(11), T(3), 3, 4),
         ["attack_step_linf eps short"] = (be, T) => be.AttackStepLinf(T(12), T(12), T(12), T(3), T(2), 3, 4),
         ["attack_step_l2 grad short"] = (be, T) => be.AttackStepL2(T(12), T(12), T(11), T(3), T(3), 3, 4),
+        ["unary_fwd y short"] = (be, T) => be.UnaryForward(UnaryOp.Erf, 0, 0, T(12), T(11)),
+        ["unary_bwd dy short"] = (be, T) => be.UnaryBackward(UnaryOp.Erf, 0, 0, T(12), T(11), T(12)),
+        ["broadcast_fwd b short"] = (be, T) => be.BroadcastForward(BroadcastOp.Add, T(24), T(5), T(24), Strided.Binary(new[] { 2, 3, 4 }, new[] { 2, 3, 1 }, new[] { 2, 3, 4 })),
+        ["broadcast_bwd dx short"] = (be, T) =>
+        {
+            var (keep, red) = Strided.BinaryGrad(new[] { 2, 3, 4 }, new[] { 2, 3, 1 }, new[] { 2, 3, 4 }, 1);
+            be.BroadcastBackward(BroadcastOp.Mul, 1, T(24), T(6), T(24), T(5), keep, red);
+        },
+        ["strided_copy src short"] = (be, T) => be.StridedCopy(T(23), T(24), Strided.Make(new[] { 2, 4, 3 }, new[] { 12, 1, 4 }, new[] { 12, 3, 1 })),
+        ["reduce_axes x short"] = (be, T) =>
+        {
+            var (keep, red) = Strided.Reduce(new[] { 2, 3, 4 }, new[] { 2 });
+            be.ReduceAxes(ReduceOp.Sum, T(23), T(6), keep, red);
+        },
+        ["reduce_axes_bwd dx short"] = (be, T) =>
+        {
+            var (keep, red) = Strided.Reduce(new[] { 2, 3, 4 }, new[] { 1 });
+            be.ReduceAxesBackward(ReduceOp.Mean, T(24), T(8), T(8), T(23), keep, red);
+        },
     };
 
     internal static IEnumerable<string> ShortCaseNames => ShortTensorCases.Keys;

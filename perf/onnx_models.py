@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""The ONNX table of the README: torchvision's classifiers (full size, random weights) through the engine.
+
+For each model and opset: export with torch.onnx.export (dynamic batch), save PyTorch's answers beside it (the format
+of tests/Onnx/fixtures: x, out = softmax probabilities, logits, r, grad = d sum(r * logits)/dx in float32, agree = where
+the float32 and float64 gradient signs agree), then run
+  dotnet run --project perf -c Release -- onnx --onnx DIR --device cpu --batch B --json DIR/onnx.json
+(load, probabilities vs PyTorch, gradient sign agreement, forward and input-gradient images/s), and
+  perturb attack fgsm|pgd|deepfool --model M --data histology:size=S --n 4
+and print the markdown table (also written to DIR/table.md).
+
+usage: /usr/bin/python3 perf/onnx_models.py [--out DIR] [--size 64] [--opsets 11,13,17] [--models a,b,...] [--batch 4]
+                                           [--no-attacks]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import torchvision.models as tvm
+
+torch.set_num_threads(2)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["resnet18", "resnet50", "densenet121", "mobilenet_v2", "vgg11_bn", "squeezenet1_1", "googlenet", "alexnet",
+          "efficientnet_b0", "regnet_y_400mf", "mobilenet_v3_small", "mnasnet0_5", "shufflenet_v2_x0_5", "convnext_tiny"]
+
+
+def make(name):
+    kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    m = getattr(tvm, name)(weights=None, **kw)
+    g = torch.Generator().manual_seed(0)
+    for mod in m.modules():   # non-trivial normalisation statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.data = 0.1 * torch.randn(mod.running_mean.shape, generator=g)
+            mod.running_var.data = 0.5 + torch.rand(mod.running_var.shape, generator=g)
+    return m.eval()
+
+
+def export(name, opset, size, out):
+    m = make(name)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand((2, 3, size, size), generator=g)
+    path = os.path.join(out, f"{name}_op{opset}.onnx")
+    torch.onnx.export(m, x, path, input_names=["input"], output_names=["output"], opset_version=opset,
+                      dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
+    with torch.no_grad():
+        z = m(x)
+    r = torch.rand(z.shape, generator=g) * 2 - 1
+    grads = []
+    for dt in (torch.float32, torch.float64):
+        mm = m.to(dt)
+        xx = x.to(dt).clone().requires_grad_(True)
+        (mm(xx) * r.to(dt)).sum().backward()
+        grads.append(xx.grad.detach().numpy())
+    agree = (np.sign(grads[0]) == np.sign(grads[1])) & (grads[1] != 0)
+    np.savez(path[:-5] + ".npz", x=x.numpy(), out=torch.softmax(z, 1).numpy(), logits=z.numpy(), r=r.numpy(),
+             grad=grads[0].astype(np.float32), agree=agree.astype(np.uint8))
+    return path
+
+
+def attack(path, size, name):
+    cli = os.path.join(ROOT, "cli", "bin", "Release", "net10.0", "perturb")
+    budget = [] if name == "deepfool" else ["--eps", "4/255"]   # DeepFool finds its own (minimal) perturbation
+    res = subprocess.run([cli, "attack", name, "--model", path, "--data", f"histology:size={size}", "--n", "4",
+                          "--device", "cpu"] + budget, capture_output=True, text=True)
+    return "ok" if res.returncode == 0 else "FAIL: " + (res.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="/tmp/perturb-onnx-models")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--opsets", default="11,13,17")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--no-attacks", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    rows = []
+    for name in a.models.split(","):
+        for opset in [int(o) for o in a.opsets.split(",")]:
+            print(f"export {name} opset {opset}", file=sys.stderr)
+            path = export(name, opset, a.size, a.out)
+            attacks = {} if a.no_attacks else {k: attack(path, a.size, k) for k in ("fgsm", "pgd", "deepfool")}
+            rows.append((name, opset, path, attacks))
+    js = os.path.join(a.out, "onnx.json")
+    subprocess.run(["dotnet", "run", "--project", os.path.join(ROOT, "perf"), "-c", "Release", "--", "onnx", "--onnx", a.out,
+                    "--device", "cpu", "--batch", str(a.batch), "--json", js], check=True)
+    figs = {f["name"]: f for f in json.load(open(js))["figures"]}
+    lines = ["| model | opset | loads | max prob diff | grad sign agreement | fwd img/s | fwd+grad img/s | FGSM | PGD | DeepFool |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, opset, path, attacks in rows:
+        stem = os.path.basename(path)[:-5]
+        f = figs.get(f"{stem} forward B={a.batch}")
+        b = figs.get(f"{stem} forward+input gradient B={a.batch}")
+        d = (f or {}).get("detail", {})
+        lines.append(f"| {name} | {opset} | {'yes' if f else 'NO'} | {d.get('max_probability_diff', float('nan')):.2e} | "
+                     f"{d.get('gradient_sign_agreement', float('nan')):.4f} | {f['value'] if f else 0:.1f} | {b['value'] if b else 0:.1f} | "
+                     + " | ".join(attacks.get(k, "-") for k in ("fgsm", "pgd", "deepfool")) + " |")
+    table = "\n".join(lines)
+    open(os.path.join(a.out, "table.md"), "w").write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+using Perturb.Engine;
+using Perturb.Engine.Nn;
+using Perturb.Tests.Ops;
+
+namespace Perturb.Tests.Onnx;
+
+/// <summary>
+/// torchvision's classifier families at tiny widths (made by fixtures/make_fixtures.py with PyTorch 1.13): exported at
+/// opsets 11, 13 and 17 with a dynamic batch, and at opset 13 with a static batch and no constant folding. Each loads
+/// and matches PyTorch: logits within 1e-4, input-gradient signs (where PyTorch's float32 agrees with its float64)
+/// on at least 99% of the elements. The op set each needs: squeeze-excitation (broadcast Mul), HardSigmoid/HardSwish,
+/// ReduceMean, Reshape/Transpose/Split/Slice/Concat, LayerNorm (decomposed, and LayerNormalization at 17), Erf.
+/// </summary>
+public class OnnxFamilyTests
+{
+    public static IEnumerable<object[]> Cases()
+    {
+        foreach (var fam in new[] { "efficientnet", "mobilenet_v3", "mnasnet", "shufflenet_v2", "regnet", "convnext" })
+            foreach (var v in new[] { "op11", "op13", "op17", "op13_static_nofold" })
+                yield return new object[] { $"{fam}_{v}" };
+        // Elu, Selu, Softplus, Gelu, Sqrt, Exp, Log, Abs, Max/Min, Split, strided Slice, Transpose, ReduceMax/L2/Sum,
+        // Tile-free repeat, GroupNorm and InstanceNorm, Unsqueeze/Squeeze, MatMul over the last axis of [N, 1, F]
+        yield return new object[] { "ops_op13" };
+        yield return new object[] { "ops_op17" };
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void LoadsAndMatchesPyTorch(string name)
+    {
+        var (m, _) = Fixture.Load(name).Check(TestBackends.Get(TestBackends.Cpu));
+        m.Dispose();
+    }
+}
