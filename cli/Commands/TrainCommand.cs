@@ -116,24 +116,12 @@ public static class TrainCommand
             var jpath = pr.GetValue(json);
             if (jpath != null)
             {
-                var jo = new JsonObject
+                var report = new TrainReport(result, test, opts, model.ParameterCount, tr.Count, cmp);
+                CliUtil.WriteJson(jpath, report.ToJson(new JsonObject
                 {
                     ["arch"] = pr.GetValue(arch), ["data"] = splits.Name, ["device"] = be.Name, ["device_name"] = be.DeviceName,
-                    ["epochs"] = opts.Epochs, ["batch_size"] = opts.BatchSize, ["lr"] = opts.LearningRate, ["optimizer"] = opts.Optimizer,
-                    ["seed"] = s, ["parameters"] = model.ParameterCount,
-                    ["train_loss"] = last.TrainLoss, ["train_accuracy"] = last.TrainAccuracy,
-                    ["accuracy"] = test.Accuracy, ["auc"] = double.IsFinite(test.Auc) ? test.Auc : null, ["n_test"] = test.N, ["n_train"] = tr.Count,
-                    ["val_accuracy"] = last.ValAccuracy, ["best_epoch"] = result.BestEpoch, ["recipe"] = recipeName, ["keep_best"] = opts.KeepBest,
-                    ["milestones"] = new JsonArray(opts.Milestones.Select(m => (JsonNode)m).ToArray()),
-                    ["seconds"] = result.Seconds, ["model"] = outPath, ["data_seed"] = pr.GetValue(dataSeed),
-                    ["history"] = new JsonArray(result.Epochs.Select(e => (JsonNode)new JsonObject
-                    {
-                        ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_accuracy"] = e.TrainAccuracy,
-                        ["val_accuracy"] = e.ValAccuracy, ["lr"] = e.LearningRate, ["seconds"] = e.Seconds,
-                    }).ToArray()),
-                };
-                if (cmp != null) jo["adversarial"] = cmp.ToJson();
-                CliUtil.WriteJson(jpath, jo);
+                    ["recipe"] = recipeName, ["model"] = outPath, ["data_seed"] = pr.GetValue(dataSeed),
+                }));
             }
             return 0;
         });
