@@ -25,8 +25,8 @@ public static class ReportCommand
             foreach (var p in paths)
             {
                 var dir = Path.GetDirectoryName(Path.GetFullPath(p))!;
-                // Example paths are relative to their own results file; make them relative to the report's folder.
-                rows.AddRange(ResultRow.ReadFile(p).Select(r => r.Examples is { } ex ? r with { Examples = Path.GetRelativePath(outDir, ExampleSet.ResolveInside(dir, ex, p)) } : r));
+                // Example and overlay paths are relative to their own results file; make them relative to the report's folder.
+                rows.AddRange(ResultRow.ReadFile(p).Select(r => r.RebasedTo(dir, p, outDir)));
             }
             if (rows.Count == 0) throw new PerturbException($"{paths[0]}: holds no result rows", 1);
             Directory.CreateDirectory(outDir);

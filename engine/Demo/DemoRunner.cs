@@ -4,6 +4,7 @@ using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Gradient;
 using Perturb.Engine.Attacks.Search;
 using Perturb.Engine.Attacks.Patch;
+using Perturb.Engine.Attacks.Segmentation;
 using Perturb.Engine.Data;
 using Perturb.Engine.IO;
 using Perturb.Engine.Nn;
@@ -39,20 +40,30 @@ public sealed record DemoSettings
     public double PoisonRate { get; init; } = 0.05;
     /// <summary>Example rows in each grid of the report.</summary>
     public int Examples { get; init; } = 6;
+    /// <summary>Segmentation step: histology-seg tiles (training, and test tiles attacked), tile side, unet-small epochs, seg-pgd steps.</summary>
+    public int SegTrainCount { get; init; } = 600;
+    public int SegAttackCount { get; init; } = 24;
+    public int SegSize { get; init; } = 32;
+    public int SegEpochs { get; init; } = 3;
+    public int SegSteps { get; init; } = 20;
+    /// <summary>Budgets (1/255 units) of untargeted seg-pgd and of the erase attack (erasing nuclei needs larger ones).</summary>
+    public int[] SegEps255 { get; init; } = { 8, 32, 64 };
+    public int[] EraseEps255 { get; init; } = { 32, 64, 128 };
 
     public static DemoSettings Full => new();
     public static DemoSettings Quick => new()
     {
         TrainCount = 800, TestCount = 100, Epochs = 3, BatchSize = 32, AttackCount = 24, Eps255 = new[] { 2, 8, 16 }, PgdSteps = 5,
         OnePixelCount = 12, OnePixelPopulation = 30, OnePixelIterations = 5, WhiteBalanceIterations = 5, PatchSteps = 25, Examples = 3,
+        SegTrainCount = 160, SegAttackCount = 6, SegSize = 16, SegEpochs = 3, SegSteps = 8, SegEps255 = new[] { 8, 64 }, EraseEps255 = new[] { 64, 128 },
     };
 }
 
 /// <summary>
 /// <c>perturb demo</c>: the whole tool on the embedded synthetic histology set with no download and no GPU. Makes the
 /// data, trains cnn-small, runs FGSM and PGD over a list of budgets, DeepFool, a one-pixel attack, a white-balance
-/// attack, an adversarial patch
-/// and a BadNets backdoor, and writes the report (index.html, results.json, results.csv, example arrays, the model).
+/// attack, an adversarial patch,
+/// a BadNets backdoor and a segmentation step (unet-small on histology-seg: seg-pgd untargeted and erase, with mask overlays), and writes the report (index.html, results.json, results.csv, example arrays, the model).
 /// </summary>
 public static class DemoRunner
 {
@@ -64,7 +75,7 @@ public static class DemoRunner
         var total = Stopwatch.StartNew();
         try { Directory.CreateDirectory(Path.Combine(outDir, "examples")); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{outDir}: cannot create the output folder: {e.Message}"); }
-        const int steps = 10;
+        const int steps = 11;
         int step = 0;
         void Step(string what) => log($"[{++step}/{steps}] {what}");
 
@@ -125,6 +136,9 @@ public static class DemoRunner
         Step($"BadNets backdoor: {s.PoisonRate:P0} of the training set poisoned with a 4x4 checkerboard, target '{classes[Target]}'");
         rows.AddRange(Backdoor(be, data, atk, s, seed, opts, dataName, classes, outDir, log));
 
+        Step($"segmentation: unet-small on {s.SegTrainCount} histology-seg tiles ({s.SegSize}x{s.SegSize}), seg-pgd untargeted and erase on {s.SegAttackCount} test tiles");
+        rows.AddRange(Segmentation(be, s, seed, outDir, log));
+
         var meta = new JsonObject
         {
             ["title"] = "Perturb demo: attacks on a histology classifier",
@@ -145,12 +159,39 @@ public static class DemoRunner
                 "Success rate counts the tiles the model classified correctly before the attack; robust accuracy counts all attacked tiles.",
                 "The patch row: clean accuracy without a patch, robust accuracy with the learned patch, success = share of non-target tiles now called the target. The patch-control row pastes a natural patch of the same size.",
                 "The white-balance row changes only the camera's colour settings (temperature, tint, exposure): its large L2 is a global colour shift, not noise.",
-                "The badnets row: clean accuracy of the poisoned model, success = attack success rate on triggered test tiles of the other class; its params hold the clean twin's figures."),
+                "The badnets row: clean accuracy of the poisoned model, success = attack success rate on triggered test tiles of the other class; its params hold the clean twin's figures.",
+                "The segmentation rows attack a unet-small nucleus segmenter on synthetic histology-seg tiles: untargeted seg-pgd (success: Dice with the clean prediction below 0.2) and erase (every nucleus becomes background; success: Dice with the empty target at least 0.9)."),
             ["seconds"] = total.Elapsed.TotalSeconds,
         };
         Step("writing the report");
         HtmlReport.WriteAll(outDir, rows, meta);
         log($"done in {total.Elapsed.TotalSeconds:F1}s: {Path.Combine(outDir, "index.html")}");
+        return rows;
+    }
+
+    /// <summary>The segmentation step: trains unet-small on histology-seg, runs seg-pgd untargeted and erase, writes the overlays under seg/.</summary>
+    static List<ResultRow> Segmentation(IBackend be, DemoSettings s, ulong seed, string outDir, Action<string> log)
+    {
+        var data = SyntheticHistology.CreateSegmentation(seed, s.SegTrainCount, s.SegAttackCount, s.SegSize);
+        string dataName = $"histology-seg:train={s.SegTrainCount},test={s.SegAttackCount},size={s.SegSize}";
+        using var model = Presets.Create("unet-small", be, 3, s.SegSize, s.SegSize, 2, seed);
+        var opts = new TrainOptions { Epochs = s.SegEpochs, BatchSize = 16, LearningRate = 5e-3f, Optimizer = "adam", Seed = seed };
+        var tr = SegTrainer.Fit(model, data.Train, null, opts, epochDone: es => log($"    epoch {es.Epoch}/{s.SegEpochs}: loss {es.TrainLoss:F4} ({es.Seconds:F1}s)"));
+        var ev = SegEvaluator.Evaluate(model, data.Test);
+        log($"    nucleus Dice {ev.ForegroundDice:F3}, pixel accuracy {ev.PixelAccuracy:P1} on {ev.N} test tiles ({tr.Seconds:F1}s)");
+        var rows = new List<ResultRow>();
+        foreach (var (goal, eps255, dir) in new[] { (SegGoal.Untargeted, s.SegEps255, "seg/seg-pgd"), (SegGoal.Erase, s.EraseEps255, "seg/seg-pgd-erase") })
+        {
+            var a = new SegPgd { Steps = s.SegSteps, Seed = seed };
+            var r = a.Run(model, data.Test.X, data.Test.Masks, goal, eps255.Select(e => e / 255f).ToArray());
+            MaskOverlay.Save(Path.Combine(outDir, dir), r, data.Test.X);
+            var rs = ResultRow.FromSegAttack(r, a, "unet-small", dataName, "test", be.Name, overlayDir: dir).ToList();
+            foreach (var x in rs)
+                log($"    seg-pgd {goal} eps {x.Eps * 255:0.#}/255: success {x.SuccessRate:P1}, Dice with {(goal.Targeted ? "target" : "clean prediction")} {x.Param("dice_target"):F3}, " +
+                    $"with truth {x.RobustAccuracy:F3}, nuclei {x.Param("count_before"):F1} -> {x.Param("count_after"):F1}");
+            log($"    ({r.Seconds:F1}s)");
+            rows.AddRange(rs);
+        }
         return rows;
     }
 

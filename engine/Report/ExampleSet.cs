@@ -103,12 +103,12 @@ public sealed class ExampleSet
     /// The full path of a row's "examples" file, which must lie inside the results file's own folder: a row saying
     /// "../../secret" or "/etc/passwd" is refused, so a report never embeds a file from outside its results.
     /// </summary>
-    public static string ResolveInside(string folder, string examples, string where)
+    public static string ResolveInside(string folder, string examples, string where, string key = "examples")
     {
         var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         var full = Path.GetFullPath(Path.Combine(root, examples));
         if (!full.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new PerturbException($"{where}: \"examples\": '{examples}' leaves the results folder {root}; example files must lie inside it");
+            throw new PerturbException($"{where}: \"{key}\": '{examples}' leaves the results folder {root}; example files must lie inside it");
         return full;
     }
 

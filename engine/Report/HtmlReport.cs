@@ -62,10 +62,15 @@ public static class HtmlReport
             sb.Append("</ul>\n");
         }
 
-        sb.Append("<h2>Summary</h2>\n");
-        sb.Append(SummaryTable(rows));
+        var seg = rows.Where(r => r.IsSegmentation).ToList();
+        var cls = rows.Where(r => !r.IsSegmentation).ToList();
+        if (cls.Count > 0 || seg.Count == 0)
+        {
+            sb.Append("<h2>Summary</h2>\n");
+            sb.Append(SummaryTable(cls));
+        }
 
-        var curves = Curves(rows);
+        var curves = Curves(cls);
         if (curves.Count > 0)
         {
             sb.Append("<h2>Robustness curves</h2>\n<p>Accuracy on the attacked images and attack success rate against the budget &epsilon; (pixel units &times; 255); &epsilon; = 0 is the clean accuracy.</p>\n<div class=\"plots\">");
@@ -81,8 +86,10 @@ public static class HtmlReport
             }
         }
 
+        if (seg.Count > 0) sb.Append(Segmentation(seg, baseDir));
+
         var seen = new HashSet<string>();
-        var withExamples = rows.Where(r => r.Examples != null && seen.Add(r.Examples)).ToList();
+        var withExamples = cls.Where(r => r.Examples != null && seen.Add(r.Examples)).ToList();
         if (withExamples.Count > 0)
         {
             sb.Append("<h2>Examples</h2>\n<p>Each column: the original image with its true label and the model's confidence in its prediction, the attacked image with the new prediction (red when it is wrong), and the perturbation amplified to fill the grey range (0.5 + &delta; &middot; 0.5 / max|&delta;|).</p>\n");
@@ -94,6 +101,78 @@ public static class HtmlReport
             }
         }
         sb.Append("<p class=\"foot\">Made by perturb. Everything on this page is inside this file.</p>\n</body></html>\n");
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// The segmentation section: a table (Dice with the truth and with the target, nucleus counts), the Dice-against-budget
+    /// plot (one line per attack and goal: Dice with the truth solid, with the target dashed) and, per row with overlays,
+    /// the overlay grid its attack wrote (original, prediction, adversarial, attacked prediction, target).
+    /// </summary>
+    static string Segmentation(List<ResultRow> rows, string baseDir)
+    {
+        bool multi = rows.Select(r => (r.Model, r.Data)).Distinct().Count() > 1;
+        string Label(ResultRow r) => r.Attack + " " + (r.Params?["goal"]?.ToString() ?? "") + (r.Norm != null ? $" {r.Norm}" : "") + (multi ? $" ({r.Model}, {r.Data})" : "");
+        var sb = new StringBuilder("<h2>Segmentation</h2>\n<p>Dice is the nucleus (foreground) Dice. Success: untargeted, Dice with the clean prediction below the threshold; targeted (erase, forge), Dice with the target at or above it. Dice with the target is Dice with the clean prediction for untargeted runs.</p>\n");
+        sb.Append("<table class=\"sum\"><thead><tr>");
+        if (multi) sb.Append("<th>model</th><th>data</th>");
+        foreach (var h in new[] { "attack", "goal", "&epsilon;", "norm", "n", "clean Dice (truth)", "Dice (truth)", "Dice (target)", "success", "nuclei before", "nuclei after", "mean L2", "max L&infin;", "time (s)" })
+            sb.Append("<th>").Append(h).Append("</th>");
+        sb.Append("</tr></thead><tbody>\n");
+        foreach (var r in rows)
+        {
+            sb.Append("<tr>");
+            if (multi) sb.Append("<td class=\"t\">").Append(E(r.Model ?? "")).Append("</td><td class=\"t\">").Append(E(r.Data ?? "")).Append("</td>");
+            sb.Append("<td class=\"t\">").Append(E(r.Attack)).Append("</td><td class=\"t\">").Append(E(r.Params?["goal"]?.ToString() ?? "")).Append("</td>")
+              .Append("<td>").Append(r.Eps is { } e ? Eps255(e) : "&ndash;").Append("</td><td class=\"t\">").Append(E(r.Norm ?? "")).Append("</td>")
+              .Append("<td>").Append(r.N.ToString(Inv)).Append("</td>")
+              .Append(Num(r.CleanAccuracy, "0.000")).Append(Num(r.RobustAccuracy, "0.000")).Append(Num(r.Param("dice_target"), "0.000")).Append(Pct(r.SuccessRate))
+              .Append(Num(r.Param("count_before"), "0.0")).Append(Num(r.Param("count_after"), "0.0"))
+              .Append(Num(r.MeanL2, "0.000")).Append(Num(r.MaxLinf, "0.000")).Append(Num(r.Seconds, "0.0")).Append("</tr>\n");
+        }
+        sb.Append("</tbody></table>\n");
+
+        var lines = rows.Where(r => r.Eps is { } e && double.IsFinite(e)).GroupBy(Label)
+            .Select(g => (g.Key, Pts: g.OrderBy(r => r.Eps!.Value).ToList())).Where(g => g.Pts.Select(r => r.Eps).Distinct().Count() >= 2).ToList();
+        if (lines.Count > 0)
+        {
+            var plt = new ScottPlot.Plot();
+            for (int i = 0; i < lines.Count; i++)
+            {
+                var (label, pts) = lines[i];
+                var xs = new[] { 0.0 }.Concat(pts.Select(r => r.Eps!.Value * 255)).ToArray();
+                var col = ScottPlot.Color.FromHex(Palette[i % Palette.Length]);
+                var truth = plt.Add.Scatter(xs, new[] { pts[0].CleanAccuracy }.Concat(pts.Select(r => r.RobustAccuracy)).ToArray());
+                truth.LegendText = label + ": Dice with the truth"; truth.Color = col; truth.LineWidth = 2; truth.MarkerSize = 6;
+                // At eps 0 the prediction is the clean one: Dice 1 with itself (untargeted), the clean prediction's Dice with the target unknown.
+                bool untargeted = !pts[0].Targeted;
+                var tx = untargeted ? xs : xs.Skip(1).ToArray();
+                var ty = (untargeted ? new[] { 1.0 } : Array.Empty<double>()).Concat(pts.Select(r => r.Param("dice_target"))).ToArray();
+                var target = plt.Add.Scatter(tx, ty);
+                target.LegendText = label + (untargeted ? ": Dice with the clean prediction" : ": Dice with the target");
+                target.Color = col; target.LinePattern = ScottPlot.LinePattern.Dashed; target.LineWidth = 2; target.MarkerSize = 6;
+            }
+            plt.Title("Segmentation under attack");
+            plt.XLabel("epsilon (x 1/255)");
+            plt.YLabel("mean nucleus Dice");
+            plt.Axes.SetLimitsY(-0.02, 1.02);
+            plt.ShowLegend(ScottPlot.Alignment.MiddleRight);
+            sb.Append("<div class=\"plots\">").Append(Img(plt.GetImageBytes(720, 420, ScottPlot.ImageFormat.Png), "Dice against epsilon", "plot")).Append("</div>\n");
+        }
+
+        var seen = new HashSet<string>();
+        foreach (var r in rows)
+        {
+            if (r.Params?["overlays"] is not JsonValue ov || !ov.TryGetValue(out string? rel) || !seen.Add(rel)) continue;
+            var path = Path.Combine(baseDir, rel);
+            byte[] png;
+            try { png = File.ReadAllBytes(path); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new PerturbException($"{path}: cannot read the overlay image of {r.Attack}: {ex.Message}"); }
+            if (png.Length < 8 || png[0] != 0x89 || png[1] != 0x50 || png[2] != 0x4E || png[3] != 0x47) throw new PerturbException($"{path}: overlay image of {r.Attack} is not a PNG");
+            sb.Append("<h3>").Append(E(r.Attack + " " + (r.Params?["goal"]?.ToString() ?? "") + (r.Eps is { } e ? $", eps {Eps255(e)}" : ""))).Append("</h3>\n")
+              .Append("<p class=\"sub\">Columns: original, prediction, adversarial, attacked prediction, target (the clean prediction when untargeted). Nucleus in green.</p>\n")
+              .Append(Img(png, "segmentation overlays", "px")).Append('\n');
+        }
         return sb.ToString();
     }
 

@@ -50,6 +50,67 @@ public sealed record ResultRow
     public string? Examples { get; init; }
 
     /// <summary>
+    /// One row per budget of a segmentation attack. The accuracy columns hold nucleus Dice against the truth (clean:
+    /// the clean prediction's, robust: the attacked prediction's); params hold task "segmentation", the goal, Dice with
+    /// the target (the clean prediction when untargeted), the nucleus counts before and after, and, when
+    /// <paramref name="overlayDir"/> is given (the folder <see cref="MaskOverlay.Save"/> wrote, relative to the report),
+    /// the overlay PNG of each budget.
+    /// </summary>
+    public static IEnumerable<ResultRow> FromSegAttack(Attacks.Segmentation.SegAttackResult r, object attack, string? model, string? data, string? split,
+        string? device, string? norm = null, string? overlayDir = null)
+    {
+        var prm = Setting.Params(attack);
+        prm["task"] = "segmentation";
+        prm["goal"] = r.Goal;
+        prm["count_before"] = D(r.MeanCountBefore);
+        if (r.TargetCount != null) prm["target_count"] = D(r.TargetCount.Average());
+        norm ??= prm["norm"] is JsonValue nv && nv.TryGetValue(out string? ns) ? ns : null;
+        foreach (var e in r.Results)
+        {
+            var p = (JsonObject)prm.DeepClone();
+            p["dice_target"] = D(e.MeanDiceTarget);
+            p["count_after"] = D(e.MeanCountAfter);
+            if (overlayDir != null && r.SampleShape[0] is 1 or 3) p["overlays"] = overlayDir.Replace('\\', '/') + "/overlays_" + AttackOutput.Tag(e.Eps) + ".png";
+            yield return new ResultRow
+            {
+                Model = model, Data = data, Split = split, Attack = r.Attack, Eps = e.Eps, Norm = norm, Targeted = r.Target != null,
+                Params = p, N = r.N, CleanAccuracy = r.MeanCleanDiceTruth, RobustAccuracy = e.MeanDiceTruth, SuccessRate = e.SuccessRate,
+                MeanL2 = e.MeanL2, MedianL2 = Median(e.L2), MaxLinf = e.MaxLinf, Seconds = r.Seconds, Device = device, Seed = r.Seed,
+            };
+        }
+    }
+
+    /// <summary>
+    /// The row with its file paths (examples, and a segmentation row's overlays), relative to the results file
+    /// <paramref name="where"/> in <paramref name="dir"/>, made relative to <paramref name="outDir"/>; a path that leaves
+    /// <paramref name="dir"/> is an error naming the file.
+    /// </summary>
+    public ResultRow RebasedTo(string dir, string where, string outDir)
+    {
+        var r = Examples is { } ex ? this with { Examples = Path.GetRelativePath(outDir, ExampleSet.ResolveInside(dir, ex, where)) } : this;
+        if (Params?["overlays"] is JsonValue ov && ov.TryGetValue(out string? rel))
+        {
+            var p = (JsonObject)Params.DeepClone();
+            p["overlays"] = Path.GetRelativePath(outDir, ExampleSet.ResolveInside(dir, rel, where, "params.overlays"));
+            r = r with { Params = p };
+        }
+        return r;
+    }
+
+    /// <summary>Whether the row comes from a segmentation attack (its accuracy columns are Dice scores).</summary>
+    public bool IsSegmentation => Params?["task"] is JsonValue t && t.TryGetValue(out string? s) && s == "segmentation";
+
+    /// <summary>A number of the row's params, or NaN.</summary>
+    public double Param(string key) => Params?[key] is JsonValue v && v.TryGetValue(out double d) ? d : double.NaN;
+
+    static double Median(float[] a)
+    {
+        if (a.Length == 0) return double.NaN;
+        var s = a.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+
+    /// <summary>
     /// One row per budget of an attack result. The norm and params come from the attack's settings (the run's
     /// <see cref="AttackResult.Params"/>); <paramref name="norm"/> overrides the norm for attacks without one (the
     /// demo calls one-pixel "l0").

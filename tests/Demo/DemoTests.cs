@@ -35,10 +35,12 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
             Assert.True(File.Exists(Path.Combine(_f.Dir, f)), f);
         Assert.Empty(Directory.GetFiles(_f.Dir, "*.tmp*", SearchOption.AllDirectories));
         // Progress: one line per step on stderr.
-        for (int i = 1; i <= 10; i++) Assert.Contains($"[{i}/10]", _f.Err);
+        for (int i = 1; i <= 11; i++) Assert.Contains($"[{i}/11]", _f.Err);
         Assert.Contains("index.html", _f.Out);
         var attacks = _f.Rows.Select(r => r.Attack).Distinct().OrderBy(a => a).ToArray();
-        Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd", "white-balance" }, attacks);
+        Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd", "seg-pgd", "white-balance" }, attacks);
+        foreach (var f in new[] { "seg/seg-pgd/overlays_eps0.0314.png", "seg/seg-pgd/dice_vs_eps.csv", "seg/seg-pgd-erase/overlays_eps0.502.png", "seg/seg-pgd-erase/target.npy" })
+            Assert.True(File.Exists(Path.Combine(_f.Dir, f)), f);
         var csv = File.ReadAllLines(Path.Combine(_f.Dir, "results.csv"));
         Assert.Equal(ResultRow.CsvHeader, csv[0]);
         Assert.Equal(_f.Rows.Count + 1, csv.Length);
@@ -71,6 +73,16 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         var op = _f.Rows.Single(r => r.Attack == "one-pixel");
         Assert.Equal(12, op.N);
         Assert.True(op.MeanQueries > 0, "one-pixel counts its queries");
+        // Segmentation: the quick unet-small finds nuclei, untargeted seg-pgd lowers Dice with the clean prediction as the
+        // budget grows, and erase at the larger budget leaves fewer nuclei than the clean prediction.
+        var seg = _f.Rows.Where(r => r.IsSegmentation).ToList();
+        Assert.Equal(4, seg.Count);
+        Assert.All(seg, r => { Assert.Equal(6, r.N); Assert.True(r.MaxLinf <= r.Eps!.Value + 1e-6, $"seg max Linf {r.MaxLinf}"); });
+        Assert.True(seg[0].CleanAccuracy >= 0.6, $"quick unet-small nucleus Dice {seg[0].CleanAccuracy}");
+        var unt = seg.Where(r => !r.Targeted).OrderBy(r => r.Eps).ToList();
+        Assert.True(unt[1].Param("dice_target") < unt[0].Param("dice_target"), $"seg-pgd Dice with clean {unt[0].Param("dice_target")} -> {unt[1].Param("dice_target")}");
+        var erase = seg.Where(r => r.Targeted).OrderBy(r => r.Eps).Last();
+        Assert.True(erase.Param("count_after") < erase.Param("count_before"), $"erase nuclei {erase.Param("count_before")} -> {erase.Param("count_after")}");
         var bd = _f.Rows.Single(r => r.Attack == "badnets");
         // The backdoor works: the trigger sends far more triggered tiles to the target on the poisoned model than on its
         // clean twin (trained with the same seed), and costs little clean accuracy.
@@ -93,8 +105,10 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         Assert.DoesNotContain("@import", html, StringComparison.OrdinalIgnoreCase);
         var srcs = Regex.Matches(html, "src=\"([^\"]*)\"").Select(m => m.Groups[1].Value).ToList();
         Assert.All(srcs, s => Assert.StartsWith("data:image/png;base64,", s));
-        // Two plots, and per example set three images per example (7 sets of 3 examples in the quick setting).
-        Assert.Equal(2 + 7 * 3 * 3, srcs.Count);
+        // Two plots, per example set three images per example (7 sets of 3 examples in the quick setting), and the
+        // segmentation Dice plot with one overlay grid per segmentation row (2 goals x 2 budgets).
+        Assert.Equal(2 + 7 * 3 * 3 + 1 + 4, srcs.Count);
+        Assert.Contains("<h2>Segmentation</h2>", html);
         foreach (var s in srcs)
         {
             var png = Convert.FromBase64String(s["data:image/png;base64,".Length..]);
