@@ -7,7 +7,7 @@
 #   fgsm     FGSM at eps 0.2 / 0.3 on a confident LeNet (synthetic shapes, Adam, 40 epochs: p_t is 1 in float32 on 38%
 #            of the 500 test images), this build (and $PERTURB_BEFORE, a build with the p_t - 1 gradient, when set)
 #            against PyTorch float32 / float64 FGSM, with its own cross-entropy and with the log-sum-exp one
-#   table    PneumoniaMNIST cnn-small (--recipe medmnist, 20 epochs), first $N (100) test images, Linf 2/255:
+#   table    PneumoniaMNIST cnn-small (--recipe medmnist, 20 epochs), first $N (100) test images, Linf 2/255 and 4/255:
 #            AutoAttack (standard) vs PGD-100 x 10 restarts vs APGD-CE, and the torchattacks peers
 #   multi    the same on a 4-class LeNet (synthetic shapes), where torchattacks' AutoAttack runs (it needs 4 classes)
 #   hsj      HopSkipJump (L2, 5,000 queries) against DeepFool on the demo model, first $NHSJ (50) test tiles
@@ -50,11 +50,11 @@ model=$out/pneumoniamnist-cnn-small.safetensors
 if want table || want cw; then
   [[ -f $model ]] || $perturb train --data "$data" --arch cnn-small --recipe medmnist --epochs 20 --seed 0 --out "$model" --json "$out/train.json"
 fi
-if want table; then table "$model" "$data" pneumonia 2/255; fi
+if want table; then table "$model" "$data" pneumonia 2/255,4/255; fi
 
 if want multi; then
   lenet4=$out/synthetic-lenet.safetensors
-  [[ -f $lenet4 ]] || $perturb train --data synthetic --arch lenet --optimizer adam --lr 0.001 --epochs 5 --seed 0 --out "$lenet4"
+  [[ -f $lenet4 ]] || $perturb train --data synthetic --arch lenet --optimizer adam --lr 0.001 --epochs 10 --seed 0 --out "$lenet4"
   table "$lenet4" synthetic synthetic 0.04
 fi
 
