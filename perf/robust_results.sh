@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Issue 17's figures. Usage: perf/robust_results.sh [OUTDIR] [PART...]   (needs ../shared/data/medmnist; the peer
 # parts need Debian's python3-torch and a torchattacks source tree in $TORCHATTACKS, e.g. from
-# `git clone https://github.com/Harry24k/adversarial-attacks-pytorch`).
+# `git clone https://github.com/Harry24k/adversarial-attacks-pytorch`; the cw part also runs Foolbox's C&W when
+# $FOOLBOX and $EAGERPY name source trees of bethgelab/foolbox and jonasrauber/eagerpy).
 # Parts (all by default):
 #   fgsm     FGSM at eps 0.2 / 0.3 on a confident LeNet (synthetic shapes, Adam, 40 epochs: p_t is 1 in float32 on 38%
 #            of the 500 test images), this build (and $PERTURB_BEFORE, a build with the p_t - 1 gradient, when set)
 #            against PyTorch float32 / float64 FGSM, with its own cross-entropy and with the log-sum-exp one
-#   table    PneumoniaMNIST cnn-small (--recipe medmnist, 20 epochs), first $N (100) test images, Linf 2/255:
+#   table    PneumoniaMNIST cnn-small (--recipe medmnist, 20 epochs), first $N (100) test images, Linf 2/255 and 4/255:
 #            AutoAttack (standard) vs PGD-100 x 10 restarts vs APGD-CE, and the torchattacks peers
 #   multi    the same on a 4-class LeNet (synthetic shapes), where torchattacks' AutoAttack runs (it needs 4 classes)
-#   hsj      HopSkipJump (L2, 5,000 queries) against DeepFool on the demo model, first 50 test tiles
-#   cw       C&W median L2 on the PneumoniaMNIST model's first 200 test images against torchattacks
+#   hsj      HopSkipJump (L2, 5,000 queries) against DeepFool on the demo model, first $NHSJ (50) test tiles
+#   cw       C&W median L2 on the PneumoniaMNIST model's first $NCW (200) test images against torchattacks (and Foolbox)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-robust}; shift || true
 parts=${*:-fgsm table multi hsj cw}
 n=${N:-100}
+ncw=${NCW:-200}
+nhsj=${NHSJ:-50}
 data=../shared/data/medmnist/pneumoniamnist.npz
 if [[ ! -f $data ]]; then echo "skipped: $data is absent" >&2; exit 0; fi
 mkdir -p "$out"
@@ -47,24 +50,25 @@ model=$out/pneumoniamnist-cnn-small.safetensors
 if want table || want cw; then
   [[ -f $model ]] || $perturb train --data "$data" --arch cnn-small --recipe medmnist --epochs 20 --seed 0 --out "$model" --json "$out/train.json"
 fi
-if want table; then table "$model" "$data" pneumonia 2/255; fi
+if want table; then table "$model" "$data" pneumonia 2/255,4/255; fi
 
 if want multi; then
   lenet4=$out/synthetic-lenet.safetensors
-  [[ -f $lenet4 ]] || $perturb train --data synthetic --arch lenet --optimizer adam --lr 0.001 --epochs 5 --seed 0 --out "$lenet4"
+  [[ -f $lenet4 ]] || $perturb train --data synthetic --arch lenet --optimizer adam --lr 0.001 --epochs 10 --seed 0 --out "$lenet4"
   table "$lenet4" synthetic synthetic 0.04
 fi
 
 if want hsj; then
   [[ -f $out/demo/model.safetensors ]] || $perturb demo --out "$out/demo" --seed 0
   spec="histology:train=2000,test=500,overlap=0.9"   # the demo's data set (seed 0 = --data-seed 0)
-  $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n 50 --queries 5000 --seed 0 --json "$out/hsj.json"
-  $perturb attack deepfool --model "$out/demo/model.safetensors" --data "$spec" --n 50 --json "$out/hsj-deepfool.json"
+  $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --json "$out/hsj.json"
+  $perturb attack deepfool --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --json "$out/hsj-deepfool.json"
 fi
 
 if want cw; then
-  $perturb attack cw --model "$model" --data "$data" --n 200 --seed 0 --json "$out/cw.json" --out "$out/cw-inputs"
-  $peer --model "$model" --inputs "$out/cw-inputs" --attacks cw --json "$out/cw-peers.json"
+  $perturb attack cw --model "$model" --data "$data" --n $ncw --seed 0 --json "$out/cw.json" --out "$out/cw-inputs"
+  if [[ -n ${FOOLBOX:-} ]]; then fb="--foolbox $FOOLBOX --eagerpy $EAGERPY"; cwpeers=cw,foolbox-cw; else fb=; cwpeers=cw; fi
+  $peer $fb --model "$model" --inputs "$out/cw-inputs" --attacks $cwpeers --json "$out/cw-peers.json"
 fi
 
 /usr/bin/python3 - "$out" <<'PY'
@@ -79,7 +83,8 @@ for f in sorted(glob.glob(f"{out}/*.json")):
     for r in j["results"]:
         if "attack" in r:  # a peer row
             print(f"{name:28} {r['attack']:10} eps {r['eps']}: " + (f"robust {r['robust_accuracy']:.3f}" if "robust_accuracy" in r else r.get("error", "")) +
-                  (f" median L2 {r['median_l2']:.4f}" if r.get("median_l2") else "") + f" ({r['seconds']:.1f} s)")
+                  (f" median L2 {r['median_l2']:.4f}" if r.get("median_l2") else "") + f" ({r['seconds']:.1f} s"
+                  + (f", cpu {r['cpu_seconds']:.1f} s)" if "cpu_seconds" in r else ")"))
         else:
             st = " ".join(f"{s['stage']}={s['robust_accuracy']:.3f}" for s in r.get("stages", []))
             print(f"{name:28} {j['attack']:10} eps {r['eps']}: robust {r['robust_accuracy']}" +

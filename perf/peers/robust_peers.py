@@ -3,7 +3,8 @@
 the same images (originals.npy / labels.npy from `perturb attack ... --out DIR`), torchattacks run from its source tree.
 
 For each attack and epsilon: robust accuracy (the model's fresh prediction on the returned images equals the label,
-over all N images) and seconds. fgsm64 is FGSM with the network and images in float64: the reference for FGSM's
+over all N images), seconds (wall clock) and cpu_seconds (this process's CPU time, all threads: the figure to
+compare on a shared machine). fgsm64 is FGSM with the network and images in float64: the reference for FGSM's
 vanishing float32 gradient on confident models (it too vanishes once 1 - p_t < 1e-16); fgsm-lse and fgsm64-lse take
 the gradient of the cross-entropy written from the log-sum-exp at the target (as Perturb computes it), in float32 and
 float64. cw (torchattacks: c 1, 100 Adam steps, lr 0.01, no binary search) and foolbox-cw (Foolbox 3's
@@ -81,7 +82,7 @@ def main():
     rows = []
     for name in a.attacks.split(","):
         for eps in ([None] if name.endswith("cw") else [frac(e) for e in a.eps.split(",")]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             err = None
             try:
                 if name in ("fgsm64", "fgsm-lse", "fgsm64-lse"):
@@ -113,8 +114,8 @@ def main():
                     pred = predict(model, adv)
             except Exception as e:  # a peer that cannot run on this model is a finding, not a crash of the comparison
                 err = f"{type(e).__name__}: {e}"
-            sec = time.perf_counter() - t0
-            row = {"attack": name, "eps": eps, "seconds": sec, "n": len(x), "clean_accuracy": clean}
+            sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+            row = {"attack": name, "eps": eps, "seconds": sec, "cpu_seconds": cpu, "n": len(x), "clean_accuracy": clean}
             if err:
                 row["error"] = err
                 print(f"{name:10} eps {eps}: failed: {err}")
