@@ -63,16 +63,11 @@ public static class PoisonCommand
             var o = sh.Train(pr);
             var g = new GenerativePoisonOptions { Rate = pr.GetValue(rate), Eps = pr.GetValue(eps), Rounds = pr.GetValue(rounds), GeneratorSteps = pr.GetValue(gsteps), Seed = o.Seed };
             var r = GenerativePoisoning.Run(sh.Maker(pr, be, splits.Train), splits, g, o, io.Err.WriteLine);
-            io.Out.WriteLine($"generative poison ({r.PoisonCount} samples, eps {g.Eps:G3}): victim accuracy {r.PoisonedAccuracy:P2}, clean victim {r.CleanAccuracy:P2}, drop {r.AccuracyDrop * 100:F2} points");
+            io.Out.WriteLine($"generative poison ({r.PoisonCount} samples, eps {g.Eps:G3}): victim accuracy {r.PoisonedAccuracy:P2}, clean victim {r.CleanAccuracy:P2}, " +
+                $"random ±eps control {r.ControlAccuracy:P2}; drop {r.AccuracyDrop * 100:F2} points, {r.DropVersusControl * 100:F2} against the control");
             var jp = pr.GetValue(sh.Json);
             if (jp != null)
-                CliUtil.WriteJson(jp, new JsonObject
-                {
-                    ["attack"] = "generative", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
-                    ["rate"] = g.Rate, ["eps"] = g.Eps, ["rounds"] = g.Rounds, ["generator_steps"] = g.GeneratorSteps, ["n_poison"] = r.PoisonCount, ["n_train"] = r.TrainCount,
-                    ["clean_accuracy"] = r.PoisonedAccuracy, ["baseline_clean_accuracy"] = r.CleanAccuracy, ["accuracy_drop"] = r.AccuracyDrop,
-                    ["auc"] = N(r.PoisonedAuc), ["baseline_auc"] = N(r.CleanAuc), ["max_linf"] = r.MaxLinf,
-                });
+                CliUtil.WriteJson(jp, r.ToJson(g, new JsonObject { ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs }));
             return 0;
         });
         return cmd;

@@ -131,3 +131,23 @@ def import_torchattacks(repo):
     from torchattacks.attacks.fgsm import FGSM
     from torchattacks.attacks.pgd import PGD
     return types.SimpleNamespace(APGD=APGD, AutoAttack=AutoAttack, CW=CW, FGSM=FGSM, PGD=PGD)
+
+
+def import_foolbox(foolbox_repo, eagerpy_repo):
+    """Foolbox 3 and eagerpy from their source trees (bethgelab/foolbox, jonasrauber/eagerpy). Foolbox's __init__
+    imports every attack and its model zoo: the blur attack imports scipy and the zoo GitPython, which this machine
+    lacks. For each one absent, a stand-in module whose one name raises when called is put in sys.modules (neither
+    the blur attack nor the zoo is used here)."""
+    sys.path[:0] = [eagerpy_repo, foolbox_repo]
+    for package, attr in (("scipy.ndimage.filters", "gaussian_filter"), ("git", "Repo")):
+        try:
+            __import__(package)
+        except ImportError:
+            def absent(*a, _p=package, **k):
+                raise RuntimeError(f"{_p} is absent: the foolbox part that needs it cannot run")
+            parts = package.split(".")
+            for i in range(len(parts)):
+                sys.modules[".".join(parts[:i + 1])] = types.ModuleType(".".join(parts[:i + 1]))
+            setattr(sys.modules[package], attr, absent)
+    import foolbox
+    return foolbox

@@ -6,11 +6,14 @@ For each attack and epsilon: robust accuracy (the model's fresh prediction on th
 over all N images) and seconds. fgsm64 is FGSM with the network and images in float64: the reference for FGSM's
 vanishing float32 gradient on confident models (it too vanishes once 1 - p_t < 1e-16); fgsm-lse and fgsm64-lse take
 the gradient of the cross-entropy written from the log-sum-exp at the target (as Perturb computes it), in float32 and
-float64. cw reports the median L2 of the successful adversarials among the
-images classified correctly before (success checked here, independently).
+float64. cw (torchattacks: c 1, 100 Adam steps, lr 0.01, no binary search) and foolbox-cw (Foolbox 3's
+L2CarliniWagnerAttack at Perturb's setting: 9 binary-search rounds of 100 Adam steps, lr 0.01, initial c 0.01; needs
+--foolbox and --eagerpy) report the median L2 of the successful adversarials among the images classified correctly
+before (success checked here, independently).
 
 Usage: python3 perf/peers/robust_peers.py --model M.safetensors --inputs DIR --torchattacks REPO
-           [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,fgsm-lse,fgsm64-lse,pgd,apgd,autoattack,cw] [--json out.json]
+           [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,fgsm-lse,fgsm64-lse,pgd,apgd,autoattack,cw,foolbox-cw] [--json out.json]
+           [--foolbox REPO --eagerpy REPO]
 Runs on Debian's python3-torch 1.13 with 2 threads.
 """
 import argparse
@@ -22,7 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from perturb_model import import_torchattacks, load_inputs, load_model  # noqa: E402
+from perturb_model import import_foolbox, import_torchattacks, load_inputs, load_model  # noqa: E402
 
 
 def frac(s):
@@ -57,6 +60,8 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--torchattacks", required=True, help="the source tree of Harry24k/adversarial-attacks-pytorch")
+    ap.add_argument("--foolbox", help="the source tree of bethgelab/foolbox (for foolbox-cw)")
+    ap.add_argument("--eagerpy", help="the source tree of jonasrauber/eagerpy (for foolbox-cw)")
     ap.add_argument("--eps", default="8/255")
     ap.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
     ap.add_argument("--attacks", default="fgsm,fgsm64,pgd,apgd,autoattack")
@@ -75,7 +80,7 @@ def main():
     print(f"model {a.model}: {classes} classes, {len(x)} images, clean accuracy {clean:.4f}")
     rows = []
     for name in a.attacks.split(","):
-        for eps in ([None] if name == "cw" else [frac(e) for e in a.eps.split(",")]):
+        for eps in ([None] if name.endswith("cw") else [frac(e) for e in a.eps.split(",")]):
             t0 = time.perf_counter()
             err = None
             try:
@@ -85,6 +90,12 @@ def main():
                     m = m.to(dt)
                     adv = torch.cat([fgsm(m, x[i:i + a.batch].to(dt), y[i:i + a.batch], eps, lse=name.endswith("lse")) for i in range(0, len(x), a.batch)])
                     pred = predict(m, adv)
+                elif name == "foolbox-cw":
+                    fb = import_foolbox(a.foolbox, a.eagerpy)
+                    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+                    atk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=9, steps=100, stepsize=0.01, initial_const=0.01)
+                    adv = torch.cat([atk(fmodel, x[i:i + a.batch], y[i:i + a.batch], epsilons=None)[1] for i in range(0, len(x), a.batch)])
+                    pred = predict(model, adv)
                 else:
                     if name == "fgsm":
                         atk = ta.FGSM(model, eps=eps)
@@ -109,13 +120,13 @@ def main():
                 print(f"{name:10} eps {eps}: failed: {err}")
             else:
                 row["robust_accuracy"] = (pred == y).float().mean().item()
-                if name == "cw":
+                if name.endswith("cw"):
                     ok = (predict(model, x) == y) & (pred != y)
                     l2 = (adv - x).flatten(1).norm(dim=1)[ok]
                     row["success_rate"] = ok.float().sum().item() / max(1, (predict(model, x) == y).sum().item())
                     row["median_l2"] = l2.median().item() if len(l2) else None
                 print(f"{name:10} eps {eps}: robust accuracy {row['robust_accuracy']:.4f}"
-                      + (f", success {row['success_rate']:.3f}, median L2 {row['median_l2']:.4f}" if name == "cw" else "")
+                      + (f", success {row['success_rate']:.3f}, median L2 {row['median_l2']:.4f}" if name.endswith("cw") else "")
                       + f" ({sec:.1f} s)")
             rows.append(row)
     if a.json:
