@@ -7,6 +7,10 @@ namespace Perturb.Perf;
 /// <summary>Command-line settings of one harness run.</summary>
 public sealed record Options(string Bench, string Device, string? JsonPath, bool Quick, int? Batch, int? ConvBatch, int? CompareBatch)
 {
+    /// <summary>CpuBackend threads (--threads; default: all logical cores).</summary>
+    public int? Threads { get; init; }
+    /// <summary>Time process CPU seconds instead of wall seconds (--clock cpu).</summary>
+    public bool CpuClock { get; init; }
     /// <summary>The folder of .onnx models for the onnx bench.</summary>
     public string? OnnxDir { get; init; }
 }
@@ -176,9 +180,9 @@ public sealed class Benches
         step();
         var ts = Timing.Measure(step, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
         var pgd = new Perturb.Engine.Attacks.Gradient.Pgd { Steps = steps, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch };
-        var sw = System.Diagnostics.Stopwatch.StartNew();
+        double t0 = Timing.Now();
         var res = pgd.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
-        double secs = sw.Elapsed.TotalSeconds;
+        double secs = Timing.Now() - t0;
         double ips = batch / secs, bound = steps * ts.MedianS;
         _r.Add(new Figure("attack", $"pgd-{steps} linf resnet18 B={batch}", ips, "images/s", null, new JsonObject
         {

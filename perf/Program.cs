@@ -6,7 +6,7 @@ namespace Perturb.Perf;
 /// <summary>
 /// The benchmark harness. Usage:
 ///   dotnet run --project perf -c Release -- &lt;peak|gemm|conv|resnet|all|compare&gt; [--device auto|cpu|ilgpu-cpu|cuda]
-///       [--json FILE] [--quick] [--batch N] [--conv-batch N] [--compare-batch N]
+///       [--json FILE] [--quick] [--batch N] [--conv-batch N] [--compare-batch N] [--threads N] [--clock wall|cpu]
 /// Every run measures the machine's float32 FMA peak first and reports each figure's share of it.
 /// </summary>
 public static class Program
@@ -45,7 +45,8 @@ public static class Program
     {
         string? bench = null, device = "auto", json = null, onnxDir = null;
         bool quick = false;
-        int? batch = null, convBatch = null, compareBatch = null;
+        int? batch = null, convBatch = null, compareBatch = null, threads = null;
+        string clock = "wall";
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -64,6 +65,11 @@ public static class Program
                 case "--batch": batch = NextInt(); break;
                 case "--conv-batch": convBatch = NextInt(); break;
                 case "--compare-batch": compareBatch = NextInt(); break;
+                case "--threads": threads = NextInt(); break;
+                case "--clock":
+                    clock = Next();
+                    if (clock is not ("wall" or "cpu")) throw new ArgumentException($"--clock must be wall or cpu, got '{clock}'");
+                    break;
                 case "-h" or "--help": Console.WriteLine(Usage); Environment.Exit(0); break;
                 default:
                     if (a.StartsWith('-') || bench != null) throw new ArgumentException($"unexpected argument '{a}'");
@@ -74,13 +80,14 @@ public static class Program
         if (bench == null) throw new ArgumentException("no bench given");
         if (!BenchNames.Contains(bench)) throw new ArgumentException($"unknown bench '{bench}' (choose {string.Join(", ", BenchNames)})");
         if (!Devices.Kinds.Contains(device)) throw new ArgumentException($"unknown device '{device}' (choose {string.Join(", ", Devices.Kinds)})");
+        if (threads != null && device is not ("cpu" or "auto")) throw new ArgumentException("--threads applies to --device cpu only");
         if (bench == "onnx" && (onnxDir == null || !Directory.Exists(onnxDir))) throw new ArgumentException("onnx needs --onnx DIR, an existing folder of .onnx files");
-        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { OnnxDir = onnxDir };
+        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir };
     }
 
     static int Run(Options o)
     {
-        var report = new Report { Bench = o.Bench, Quick = o.Quick };
+        var report = new Report { Bench = o.Bench, Quick = o.Quick, Clock = o.CpuClock ? "cpu" : "wall", Threads = o.Threads };
         Benches.Progress($"FMA peak ({Environment.ProcessorCount} threads, {Peak.SimdName})");
         double peakSeconds = o.Bench == "peak" && !o.Quick ? 2.0 : 0.5;
         double peakStart = Peak.Measure(peakSeconds);
@@ -91,7 +98,8 @@ public static class Program
         else if (o.Bench != "peak")
         {
             string kind = o.Device == "auto" ? Devices.AutoKind() : o.Device;
-            using var be = Devices.Create(kind);
+            Timing.CpuClock = o.CpuClock;
+            using var be = kind == "cpu" && o.Threads is int nt ? new Perturb.Engine.Backends.CpuBackend(nt) : Devices.Create(kind);
             report.DeviceKind = be.Name;
             report.DeviceName = be.DeviceName;
             var b = new Benches(be, report, Effort.For(be.Name, o.Quick), o);

@@ -19,6 +19,9 @@ public sealed class Report
     public string DeviceName { get; set; } = "";
     public string Bench { get; set; } = "";
     public bool Quick { get; set; }
+    /// <summary>"wall" or "cpu" (process CPU seconds), and the CPU backend's thread count (null: all cores).</summary>
+    public string Clock { get; set; } = "wall";
+    public int? Threads { get; set; }
 
     public void Add(Figure f)
     {
@@ -71,6 +74,8 @@ public sealed class Report
             ["harness"] = "Perturb.Perf",
             ["bench"] = Bench,
             ["quick"] = Quick,
+            ["clock"] = Clock,
+            ["threads"] = Threads,
             ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
             ["machine"] = Machine.Json(),
             ["device"] = new JsonObject { ["kind"] = DeviceKind, ["name"] = DeviceName },

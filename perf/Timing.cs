@@ -2,9 +2,19 @@ using System.Diagnostics;
 
 namespace Perturb.Perf;
 
-/// <summary>Wall-clock timing of one repeated piece of work: warm-up calls, then a number of timed calls, median kept.</summary>
+/// <summary>
+/// Timing of one repeated piece of work: warm-up calls, then a number of timed calls, median kept. The clock is the
+/// wall clock, or with <see cref="CpuClock"/> (perf --clock cpu) the CPU time of the whole process, which a loaded
+/// machine inflates far less than wall time (it still slows each core through shared caches and SMT siblings).
+/// </summary>
 public sealed record Timing(double MedianS, double MinS, int Reps)
 {
+    /// <summary>Time the process's CPU seconds instead of wall seconds (--clock cpu).</summary>
+    public static bool CpuClock { get; set; }
+
+    /// <summary>Seconds on the clock in use (wall or process CPU).</summary>
+    public static double Now() => CpuClock ? Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds : Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+
     /// <summary>
     /// Runs <paramref name="work"/> <paramref name="warmup"/> times untimed, then times it until either
     /// <paramref name="maxReps"/> calls or the time budget is spent (at least <paramref name="minReps"/> calls).
@@ -18,10 +28,10 @@ public sealed record Timing(double MedianS, double MinS, int Reps)
         var total = Stopwatch.StartNew();
         while (times.Count < maxReps && (times.Count < minReps || total.Elapsed.TotalSeconds < budgetS))
         {
-            long t0 = Stopwatch.GetTimestamp();
+            double t0 = Now();
             work();
             sync();
-            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            times.Add(Now() - t0);
         }
         times.Sort();
         int n = times.Count;

@@ -54,6 +54,7 @@ public static class AttackCommand
         foreach (var a in AttackRegistry.Attacks) cmd.Subcommands.Add(BuildOne(a, io));
         cmd.Subcommands.Add(PatchCommand.Build(io));
         cmd.Subcommands.Add(BuildFooling(io));
+        foreach (var c in SegAttackCommand.Build(io)) cmd.Subcommands.Add(c);
         return cmd;
     }
 

@@ -26,6 +26,18 @@ public static class EvalCommand
             var d = DataSources.LoadSplit(pr.GetValue(data)!, pr.GetValue(split)!, pr.GetValue(dataSeed));
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             using var m = CliUtil.LoadModel(pr.GetValue(model)!, be, io);
+            if (Perturb.Engine.Nn.Presets.IsSegmentation(m))
+            {
+                var sr = SegEvaluator.Evaluate(m, d, pr.GetValue(batch));
+                io.Out.WriteLine($"{pr.GetValue(split)}: {sr.Summary()} ({be.Name})");
+                if (pr.GetValue(json) is { } sj)
+                {
+                    var jo = sr.ToJson();
+                    jo["model"] = pr.GetValue(model); jo["data"] = pr.GetValue(data); jo["split"] = pr.GetValue(split); jo["device"] = be.Name;
+                    CliUtil.WriteJson(sj, jo);
+                }
+                return 0;
+            }
             var bar = new ProgressBar(io.Err, "eval");
             var r = Evaluator.Evaluate(m, d, pr.GetValue(batch), (done, total) => bar.Update(done, total));
             bar.Done($"{r.N} images");

@@ -67,7 +67,7 @@ public static class PoisonCommand
                 $"random ±eps control {r.ControlAccuracy:P2}; drop {r.AccuracyDrop * 100:F2} points, {r.DropVersusControl * 100:F2} against the control");
             var jp = pr.GetValue(sh.Json);
             if (jp != null)
-                CliUtil.WriteJson(jp, r.ToJson(g, new JsonObject { ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs }));
+                CliUtil.WriteJson(jp, r.ToJson(g, Head(pr, sh, splits, be, o)));
             return 0;
         });
         return cmd;
@@ -120,15 +120,8 @@ public static class PoisonCommand
             var jp = pr.GetValue(sh.Json);
             if (jp != null)
             {
-                var j = new JsonObject
-                {
-                    ["attack"] = "badnets", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
-                    ["rate"] = r, ["target"] = t, ["trigger"] = trigger.Kind.ToString().ToLowerInvariant(), ["trigger_size"] = trigger.Size, ["alpha"] = trigger.Alpha,
-                    ["trigger_place"] = pr.GetValue(place),
-                    ["clean_accuracy"] = rep.CleanAccuracy, ["attack_success_rate"] = N(rep.AttackSuccessRate), ["clean_auc"] = N(rep.CleanAuc),
-                    ["baseline_clean_accuracy"] = rep.BaselineCleanAccuracy, ["baseline_attack_success_rate"] = N(rep.BaselineAttackSuccessRate), ["baseline_auc"] = N(rep.BaselineAuc),
-                    ["n_poison"] = rep.PoisonCount, ["n_train"] = rep.TrainCount, ["n_triggered_test"] = rep.TriggeredTestCount,
-                };
+                var j = rep.ToJson(trigger, r, t, Head(pr, sh, splits, be, o));
+                j["trigger_place"] = pr.GetValue(place);
                 if (detection != null) j["detection"] = detection;
                 CliUtil.WriteJson(jp, j);
             }
@@ -152,22 +145,18 @@ public static class PoisonCommand
             var o = sh.Train(pr);
             var pts = PoisonExperiments.LabelFlip(sh.Maker(pr, be, splits.Train), splits, rates, o, io.Err.WriteLine);
             io.Out.WriteLine("rate     flipped  clean accuracy  AUC");
-            foreach (var p in pts) io.Out.WriteLine($"{p.Rate,-8:G3} {p.Flipped,7}  {p.CleanAccuracy,14:P2}  {p.Auc:F3}");
+            foreach (var p in pts.Points) io.Out.WriteLine($"{p.Rate,-8:G3} {p.Flipped,7}  {p.CleanAccuracy,14:P2}  {p.Auc:F3}");
             var jp = pr.GetValue(sh.Json);
             if (jp != null)
-                CliUtil.WriteJson(jp, new JsonObject
-                {
-                    ["attack"] = "label-flip", ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
-                    ["n_train"] = splits.Train.Count,
-                    ["points"] = new JsonArray(pts.Select(p => (JsonNode)new JsonObject
-                    {
-                        ["rate"] = p.Rate, ["flipped"] = p.Flipped, ["clean_accuracy"] = p.CleanAccuracy, ["auc"] = N(p.Auc),
-                    }).ToArray()),
-                });
+                CliUtil.WriteJson(jp, pts.ToJson(Head(pr, sh, splits, be, o)));
             return 0;
         });
         return cmd;
     }
 
-    static double? N(double v) => double.IsFinite(v) ? v : null;
+    /// <summary>What every poison result starts with: the run's architecture, data, device, seed and epochs.</summary>
+    static JsonObject Head(ParseResult pr, Shared sh, DataSplits splits, IBackend be, TrainOptions o) => new()
+    {
+        ["arch"] = pr.GetValue(sh.Arch), ["data"] = splits.Name, ["device"] = be.Name, ["seed"] = o.Seed, ["epochs"] = o.Epochs,
+    };
 }

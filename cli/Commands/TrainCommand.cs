@@ -33,7 +33,11 @@ public static class TrainCommand
         adversarial.AcceptOnlyFromAmong("pgd");
         var advEps = Opt.Float("--eps", "adversarial training: Linf budget in pixel units, fractions allowed (4/255)", 8f / 255, ValueRange.Positive);
         var advSteps = Opt.Int("--steps", "adversarial training: PGD steps per batch (evaluation uses twice as many)", 7, ValueRange.AtLeast(1));
-        var cmd = new Command("train", "train a classifier on a data set and save it as .safetensors");
+        var task = new Option<string?>("--task") { Description = "classification or segmentation (default: segmentation when the data set has masks, e.g. histology-seg)" };
+        task.AcceptOnlyFromAmong("classification", "segmentation");
+        var segLoss = new Option<string>("--loss") { Description = "segmentation loss: " + SegLossKinds.Help, DefaultValueFactory = _ => "ce+dice" };
+        var cmd = new Command("train", "train a classifier (or a segmentation model) on a data set and save it as .safetensors");
+        foreach (var o in new Option[] { task, segLoss }) cmd.Options.Add(o);
         foreach (var o in new Option[] { arch, data, dataSeed, epochs, batch, lr, optim, momentum, wd, milestones, recipe, keepBest, seed, device, outp, json, adversarial, advEps, advSteps }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
@@ -45,6 +49,18 @@ public static class TrainCommand
             using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var tr = splits.Train;
             ulong s = pr.GetValue(seed);
+            bool seg = pr.GetValue(task) is { } tk ? tk == "segmentation" : tr.HasMasks;
+            if (seg)
+            {
+                if (pr.GetValue(adversarial) != null) throw new PerturbException("--adversarial trains classifiers only", 2);
+                var so = new TrainOptions
+                {
+                    Epochs = pr.GetValue(epochs), Seed = s, BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr), Optimizer = pr.GetValue(optim)!,
+                    WeightDecay = pr.GetValue(wd), Milestones = ms, KeepBest = pr.GetValue(keepBest), Momentum = pr.GetValue(momentum),
+                };
+                return SegTrain(io, pr.GetResult(arch) is { Implicit: false } ? pr.GetValue(arch)! : "unet", splits, be, so,
+                    SegLossKinds.Parse(pr.GetValue(segLoss)!), outPath, pr.GetValue(json), pr.GetValue(dataSeed));
+            }
             using var model = Presets.Create(pr.GetValue(arch)!, be, tr.Channels, tr.Height, tr.Width, tr.NumClasses, s);
             model.ClassNames = tr.ClassNames;
             model.Info["data"] = splits.Name;
@@ -100,27 +116,60 @@ public static class TrainCommand
             var jpath = pr.GetValue(json);
             if (jpath != null)
             {
-                var jo = new JsonObject
+                var report = new TrainReport(result, test, opts, model.ParameterCount, tr.Count, cmp);
+                CliUtil.WriteJson(jpath, report.ToJson(new JsonObject
                 {
                     ["arch"] = pr.GetValue(arch), ["data"] = splits.Name, ["device"] = be.Name, ["device_name"] = be.DeviceName,
-                    ["epochs"] = opts.Epochs, ["batch_size"] = opts.BatchSize, ["lr"] = opts.LearningRate, ["optimizer"] = opts.Optimizer,
-                    ["seed"] = s, ["parameters"] = model.ParameterCount,
-                    ["train_loss"] = last.TrainLoss, ["train_accuracy"] = last.TrainAccuracy,
-                    ["accuracy"] = test.Accuracy, ["auc"] = double.IsFinite(test.Auc) ? test.Auc : null, ["n_test"] = test.N, ["n_train"] = tr.Count,
-                    ["val_accuracy"] = last.ValAccuracy, ["best_epoch"] = result.BestEpoch, ["recipe"] = recipeName, ["keep_best"] = opts.KeepBest,
-                    ["milestones"] = new JsonArray(opts.Milestones.Select(m => (JsonNode)m).ToArray()),
-                    ["seconds"] = result.Seconds, ["model"] = outPath, ["data_seed"] = pr.GetValue(dataSeed),
-                    ["history"] = new JsonArray(result.Epochs.Select(e => (JsonNode)new JsonObject
-                    {
-                        ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_accuracy"] = e.TrainAccuracy,
-                        ["val_accuracy"] = e.ValAccuracy, ["lr"] = e.LearningRate, ["seconds"] = e.Seconds,
-                    }).ToArray()),
-                };
-                if (cmp != null) jo["adversarial"] = cmp.ToJson();
-                CliUtil.WriteJson(jpath, jo);
+                    ["recipe"] = recipeName, ["model"] = outPath, ["data_seed"] = pr.GetValue(dataSeed),
+                }));
             }
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>train --task segmentation: a U-Net on a data set with masks; prints and saves the evaluation on the test split.</summary>
+    static int SegTrain(CliIO io, string arch, DataSplits splits, IBackend be, TrainOptions o, SegLossKind loss, string? outPath, string? json, ulong dataSeed)
+    {
+        var tr = splits.Train;
+        if (!tr.HasMasks) throw new PerturbException($"--task segmentation: data set '{splits.Name}' has no masks (try --data histology-seg)", 2);
+        if (o.KeepBest && splits.Val == null) throw new PerturbException($"--keep-best needs a validation split; data set '{splits.Name}' has none", 2);
+        using var model = Presets.Create(arch, be, tr.Channels, tr.Height, tr.Width, tr.NumMaskClasses, o.Seed);
+        if (!Presets.IsSegmentation(model)) throw new PerturbException($"--arch {arch} is a classifier; segmentation needs unet or unet-small", 2);
+        model.ClassNames = tr.MaskClassNames;
+        model.Info["data"] = splits.Name;
+        model.Info["task"] = "segmentation";
+        io.Err.WriteLine($"training {arch} ({model.ParameterCount:N0} parameters) on {splits.Name} for segmentation ({SegLossKinds.Name(loss)} loss): {tr.Count} train, {splits.Test.Count} test, {tr.Channels}x{tr.Height}x{tr.Width}, {tr.NumMaskClasses} mask classes, device {be.Name} ({be.DeviceName})");
+        ProgressBar? bar = null;
+        var result = SegTrainer.Fit(model, tr, splits.Val, o, loss,
+            (ep, done, total) => { bar ??= new ProgressBar(io.Err, $"epoch {ep + 1}/{o.Epochs}"); bar.Update(done, total); },
+            es =>
+            {
+                (bar ?? new ProgressBar(io.Err, $"epoch {es.Epoch}/{o.Epochs}")).Done(
+                    $"loss {es.TrainLoss:F4} pixel acc {es.TrainAccuracy:P1}" + (es.ValAccuracy.HasValue ? $" val nucleus Dice {es.ValAccuracy:F3}" : "") + $" lr {es.LearningRate:G3}");
+                bar = null;
+            });
+        var test = SegEvaluator.Evaluate(model, splits.Test);
+        io.Out.WriteLine($"test: {test.Summary()}; {result.Seconds:F1}s on {be.Name}");
+        if (outPath != null)
+        {
+            model.Info["test_foreground_dice"] = test.ForegroundDice.ToString("R");
+            ModelFile.Save(model, outPath);
+            io.Out.WriteLine($"saved {outPath}");
+        }
+        if (json != null)
+        {
+            var jo = test.ToJson();
+            jo["arch"] = arch; jo["data"] = splits.Name; jo["device"] = be.Name; jo["loss"] = SegLossKinds.Name(loss);
+            jo["epochs"] = o.Epochs; jo["batch_size"] = o.BatchSize; jo["lr"] = o.LearningRate; jo["optimizer"] = o.Optimizer;
+            jo["seed"] = o.Seed; jo["data_seed"] = dataSeed; jo["parameters"] = model.ParameterCount; jo["seconds"] = result.Seconds; jo["model"] = outPath;
+            jo["best_epoch"] = result.BestEpoch;
+            jo["history"] = new JsonArray(result.Epochs.Select(e => (JsonNode)new JsonObject
+            {
+                ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["train_pixel_accuracy"] = e.TrainAccuracy, ["val_foreground_dice"] = e.ValAccuracy, ["seconds"] = e.Seconds,
+            }).ToArray());
+            CliUtil.WriteJson(json, jo);
+        }
+        return 0;
     }
 }

@@ -28,8 +28,9 @@ public static class WsiCommand
         var device = CommonOptions.Device();
         var outp = new Option<string>("--out") { Description = "folder for heat maps, tiles.csv, thumbnail.png and wsi.json", Required = true };
         var json = CommonOptions.Json();
+        var overwrite = AttackCommand.Overwrite();
         var cmd = new Command("wsi", "whole-slide image: tile a pyramid level, skip background, classify and attack each tissue tile, write before/after heat maps");
-        foreach (var o in new Option[] { slideOpt, model, tile, level, attackOpt, eps, steps, bg, maxTiles, batch, seed, device, outp, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { slideOpt, model, tile, level, attackOpt, eps, steps, bg, maxTiles, batch, seed, device, outp, overwrite, json }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
             var epsList = pr.ListValue(eps)?.Select(v => (float)v).ToArray();
@@ -43,6 +44,8 @@ public static class WsiCommand
             var attack = AttackRegistry.Create(name, values, bs);
             if (attack.NeedsEpsilon && epsList == null) throw new PerturbException($"attack {name} needs --eps (e.g. --eps 4/255)", 2);
             if (!attack.NeedsEpsilon && epsList != null) throw new PerturbException($"attack {name} has no budget; leave out --eps", 2);
+            var dir = pr.GetValue(outp)!;
+            OutputFolder.Check(dir, pr.GetValue(overwrite));
             var slidePath = pr.GetValue(slideOpt)!;
             var modelPath = pr.GetValue(model)!;
             using var slide = Slide.Open(slidePath);
@@ -73,8 +76,7 @@ public static class WsiCommand
             }, modelPath);
             bar.Done($"{r.Tiles.Length}/{r.Tiles.Length} tiles: {r.Background} background skipped, {r.Processed} tissue tiles classified and attacked");
             var extra = new JsonObject { ["model"] = modelPath, ["device"] = be.Name, ["seed"] = pr.GetValue(seed), ["background_threshold"] = bgT, ["min_saturation"] = o.MinSaturation };
-            var dir = pr.GetValue(outp)!;
-            WsiOutput.Save(dir, r, slide, extra);
+            OutputFolder.Write(dir, pr.GetValue(overwrite), "perturb wsi", tmp => WsiOutput.Save(tmp, r, slide, extra));
             io.Out.WriteLine($"wsi: {r.Rows}x{r.Cols} tiles, {r.Background} background (skipped), {r.Tissue} tissue, {r.Processed} processed");
             io.Out.WriteLine($"  positive (class 1) before {r.CleanPositiveFraction:P1}, after {r.AfterPositiveFraction:P1}; attack changed {r.SuccessRate:P1} of tiles ({r.Seconds:F1}s)");
             io.Out.WriteLine($"wrote {dir}");

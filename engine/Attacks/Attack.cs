@@ -49,6 +49,8 @@ public abstract class Attack : IAttack
     public AttackResult Run(Model model, float[] x, int[] labels, AttackGoal goal, IReadOnlyList<float>? epsilons = null)
     {
         var sw = Stopwatch.StartNew();
+        if (Presets.IsSegmentation(model))
+            throw new PerturbException($"{Name} attacks classifiers; the model outputs a mask per image (use seg-fgsm, seg-pgd, dag or asma)", 2);
         int d = Layer.Product(model.InputShape), n = labels.Length;
         if (x.Length != (long)n * d)
             throw new PerturbException($"{Name}: {n} samples of {Tensor.ShapeString(model.InputShape)} need {(long)n * d} values, got {x.Length}", 2);

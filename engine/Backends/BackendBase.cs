@@ -21,13 +21,24 @@ public abstract partial class BackendBase : IBackend
 
     // ---------------------------------------------------------------- argument checks
 
+    /// <summary>Owner check; bumps the tensor's <see cref="Tensor.Version"/> (any tensor an op is given may be written).</summary>
     void Own(Tensor t, string op)
+    {
+        OwnRead(t, op);
+        t.Touch();
+    }
+
+    /// <summary>Owner check of an operand the op only reads and whose version must stay (conv weights).</summary>
+    void OwnRead(Tensor t, string op)
     {
         if (!ReferenceEquals(t.Backend, this)) throw new ArgumentException($"{op}: tensor belongs to backend {t.Backend.Name}, not {Name}");
     }
 
     /// <summary>Owner and length &gt;= need.</summary>
     void Need(Tensor t, long need, string op, string name) { Own(t, op); Check.Len(t, need, op, name); }
+
+    /// <summary>Owner and length &gt;= need, for a read-only operand (no version bump).</summary>
+    void NeedRead(Tensor t, long need, string op, string name) { OwnRead(t, op); Check.Len(t, need, op, name); }
 
     /// <summary>Owner of every tensor, and all of equal length.</summary>
     void Same(string op, Tensor first, params Tensor[] rest)
@@ -178,7 +189,7 @@ public abstract partial class BackendBase : IBackend
     {
         const string op = "conv_fwd";
         CheckConv(s, op);
-        Need(x, (long)s.N * s.C * s.H * s.W, op, "x"); Need(w, (long)s.K * s.CPerGroup * s.R * s.S, op, "w");
+        Need(x, (long)s.N * s.C * s.H * s.W, op, "x"); NeedRead(w, (long)s.K * s.CPerGroup * s.R * s.S, op, "w");
         Need(y, (long)s.N * s.K * s.OutH * s.OutW, op, "y");
         if (bias is not null) Need(bias, s.K, op, "bias");
         Counters.Hit(op, s.Flops);
@@ -190,7 +201,7 @@ public abstract partial class BackendBase : IBackend
     {
         const string op = "conv_bwd_data";
         CheckConv(s, op);
-        Need(dy, (long)s.N * s.K * s.OutH * s.OutW, op, "dy"); Need(w, (long)s.K * s.CPerGroup * s.R * s.S, op, "w");
+        Need(dy, (long)s.N * s.K * s.OutH * s.OutW, op, "dy"); NeedRead(w, (long)s.K * s.CPerGroup * s.R * s.S, op, "w");
         Need(dx, (long)s.N * s.C * s.H * s.W, op, "dx");
         Counters.Hit(op, s.Flops);
         ConvBackwardDataCore(s, dy, w, dx);

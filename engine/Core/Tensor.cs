@@ -17,9 +17,24 @@ public sealed class Tensor : IDisposable
     public bool IsView { get; }
     bool _disposed;
 
+    /// <summary>
+    /// The write counter, shared by a tensor and every view of it (<see cref="Reshape"/>, <see cref="Slice"/>). Every
+    /// backend op bumps it on each tensor it is given, except on the weight operand of ConvForward and
+    /// ConvBackwardData, which they only read. A backend may therefore cache data derived from a weight tensor (packed
+    /// or transformed weights) and reuse it while <see cref="Version"/> is unchanged. Conservative: reads elsewhere
+    /// count as writes too, which only costs a rebuild.
+    /// </summary>
+    internal sealed class VersionBox { public long Value; }
+    internal VersionBox Ver { get; }
+    public long Version => Volatile.Read(ref Ver.Value);
+    internal void Touch() => Interlocked.Increment(ref Ver.Value);
+
     public Tensor(IBackend backend, object storage, int[] shape, int offset = 0, bool isView = false)
+        : this(backend, storage, shape, offset, isView, new VersionBox()) { }
+
+    Tensor(IBackend backend, object storage, int[] shape, int offset, bool isView, VersionBox ver)
     {
-        Backend = backend; Storage = storage; Shape = (int[])shape.Clone(); Offset = offset; IsView = isView;
+        Backend = backend; Storage = storage; Shape = (int[])shape.Clone(); Offset = offset; IsView = isView; Ver = ver;
         long n = 1; foreach (var d in shape) { if (d < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(",", shape)}]"); n *= d; }
         if (n > int.MaxValue) throw new ArgumentException($"tensor of shape [{string.Join(",", shape)}] is too large");
         Length = (int)n;
@@ -39,7 +54,7 @@ public sealed class Tensor : IDisposable
         for (int i = 0; i < shape.Length; i++) { if (shape[i] == -1) neg = i; else n *= shape[i]; }
         if (neg >= 0) { shape = (int[])shape.Clone(); shape[neg] = (int)(Length / Math.Max(1, n)); n *= shape[neg]; }
         if (n != Length) throw new ArgumentException($"cannot reshape [{ShapeString(Shape)}] to [{ShapeString(shape)}]");
-        return new Tensor(Backend, Storage, shape, Offset, isView: true);
+        return new Tensor(Backend, Storage, shape, Offset, true, Ver);
     }
 
     /// <summary>A view of samples [start, start+count) along dimension 0.</summary>
@@ -47,7 +62,7 @@ public sealed class Tensor : IDisposable
     {
         if (start < 0 || count < 0 || start + count > Shape[0]) throw new ArgumentOutOfRangeException(nameof(start), $"slice [{start},{start + count}) outside dimension 0 of size {Shape[0]}");
         var s = (int[])Shape.Clone(); s[0] = count;
-        return new Tensor(Backend, Storage, s, Offset + start * PerSample, isView: true);
+        return new Tensor(Backend, Storage, s, Offset + start * PerSample, true, Ver);
     }
 
     public float[] ToArray() => Backend.ToArray(this);

@@ -10,9 +10,13 @@ public static class DataSources
     public const string Help =
         "data set: 'histology' (the default for attack work: a SYNTHETIC H&E histology set made from --data-seed, " +
         "2 classes benign/malignant, 3x32x32; 'histology:train=N,test=M,size=S,overlap=F' where overlap in [0,1] makes the classes look more alike); " +
+        "'histology-seg' (the same tiles with the exact nucleus mask and an instance map of each: segmentation, " +
+        "mask classes background/nucleus, or 'classes=3' for background/benign nucleus/malignant nucleus; settings as for histology); " +
         "'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K'); " +
         "a MedMNIST .npz file (e.g. pneumoniamnist.npz; get one with 'perturb data fetch'); " +
         "a folder of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...); " +
+        "a segmentation folder ROOT/images/*.png with ROOT/masks/*.png of the same names (class = 8-bit mask value, or the colour's index in ROOT/palette.json; masks resized nearest-neighbour), " +
+        "or a segmentation .npz (train_images/train_masks, test_images/test_masks); " +
         "or a folder of class folders of .png/.jpg/.bmp/.dcm images (DICOM through GDCM, one image per frame) (ROOT/CLASS/*.png, or ROOT/train|val|test/CLASS/*.png), " +
         "with optional settings 'ROOT:size=S|HxW,channels=1|3,test=F' (default: the first image's size and channels; " +
         "test=0.2 holds out 20% of each class, by --data-seed, when there are no train/test folders; " +
@@ -45,6 +49,12 @@ public static class DataSources
             Limits.Check($"--data {spec}: classes", o.Int("classes", 4), Limits.MaxClasses, "PERTURB_MAX_CLASSES");
             return Generated(() => SyntheticShapes.Create(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("channels", 1), o.Int("size", 28), o.Int("classes", 4)), "synthetic shapes (generated)", spec);
         }
+        if (IsNamed(spec, "histology-seg"))
+        {
+            var o = new SpecOptions(spec, ParseOptions(spec, "histology-seg"), "train", "test", "size", "overlap", "classes");
+            return Generated(() => SyntheticHistology.CreateSegmentation(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32), o.Double("overlap", 0), o.Int("classes", 2)),
+                "synthetic H&E histology with nucleus masks (generated)", spec);
+        }
         if (IsNamed(spec, "histology"))
         {
             var o = new SpecOptions(spec, ParseOptions(spec, "histology"), "train", "test", "size", "overlap");
@@ -60,7 +70,15 @@ public static class DataSources
                     ? $"{path}: one image is not a data set: --data takes a folder of class folders (ROOT/CLASS/{Path.GetFileName(path)}); 'perturb predict --input' classifies single files"
                     : $"{path}: not a data set file (expected a MedMNIST .npz, a folder of IDX files or a folder of class folders)");
             new SpecOptions(spec, opts);
+            if (MaskData.IsMaskNpz(path))
+                return Generated(() => MaskData.LoadNpz(path), "segmentation .npz (images and masks)", path);
             return new(() => MedMnist.Load(path), s => MedMnist.LoadSplit(path, s), () => MedMnist.Info(path));
+        }
+        if (MaskData.IsMaskFolder(path))
+        {
+            var o = new SpecOptions(spec, opts, "size", "channels", "test");
+            var (h, w) = o.Size("size");
+            return Generated(() => MaskData.LoadFolder(path, h, w, o.Int("channels", 0), o.Double("test", 0.2), dataSeed), "segmentation folder (images/ and masks/)", path);
         }
         if (Idx.IsIdxFolder(path))
         {

@@ -1,6 +1,9 @@
 namespace Perturb.Engine.Data;
 
-/// <summary>Images as float32 NCHW in [0,1] with integer labels, held on the host.</summary>
+/// <summary>
+/// Images as float32 NCHW in [0,1] with integer labels, held on the host. A segmentation set also carries
+/// <see cref="Masks"/>: a class per pixel, [N, H, W] (see <see cref="WithMasks"/>).
+/// </summary>
 public sealed class Dataset
 {
     public float[] X { get; }
@@ -27,6 +30,51 @@ public sealed class Dataset
         X = x; Labels = labels; Count = labels.Length; Channels = c; Height = h; Width = w; ClassNames = classNames;
     }
 
+    /// <summary>Segmentation: class per pixel, [N, H, W] row-major (null for a classification set).</summary>
+    public int[]? Masks { get; private init; }
+    /// <summary>Segmentation: names of the mask classes (index 0 is background).</summary>
+    public string[]? MaskClassNames { get; private init; }
+    /// <summary>Segmentation, optional: instance id per pixel (0 = none, 1.. = one nucleus), [N, H, W].</summary>
+    public int[]? Instances { get; private init; }
+    /// <summary>Mask value that marks a pixel to ignore (no class, no loss); -1 when none is used.</summary>
+    public int IgnoreLabel { get; private init; } = -1;
+    public bool HasMasks => Masks != null;
+    public int NumMaskClasses => MaskClassNames?.Length ?? 0;
+    public int PixelsPerSample => Height * Width;
+
+    /// <summary>
+    /// This set with per-pixel masks: each value a class in [0, classNames.Length) or <paramref name="ignore"/>
+    /// (when not -1). Checks the lengths and values; names the first offending sample.
+    /// </summary>
+    public Dataset WithMasks(int[] masks, string[] classNames, int[]? instances = null, int ignore = -1)
+    {
+        long want = (long)Count * Height * Width;
+        if (masks.Length != want)
+            throw new PerturbException($"data set '{Name}': {Count} masks of {Height}x{Width} need {want} values, have {masks.Length}");
+        if (instances != null && instances.Length != want)
+            throw new PerturbException($"data set '{Name}': instance maps need {want} values, have {instances.Length}");
+        if (classNames.Length < 2) throw new PerturbException($"data set '{Name}': a segmentation set needs at least 2 mask classes, got {classNames.Length}");
+        int hw = Height * Width;
+        for (int i = 0; i < masks.Length; i++)
+        {
+            int v = masks[i];
+            if ((v < 0 || v >= classNames.Length) && v != ignore)
+                throw new PerturbException($"data set '{Name}': mask of sample {i / hw} holds value {v} at pixel ({i % hw / Width}, {i % Width}), outside the {classNames.Length} classes" + (ignore >= 0 ? $" and not the ignore label {ignore}" : ""));
+        }
+        return new Dataset(X, Labels, Channels, Height, Width, ClassNames)
+        { Name = Name, Sources = Sources, Dicom = Dicom, Masks = masks, MaskClassNames = classNames, Instances = instances, IgnoreLabel = ignore };
+    }
+
+    public ReadOnlySpan<int> Mask(int i) => Masks!.AsSpan(i * PixelsPerSample, PixelsPerSample);
+
+    /// <summary>Gathers the masks of the given samples into one host array [n, H, W].</summary>
+    public int[] GatherMasks(ReadOnlySpan<int> indices)
+    {
+        var b = new int[indices.Length * PixelsPerSample];
+        for (int i = 0; i < indices.Length; i++) Mask(indices[i]).CopyTo(b.AsSpan(i * PixelsPerSample));
+        return b;
+    }
+
     public ReadOnlySpan<float> Sample(int i) => X.AsSpan(i * SampleSize, SampleSize);
 
     /// <summary>Gathers the given samples into one contiguous host batch.</summary>
@@ -41,8 +89,13 @@ public sealed class Dataset
     public Dataset Take(int n)
     {
         n = Math.Min(n, Count);
+        int p = n * PixelsPerSample;
         return new Dataset(X.AsSpan(0, n * SampleSize).ToArray(), Labels.AsSpan(0, n).ToArray(), Channels, Height, Width, ClassNames)
-        { Name = Name, Sources = Sources?[..n], Dicom = Dicom };
+        {
+            Name = Name, Sources = Sources?[..n], Dicom = Dicom,
+            Masks = Masks?.AsSpan(0, p).ToArray(), MaskClassNames = MaskClassNames,
+            Instances = Instances?.AsSpan(0, p).ToArray(), IgnoreLabel = IgnoreLabel,
+        };
     }
 
     public int[] ClassCounts()

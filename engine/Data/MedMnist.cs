@@ -84,14 +84,14 @@ public static class MedMnist
         return new Dataset(x, labels, c, h, w, names) { Name = $"{SetName(npz.Path)}/{split}" };
     }
 
-    static (int N, int C, int H, int W) ImageShape(int[] s, string where) => s.Length switch
+    internal static (int N, int C, int H, int W) ImageShape(int[] s, string where) => s.Length switch
     {
         3 => (s[0], 1, s[1], s[2]),
         4 when s[3] is 1 or 3 => (s[0], s[3], s[1], s[2]),
         _ => throw new PerturbException($"{where}: images of shape ({string.Join(", ", s)}); expected N×H×W (grey) or N×H×W×3 (RGB)"),
     };
 
-    static float[] ToNchw(NpyArray a, int n, int c, int h, int w, string where)
+    internal static float[] ToNchw(NpyArray a, int n, int c, int h, int w, string where)
     {
         int hw = h * w;
         var src = a.ToFloat32();

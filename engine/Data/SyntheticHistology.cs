@@ -30,28 +30,97 @@ public static class SyntheticHistology
     /// </param>
     public static DataSplits Create(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32, double overlap = 0)
     {
-        if (size < 16 || size > 512) throw new PerturbException($"histology: tile size must be 16 to 512, got {size}", 2);
-        if (!(overlap >= 0 && overlap <= 1)) throw new PerturbException($"histology: overlap must be in [0, 1], got {overlap}", 2);
-        if (trainCount < 2 || testCount < 2) throw new PerturbException($"histology: train and test need at least 2 tiles each, got {trainCount} and {testCount}", 2);
+        Check(size, overlap, trainCount, testCount);
         var train = Make(seed, 1, trainCount, size, overlap);
         var val = Make(seed, 2, Math.Max(testCount / 2, 2), size, overlap);
         var test = Make(seed, 3, testCount, size, overlap);
         return new DataSplits("histology", train, val, test);
     }
 
-    static Dataset Make(ulong seed, ulong split, int n, int size, double overlap)
+    static Dataset Make(ulong seed, ulong split, int n, int size, double overlap, int maskClasses = 0)
     {
         int hw = size * size;
         var x = new float[(long)n * 3 * hw];
         var y = new int[n];
+        var masks = maskClasses > 0 ? new int[(long)n * hw] : null;
+        var inst = maskClasses > 0 ? new int[(long)n * hw] : null;
         Parallel.For(0, n, i =>
         {
             int label = i % 2;
             y[i] = label;
             var r = new SplitMix64(seed * 0x9E3779B97F4A7C15UL ^ (split << 56) ^ ((ulong)i * 0xD1B54A32D192ED03UL));
-            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw), overlap);
+            var drawn = masks != null ? new NucleusMap(size * 2) : null;
+            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw), overlap, drawn);
+            drawn?.Downsample(size, maskClasses, masks.AsSpan(i * hw, hw), inst.AsSpan(i * hw, hw));
         });
-        return new Dataset(x, y, 3, size, size, Classes) { Name = "histology" };
+        var d = new Dataset(x, y, 3, size, size, Classes) { Name = masks != null ? "histology-seg" : "histology" };
+        return masks == null ? d : d.WithMasks(masks, maskClasses == 2 ? MaskClasses2 : MaskClasses3, inst);
+    }
+
+    /// <summary>Mask classes of <c>histology-seg</c>: background and nucleus.</summary>
+    public static readonly string[] MaskClasses2 = { "background", "nucleus" };
+    /// <summary>Mask classes of <c>histology-seg:classes=3</c>: background, benign nucleus, malignant (atypical) nucleus or mitosis.</summary>
+    public static readonly string[] MaskClasses3 = { "background", "benign nucleus", "malignant nucleus" };
+
+    /// <summary>
+    /// The segmentation variant: the same tiles as <see cref="Create"/> (pixel for pixel, same seed), each with the
+    /// exact mask of the nuclei the generator drew (a tile pixel is nucleus when at least 2 of its 4 supersamples
+    /// are) and an instance map (one id per nucleus or mitotic figure, 0 for background). Two classes (background,
+    /// nucleus) or three (background, benign nucleus, malignant nucleus: every nucleus and mitosis of a malignant tile).
+    /// </summary>
+    public static DataSplits CreateSegmentation(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32, double overlap = 0, int classes = 2)
+    {
+        if (classes is not (2 or 3)) throw new PerturbException($"histology-seg: classes must be 2 or 3, got {classes}", 2);
+        Check(size, overlap, trainCount, testCount);
+        return new DataSplits("histology-seg", Make(seed, 1, trainCount, size, overlap, classes),
+            Make(seed, 2, Math.Max(testCount / 2, 2), size, overlap, classes), Make(seed, 3, testCount, size, overlap, classes));
+    }
+
+    static void Check(int size, double overlap, int trainCount, int testCount)
+    {
+        if (size < 16 || size > 512) throw new PerturbException($"histology: tile size must be 16 to 512, got {size}", 2);
+        if (!(overlap >= 0 && overlap <= 1)) throw new PerturbException($"histology: overlap must be in [0, 1], got {overlap}", 2);
+        if (trainCount < 2 || testCount < 2) throw new PerturbException($"histology: train and test need at least 2 tiles each, got {trainCount} and {testCount}", 2);
+    }
+
+    /// <summary>
+    /// Which nucleus covers each supersample of a tile (0: none), and whether each nucleus is malignant. Drawing order
+    /// decides overlaps: a later nucleus takes the supersamples it covers.
+    /// </summary>
+    sealed class NucleusMap
+    {
+        readonly int _n;
+        readonly int[] _id;
+        readonly List<bool> _malignant = new() { false };
+        public NucleusMap(int n) { _n = n; _id = new int[n * n]; }
+        public int Begin(bool malignant) { _malignant.Add(malignant); return _malignant.Count - 1; }
+        public void Mark(int id, int q) => _id[q] = id;
+
+        /// <summary>Tile-resolution class mask and instance map (instances renumbered 1.. in order of appearance).</summary>
+        public void Downsample(int size, int classes, Span<int> mask, Span<int> inst)
+        {
+            var renumber = new Dictionary<int, int>();
+            Span<int> sub = stackalloc int[4];
+            for (int py = 0; py < size; py++)
+                for (int px = 0; px < size; px++)
+                {
+                    int k = 0, q0 = 2 * py * _n + 2 * px;
+                    sub[0] = _id[q0]; sub[1] = _id[q0 + 1]; sub[2] = _id[q0 + _n]; sub[3] = _id[q0 + _n + 1];
+                    int best = 0, bestCount = 0;
+                    foreach (var v in sub)
+                    {
+                        if (v == 0) continue;
+                        k++;
+                        int c = 0; foreach (var u in sub) if (u == v) c++;
+                        if (c > bestCount) { best = v; bestCount = c; }
+                    }
+                    int o = py * size + px;
+                    if (k < 2) { mask[o] = 0; inst[o] = 0; continue; }
+                    if (!renumber.TryGetValue(best, out var id)) renumber[best] = id = renumber.Count + 1;
+                    inst[o] = id;
+                    mask[o] = classes == 2 ? 1 : _malignant[best] ? 2 : 1;
+                }
+        }
     }
 
     // Stain optical-density vectors (R, G, B) per unit concentration: Ruifrok and Johnston (2001).
@@ -59,7 +128,7 @@ public static class SyntheticHistology
     static readonly double[] VE = { 0.072, 0.990, 0.105 };
 
     /// <summary>Draws one tile into dst (3 planes of size×size).</summary>
-    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst, double overlap = 0)
+    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst, double overlap = 0, NucleusMap? map = null)
     {
         // Grade toward the other class (no draw at overlap 0, so the default set is unchanged).
         double gr8 = overlap > 0 ? r.Range(0, overlap) : 0;
@@ -104,7 +173,7 @@ public static class SyntheticHistology
                     double jx = r.Range(-jit, jit) * spacing, jy = r.Range(-jit, jit) * spacing;
                     double rr = rad * r.Range(Mix(0.93, 0.8, gr8), Mix(1.07, 1.6, gr8));
                     Nucleus(ch, ce, n, cx + jx, cy + jy, rr, rr * r.Range(1.0, Mix(1.1, 1.6, gr8)), r.Range(0, Math.PI), dens * Mix(1, 1.4, gr8),
-                        0.25 * gr8, 0.4 * gr8, r);
+                        0.25 * gr8, 0.4 * gr8, r, map, false);
                 }
         }
         else
@@ -117,12 +186,12 @@ public static class SyntheticHistology
                 double rad = r.Range(Mix(1.3, 1.2, gr8), Mix(2.8, 1.7, gr8)) * scale * ss;
                 double aspect = r.Range(1.0, Mix(1.8, 1.15, gr8)), dens = r.Range(Mix(1.2, 0.9, gr8), Mix(1.8, 1.2, gr8));
                 Nucleus(ch, ce, n, r.Range(0, n), r.Range(0, n), rad, rad * aspect, r.Range(0, Math.PI), dens,
-                    r.Range(0.1, 0.3) * (1 - gr8), r.Range(0.2, 0.5) * (1 - gr8), r);
+                    r.Range(0.1, 0.3) * (1 - gr8), r.Range(0.2, 0.5) * (1 - gr8), r, map, true);
             }
             if (r.NextDouble() < 0.5 * (1 - gr8))
             {
                 int figs = 1 + r.NextInt(2);
-                for (int k = 0; k < figs; k++) Mitosis(ch, n, r.Range(0.2, 0.8) * n, r.Range(0.2, 0.8) * n, scale * ss, r);
+                for (int k = 0; k < figs; k++) Mitosis(ch, n, r.Range(0.2, 0.8) * n, r.Range(0.2, 0.8) * n, scale * ss, r, map);
             }
         }
 
@@ -154,8 +223,10 @@ public static class SyntheticHistology
     /// amplitude <paramref name="irregular"/>, haematoxylin density <paramref name="dens"/> with chromatin clumping of
     /// relative amplitude <paramref name="clump"/>. Eosin is pushed out where the nucleus sits.
     /// </summary>
-    static void Nucleus(double[] ch, double[] ce, int n, double cx, double cy, double a, double b, double theta, double dens, double irregular, double clump, SplitMix64 r)
+    static void Nucleus(double[] ch, double[] ce, int n, double cx, double cy, double a, double b, double theta, double dens, double irregular, double clump, SplitMix64 r,
+        NucleusMap? map, bool malignant)
     {
+        int id = map?.Begin(malignant) ?? 0;
         double ct = Math.Cos(theta), st = Math.Sin(theta);
         double p2 = r.Range(0, 6.3), p3 = r.Range(0, 6.3), m2 = irregular * r.NextDouble(), m3 = irregular * r.NextDouble();
         double cf = r.Range(0.8, 1.6), cp = r.Range(0, 6.3);
@@ -174,12 +245,14 @@ public static class SyntheticHistology
                 int q = py * n + px;
                 ch[q] = Math.Max(ch[q], dens * chromatin * rim);
                 ce[q] *= 0.35;
+                map?.Mark(id, q);
             }
     }
 
     /// <summary>An atypical mitosis: a dark clump of small blobs with a few spiky arms in random directions.</summary>
-    static void Mitosis(double[] ch, int n, double cx, double cy, double unit, SplitMix64 r)
+    static void Mitosis(double[] ch, int n, double cx, double cy, double unit, SplitMix64 r, NucleusMap? map)
     {
+        int id = map?.Begin(true) ?? 0;
         int arms = 3 + r.NextInt(3);
         for (int k = 0; k < arms; k++)
         {
@@ -192,7 +265,7 @@ public static class SyntheticHistology
                     for (int px = x0; px <= x1; px++)
                     {
                         double dx = px + 0.5 - bx, dy = py + 0.5 - by;
-                        if (dx * dx + dy * dy <= br * br) ch[py * n + px] = Math.Max(ch[py * n + px], 2.4);
+                        if (dx * dx + dy * dy <= br * br) { ch[py * n + px] = Math.Max(ch[py * n + px], 2.4); map?.Mark(id, py * n + px); }
                     }
             }
         }

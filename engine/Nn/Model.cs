@@ -376,6 +376,7 @@ public static class LayerFactory
     public static Layer Create(string type, JsonObject cfg) => type switch
     {
         "Conv2d" => Conv2d.FromConfig(cfg),
+        "ConvTranspose2d" => ConvTranspose2d.FromConfig(cfg),
         "Linear" => Linear.FromConfig(cfg),
         "BatchNorm2d" => BatchNorm2d.FromConfig(cfg),
         "Normalize" => Normalize.FromConfig(cfg),

@@ -5,9 +5,9 @@ namespace Perturb.Engine.Nn;
 /// (mean and std default to 0.5, the MedMNIST recipe), so inputs stay in [0,1] pixels.
 /// A class count of 2 with <c>singleOutput</c> makes a one-logit (sigmoid, BCE) binary model.
 /// </summary>
-public static class Presets
+public static partial class Presets
 {
-    public static readonly string[] Names = { "lenet", "cnn-small", "resnet18" };
+    public static readonly string[] Names = { "lenet", "cnn-small", "resnet18", "unet", "unet-small" };
 
     public static Model Create(string name, IBackend be, int channels, int height, int width, int classes, ulong seed,
         float mean = 0.5f, float std = 0.5f, bool singleOutput = false)
@@ -17,6 +17,7 @@ public static class Presets
         int outputs = singleOutput && classes == 2 ? 1 : classes;
         var g = new GraphBuilder(channels, height, width);
         g.Add("norm", new Normalize(new[] { mean }, new[] { std }), GraphBuilder.Input);
+        if (IsUnet(name)) return Unet(g, name, channels, height, width, classes, be, seed);
         switch (name)
         {
             case "lenet": LeNet(g, channels, height, width, outputs); break;

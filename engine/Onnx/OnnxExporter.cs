@@ -184,6 +184,16 @@ public static class OnnxExporter
                         .Int("group", c.Groups);
                     break;
                 }
+                case ConvTranspose2d ct:
+                {
+                    var ins = new List<string> { _ins[0], Param("weight") };
+                    if (ct.HasBias) ins.Add(Param("bias"));
+                    Node("ConvTranspose", ins.ToArray())
+                        .Ints("kernel_shape", ct.KernelH, ct.KernelW).Ints("strides", ct.Stride, ct.Stride)
+                        .Ints("pads", ct.Padding, ct.Padding, ct.Padding, ct.Padding).Ints("dilations", ct.Dilation, ct.Dilation)
+                        .Ints("output_padding", ct.OutputPadding, ct.OutputPadding).Int("group", ct.Groups);
+                    break;
+                }
                 case Linear lin when lin.InShapes[0].Length > 1:
                 {
                     // over the last axis of [N, ..., In]: MatMul by the transposed weight, then the bias

@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Perturb.Engine.Data;
-using Perturb.Engine.IO;
 using Perturb.Engine.Nn;
 using Perturb.Engine.Training;
 
@@ -44,19 +43,13 @@ public sealed record GenerativePoisonReport(double PoisonedAccuracy, double Clea
         j["n_poison"] = PoisonCount; j["n_train"] = TrainCount;
         j["clean_accuracy"] = PoisonedAccuracy; j["baseline_clean_accuracy"] = CleanAccuracy; j["control_clean_accuracy"] = ControlAccuracy;
         j["accuracy_drop"] = AccuracyDrop; j["drop_versus_control"] = DropVersusControl;
-        j["auc"] = N(PoisonedAuc); j["baseline_auc"] = N(CleanAuc); j["max_linf"] = MaxLinf;
+        j["auc"] = PoisonJson.N(PoisonedAuc); j["baseline_auc"] = PoisonJson.N(CleanAuc); j["max_linf"] = MaxLinf;
         j["poison_target_rate"] = PoisonTargetRate; j["control_target_rate"] = ControlTargetRate;
         return j;
     }
 
     /// <summary>Writes generative.json into <paramref name="dir"/>.</summary>
-    public void Save(string dir, GenerativePoisonOptions g, JsonObject? head = null)
-    {
-        Directory.CreateDirectory(dir);
-        AtomicFile.WriteText(Path.Combine(dir, "generative.json"), ToJson(g, head).ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
-
-    static JsonNode? N(double v) => double.IsFinite(v) ? v : null;
+    public void Save(string dir, GenerativePoisonOptions g, JsonObject? head = null) => PoisonJson.Save(dir, "generative.json", ToJson(g, head));
 }
 
 /// <summary>

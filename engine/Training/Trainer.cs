@@ -111,6 +111,8 @@ public static class Trainer
 
     internal static void CheckData(Model model, Dataset d)
     {
+        if (Presets.IsSegmentation(model))
+            throw new PerturbException($"the model outputs a mask per image ({Tensor.ShapeString(model.OutputShape)}): a segmentation model trains and evaluates on a data set with masks (train --task segmentation, e.g. --data histology-seg)", 2);
         var want = model.InputShape;
         if (want.Length != 3 || want[0] != d.Channels || want[1] != d.Height || want[2] != d.Width)
         {

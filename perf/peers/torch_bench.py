@@ -10,7 +10,8 @@ Times are medians of CUDA-event timings after warm-up. TF32 is disabled, so ever
 as in Perturb. The host CPU's float32 FMA peak is not measured here (it is a GPU run); the GPU's own float32 peak
 can be passed with --peak-gflops (e.g. 66900 for an H100 SXM, 60000 nominal for H100 PCIe) to fill "% of peak".
 
-Usage: python3 perf/peers/torch_bench.py [--json out.json] [--quick] [--batch 128] [--device cuda] [--peak-gflops G]
+Usage: python3 perf/peers/torch_bench.py [--json out.json] [--quick] [--batch 128] [--device cuda|cpu] [--peak-gflops G]
+                                        [--bench gemm|conv|resnet|all] [--threads N] [--tf32]
 Output: a table on stdout and a JSON file in the layout of the C# harness (machine, device, date, peak_gflops, figures).
 Needs only torch (no torchvision).
 """
@@ -30,8 +31,12 @@ import torch.nn.functional as F
 
 # ---------------------------------------------------------------- timing
 
+CLOCK = time.perf_counter
+
+
 def measure(fn, device, warmup, reps):
-    """Median and min seconds of fn() over `reps` timed calls after `warmup` untimed ones (CUDA events on a GPU)."""
+    """Median and min seconds of fn() over `reps` timed calls after `warmup` untimed ones (CUDA events on a GPU;
+    on the CPU the wall clock, or the process CPU clock with --clock cpu)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -46,9 +51,9 @@ def measure(fn, device, warmup, reps):
             times.append(start.elapsed_time(end) / 1e3)
     else:
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            times.append(time.perf_counter() - t0)
+            times.append(CLOCK() - t0)
     return statistics.median(times), min(times), len(times)
 
 
@@ -132,10 +137,19 @@ def main():
     ap.add_argument("--conv-batch", type=int, default=64, help="batch of the convolution shapes (default 64)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--peak-gflops", type=float, default=None, help="the device's float32 peak, for %% of peak")
+    ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "pgd", "all"], help="which figures (default all: gemm, conv, resnet; pgd: PGD-20 only)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; default: torch's own)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 on the GPU (default off: true float32)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="CPU device: wall clock or process CPU time")
     args = ap.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True
     dev = torch.device(args.device)
     warmup, reps = (2, 5) if args.quick else (10, 30)
@@ -150,8 +164,9 @@ def main():
         print(f"  {group:<7} {name:<44} {value:>10.2f} {unit:<9} {pct}", file=sys.stderr, flush=True)
 
     torch.manual_seed(0)
+    want = (lambda b: args.bench in (b, "all"))
     print(f"[{time.strftime('%H:%M:%S')}] gemm ...", file=sys.stderr)
-    for n, ta, tb in [(256, False, False), (512, False, False), (1024, False, False), (512, False, True), (512, True, False)]:
+    for n, ta, tb in [] if not want("gemm") else [(256, False, False), (512, False, False), (1024, False, False), (512, False, True), (512, True, False)]:
         a = torch.rand(n, n, device=dev)
         b = torch.rand(n, n, device=dev)
         opa, opb = (a.t() if ta else a), (b.t() if tb else b)
@@ -163,7 +178,7 @@ def main():
             dict(median_s=med, min_s=mn, reps=r, flops=flops, m=n, n=n, k=n, op=op))
 
     print(f"[{time.strftime('%H:%M:%S')}] conv (batch {args.conv_batch}) ...", file=sys.stderr)
-    for name, (N, C, H, W, K, R, S, st, pd) in conv_shapes(args.conv_batch):
+    for name, (N, C, H, W, K, R, S, st, pd) in conv_shapes(args.conv_batch) if want("conv") else []:
         x = torch.rand(N, C, H, W, device=dev)
         w = torch.rand(K, C, R, S, device=dev)
         y = F.conv2d(x, w, stride=st, padding=pd)
@@ -210,7 +225,7 @@ def main():
         ("resnet18 training step (train)", "train", train_step, 3 * fwd_flops,
          "train mode: forward + cross-entropy + backward (weights); no optimiser update"),
     ]
-    for name, mode, fn, flops, what in cases:
+    for name, mode, fn, flops, what in cases if want("resnet") else []:
         model.train(mode == "train")
         for p in model.parameters():  # eval figures form no weight gradients at all, as BackwardMode.InputOnly
             p.requires_grad_(mode == "train")
@@ -218,6 +233,37 @@ def main():
         add("resnet", f"{name} B={B}", B / med, "images/s", flops / med / 1e9,
             dict(median_s=med, min_s=mn, reps=r, flops=flops, batch=B, what=what, ms_per_batch=med * 1e3,
                  flops_note="conv + linear flops: forward 1x, input gradient 2x, training 3x the forward"))
+
+    if args.bench == "pgd":
+        # PGD-20, L-inf, eps 8/255, step 2/255, random start, no early stop: the loop of torchattacks' PGD.forward
+        # (torchattacks/attacks/pgd.py), on the same ResNet-18 in eval mode, images and labels as perf's attack bench.
+        model = ResNet18().to(dev).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        x = torch.rand(B, 1, 28, 28, device=dev)
+        y = torch.arange(B, device=dev) % 2
+        eps, alpha, steps = 8 / 255, 2 / 255, 20
+
+        def pgd():
+            adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1).detach()
+            for _ in range(steps):
+                adv.requires_grad_(True)
+                loss = F.cross_entropy(model(adv), y)
+                (g,) = torch.autograd.grad(loss, adv)
+                adv = adv.detach() + alpha * g.sign()
+                adv = (x + (adv - x).clamp(-eps, eps)).clamp(0, 1).detach()
+            return adv
+
+        pgd()  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = CLOCK()
+        pgd()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        secs = CLOCK() - t0
+        add("attack", f"pgd-{steps} linf resnet18 B={B}", B / secs, "images/s", None,
+            dict(batch=B, steps=steps, seconds=secs, what="PyTorch PGD loop as torchattacks' PGD (random start, sign step, projection, clamp)"))
 
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     cpu_model = "unknown CPU"
@@ -231,7 +277,7 @@ def main():
         pass
     result = dict(
         harness="torch_bench.py",
-        bench="all",
+        bench=args.bench, threads=torch.get_num_threads(), tf32=args.tf32, clock=args.clock,
         quick=args.quick,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         machine=dict(cpu_model=cpu_model, logical_cores=os.cpu_count(), simd=None, simd_lanes_f32=None,
@@ -244,7 +290,7 @@ def main():
     )
 
     print()
-    print(f"torch peer: device {dev.type} ({dev_name}), torch {torch.__version__}, TF32 off")
+    print(f"torch peer: device {dev.type} ({dev_name}), torch {torch.__version__}, {torch.get_num_threads()} threads, TF32 {'on' if args.tf32 else 'off'}")
     print(f"{'group':<7} {'figure':<46} {'value':>12} {'unit':<10} {'% of peak':>10} {'GFLOP/s':>12}")
     print("-" * 102)
     for f in figures:

@@ -39,6 +39,40 @@ public sealed class RefModel
         return outs[^1];
     }
 
+    /// <summary>
+    /// Transposed convolution by its definition (a scatter, independent of the engine's convolution ops):
+    /// y[n, g*Cog + co, ih*s - p + r*d, iw*s - p + q*d] += x[n, ci, ih, iw] * w[ci, co, r, q] for ci in group g.
+    /// </summary>
+    internal static double[] ConvTranspose(ConvTranspose2d ct, double[] x, double[] w, double[]? b, int n)
+    {
+        var s = ct.InShapes[0]; var o = ct.OutShape;
+        int cin = s[0], h = s[1], wd = s[2], cout = o[0], oh = o[1], ow = o[2], g = ct.Groups, cig = cin / g, cog = cout / g;
+        var y = new double[n * cout * oh * ow];
+        for (int ni = 0; ni < n; ni++)
+            for (int ci = 0; ci < cin; ci++)
+            {
+                int grp = ci / cig;
+                for (int ih = 0; ih < h; ih++)
+                    for (int iw = 0; iw < wd; iw++)
+                    {
+                        double xv = x[((ni * cin + ci) * h + ih) * wd + iw];
+                        for (int co = 0; co < cog; co++)
+                            for (int r = 0; r < ct.KernelH; r++)
+                                for (int q = 0; q < ct.KernelW; q++)
+                                {
+                                    int yh = ih * ct.Stride - ct.Padding + r * ct.Dilation, yw = iw * ct.Stride - ct.Padding + q * ct.Dilation;
+                                    if (yh < 0 || yh >= oh || yw < 0 || yw >= ow) continue;
+                                    y[((ni * cout + grp * cog + co) * oh + yh) * ow + yw] += xv * w[((ci * cog + co) * ct.KernelH + r) * ct.KernelW + q];
+                                }
+                    }
+            }
+        if (b != null)
+            for (int ni = 0; ni < n; ni++)
+                for (int co = 0; co < cout; co++)
+                    for (int i = 0; i < oh * ow; i++) y[(ni * cout + co) * oh * ow + i] += b[co];
+        return y;
+    }
+
     double[] Eval(Layer l, double[][] x, int n, ref ulong dropOff)
     {
         var s = l.InShapes[0];
@@ -48,6 +82,8 @@ public sealed class RefModel
             case Conv2d c:
                 var cs = new ConvShape(n, c.InChannels, s[1], s[2], c.OutChannels, c.KernelH, c.KernelW, c.Stride, c.StrideW, c.Padding, c.PaddingW, c.Dilation, c.DilationW, c.Groups);
                 return Ref.ConvForward(cs, x[0], Param(l, "weight"), c.HasBias ? Param(l, "bias") : null);
+            case ConvTranspose2d ct:
+                return ConvTranspose(ct, x[0], Param(l, "weight"), ct.HasBias ? Param(l, "bias") : null, n);
             case Linear lin:
                 int rows = x[0].Length / lin.In;
                 var y = Ref.Gemm(false, true, rows, lin.Out, lin.In, 1, x[0], Param(l, "weight"), 0, null);

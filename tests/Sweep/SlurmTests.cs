@@ -118,6 +118,11 @@ public sealed class SlurmTests : TempDirTest, IClassFixture<SweepFixture>
                 (code, log) = Sh($"scontrol requeue {jid}_1", Dir, env);
                 Assert.True(code == 0, log);
                 cellsAtRequeue = cells;
+                // Slurm counts the requeue on the task's record; read it now, while the record is surely there.
+                string show = "";
+                var waitShow = Stopwatch.StartNew();
+                while (waitShow.Elapsed < TimeSpan.FromSeconds(60) && !Regex.IsMatch(show = Sh($"scontrol show job {jid}_1", Dir, env).Out, @"Restarts=[1-9]")) Thread.Sleep(250);
+                Assert.Matches(@"Restarts=[1-9]", show);
                 break;
             }
             Assert.True(cells < 3, $"task 1 finished before the test could requeue it (state '{state}')");
@@ -128,8 +133,6 @@ public sealed class SlurmTests : TempDirTest, IClassFixture<SweepFixture>
         // Wait for the merge job to leave the queue.
         while (sw.Elapsed < TimeSpan.FromMinutes(8) && Sh($"squeue -h -j {jid},{mergeId} -o %i", Dir, env).Out.Trim().Length > 0) Thread.Sleep(500);
         Console.Error.WriteLine($"slurm test: array and merge done at {sw.Elapsed.TotalSeconds:F0} s");
-        var restarts = Sh($"scontrol show job {jid}_1", Dir, env).Out;
-        Assert.Matches(@"Restarts=[1-9]", restarts);
         var merged = Path.Combine(Dir, "results", "all.jsonl");
         var logs = string.Join("\n", Directory.GetFiles(Path.Combine(Dir, "logs")).Select(f => f + ":\n" + File.ReadAllText(f)));
         Assert.True(File.Exists(merged), "no merged file; logs:\n" + logs);

@@ -122,7 +122,7 @@ public sealed class WsiCliTests : TempDirTest
         Assert.Contains("72 background", stdout);
         Assert.Matches(@"tiles \d+/192", err);
         var names = Directory.GetFiles(od).Select(Path.GetFileName).OrderBy(n => n).ToArray();
-        Assert.Equal(new[] { "heatmap_after.npy", "heatmap_after.png", "heatmap_before.npy", "heatmap_before.png", "index.html", "thumbnail.png", "tiles.csv", "wsi.json" }, names);
+        Assert.Equal(new[] { Perturb.Engine.IO.OutputFolder.Marker, "heatmap_after.npy", "heatmap_after.png", "heatmap_before.npy", "heatmap_before.png", "index.html", "thumbnail.png", "tiles.csv", "wsi.json" }, names);
         // The page inlines exactly the three PNG files written beside it and fetches nothing.
         var html = File.ReadAllText(Path.Combine(od, "index.html"));
         var srcs = System.Text.RegularExpressions.Regex.Matches(html, "src=\"data:image/png;base64,([^\"]*)\"").Select(m => m.Groups[1].Value).ToArray();
@@ -225,6 +225,12 @@ public sealed class WsiCliTests : TempDirTest
         Fails(Args(od).Select(a => a == "0" ? "7" : a).ToArray(), 2, _f.Tif, "level 7 out of range");
         Fails(Args(od).Select(a => a == "64" ? "800" : a).ToArray(), 2, _f.Tif, "tile 800 is larger than level 0 (1024x768)");
         Fails(Args(od).Select(a => a == _f.ModelPath ? grey : a).ToArray(), 2, grey, "1-channel");
+        // Someone else's non-empty folder is refused before any work, and left as it was.
+        var foreign = Path.Combine(Dir, "foreign");
+        Directory.CreateDirectory(foreign);
+        File.WriteAllText(Path.Combine(foreign, "keep.txt"), "mine\n");
+        Fails(Args(foreign), 2, "--overwrite");
+        Assert.Equal(new[] { "keep.txt" }, Directory.GetFiles(foreign).Select(Path.GetFileName).ToArray());
         Assert.False(Directory.Exists(od));
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace Perturb.Engine.Backends;
 
@@ -28,6 +29,25 @@ public sealed partial class CpuBackend
         });
     }
 
+    /// <summary>o = v &gt; 0 ? g : 0, branch-free: a compare mask ANDed with g (random signs defeat a branch).</summary>
+    static void ReluBackward(ReadOnlySpan<float> v, ReadOnlySpan<float> g, Span<float> o)
+    {
+        int i = 0, n = v.Length;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+            {
+                var m = Vector512.GreaterThan(Vector512.Create(v.Slice(i, 16)), Vector512<float>.Zero);
+                (m & Vector512.Create(g.Slice(i, 16))).CopyTo(o.Slice(i, 16));
+            }
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8)
+            {
+                var m = Vector256.GreaterThan(Vector256.Create(v.Slice(i, 8)), Vector256<float>.Zero);
+                (m & Vector256.Create(g.Slice(i, 8))).CopyTo(o.Slice(i, 8));
+            }
+        for (; i < n; i++) o[i] = v[i] > 0 ? g[i] : 0f;
+    }
+
     protected override void ActivationBackwardCore(Activation f, float alpha, Tensor src, Tensor dy, Tensor dx)
     {
         var sb = B(src);
@@ -40,7 +60,7 @@ public sealed partial class CpuBackend
             var o = ob.Span(s, e - s);
             switch (f)
             {
-                case Activation.Relu: for (int i = 0; i < v.Length; i++) o[i] = v[i] > 0 ? g[i] : 0f; break;
+                case Activation.Relu: ReluBackward(v, g, o); break;
                 case Activation.LeakyRelu: for (int i = 0; i < v.Length; i++) o[i] = v[i] > 0 ? g[i] : alpha * g[i]; break;
                 case Activation.Sigmoid: for (int i = 0; i < v.Length; i++) o[i] = g[i] * v[i] * (1f - v[i]); break;
                 case Activation.Tanh: for (int i = 0; i < v.Length; i++) o[i] = g[i] * (1f - v[i] * v[i]); break;

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Perturb.Engine.Backends;
 
@@ -14,7 +16,8 @@ namespace Perturb.Engine.Backends;
 ///
 /// col[(c*R + r)*S + s, oh*OW + ow] = x[c, oh*strideH - padH + r*dilH, ow*strideW - padW + s*dilW] (0 outside).
 /// 1x1, stride-1, unpadded convolutions use x (and dx) directly as col. Depthwise convolutions (C/G == 1, K == G)
-/// use direct loops. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
+/// use direct loops. Stride-1 3x3 convolutions with enough channels run through Winograd F(2x2,3x3)
+/// (CpuWinograd.cs) forward and backward-data. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
 /// itself is split over the threads.
 /// </summary>
 public sealed partial class CpuBackend
@@ -56,6 +59,7 @@ public sealed partial class CpuBackend
         var yb = B(y);
         Buf? bb = bias == null ? null : B(bias);
         if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb); return; }
+        if (UsesWinograd(s)) { WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false), bb, yb); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: false);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
@@ -88,6 +92,7 @@ public sealed partial class CpuBackend
         var wb = B(w);
         var xb = B(dx);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
+        if (UsesWinograd(s)) { WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true), null, xb); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
@@ -245,8 +250,33 @@ public sealed partial class CpuBackend
             int xs = XOff + xRow + off;
             if (hi <= lo) return;
             if (Stride == 1) X.AsSpan(xs + lo, hi - lo).CopyTo(d[lo..hi]);
+            else if (Stride == 2 && Avx512F.IsSupported) GatherEven(X, xs + 2 * lo, d[lo..hi]);
             else for (int ow = lo; ow < hi; ow++) d[ow] = X[xs + ow * Stride];
         }
+    }
+
+    /// <summary>
+    /// d[i] = x[start + 2i] (stride-2 im2col rows): per 16 outputs, two masked 16-float loads and one even-lane
+    /// permute, instead of 16 bounds-checked scalar reads. Masked loads never touch memory outside x's row.
+    /// </summary>
+    static unsafe void GatherEven(float[] x, int start, Span<float> d)
+    {
+        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var iota = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        var z = Vector512<float>.Zero;
+        int n = d.Length, last = 2 * (n - 1);   // the last x index read, relative to start
+        fixed (float* px = x)
+        fixed (float* pd = d)
+            for (int i = 0; i < n; i += 16)
+            {
+                float* s = px + start + 2 * i;
+                int rel = 2 * i;   // x index of lane 0 relative to start
+                var mLo = Vector512.LessThanOrEqual(iota, Vector512.Create(last - rel)).AsSingle();
+                var mHi = Vector512.LessThanOrEqual(iota, Vector512.Create(last - rel - 16)).AsSingle();
+                var v = Avx512F.PermuteVar16x32x2(Avx512F.MaskLoad(s, mLo, z), even, Avx512F.MaskLoad(s + 16, mHi, z));
+                var mOut = Vector512.LessThan(iota, Vector512.Create(n - i)).AsSingle();
+                Avx512F.MaskStore(pd + i, mOut, v);
+            }
     }
 
     /// <summary>x[xRow + ow*stride + off] += col[(c*RS + tap)*P + oh*OW + ow] over the valid columns.</summary>
