@@ -151,4 +151,37 @@ sealed partial class Importer
         };
         return (int)Math.Clamp(v, 0, inD - 1);
     }
+
+    /// <summary>ConvTranspose on [N, C, H, W] to the ConvTranspose2d layer (PyTorch semantics): equal strides, pads, dilations and output_padding on H and W.</summary>
+    void ConvTransposeOp(NodeProto n)
+    {
+        var x = Plain(n, 0);
+        if (x.Shape.Length != 3) throw Err(n, $"only 2-D ConvTranspose on [N, C, H, W] is supported, the input is [N, {string.Join(", ", x.Shape)}]");
+        var w = ConstIn(n, 1, "weight");
+        int group = (int)AttrI(n, "group", 1);
+        if (w.Dims.Length != 4 || w.Dims[0] != x.Shape[0]) throw Err(n, $"weight has shape {Tensor.ShapeString(w.Dims)}, expected [{x.Shape[0]}, K/group, kH, kW]");
+        if (Attr(n, "output_shape") != null) throw Err(n, "output_shape is not supported (give pads and output_padding)");
+        if (AttrS(n, "auto_pad", "NOTSET") is not ("NOTSET" or "VALID")) throw Err(n, "auto_pad SAME_* is not supported");
+        int Same(string name, int def, int count)
+        {
+            var v = AttrInts(n, name);
+            if (v == null || v.Length == 0) return def;
+            if (v.Length != count || v.Any(e => e != v[0])) throw Err(n, $"{name} [{string.Join(", ", v)}] differ between H and W (only equal values are supported)");
+            return (int)v[0];
+        }
+        int st = Same("strides", 1, 2), pd = Same("pads", 0, 4), dl = Same("dilations", 1, 2), op = Same("output_padding", 0, 2);
+        int k = w.Dims[1] * group, kh = w.Dims[2], kw = w.Dims[3], c = x.Shape[0];
+        float[]? bias = null;
+        if (In(n, 2).Length > 0)
+        {
+            var b = ConstIn(n, 2, "bias");
+            if (b.Count != k) throw Err(n, $"bias has {b.Count} values for {k} output channels");
+            bias = F(b.V);
+        }
+        int oh = (x.Shape[1] - 1) * st - 2 * pd + dl * (kh - 1) + op + 1, ow = (x.Shape[2] - 1) * st - 2 * pd + dl * (kw - 1) + op + 1;
+        if (oh <= 0 || ow <= 0) throw Err(n, $"the output would be {oh}x{ow}");
+        var p = Emit(n, new ConvTranspose2d(c, k, kh, st, pd, op, dl, group, bias != null, kw), new[] { k, oh, ow }, x);
+        p.W["weight"] = F(w.V);
+        if (bias != null) p.W["bias"] = bias;
+    }
 }

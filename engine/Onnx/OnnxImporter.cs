@@ -296,6 +296,7 @@ sealed partial class Importer
         ["Expand"] = n => ExpandOp(n),
         ["Tile"] = n => TileOp(n),
         ["PRelu"] = n => PReluOp(n),
+        ["ConvTranspose"] = n => ConvTransposeOp(n),
         ["Resize"] = n => ResizeOp(n),
         ["Upsample"] = n => ResizeOp(n),
     };

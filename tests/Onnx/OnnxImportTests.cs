@@ -296,6 +296,24 @@ public class OnnxImportTests : TempDirTest
         Assert.Contains(m.Nodes, n => n.Layer is GatherLayer);
     }
 
+    /// <summary>ConvTranspose with stride, pads, output_padding, groups and dilation against ONNX Runtime.</summary>
+    [Theory, InlineData(2, 1, 1, 2, 1), InlineData(1, 0, 0, 1, 2), InlineData(3, 1, 2, 1, 1)]
+    public void ConvTranspose(int stride, int pad, int outPad, int group, int dil)
+    {
+        using var be = new CpuBackend();
+        var gp = new GraphProto { Name = "ct" };
+        gp.Input.Add(Value("x", "N", 4, 5, 4));
+        gp.Initializer.Add(Floats("w", Rand(4 * 3 * 9, 71, -0.5f, 0.5f), new long[] { 4, 3, 3, 3 }));
+        gp.Initializer.Add(Floats("b", Rand(3 * group, 72, -0.5f, 0.5f), new long[] { 3 * group }));
+        gp.Node.Add(Node("ConvTranspose", "ct", new[] { "x", "w", "b" }, new[] { "c" }, Ints("strides", stride, stride), Ints("pads", pad, pad, pad, pad),
+            Ints("output_padding", outPad, outPad), Ints("dilations", dil, dil), Ints("kernel_shape", 3, 3), new AttributeProto { Name = "group", Type = AttributeProto.Types.AttributeType.Int, I = group }));
+        gp.Node.Add(Node("Flatten", "flat", new[] { "c" }, new[] { "y" }));
+        int oh = (5 - 1) * stride - 2 * pad + dil * 2 + outPad + 1, ow = (4 - 1) * stride - 2 * pad + dil * 2 + outPad + 1;
+        gp.Output.Add(Value("y", "N", 3 * group * oh * ow));
+        using var m = Compare(Model(gp, 13), $"ct_{stride}_{pad}_{outPad}_{group}_{dil}.onnx", new[] { 2, 4, 5, 4 }, be);
+        Assert.Contains(m.Nodes, nd => nd.Layer is ConvTranspose2d);
+    }
+
     /// <summary>A Softmax head, a Concat, and a Reshape that restates the shape; unused branches are dropped.</summary>
     [Fact]
     public void ConcatSoftmaxAndDeadBranch()
