@@ -31,6 +31,7 @@ public abstract partial class BackendBase
     {
         Own(t, op);
         CheckStrides(s, op);
+        if (Strided.Low(s, k) < 0) throw new ArgumentException($"{op}: {name} is reached before its first element");
         Check.Len(t, Strided.Need(s, k), op, name);
     }
 
@@ -38,16 +39,16 @@ public abstract partial class BackendBase
     {
         Own(t, op);
         CheckStrides(keep, op); CheckStrides(red, op);
+        if (Strided.Low(keep, k) + Strided.Low(red, k) < 0) throw new ArgumentException($"{op}: {name} is reached before its first element");
         Check.Len(t, Strided.Need(keep, k) + Strided.Need(red, k) - 1, op, name);
     }
 
+    /// <summary>Ranks and sizes; strides may be negative (reversed slices), the reach of each operand is checked by Reach.</summary>
     static void CheckStrides(in StridedArgs s, string op)
     {
         if (s.Rank < 1 || s.Rank > Strided.MaxRank) throw new ArgumentException($"{op}: iteration rank {s.Rank} outside 1..{Strided.MaxRank}");
         for (int d = 0; d < s.Rank; d++)
-            if (s.Dims.Get(d) < 0 || s.S0.Get(d) < 0 || s.S1.Get(d) < 0 || s.S2.Get(d) < 0)
-                throw new ArgumentException($"{op}: negative size or stride on iteration axis {d}");
-        if (s.Off0 < 0 || s.Off1 < 0 || s.Off2 < 0) throw new ArgumentException($"{op}: negative offset");
+            if (s.Dims.Get(d) < 0) throw new ArgumentException($"{op}: negative size on iteration axis {d}");
     }
 
     public void BroadcastForward(BroadcastOp op, Tensor a, Tensor b, Tensor y, in StridedArgs s)

@@ -127,7 +127,7 @@ public static class Strided
                 MakeExact(axes.Select(d => x[d]).ToArray(), axes.Select(d => sx[d]).ToArray()));
     }
 
-    /// <summary>One past the largest offset the iteration reaches in operand k (0, 1, 2); 0 for an empty iteration.</summary>
+    /// <summary>One past the largest offset the iteration reaches in operand k (0, 1, 2; strides may be negative: Slice with negative steps); 0 for an empty iteration.</summary>
     public static long Need(in StridedArgs s, int k)
     {
         if (s.Count() == 0) return 0;
@@ -135,10 +135,22 @@ public static class Strided
         for (int d = 0; d < s.Rank; d++)
         {
             int st = k == 0 ? s.S0.Get(d) : k == 1 ? s.S1.Get(d) : s.S2.Get(d);
-            if (st < 0) throw new ArgumentException("strided iteration with a negative stride");
-            m += (long)(s.Dims.Get(d) - 1) * st;
+            if (st > 0) m += (long)(s.Dims.Get(d) - 1) * st;
         }
         return m + 1;
+    }
+
+    /// <summary>The smallest offset the iteration reaches in operand k (its offset plus the steps back along negative strides); 0 for an empty iteration.</summary>
+    public static long Low(in StridedArgs s, int k)
+    {
+        if (s.Count() == 0) return 0;
+        long m = k == 0 ? s.Off0 : k == 1 ? s.Off1 : s.Off2;
+        for (int d = 0; d < s.Rank; d++)
+        {
+            int st = k == 0 ? s.S0.Get(d) : k == 1 ? s.S1.Get(d) : s.S2.Get(d);
+            if (st < 0) m += (long)(s.Dims.Get(d) - 1) * st;
+        }
+        return m;
     }
 
     /// <summary>As <see cref="Make"/> (merging is always exact: element order is preserved).</summary>

@@ -285,7 +285,8 @@ public sealed class ReshapeLayer : Layer
 
 /// <summary>
 /// y = x[:, starts[0] :: steps[0], starts[1] :: steps[1], ...] with Shape[d] elements along per-sample axis d
-/// (positive steps). Backward writes dy into a zeroed dx at the same positions. ONNX Slice, Split, Gather of constant indices.
+/// (steps of either sign, never 0: a negative step walks backwards from Starts[d]). Backward writes dy into a zeroed dx
+/// at the same positions. ONNX Slice, Split, Gather of a run of consecutive indices.
 /// </summary>
 public sealed class SliceLayer : Layer
 {
@@ -295,7 +296,7 @@ public sealed class SliceLayer : Layer
 
     public SliceLayer(int[] starts, int[] steps, int[] shape)
     {
-        if (starts.Length != steps.Length || starts.Length != shape.Length || steps.Any(s => s <= 0) || starts.Any(s => s < 0) || shape.Any(d => d <= 0))
+        if (starts.Length != steps.Length || starts.Length != shape.Length || steps.Any(s => s == 0) || starts.Any(s => s < 0) || shape.Any(d => d <= 0))
             throw new PerturbException($"Slice: invalid starts [{string.Join(", ", starts)}], steps [{string.Join(", ", steps)}], shape {Tensor.ShapeString(shape)}");
         Starts = starts; Steps = steps; Shape = shape;
     }
@@ -306,7 +307,11 @@ public sealed class SliceLayer : Layer
     {
         var s = inShapes[0];
         bool ok = s.Length == Shape.Length;
-        for (int d = 0; ok && d < s.Length; d++) ok = Starts[d] + (long)(Shape[d] - 1) * Steps[d] < s[d];
+        for (int d = 0; ok && d < s.Length; d++)
+        {
+            long last = Starts[d] + (long)(Shape[d] - 1) * Steps[d];
+            ok = Starts[d] < s[d] && last >= 0 && last < s[d];
+        }
         if (!ok) throw new PerturbException($"layer '{Name}' (Slice): {Tensor.ShapeString(Shape)} from [{string.Join(", ", Starts)}] step [{string.Join(", ", Steps)}] leaves input {Tensor.ShapeString(s)}");
         return (int[])Shape.Clone();
     }
@@ -438,4 +443,99 @@ public sealed class TileLayer : Layer
 
     public override JsonObject Config() => new() { ["repeats"] = TensorJson.Ints(Repeats) };
     internal static TileLayer FromConfig(JsonObject o) => new(o.Ints("repeats"));
+}
+
+/// <summary>
+/// y = x gathered along per-sample axis <see cref="Axis"/> at constant <see cref="Indices"/> (any order, repeats
+/// allowed): ONNX Gather with a constant index list, and Resize's nearest and linear taps. The list is cut at build
+/// into a few arithmetic runs (output positions J0 + JS*t read input positions I0 + IS*t, IS != 0 unless the run has
+/// one element); each run is one strided copy forward and one strided add into the zeroed dx backward (the adds of
+/// runs that read the same input position accumulate).
+/// </summary>
+public sealed class GatherLayer : Layer
+{
+    public int Axis { get; }
+    public int[] Indices { get; }
+    /// <summary>The runs the index list is cut into.</summary>
+    public IReadOnlyList<(int J0, int JS, int I0, int IS, int L)> Runs { get; }
+
+    public GatherLayer(int axis, int[] indices)
+    {
+        if (axis < 0 || indices.Length == 0 || indices.Any(i => i < 0))
+            throw new PerturbException($"Gather: invalid axis {axis} or indices [{string.Join(", ", indices.Take(8))}{(indices.Length > 8 ? ", ..." : "")}]");
+        Axis = axis; Indices = indices; Runs = Cut(indices);
+    }
+
+    public override string Type => "Gather";
+
+    /// <summary>
+    /// The fewest runs over output steps JS = 1..8: the positions of each residue class mod JS split greedily where the
+    /// index step changes (nearest upsampling by 2 is two runs, a reversal one, a half-pixel linear tap three).
+    /// </summary>
+    public static (int J0, int JS, int I0, int IS, int L)[] Cut(int[] ix)
+    {
+        (int, int, int, int, int)[]? best = null;
+        for (int js = 1; js <= Math.Min(8, ix.Length); js++)
+        {
+            var runs = new List<(int, int, int, int, int)>();
+            for (int c = 0; c < js; c++)
+            {
+                int j = c;
+                while (j < ix.Length)
+                {
+                    int len = 1, step = j + js < ix.Length ? ix[j + js] - ix[j] : 0;
+                    if (step != 0)
+                        while (j + len * js < ix.Length && ix[j + len * js] - ix[j + (len - 1) * js] == step) len++;
+                    runs.Add((j, js, ix[j], len == 1 ? 1 : step, len));
+                    j += len * js;
+                }
+            }
+            if (best == null || runs.Count < best.Length) best = runs.ToArray();
+        }
+        return best!;
+    }
+
+    protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
+    {
+        var s = inShapes[0];
+        if (Axis >= s.Length) throw new PerturbException($"layer '{Name}' (Gather): axis {Axis} outside input {Tensor.ShapeString(s)}");
+        if (Indices.Any(i => i >= s[Axis])) throw new PerturbException($"layer '{Name}' (Gather): an index is outside the {s[Axis]} positions of axis {Axis}");
+        var o = (int[])s.Clone(); o[Axis] = Indices.Length;
+        return o;
+    }
+
+    /// <summary>One run's iteration: S0 (Off0) the input positions, S1 (Off1) the output positions.</summary>
+    Kernels.StridedArgs Args(int n, (int J0, int JS, int I0, int IS, int L) run)
+    {
+        var sx = Strided.Contiguous(Batch(n, InShapes[0])); var yDims = Batch(n, OutShape); var sy = Strided.Contiguous(yDims);
+        var dims = (int[])yDims.Clone(); dims[Axis + 1] = run.L;
+        var s0 = (int[])sx.Clone(); s0[Axis + 1] *= run.IS;
+        var s1 = (int[])sy.Clone(); s1[Axis + 1] *= run.JS;
+        return Strided.Make(dims, s0, s1, null, run.I0 * sx[Axis + 1], run.J0 * sy[Axis + 1]);
+    }
+
+    public override Tensor Forward(PassContext c, Tensor[] x)
+    {
+        CheckInput(x[0], 0);
+        var y = c.Alloc(Batch(x[0].N, OutShape));
+        foreach (var r in Runs) c.Be.StridedCopy(x[0], y, Args(x[0].N, r));
+        return y;
+    }
+
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        if (!needDx[0]) return new Tensor?[] { null };
+        var dx = c.Alloc(Batch(dy.N, InShapes[0]));   // zeroed
+        foreach (var r in Runs)
+        {
+            var a = Args(dy.N, r);
+            // dx[input positions] += dy[output positions]: a = dx (S0), b = dy (S1), y = dx (S2 = S0)
+            a.S2 = a.S0; a.Off2 = a.Off0;
+            c.Be.BroadcastForward(BroadcastOp.Add, dx, dy, dx, a);
+        }
+        return new[] { dx };
+    }
+
+    public override JsonObject Config() => new() { ["axis"] = Axis, ["indices"] = TensorJson.Ints(Indices) };
+    internal static GatherLayer FromConfig(JsonObject o) => new(o.I("axis", 0), o.Ints("indices"));
 }

@@ -397,6 +397,7 @@ public static class LayerFactory
         "Transpose" => TransposeLayer.FromConfig(cfg),
         "Reshape" => ReshapeLayer.FromConfig(cfg),
         "Slice" => SliceLayer.FromConfig(cfg),
+        "Gather" => GatherLayer.FromConfig(cfg),
         "Expand" => ExpandLayer.FromConfig(cfg),
         "Tile" => TileLayer.FromConfig(cfg),
         "Softmax" => new SoftmaxLayer(cfg.I("axis", -1)),

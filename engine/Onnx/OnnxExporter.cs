@@ -279,11 +279,14 @@ public static class OnnxExporter
                 {
                     int r = sl.Shape.Length;
                     var axes = Enumerable.Range(1, r).Select(a => (long)a).ToArray();
-                    var ends = Enumerable.Range(0, r).Select(d => (long)sl.Starts[d] + (long)(sl.Shape[d] - 1) * sl.Steps[d] + 1).ToArray();
+                    // one past the last element in the step's direction; before the first element: INT64_MIN (ONNX's "to the start")
+                    var ends = Enumerable.Range(0, r).Select(d => (long)sl.Starts[d] + (long)(sl.Shape[d] - 1) * sl.Steps[d] + Math.Sign(sl.Steps[d]))
+                        .Select(e => e < 0 ? long.MinValue : e).ToArray();
                     Node("Slice", _ins[0], Ints64("starts", sl.Starts.Select(v => (long)v).ToArray()), Ints64("ends", ends), Ints64("axes", axes),
                         Ints64("steps", sl.Steps.Select(v => (long)v).ToArray()));
                     break;
                 }
+                case GatherLayer ga: Node("Gather", _ins[0], Ints64("indices", ga.Indices.Select(v => (long)v).ToArray())).Int("axis", ga.Axis + 1); break;
                 case SoftmaxLayer sm: Node("Softmax", _ins[0]).Int("axis", sm.Axis < 0 ? -1 : sm.Axis + 1); break;
                 default: throw new PerturbException($"layer '{_l.Name}' of type {_l.Type} has no ONNX export");
             }

@@ -37,7 +37,7 @@ public static class OnnxImporter
     public static Model Import(ModelProto mp, IBackend be) => new Importer(mp, be).Run();
 }
 
-sealed class Importer
+sealed partial class Importer
 {
     sealed class Const
     {
@@ -295,6 +295,10 @@ sealed class Importer
         ["ConstantOfShape"] = n => ConstantOfShapeOp(n),
         ["Expand"] = n => ExpandOp(n),
         ["Tile"] = n => TileOp(n),
+        ["PRelu"] = n => PReluOp(n),
+        ["ConvTranspose"] = n => ConvTransposeOp(n),
+        ["Resize"] = n => ResizeOp(n),
+        ["Upsample"] = n => ResizeOp(n),
     };
     Dictionary<string, Action<NodeProto>>? _ops;
 
@@ -459,7 +463,7 @@ sealed class Importer
     {
         if (_consts.ContainsKey(In(n, 0))) throw Err(n, "a constant left operand is not supported (only x times a constant matrix)");
         var a = Plain(n, 0);
-        if (!_consts.ContainsKey(In(n, 1))) throw Err(n, "a product of two computed tensors is not supported (only x times a constant matrix)");
+        if (!_consts.ContainsKey(In(n, 1))) { MatMulComputed(n); return; }
         var b = _consts[In(n, 1)];
         // [N, ..., K] times [K, M]: a Linear over the last axis
         if (b.Dims.Length != 2 || b.Dims[0] != a.Shape[^1]) throw Err(n, $"B of shape {Tensor.ShapeString(b.Dims)} does not fit {a.Shape[^1]} input features (only x times a constant matrix)");
@@ -878,15 +882,25 @@ sealed class Importer
         {
             int a = (int)(axes[i] < 0 ? axes[i] + r : axes[i]);
             if (a < 0 || a >= r) throw Err(n, $"axis {axes[i]} is outside rank {r}");
-            if (steps[i] <= 0) throw Err(n, $"step {steps[i]} on axis {a} is not supported (only positive steps)");
+            if (steps[i] == 0) throw Err(n, $"step 0 on axis {a}");
             if (a == 0 && !isConst)
             {
                 if (starts[i] != 0 || ends[i] < int.MaxValue) throw Err(n, "slicing the batch axis is not supported");
                 continue;
             }
             long dim = full[a], s0 = starts[i] < 0 ? starts[i] + dim : starts[i], e0 = ends[i] < 0 ? ends[i] + dim : ends[i];
-            s0 = Math.Clamp(s0, 0, dim); e0 = Math.Clamp(e0, 0, dim);
-            long count = e0 > s0 ? (e0 - s0 + steps[i] - 1) / steps[i] : 0;
+            long count;
+            if (steps[i] > 0)
+            {
+                s0 = Math.Clamp(s0, 0, dim); e0 = Math.Clamp(e0, 0, dim);
+                count = e0 > s0 ? (e0 - s0 + steps[i] - 1) / steps[i] : 0;
+            }
+            else
+            {
+                // a negative step walks back from start (at most dim - 1) to just after end (at least -1)
+                s0 = Math.Clamp(s0, 0, dim - 1); e0 = Math.Clamp(e0, -1, dim - 1);
+                count = s0 > e0 ? (s0 - e0 - steps[i] - 1) / -steps[i] : 0;
+            }
             if (count == 0) throw Err(n, $"the slice of axis {a} is empty");
             st[a] = (int)s0; sp[a] = (int)steps[i]; sz[a] = (int)count;
         }
@@ -906,7 +920,7 @@ sealed class Importer
             return;
         }
         var x = Plain(n, 0);
-        if (sz.Skip(1).SequenceEqual(x.Shape)) { Alias(n, In(n, 0)); return; }
+        if (sz.Skip(1).SequenceEqual(x.Shape) && sp.All(v => v == 1)) { Alias(n, In(n, 0)); return; }   // a flip keeps the shape too
         Emit(n, new SliceLayer(st[1..], sp[1..], sz[1..]), sz[1..], x);
     }
 
@@ -939,7 +953,7 @@ sealed class Importer
         }
     }
 
-    /// <summary>Gather of constant indices from a computed tensor along a non-batch axis: a slice (dropping the axis for a scalar index).</summary>
+    /// <summary>Gather of constant indices from a computed tensor along a non-batch axis: a slice for a run of consecutive indices, else a GatherLayer (the index tensor's axes replace the gathered one).</summary>
     void GatherComputed(NodeProto n, Const idx)
     {
         var x = Plain(n, 0);
@@ -950,16 +964,21 @@ sealed class Importer
         int a = (int)axis - 1, dim = x.Shape[a];
         var ix = idx.V.Select(v => (int)(v < 0 ? v + dim : v)).ToArray();
         if (ix.Any(v => v < 0 || v >= dim)) throw Err(n, $"an index is outside the {dim} positions of axis {axis}");
-        if (idx.Dims.Length > 1 || ix.Length == 0 || ix.Zip(ix.Skip(1), (p, q) => q - p).Any(dlt => dlt != 1))
-            throw Err(n, "only a scalar index or a run of consecutive indices is supported on a computed tensor");
-        var start = new int[x.Shape.Length]; start[a] = ix[0];
+        if (ix.Length == 0) throw Err(n, "the index list is empty");
         var shape = (int[])x.Shape.Clone(); shape[a] = ix.Length;
-        var steps = Enumerable.Repeat(1, shape.Length).ToArray();
-        if (idx.Dims.Length == 1) { Emit(n, new SliceLayer(start, steps, shape), shape, x); return; }
-        var dropped = shape.Where((d, i) => i != a).ToArray();
-        if (dropped.Length == 0) throw Err(n, "the gather leaves no axis but the batch");
-        var sl = Part(n, "slice", new SliceLayer(start, steps, shape), shape, x);
-        Emit(n, dropped.Length == 1 ? new Flatten() : new ReshapeLayer(dropped), dropped, sl);
+        Layer take;
+        if (ix.Zip(ix.Skip(1), (p, q) => q - p).All(dlt => dlt == 1))
+        {
+            var start = new int[x.Shape.Length]; start[a] = ix[0];
+            take = new SliceLayer(start, Enumerable.Repeat(1, shape.Length).ToArray(), shape);
+        }
+        else take = new GatherLayer(a, ix);
+        if (idx.Dims.Length == 1) { Emit(n, take, shape, x); return; }
+        // a scalar index drops the axis, an index tensor of rank k puts its k axes in place of it
+        var outS = x.Shape.Take(a).Concat(idx.Dims).Concat(x.Shape.Skip(a + 1)).ToArray();
+        if (outS.Length == 0) throw Err(n, "the gather leaves no axis but the batch");
+        var g = Part(n, "take", take, shape, x);
+        Emit(n, outS.Length == 1 ? new Flatten() : new ReshapeLayer(outS), outS, g);
     }
 
     void ExpandOp(NodeProto n)

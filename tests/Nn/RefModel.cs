@@ -184,6 +184,19 @@ public sealed class RefModel
             }
             case SliceLayer sl:
                 return TensorRef.Slice(x[0], new[] { n }.Concat(s).ToArray(), sl.Starts.Prepend(0).ToArray(), sl.Steps.Prepend(1).ToArray(), sl.Shape.Prepend(n).ToArray());
+            case GatherLayer ga:
+            {
+                // y[..., j, ...] = x[..., Indices[j], ...] along per-sample axis Axis, element by element
+                var si = new[] { n }.Concat(s).ToArray(); var so = new[] { n }.Concat(l.OutShape).ToArray();
+                var ty = new double[TensorRef.Prod(so)];
+                for (int e = 0; e < ty.Length; e++)
+                {
+                    var idx = TensorRef.Unravel(e, so);
+                    idx[ga.Axis + 1] = ga.Indices[idx[ga.Axis + 1]];
+                    ty[e] = x[0][TensorRef.At(idx, si)];
+                }
+                return ty;
+            }
             default:
                 throw new NotSupportedException($"RefModel has no reference for layer type {l.Type}");
         }

@@ -103,4 +103,37 @@ public class TensorGradCheckTests
         using var m = g.Build(Be(backend), 5);
         GradCheckTests.Check(m, 2, false, maxPerTensor: 30);
     }
+
+    /// <summary>
+    /// Slice with negative steps (a flip and a reversed stride-2 walk) and Gather of constant index lists with repeats
+    /// and any order (cut into runs of one strided copy each; the backward adds of repeated indices accumulate).
+    /// </summary>
+    [Theory, MemberData(nameof(Backends))]
+    public void ReversedSliceAndGather(string backend)
+    {
+        var g = new GraphBuilder(4, 3, 5);
+        int s = g.Add("s", new SliceLayer(new[] { 3, 0, 4 }, new[] { -1, 1, -2 }, new[] { 4, 3, 3 }), GraphBuilder.Input); // x[:, ::-1, :, 4::-2]
+        int a = g.Add("a", new GatherLayer(2, new[] { 2, 0, 0, 1, 2, 1, 1 }), s);                                     // [4, 3, 7]
+        int b = g.Add("b", new GatherLayer(0, new[] { 3, 3, 0, 1, 1, 2 }), a);                                        // [6, 3, 7]: nearest x2 of rows
+        int u = g.Add("u", new UnaryLayer(UnaryOp.Silu), b);
+        int fc = g.Add("fc", new Linear(7, 2), u);
+        g.Add("r", new GatherLayer(1, new[] { 2, 1, 0, 0 }), fc);                                                     // [6, 4, 2]
+        using var m = g.Build(Be(backend), 6);
+        GradCheckTests.Check(m, 2, false, maxPerTensor: 40);
+    }
+
+    /// <summary>The runs a Gather is cut into: nearest upsampling by 2 is two runs, a reversal one, a half-pixel linear tap three.</summary>
+    [Fact]
+    public void GatherRunsAreFew()
+    {
+        Assert.Equal(2, GatherLayer.Cut(new[] { 0, 0, 1, 1, 2, 2, 3, 3 }).Length);
+        Assert.Single(GatherLayer.Cut(new[] { 4, 3, 2, 1, 0 }));
+        Assert.Equal(3, GatherLayer.Cut(new[] { 0, 0, 0, 1, 1, 2, 2, 3 }).Length);
+        // every output position is covered exactly once and reads its index
+        var ix = new[] { 5, 0, 3, 3, 1, 4, 2, 2, 0 };
+        var seen = new int[ix.Length];
+        foreach (var (j0, js, i0, st, len) in GatherLayer.Cut(ix))
+            for (int t = 0; t < len; t++) { seen[j0 + js * t]++; Assert.Equal(ix[j0 + js * t], i0 + st * t); Assert.True(len == 1 || st != 0); }
+        Assert.All(seen, c => Assert.Equal(1, c));
+    }
 }

@@ -2,6 +2,7 @@ using Perturb.Engine;
 using Perturb.Engine.Backends;
 using Perturb.Engine.IO;
 using Perturb.Engine.Nn;
+using Perturb.Engine.Onnx;
 using Perturb.Tests.Nn;
 using Xunit.Abstractions;
 
@@ -37,6 +38,27 @@ public class OnnxExportTests : TempDirTest
         var again = ending ? Ox.RunProbabilities(back, x, shape) : Ox.RunEngine(back, x, shape);
         var (abs2, _) = Ox.AssertClose(eng, again, 1e-6, 1e-7, $"{file}: re-imported vs original");
         _out.WriteLine($"{file}: re-imported vs original max |diff| {abs2:G3}");
+    }
+
+    /// <summary>
+    /// The composed imports (Resize as Gathers and weighted sums, PRelu, MatMul of computed tensors, flips as Slices
+    /// with negative steps, Gathers of index lists) export to ONNX that ONNX Runtime runs to the same logits, and
+    /// re-import to the same logits again.
+    /// </summary>
+    [Theory, InlineData("resize_op13"), InlineData("misc_op17")]
+    public void ComposedImportsExport(string name)
+    {
+        using var be = new CpuBackend();
+        var fx = Fixture.Load(name);
+        using var m = OnnxImporter.Load(fx.OnnxPath, be);
+        var eng = Ox.RunEngine(m, fx.X, fx.XShape);
+        Ox.AssertClose(fx.Logits, eng, 1e-4, 1e-4, $"{name}: engine vs PyTorch");
+        var path = Path.Combine(Dir, name + "_export.onnx");
+        ModelFile.Save(m, path);
+        var ort = Ox.RunOrt(path, fx.X, fx.XShape);
+        Ox.AssertClose(ort, eng, Rtol, AtolFrac, $"{name}: engine vs ONNX Runtime on the export");
+        using var back = ModelFile.Load(path, be);
+        Ox.AssertClose(eng, Ox.RunEngine(back, fx.X, fx.XShape), 1e-6, 1e-7, $"{name}: re-imported vs original");
     }
 
     [Fact]

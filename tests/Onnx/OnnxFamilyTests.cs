@@ -22,6 +22,14 @@ public class OnnxFamilyTests
         // Tile-free repeat, GroupNorm and InstanceNorm, Unsqueeze/Squeeze, MatMul over the last axis of [N, 1, F]
         yield return new object[] { "ops_op13" };
         yield return new object[] { "ops_op17" };
+        // Resize (nearest asymmetric/floor by a factor and to sizes, linear half_pixel and align_corners) and PRelu;
+        // MatMul of two computed tensors (broadcast batch axes), flip (Slice with negative steps), Gather of index lists
+        foreach (var v in new[] { "op11", "op13", "op17" })
+        {
+            yield return new object[] { $"resize_{v}" };
+            yield return new object[] { $"misc_{v}" };
+            yield return new object[] { $"convtranspose_{v}" };   // stride, padding, output_padding, groups, dilation
+        }
     }
 
     [Theory, MemberData(nameof(Cases))]

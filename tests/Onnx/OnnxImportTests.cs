@@ -257,6 +257,63 @@ public class OnnxImportTests : TempDirTest
         Assert.Contains(m.Nodes, n => n.Layer is ChannelAffineLayer);
     }
 
+    /// <summary>
+    /// Resize in every mode the importer takes, by sizes or by scales, up and down, against ONNX Runtime (the PyTorch
+    /// fixtures cover what PyTorch 1.13 exports; these add pytorch_half_pixel, half_pixel nearest and every nearest_mode).
+    /// </summary>
+    [Theory]
+    [InlineData("nearest", "half_pixel", "round_prefer_floor", 8, 7, 0, 0)]
+    [InlineData("nearest", "pytorch_half_pixel", "round_prefer_ceil", 3, 7, 0, 0)]
+    [InlineData("nearest", "align_corners", "ceil", 7, 3, 0, 0)]
+    [InlineData("nearest", "asymmetric", "floor", 0, 0, 2.0, 1.5)]
+    [InlineData("linear", "pytorch_half_pixel", "floor", 1, 7, 0, 0)]
+    [InlineData("linear", "half_pixel", "floor", 0, 0, 0.6, 2.0)]
+    [InlineData("linear", "asymmetric", "floor", 9, 6, 0, 0)]
+    [InlineData("linear", "align_corners", "floor", 3, 8, 0, 0)]
+    public void ResizeModes(string mode, string coord, string nearest, int oh, int ow, double sh, double sw)
+    {
+        using var be = new CpuBackend();
+        var g = new GraphProto { Name = "resize" };
+        g.Input.Add(Value("x", "N", 2, 5, 4));
+        g.Initializer.Add(Floats("roi", Array.Empty<float>(), new long[] { 0 }));
+        var ins = new List<string> { "x", "roi" };
+        if (oh > 0)
+        {
+            g.Initializer.Add(Floats("scales", Array.Empty<float>(), new long[] { 0 }));
+            g.Initializer.Add(Int64s("sizes", 2, 2, oh, ow));
+            ins.Add("scales"); ins.Add("sizes");
+        }
+        else
+        {
+            g.Initializer.Add(Floats("scales", new[] { 1f, 1f, (float)sh, (float)sw }, new long[] { 4 }));
+            ins.Add("scales");
+            oh = (int)Math.Floor(5 * sh); ow = (int)Math.Floor(4 * sw);
+        }
+        g.Node.Add(Node("Resize", "rs", ins.ToArray(), new[] { "r" }, Str("mode", mode), Str("coordinate_transformation_mode", coord), Str("nearest_mode", nearest)));
+        g.Node.Add(Node("Flatten", "flat", new[] { "r" }, new[] { "y" }));
+        g.Output.Add(Value("y", "N", 2 * oh * ow));
+        using var m = Compare(Model(g, 13), $"resize_{mode}_{coord}_{nearest}.onnx", new[] { 2, 2, 5, 4 }, be);
+        Assert.Contains(m.Nodes, n => n.Layer is GatherLayer);
+    }
+
+    /// <summary>ConvTranspose with stride, pads, output_padding, groups and dilation against ONNX Runtime.</summary>
+    [Theory, InlineData(2, 1, 1, 2, 1), InlineData(1, 0, 0, 1, 2), InlineData(3, 1, 2, 1, 1)]
+    public void ConvTranspose(int stride, int pad, int outPad, int group, int dil)
+    {
+        using var be = new CpuBackend();
+        var gp = new GraphProto { Name = "ct" };
+        gp.Input.Add(Value("x", "N", 4, 5, 4));
+        gp.Initializer.Add(Floats("w", Rand(4 * 3 * 9, 71, -0.5f, 0.5f), new long[] { 4, 3, 3, 3 }));
+        gp.Initializer.Add(Floats("b", Rand(3 * group, 72, -0.5f, 0.5f), new long[] { 3 * group }));
+        gp.Node.Add(Node("ConvTranspose", "ct", new[] { "x", "w", "b" }, new[] { "c" }, Ints("strides", stride, stride), Ints("pads", pad, pad, pad, pad),
+            Ints("output_padding", outPad, outPad), Ints("dilations", dil, dil), Ints("kernel_shape", 3, 3), new AttributeProto { Name = "group", Type = AttributeProto.Types.AttributeType.Int, I = group }));
+        gp.Node.Add(Node("Flatten", "flat", new[] { "c" }, new[] { "y" }));
+        int oh = (5 - 1) * stride - 2 * pad + dil * 2 + outPad + 1, ow = (4 - 1) * stride - 2 * pad + dil * 2 + outPad + 1;
+        gp.Output.Add(Value("y", "N", 3 * group * oh * ow));
+        using var m = Compare(Model(gp, 13), $"ct_{stride}_{pad}_{outPad}_{group}_{dil}.onnx", new[] { 2, 4, 5, 4 }, be);
+        Assert.Contains(m.Nodes, nd => nd.Layer is ConvTranspose2d);
+    }
+
     /// <summary>A Softmax head, a Concat, and a Reshape that restates the shape; unused branches are dropped.</summary>
     [Fact]
     public void ConcatSoftmaxAndDeadBranch()

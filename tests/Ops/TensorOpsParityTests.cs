@@ -197,4 +197,19 @@ public class TensorOpsParityTests
         var s = Strided.Make(new[] { 12 }, new[] { 2 }, new[] { 1 });
         Assert.Throws<ArgumentException>(() => h.Be.StridedCopy(x, y, s));
     }
+
+    /// <summary>Negative strides (Slice with negative steps): a reversal is copied exactly; one that starts too early is refused.</summary>
+    [Theory, MemberData(nameof(Backends))]
+    public void NegativeStridesReverseAndAreBounded(string backend)
+    {
+        using var h = new OpHarness(backend);
+        var x = Ref.Rand(12, 3);
+        var tx = h.V(x, 3, 4); var ty = h.Out(true, 3, 4);
+        // y[i, j] = x[2 - i, 3 - j]
+        h.Op("strided_copy", () => h.Be.StridedCopy(tx, ty, Strided.Make(new[] { 3, 4 }, new[] { -4, -1 }, new[] { 4, 1 }, null, 11, 0)));
+        Ref.AssertClose(x.Reverse().Select(v => (double)(float)v).ToArray(), h.GetF(ty), 0, 0, $"{backend} reversal");
+        h.CheckGuards();
+        var y = h.Out(false, 12);
+        Assert.Throws<ArgumentException>(() => h.Be.StridedCopy(tx, y, Strided.Make(new[] { 12 }, new[] { -1 }, new[] { 1 }, null, 10, 0)));
+    }
 }
