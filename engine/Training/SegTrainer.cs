@@ -16,9 +16,7 @@ public static class SegTrainer
     public static TrainResult Fit(Model model, Dataset train, Dataset? val, TrainOptions o, SegLossKind loss = SegLossKind.CeDice,
         Action<int, int, int>? progress = null, Action<EpochStats>? epochDone = null)
     {
-        if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
-        if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
-        if (!(o.LearningRate > 0)) throw new PerturbException($"learning rate must be positive, got {o.LearningRate}", 2);
+        Trainer.CheckOptions(o);
         CheckData(model, train);
         var be = model.Backend;
         int k = model.OutputShape[0], p = train.PixelsPerSample;
@@ -53,7 +51,9 @@ public static class SegTrainer
                     if (masks[j] != train.IgnoreLabel) { counted++; if (pred[j] == masks[j]) correct++; }
                 model.Backward(pl.Grad, BackwardMode.InputAndWeights, needInputGrad: false);
                 opt.Step();
-                lossSum += pl.Loss.ToArray().Sum(v => (double)v);
+                double batchLoss = pl.Loss.ToArray().Sum(v => (double)v);
+                Trainer.CheckFiniteLoss(batchLoss, ep, b, batches);
+                lossSum += batchLoss;
                 progress?.Invoke(ep, b + 1, batches);
             }
             model.ReleaseActivations();

@@ -39,13 +39,7 @@ public static class Trainer
     public static TrainResult Fit(Model model, Dataset train, Dataset? val, TrainOptions o,
         Action<int, int, int>? progress = null, Action<EpochStats>? epochDone = null, Func<Tensor, Tensor, ulong, Tensor>? batchInput = null)
     {
-        if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
-        if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
-        if (!(o.LearningRate > 0) || !float.IsFinite(o.LearningRate)) throw new PerturbException($"learning rate must be a positive finite number, got {o.LearningRate}", 2);
-        if (!(o.Momentum >= 0 && o.Momentum < 1)) throw new PerturbException($"momentum must be in [0, 1), got {o.Momentum}", 2);
-        if (!(o.WeightDecay >= 0) || !float.IsFinite(o.WeightDecay)) throw new PerturbException($"weight decay must be 0 or a positive finite number, got {o.WeightDecay}", 2);
-        if (!(o.LrGamma > 0) || !float.IsFinite(o.LrGamma)) throw new PerturbException($"learning-rate factor must be a positive finite number, got {o.LrGamma}", 2);
-        if (o.Milestones.Any(m => m < 0)) throw new PerturbException($"milestones must be epoch numbers (0 or more), got {string.Join(",", o.Milestones)}", 2);
+        CheckOptions(o);
         CheckData(model, train);
         var be = model.Backend;
         using var opt = Optimizer.Create(o.Optimizer, model, o.LearningRate, o.WeightDecay, o.Momentum);
@@ -83,9 +77,7 @@ public static class Trainer
                 model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
                 opt.Step();
                 double batchLoss = loss.Mean();
-                // A NaN or infinite loss poisons every weight it reaches: stop, and let the caller save nothing.
-                if (!double.IsFinite(batchLoss))
-                    throw new PerturbException($"training stopped at epoch {ep + 1}, batch {b + 1} of {batches}: the loss became {batchLoss} (diverged; try a lower --lr, or check the data for NaN); no model was saved");
+                CheckFiniteLoss(batchLoss, ep, b, batches);
                 lossSum += batchLoss * n;
                 progress?.Invoke(ep, b + 1, batches);
             }
@@ -107,6 +99,25 @@ public static class Trainer
         }
         model.Eval();
         return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? bestEpoch : o.Epochs);
+    }
+
+    /// <summary>The training options every trainer (classification, segmentation) refuses, with one usage line each.</summary>
+    internal static void CheckOptions(TrainOptions o)
+    {
+        if (o.Epochs <= 0) throw new PerturbException($"epochs must be positive, got {o.Epochs}", 2);
+        if (o.BatchSize <= 0) throw new PerturbException($"batch size must be positive, got {o.BatchSize}", 2);
+        if (!(o.LearningRate > 0) || !float.IsFinite(o.LearningRate)) throw new PerturbException($"learning rate must be a positive finite number, got {o.LearningRate}", 2);
+        if (!(o.Momentum >= 0 && o.Momentum < 1)) throw new PerturbException($"momentum must be in [0, 1), got {o.Momentum}", 2);
+        if (!(o.WeightDecay >= 0) || !float.IsFinite(o.WeightDecay)) throw new PerturbException($"weight decay must be 0 or a positive finite number, got {o.WeightDecay}", 2);
+        if (!(o.LrGamma > 0) || !float.IsFinite(o.LrGamma)) throw new PerturbException($"learning-rate factor must be a positive finite number, got {o.LrGamma}", 2);
+        if (o.Milestones.Any(m => m < 0)) throw new PerturbException($"milestones must be epoch numbers (0 or more), got {string.Join(",", o.Milestones)}", 2);
+    }
+
+    /// <summary>A NaN or infinite loss poisons every weight it reaches: stop, and let the caller save nothing.</summary>
+    internal static void CheckFiniteLoss(double batchLoss, int ep, int b, int batches)
+    {
+        if (!double.IsFinite(batchLoss))
+            throw new PerturbException($"training stopped at epoch {ep + 1}, batch {b + 1} of {batches}: the loss became {batchLoss} (diverged; try a lower --lr, or check the data for NaN); no model was saved");
     }
 
     internal static void CheckData(Model model, Dataset d)
