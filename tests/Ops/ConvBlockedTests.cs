@@ -5,7 +5,7 @@ namespace Perturb.Tests.Ops;
 
 /// <summary>
 /// CpuBackend's sample-blocked forward (im2col of several samples side by side, one GEMM, the bias/ReLU epilogue
-/// copying each sample out) against the plain double reference, at 1, 2 and 3 threads so that one block, blocks in
+/// copying each sample out) and backward-data (the samples' dy side by side, one GEMM, col2im per sample) against the plain double reference, at 1, 2 and 3 threads so that one block, blocks in
 /// parallel and a short last block all run. Tolerance as the other conv tests: rtol 1e-4, atol 1e-4.
 /// </summary>
 [Collection("ops")]
@@ -26,7 +26,9 @@ public class ConvBlockedTests
         var (s, withBias) = Cases[id];
         var x = Ref.Rand(s.N * s.C * s.H * s.W, 10 + id); var w = Ref.Rand(s.K * s.C * s.R * s.S, 20 + id);
         var b = withBias ? Ref.Rand(s.K, 30 + id) : null;
+        var dy = Ref.Rand(s.N * s.K * s.OutH * s.OutW, 40 + id);
         var want = Ref.ConvForward(s, x, w, b);
+        var wantDx = Ref.ConvBackwardData(s, dy, w);
         foreach (var threads in new[] { 1, 2, 3 })
             foreach (var relu in new[] { false, true })
             {
@@ -38,6 +40,10 @@ public class ConvBlockedTests
                 be.ConvForward(s, tx, tw, tb, ty, relu);
                 Ref.AssertClose(relu ? want.Select(v => Math.Max(v, 0)).ToArray() : want, be.ToArray(ty), 1e-4, 1e-4,
                     $"blocked conv_fwd case {id} threads {threads} relu {relu}");
+                using var tdy = be.FromArray(Ref.F(dy), s.N, s.K, s.OutH, s.OutW);
+                using var tdx = be.FromArray(Ref.F(Ref.Full(s.N * s.C * s.H * s.W, double.NaN)), s.N, s.C, s.H, s.W);
+                be.ConvBackwardData(s, tdy, tw, tdx);
+                Ref.AssertClose(wantDx, be.ToArray(tdx), 1e-4, 1e-4, $"blocked conv_bwd_data case {id} threads {threads}");
             }
     }
 }

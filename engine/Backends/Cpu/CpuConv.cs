@@ -15,7 +15,8 @@ namespace Perturb.Engine.Backends;
 ///   backward weights dW_g [K/G, CRS] += dy_n,g [K/G, P] x col(x_n,g)^T, summed over n
 ///
 /// col[(c*R + r)*S + s, oh*OW + ow] = x[c, oh*strideH - padH + r*dilH, ow*strideW - padW + s*dilW] (0 outside).
-/// Forward with small outputs (P &lt; 512, groups 1) runs several samples per GEMM (<see cref="ConvForwardBlocked"/>).
+/// Forward and backward-data with small outputs (P &lt; 512, groups 1) run several samples per GEMM
+/// (<see cref="ConvForwardBlocked"/>, <see cref="ConvBackwardDataBlocked"/>).
 /// 1x1, stride-1, unpadded convolutions use x (and dx) directly as col. Depthwise convolutions (C/G == 1, K == G)
 /// use direct loops. Stride-1 3x3 convolutions with enough channels run through Winograd F(2x2,3x3)
 /// (CpuWinograd.cs) forward and backward-data. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
@@ -94,7 +95,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// Samples per GEMM in <see cref="ConvForwardBlocked"/>: enough that the product is about 768 columns wide (a
+    /// Samples per GEMM in <see cref="ConvForwardBlocked"/> and <see cref="ConvBackwardDataBlocked"/>: enough that the product is about 768 columns wide (a
     /// 7x7 output alone is 49 columns, too narrow for the GEMM's register tiles to stream well), within a 16 MB
     /// column buffer, and no more than leaves one block per thread.
     /// </summary>
@@ -149,6 +150,8 @@ public sealed partial class CpuBackend
         if (UsesWinograd(s)) { WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true), null, xb, false); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
+        int nb = pointwise || s.Groups != 1 ? 1 : SampleBlock(s);
+        if (nb > 1) { ConvBackwardDataBlocked(sh, db, wb, xb, nb, pack.Groups[0]); return; }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);
@@ -167,6 +170,34 @@ public sealed partial class CpuBackend
                 Col2Im(sh, col, dxg);
             }
         });
+    }
+
+    /// <summary>
+    /// Backward-data over blocks of nb samples (groups == 1), the transpose of <see cref="ConvForwardBlocked"/>: the
+    /// samples' dy [K, P] side by side as [K, nb*P], one GEMM col = W^T dy [CRS, nb*P], then col2im per sample.
+    /// </summary>
+    void ConvBackwardDataBlocked(ConvShape s, Buf db, Buf wb, Buf xb, int nb, PackedA pack)
+    {
+        int crs = s.C * s.R * s.S, p = s.OutH * s.OutW, hw = s.H * s.W, ld = nb * p;
+        int blocks = (s.N + nb - 1) / nb;
+        void Block(int bi, bool gemmThreads)
+        {
+            int n0 = bi * nb, cnt = Math.Min(nb, s.N - n0);
+            var col = ColScratch((long)(crs + s.K) * ld);
+            long d0 = (long)crs * ld;
+            for (int j = 0; j < cnt; j++)
+                for (int k = 0; k < s.K; k++)
+                    db.Span(((long)(n0 + j) * s.K + k) * p, p).CopyTo(col.AsSpan((int)(d0 + (long)k * ld + j * p), p));
+            GemmParallel(true, false, crs, cnt * p, s.K, 1f, wb, crs, new Buf(col, (int)d0), ld, 0f, new Buf(col, 0), ld, gemmThreads, pack);
+            for (int j = 0; j < cnt; j++)
+            {
+                var dxj = new Buf(xb.A, xb.Off + (int)((long)(n0 + j) * s.C * hw));
+                dxj.Span(0, (long)s.C * hw).Clear();
+                Col2Im(s, col, dxj, ld, j * p);
+            }
+        }
+        if (_threads > 1 && blocks >= _threads) Parallel.For(0, blocks, _po, bi => Block(bi, false));
+        else for (int bi = 0; bi < blocks; bi++) Block(bi, _threads > 1);
     }
 
     // ---------------------------------------------------------------- backward weights
@@ -336,11 +367,11 @@ public sealed partial class CpuBackend
     /// <summary>x[xRow + ow*stride + off] += col[(c*RS + tap)*P + oh*OW + ow] over the valid columns.</summary>
     struct Col2ImRow : ITapRow
     {
-        public float[] X; public int XOff; public float[] Col; public int RS, P, OW, Stride;
+        public float[] X; public int XOff; public float[] Col; public int RS, Ld, ColOff, OW, Stride;
         public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
         {
             if (xRow < 0 || hi <= lo) return;
-            var src = Col.AsSpan((c * RS + tap) * P + oh * OW, OW);
+            var src = Col.AsSpan((c * RS + tap) * Ld + ColOff + oh * OW, OW);
             int xs = XOff + xRow + off;
             if (Stride == 1)
             {
@@ -358,9 +389,10 @@ public sealed partial class CpuBackend
         ForEachTapRow(s, s.CPerGroup, ref row);
     }
 
-    static void Col2Im(in ConvShape s, float[] col, Buf dx)
+    /// <summary>Accumulates one sample's columns (col rows of stride ld, default P, from column colOff) into dx.</summary>
+    static void Col2Im(in ConvShape s, float[] col, Buf dx, int ld = -1, int colOff = 0)
     {
-        var row = new Col2ImRow { X = dx.A, XOff = dx.Off, Col = col, RS = s.R * s.S, P = s.OutH * s.OutW, OW = s.OutW, Stride = s.StrideW };
+        var row = new Col2ImRow { X = dx.A, XOff = dx.Off, Col = col, RS = s.R * s.S, Ld = ld < 0 ? s.OutH * s.OutW : ld, ColOff = colOff, OW = s.OutW, Stride = s.StrideW };
         ForEachTapRow(s, s.CPerGroup, ref row);
     }
 
