@@ -18,9 +18,10 @@
 # Writes DIR/gpu-check.json (every step: command, exit code, status ok|failed|timeout, seconds, log file; the parity
 # summary; the figures joined on their names) and DIR/gpu-check.md (the same as tables). DIR defaults to gpu-check-out.
 #
-# --device ilgpu-cpu --quick runs the same steps on ILGPU's CPU accelerator at the smallest sizes (parity at batch 1,
-# the harness's resnet bench at batch 1, PGD-2 at batch 1, the PyTorch peer on the CPU with 2 threads at batch 2): the
-# CI test of this script (tests/Cli/GpuCheckScriptTests.cs) runs it that way with --pub pointing at the test build.
+# --device ilgpu-cpu --quick runs the same steps on ILGPU's CPU accelerator at the smallest sizes, where a ResNet-18
+# would take minutes per image: parity with the lenet preset at batch 1, the harness's conv bench at batch 1, PGD-2 on
+# lenet at batch 1, the PyTorch peer on the CPU (2 threads, --quick, conv batch 1, its PGD-2 on its ResNet-18 at batch
+# 1). The CI test of this script (tests/Cli/GpuCheckScriptTests.cs) runs it that way with --pub at the test build.
 # The exit code is 0 when every step passed, 1 when one failed (its log says why), 2 on bad usage.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -86,20 +87,22 @@ PY
 }
 
 if [[ $quick -eq 1 ]]; then
-  mbatch=1 harness=(resnet --quick --batch 1) pgd=(--batch 1 --steps 2) tdev=(--device cpu --threads 2) tq=(--quick --batch 2 --conv-batch 1)
+  # ILGPU's CPU accelerator runs a ResNet-18 at minutes per image: the quick path keeps the steps, not the sizes.
+  pmodel=lenet mbatch=1 harness=(conv --quick --conv-batch 1) pgd=(--model lenet --batch 1 --steps 2) tpgd=(--batch 1 --steps 2)
+  tdev=(--device cpu --threads 2) tq=(--quick --batch 2 --conv-batch 1)
 else
-  mbatch=8 harness=(all) pgd=(--batch 512 --steps 20) tdev=(--device cuda) tq=()
+  pmodel=resnet18 mbatch=8 harness=(all) pgd=(--batch 512 --steps 20) tpgd=(--batch 512 --steps 20) tdev=(--device cuda) tq=()
 fi
 [[ $device == cuda ]] || tdev=(--device cpu --threads 2)
 torch_bench="$here/peers/torch_bench.py"
 
 run info 20 "$out/info.json" $perturb info --json "$out/info.json"
-run parity 90 "$out/parity.json" $perturb parity --device "$device" --against cpu --model resnet18 --batch-size $mbatch --json "$out/parity.json"
+run parity 90 "$out/parity.json" $perturb parity --device "$device" --against cpu --model $pmodel --batch-size $mbatch --json "$out/parity.json"
 run harness 150 "$out/perf-harness.json" $perf "${harness[@]}" --device "$device" --json "$out/perf-harness.json"
 run torch-fp32 50 "$out/torch-fp32.json" "$python" "$torch_bench" "${tdev[@]}" "${tq[@]}" --json "$out/torch-fp32.json"
 run torch-tf32 40 "$out/torch-tf32.json" "$python" "$torch_bench" "${tdev[@]}" "${tq[@]}" --tf32 --json "$out/torch-tf32.json"
 run pgd 60 "$out/perf-pgd.json" $perf attack --device "$device" "${pgd[@]}" --json "$out/perf-pgd.json"
-run pgd-torch 40 "$out/torch-pgd.json" "$python" "$torch_bench" "${tdev[@]}" --bench pgd "${pgd[@]}" --json "$out/torch-pgd.json"
+run pgd-torch 40 "$out/torch-pgd.json" "$python" "$torch_bench" "${tdev[@]}" --bench pgd "${tpgd[@]}" --json "$out/torch-pgd.json"
 
 total=$(( $(date +%s) - t_start ))
 "$python" - "$out" "$device" "$quick" "$total" <<'PY'

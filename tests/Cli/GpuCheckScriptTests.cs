@@ -65,8 +65,8 @@ public sealed class GpuCheckScriptTests : TempDirTest
 
         // The harness and the PGD figures reached the joined table, with values.
         var figs = j["figures"]!.AsArray();
-        Assert.Contains(figs, f => ((string)f!["name"]!).StartsWith("resnet18 forward (eval)") && (double)f["perturb"]! > 0);
-        Assert.Contains(figs, f => ((string)f!["name"]!).StartsWith("pgd-2 linf") && (double)f["perturb"]! > 0);
+        Assert.Contains(figs, f => (string)f!["name"]! == "conv3x3 64->64 28x28 fwd N=1" && (double)f["perturb"]! > 0);
+        Assert.Contains(figs, f => (string)f!["name"]! == "pgd-2 linf lenet B=1" && (double)f["perturb"]! > 0);
         if (torch) Assert.Contains(figs, f => f!["torch_fp32"] != null && f["torch_tf32"] != null && (double)f["ratio_fp32"]! > 0);
 
         var md = File.ReadAllText(Path.Combine(Dir, "gpu-check.md"));
