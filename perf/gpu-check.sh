@@ -4,6 +4,7 @@
 # `Perturb.Perf`, published for linux-x64 with the .NET runtime inside).
 #
 #   perf/gpu-check.sh [--device cuda|ilgpu-cpu] [--quick] [--tarball FILE | --pub DIR] [--out DIR] [--python PY]
+#                     [--timeout-scale F]
 #
 # Steps, each bounded by its own timeout (seconds, in brackets; the sum stays under 8 minutes) and recorded, not fatal
 # when it fails:
@@ -15,6 +16,7 @@
 #   torch-tf32   the same with TF32 on                                                               [40]
 #   pgd          Perturb.Perf attack: PGD-20 (L-inf, eps 8/255) on resnet18, batch 512             [60]
 #   pgd-torch    torch_bench.py --bench pgd: the PyTorch PGD loop (torchattacks' PGD.forward), batch 512  [40]
+# --timeout-scale F multiplies every timeout (default 1; the CI test uses 4, for a loaded runner).
 # Writes DIR/gpu-check.json (every step: command, exit code, status ok|failed|timeout, seconds, log file; the parity
 # summary; the figures joined on their names) and DIR/gpu-check.md (the same as tables). DIR defaults to gpu-check-out.
 #
@@ -26,7 +28,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-device=cuda quick=0 tarball="$root/.gpu/perturb.tgz" pub="" out=gpu-check-out python=${PYTHON:-python3}
+device=cuda quick=0 tarball="$root/.gpu/perturb.tgz" pub="" out=gpu-check-out python=${PYTHON:-python3} scale=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device="${2:-}"; shift 2 ;;
@@ -35,11 +37,13 @@ while [[ $# -gt 0 ]]; do
     --pub) pub="${2:-}"; shift 2 ;;
     --out) out="${2:-}"; shift 2 ;;
     --python) python="${2:-}"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --timeout-scale) scale="${2:-}"; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "error: gpu-check.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
 done
 case "$device" in cuda|ilgpu-cpu) ;; *) echo "error: gpu-check.sh: --device must be cuda or ilgpu-cpu, got '$device'" >&2; exit 2 ;; esac
+[[ "$scale" =~ ^[0-9]+$ && "$scale" -ge 1 ]] || { echo "error: gpu-check.sh: --timeout-scale must be a positive integer, got '$scale'" >&2; exit 2; }
 mkdir -p "$out" || { echo "error: gpu-check.sh: cannot create --out folder '$out'" >&2; exit 2; }
 out="$(cd "$out" && pwd)"
 steps_file="$out/steps.jsonl"
@@ -68,7 +72,7 @@ perturb=$(bin perturb) perf=$(bin Perturb.Perf)
 # run NAME TIMEOUT_S RESULT_FILE CMD...: one step, its output in DIR/NAME.log, one line of steps.jsonl.
 failed=0
 run() {
-  local name=$1 limit=$2 result=$3; shift 3
+  local name=$1 limit=$(( $2 * scale )) result=$3; shift 3
   local t0 t1 rc status
   echo "[$(date -u +%H:%M:%S)] $name (timeout ${limit}s): $*" >&2
   t0=$(date +%s.%N)

@@ -33,7 +33,7 @@ public sealed class GpuCheckScriptTests : TempDirTest
     public void QuickCpuPathWritesEveryStepAndTheTables()
     {
         var root = RepoRoot();
-        var psi = new ProcessStartInfo("bash", new[] { Path.Combine(root, "perf", "gpu-check.sh"), "--device", "ilgpu-cpu", "--quick", "--pub", AppContext.BaseDirectory, "--out", Dir })
+        var psi = new ProcessStartInfo("bash", new[] { Path.Combine(root, "perf", "gpu-check.sh"), "--device", "ilgpu-cpu", "--quick", "--timeout-scale", "4", "--pub", AppContext.BaseDirectory, "--out", Dir })
         { WorkingDirectory = Dir, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.Environment["DOTNET_ROOT"] = Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? Path.GetDirectoryName(Environment.ProcessPath!)!;
         using var p = Process.Start(psi)!;
