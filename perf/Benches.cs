@@ -13,6 +13,8 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public bool CpuClock { get; init; }
     /// <summary>The folder of .onnx models for the onnx bench.</summary>
     public string? OnnxDir { get; init; }
+    /// <summary>PGD steps of the attack bench (--steps; default 20).</summary>
+    public int Steps { get; init; } = 20;
 }
 
 /// <summary>
@@ -162,7 +164,7 @@ public sealed class Benches
     /// </summary>
     public void AttackBench()
     {
-        int batch = _o.Batch ?? _e.ResnetBatch, steps = 20;
+        int batch = _o.Batch ?? _e.ResnetBatch, steps = _o.Steps;
         Progress($"PGD-{steps} on resnet18 1x28x28 (batch {batch})");
         using var model = Presets.Create("resnet18", _be, 1, 28, 28, 2, 7);
         model.Eval();
@@ -189,9 +191,9 @@ public sealed class Benches
             ["batch"] = batch, ["steps"] = steps, ["seconds"] = secs,
             ["step_median_s"] = ts.MedianS, ["steps_x_step_s"] = bound,
             ["cost_ratio_to_steps_x_step"] = secs / bound,
-            ["what"] = "end-to-end attack time (clean forward, 20 steps, final forward and bookkeeping) over 20 x (forward + input-only backward)",
+            ["what"] = $"end-to-end attack time (clean forward, {steps} steps, final forward and bookkeeping) over {steps} x (forward + input-only backward)",
         }));
-        Console.Error.WriteLine($"  PGD-{steps}: {secs:F2}s for {batch} images = {ips:F2} images/s; 20 x step = {bound:F2}s; ratio {secs / bound:F3}");
+        Console.Error.WriteLine($"  PGD-{steps}: {secs:F2}s for {batch} images = {ips:F2} images/s; {steps} x step = {bound:F2}s; ratio {secs / bound:F3}");
         model.ReleaseActivations();
     }
 

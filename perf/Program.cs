@@ -16,7 +16,8 @@ public static class Program
     const string Usage =
         "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
         "            [--onnx DIR (onnx: every NAME.onnx there, compared with NAME.npz when present)]\n" +
-        "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]";
+        "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]\n" +
+        "            [--steps N (attack: PGD steps, default 20)] [--threads N (cpu)] [--clock wall|cpu]";
 
     public static int Main(string[] args)
     {
@@ -45,7 +46,7 @@ public static class Program
     {
         string? bench = null, device = "auto", json = null, onnxDir = null;
         bool quick = false;
-        int? batch = null, convBatch = null, compareBatch = null, threads = null;
+        int? batch = null, convBatch = null, compareBatch = null, threads = null, steps = null;
         string clock = "wall";
         for (int i = 0; i < args.Length; i++)
         {
@@ -66,6 +67,7 @@ public static class Program
                 case "--conv-batch": convBatch = NextInt(); break;
                 case "--compare-batch": compareBatch = NextInt(); break;
                 case "--threads": threads = NextInt(); break;
+                case "--steps": steps = NextInt(); break;
                 case "--clock":
                     clock = Next();
                     if (clock is not ("wall" or "cpu")) throw new ArgumentException($"--clock must be wall or cpu, got '{clock}'");
@@ -82,7 +84,7 @@ public static class Program
         if (!Devices.Kinds.Contains(device)) throw new ArgumentException($"unknown device '{device}' (choose {string.Join(", ", Devices.Kinds)})");
         if (threads != null && device is not ("cpu" or "auto")) throw new ArgumentException("--threads applies to --device cpu only");
         if (bench == "onnx" && (onnxDir == null || !Directory.Exists(onnxDir))) throw new ArgumentException("onnx needs --onnx DIR, an existing folder of .onnx files");
-        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir };
+        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20 };
     }
 
     static int Run(Options o)

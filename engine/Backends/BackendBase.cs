@@ -185,7 +185,9 @@ public abstract partial class BackendBase : IBackend
 
     // ---------------------------------------------------------------- convolution, bias
 
-    public void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    public void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y) => ConvForward(s, x, w, bias, y, false);
+
+    public void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y, bool relu)
     {
         const string op = "conv_fwd";
         CheckConv(s, op);
@@ -193,9 +195,20 @@ public abstract partial class BackendBase : IBackend
         Need(y, (long)s.N * s.K * s.OutH * s.OutW, op, "y");
         if (bias is not null) Need(bias, s.K, op, "bias");
         Counters.Hit(op, s.Flops);
-        ConvForwardCore(s, x, w, bias, y);
+        if (relu) ConvForwardReluCore(s, x, w, bias, y);
+        else ConvForwardCore(s, x, w, bias, y);
     }
     protected abstract void ConvForwardCore(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y);
+
+    /// <summary>The convolution, then ReLU in place over its output (a backend overrides it to fuse the two).</summary>
+    protected virtual void ConvForwardReluCore(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    {
+        ConvForwardCore(s, x, w, bias, y);
+        long len = (long)s.N * s.K * s.OutH * s.OutW;
+        if (len == 0) return;
+        var out_ = len == y.Length ? y : new Tensor(this, y.Storage, new[] { (int)len }, y.Offset, isView: true);
+        ActivationForwardCore(Activation.Relu, 0f, out_, out_);
+    }
 
     public void ConvBackwardData(in ConvShape s, Tensor dy, Tensor w, Tensor dx)
     {

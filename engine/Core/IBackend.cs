@@ -63,6 +63,12 @@ public partial interface IBackend : IDisposable
     /// Op "conv_fwd", flops s.Flops.
     /// </summary>
     void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y);
+    /// <summary>
+    /// As the overload above, then y = max(y, 0) when <paramref name="relu"/>: the ReLU applied in the convolution's
+    /// epilogue (CpuBackend: in the Winograd output transform and after each sample's GEMM, while y is in cache),
+    /// instead of a separate pass. Op "conv_fwd", flops s.Flops (the ReLU is not counted).
+    /// </summary>
+    void ConvForward(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y, bool relu);
     /// <summary>dx[N,C,H,W] = gradient of the convolution w.r.t. its input, given dy[N,K,OH,OW]. Op "conv_bwd_data", flops s.Flops.</summary>
     void ConvBackwardData(in ConvShape s, Tensor dy, Tensor w, Tensor dx);
     /// <summary>

@@ -47,6 +47,15 @@ public sealed class Model : IDisposable
     /// <summary>True for a multi-output model whose outputs are independent sigmoids (an imported graph ending in Sigmoid).</summary>
     public bool IndependentSigmoids => NumOutputs > 1 && Info.TryGetValue(ProbabilitiesKey, out var p) && p == "sigmoid";
 
+    /// <summary>
+    /// Eval-mode folding (default on): in eval mode each BatchNorm2d that alone reads a Conv2d's output is folded
+    /// into that convolution's weights and bias, and a ReLU that alone reads the result runs in the convolution's
+    /// epilogue, its mask (the output's sign) reused by backward. Logits and input gradients are those of the unfolded
+    /// graph up to float rounding. Training mode, or false here, runs every node as built.
+    /// </summary>
+    public bool FoldEval { get; set; } = true;
+    bool _folded;
+
     /// <summary>Training mode: BatchNorm uses batch statistics and Dropout drops. Eval mode otherwise.</summary>
     public void Train(bool on = true) { _ctx.Training = on; }
     public void Eval() => Train(false);
@@ -78,7 +87,7 @@ public sealed class Model : IDisposable
     /// </summary>
     public Tensor Infer(Tensor x) => Run(x, inferenceOnly: true);
 
-    Tensor Run(Tensor x, bool inferenceOnly)
+    Tensor Run(Tensor x, bool inferenceOnly, bool allowFold = true)
     {
         if (!ReferenceEquals(x.Backend, Backend))
             throw new PerturbException($"input is on backend {x.Backend.Name}, the model on {Backend.Name}");
@@ -90,6 +99,8 @@ public sealed class Model : IDisposable
             throw new PerturbException($"input shape {Tensor.ShapeString(x.Shape[1..])} does not fit the model: layer '{first.Name}' ({first.Type}) expects {Tensor.ShapeString(InputShape)}");
         }
         _ctx.Release();
+        EvalFold.Apply(_nodes, allowFold && FoldEval && !_ctx.Training);
+        _folded = allowFold && FoldEval && !_ctx.Training;
         _input = x;
         _inferred = inferenceOnly;
         _outs = new Tensor[_nodes.Count];
@@ -115,6 +126,15 @@ public sealed class Model : IDisposable
         if (dLogits.Length != _outs[^1].Length)
             throw new PerturbException($"gradient of shape {Tensor.ShapeString(dLogits.Shape)} does not match the output {Tensor.ShapeString(_outs[^1].Shape)}");
         bool weights = mode == BackwardMode.InputAndWeights;
+        if (weights && _folded && EvalFold.Any(_nodes))
+        {
+            // Weight gradients are those of the unfolded layers: run this forward again without folding.
+            var dl = dLogits.ToArray();
+            var shape = dLogits.Shape;
+            Run(_input, inferenceOnly: false, allowFold: false);
+            dLogits = _ctx.Alloc(shape);
+            Backend.Upload(dLogits, dl);
+        }
         // Which nodes lead to the input at all: only those need input gradients (when weights are not wanted).
         var grads = new Tensor?[_nodes.Count];
         grads[^1] = dLogits.Reshape(_outs[^1].Shape);
@@ -178,6 +198,8 @@ public sealed class Model : IDisposable
         if (_outs == null || _inferred) throw new InvalidOperationException("NodeOutput needs a Forward first (Infer keeps no activations)");
         int i = _nodes.FindIndex(n => n.Layer.Name == layerName);
         if (i < 0) throw new PerturbException($"the model has no layer '{layerName}'");
+        if (_folded && _nodes[i].Layer is Conv2d { IsFused: true })
+            throw new PerturbException($"layer '{layerName}' ran folded with the BatchNorm/ReLU after it (eval mode): its own output was not kept; set FoldEval = false to read it");
         return _outs[i];
     }
 
@@ -320,6 +342,7 @@ public sealed class Model : IDisposable
     public void Dispose()
     {
         _ctx.Release();
+        EvalFold.Apply(_nodes, false);
         foreach (var (_, p) in NamedParameters()) { p.Value.Dispose(); p.Grad?.Dispose(); }
     }
 }
