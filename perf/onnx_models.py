@@ -6,7 +6,7 @@ of tests/Onnx/fixtures: x, out = softmax probabilities, logits, r, grad = d sum(
 the float32 and float64 gradient signs agree), then run
   dotnet run --project perf -c Release -- onnx --onnx DIR --device cpu --batch B --json DIR/onnx.json
 (load, probabilities vs PyTorch, gradient sign agreement, forward and input-gradient images/s), and
-  perturb attack fgsm|pgd|deepfool --model M --data histology:size=S --n 4
+  perturb attack fgsm|pgd|deepfool --model M --data histology:size=S --n B
 and print the markdown table (also written to DIR/table.md).
 
 Build first (dotnet build Engine.sln -c Release): the script runs the built cli and perf binaries (of --root).
@@ -44,26 +44,41 @@ def make(name):
     return m.eval()
 
 
+_MODELS, _REFS = {}, {}
+
+
+def reference(name, m, n, size):
+    """PyTorch's answers for a model at batch n: the same for every opset and variant, so computed once."""
+    if (name, n) not in _REFS:
+        g = torch.Generator().manual_seed(1)
+        x = torch.rand((n, 3, size, size), generator=g)
+        with torch.no_grad():
+            z = m(x)
+        r = torch.rand(z.shape, generator=g) * 2 - 1
+        grads = []
+        for dt in (torch.float32, torch.float64):
+            mm = m.to(dt)
+            xx = x.to(dt).clone().requires_grad_(True)
+            (mm(xx) * r.to(dt)).sum().backward()
+            grads.append(xx.grad.detach().numpy())
+        m.to(torch.float32)
+        agree = (np.sign(grads[0]) == np.sign(grads[1])) & (grads[1] != 0)
+        _REFS[name, n] = dict(x=x.numpy(), out=torch.softmax(z, 1).numpy(), logits=z.numpy(), r=r.numpy(),
+                              grad=grads[0].astype(np.float32), agree=agree.astype(np.uint8))
+    return _REFS[name, n]
+
+
 def export(name, opset, size, out, batch, variant):
-    m = make(name)
-    g = torch.Generator().manual_seed(1)
+    if name not in _MODELS:
+        _MODELS[name] = make(name)
+    m = _MODELS[name]
     static, fold = variant.startswith("static"), not variant.endswith("-nofold")
-    x = torch.rand((batch if static else 2, 3, size, size), generator=g)
+    ref = reference(name, m, batch if static else 2, size)
+    x = torch.from_numpy(ref["x"])
     path = os.path.join(out, f"{name}_op{opset}{'_static' if static else ''}{'' if fold else '_nofold'}.onnx")
     torch.onnx.export(m, x, path, input_names=["input"], output_names=["output"], opset_version=opset,
                       dynamic_axes=None if static else {"input": {0: "N"}, "output": {0: "N"}}, do_constant_folding=fold)
-    with torch.no_grad():
-        z = m(x)
-    r = torch.rand(z.shape, generator=g) * 2 - 1
-    grads = []
-    for dt in (torch.float32, torch.float64):
-        mm = m.to(dt)
-        xx = x.to(dt).clone().requires_grad_(True)
-        (mm(xx) * r.to(dt)).sum().backward()
-        grads.append(xx.grad.detach().numpy())
-    agree = (np.sign(grads[0]) == np.sign(grads[1])) & (grads[1] != 0)
-    np.savez(path[:-5] + ".npz", x=x.numpy(), out=torch.softmax(z, 1).numpy(), logits=z.numpy(), r=r.numpy(),
-             grad=grads[0].astype(np.float32), agree=agree.astype(np.uint8))
+    np.savez(path[:-5] + ".npz", **ref)
     return path
 
 
@@ -93,9 +108,8 @@ def main():
             for variant in a.variants.split(","):
                 print(f"export {name} opset {opset} {variant}", file=sys.stderr)
                 path = export(name, opset, a.size, a.out, a.batch, variant)
-                # a static-batch model runs at the batch it was exported with
-                n = a.batch if variant.startswith("static") else 4
-                attacks = {} if a.no_attacks else {k: attack(path, a.size, k, n, a.root) for k in ("fgsm", "pgd", "deepfool")}
+                # on --batch images (a static-batch model runs at the batch it was exported with)
+                attacks = {} if a.no_attacks else {k: attack(path, a.size, k, a.batch, a.root) for k in ("fgsm", "pgd", "deepfool")}
                 rows.append((name, opset, variant, path, attacks))
     js = os.path.join(a.out, "onnx.json")
     perf = os.path.join(a.root, "perf", "bin", "Release", "net10.0", "Perturb.Perf.dll")
