@@ -388,6 +388,16 @@ public static class BackendParity
             return c.Get(xa, xb);
         });
 
+        Add("warp", "bilinear affine warp and adjoint [6,9,11]", new[] { nameof(IBackend.WarpAffine), nameof(IBackend.WarpAffineAdjoint) }, new[] { "warp_affine", "warp_affine_adjoint" }, c =>
+        {
+            var map = WarpMap.RotateScaleTranslate(17, 0.9, 1.4, -0.6, 9, 11);
+            var x = c.R(6, 9, 11); var dy = c.R(6, 9, 11); var y = c.Nan(6, 9, 11); var dx = c.Nan(6, 9, 11); var acc = c.R(6, 9, 11);
+            c.Be.WarpAffine(x, y, 6, 9, 11, map, 1.2f, 0f);
+            c.Be.WarpAffineAdjoint(dy, dx, 6, 9, 11, map, 0.7f, 0f);
+            c.Be.WarpAffineAdjoint(dy, acc, 6, 9, 11, map, 0.7f, 1f);
+            return c.Get(y, dx, acc);
+        });
+
         foreach (var op in Enum.GetValues<UnaryOp>())
         {
             bool positive = op is UnaryOp.Sqrt or UnaryOp.Log or UnaryOp.Pow or UnaryOp.Reciprocal;
