@@ -146,6 +146,19 @@ public static class SweepRunner
                 var shape = new[] { d.Channels, d.Height, d.Width };
                 if (!m.InputShape.SequenceEqual(shape))
                     throw new PerturbException($"{spec.Path}: model '{pair.Model}' takes {Tensor.ShapeString(m.InputShape)} images but data '{pair.Data}' has {Tensor.ShapeString(shape)}", 2);
+                var cellsHere = pending.Where(c => c.Model == pair.Model && c.Data == pair.Data).ToList();
+                bool segModel = Presets.IsSegmentation(m);
+                if (cellsHere.FirstOrDefault(c => AttackRegistry.Get(c.Attack).IsSegmentation != segModel) is { } odd)
+                    throw new PerturbException($"{spec.Path}: attack '{odd.Attack}' " + (segModel
+                        ? $"attacks classifiers, but model '{pair.Model}' segments (class logits per pixel); use seg-fgsm, seg-pgd, dag or asma"
+                        : $"attacks segmentation models, but model '{pair.Model}' is a classifier"), 2);
+                if (segModel)
+                {
+                    if (d.Masks == null) throw new PerturbException($"{spec.Path}: data '{pair.Data}' has no masks for the segmentation model '{pair.Model}' (e.g. histology-seg)", 2);
+                    if (d.NumMaskClasses > m.OutputShape[0])
+                        throw new PerturbException($"{spec.Path}: model '{pair.Model}' has {m.OutputShape[0]} classes per pixel but the masks of data '{pair.Data}' have {d.NumMaskClasses}", 2);
+                    continue;
+                }
                 if (d.NumClasses > m.NumClasses)
                     throw new PerturbException($"{spec.Path}: model '{pair.Model}' has {m.NumClasses} classes but data '{pair.Data}' has {d.NumClasses}", 2);
             }
@@ -184,7 +197,14 @@ public static class SweepRunner
     /// <summary>Runs one cell: all its budgets in one attack run; one row per budget.</summary>
     public static List<ResultRow> RunCell(SweepSpec spec, SweepCell cell, Model model, Dataset d, string device)
     {
-        var attack = AttackRegistry.Create(cell.Attack, cell.Settings, cell.MaxBatch);
+        var info = AttackRegistry.Get(cell.Attack);
+        if (info.IsSegmentation)
+        {
+            var sa = info.CreateSegmentation(cell.Settings, cell.MaxBatch);
+            var sr = sa.Run(model, d.X, d.Masks, Attacks.Segmentation.SegGoal.Parse(cell.Targeted), cell.Eps);
+            return ResultRow.FromSegAttack(sr, sa, cell.Model, cell.Data, spec.Split, device).Select(r => r with { Cell = cell.Id }).ToList();
+        }
+        var attack = info.Create(cell.Settings, cell.MaxBatch);
         var goal = AttackGoal.Parse(cell.Targeted, d.Count, cell.Seed);
         var r = attack.Run(model, d.X, d.Labels, goal, cell.Eps);
         return ResultRow.FromAttack(r, cell.Model, cell.Data, spec.Split, device, cell.Id).ToList();

@@ -1,8 +1,17 @@
 namespace Perturb.Engine.Attacks.Segmentation;
 
 /// <summary>
-/// PGD on a segmentation model (Madry et al., per pixel): the mean per-pixel cross-entropy, ascended away from the
-/// clean prediction (untargeted) or descended toward the target mask (erase, forge), from a random start in the
+/// What segmentation PGD follows. <c>ce</c>: the mean per-pixel cross-entropy (ascended away from the clean prediction,
+/// descended toward the target). <c>margin</c>: per pixel the logit margin m_j = max_{c != g_j} z_c - z_{g_j} toward the
+/// goal class g_j (the target's class; untargeted, the best class other than the clean one), summed over the pixels
+/// not yet past the goal by <see cref="SegPgd.Kappa"/> (m_j &gt; -kappa), as DAG does: a flipped pixel stops pulling,
+/// where cross-entropy keeps growing on it and spends the budget there.
+/// </summary>
+public enum SegPgdLoss { Ce, Margin }
+
+/// <summary>
+/// PGD on a segmentation model (Madry et al., per pixel): the <see cref="Loss"/> (per-pixel margin or cross-entropy)
+/// away from the clean prediction (untargeted) or toward the target mask (erase, forge), from a random start in the
 /// Linf or L2 ball, Steps fused steps (sign or L2-normalised), each projected onto the ball and clamped to [0,1].
 /// Step size: <see cref="StepSize"/>, else 2.5 * eps / Steps. Each row keeps its best iterate (highest Dice with the
 /// target; untargeted: lowest Dice with the clean prediction), read from the logits every gradient evaluation already
@@ -23,6 +32,10 @@ public class SegPgd : SegAttack
     public bool RandomStart { get; init; } = true;
     [Setting("early_stop", "stop an image once it meets the goal")]
     public bool EarlyStop { get; init; } = true;
+    [Setting("loss", "margin (per-pixel logit margin on the pixels not yet past the goal by kappa) or ce (mean per-pixel cross-entropy)")]
+    public SegPgdLoss Loss { get; init; } = SegPgdLoss.Margin;
+    [Setting("kappa", "margin loss: a pixel stops pulling once its goal logit leads by this much", Min = 0)]
+    public float Kappa { get; init; } = 2f;
 
     protected override void Validate()
     {
@@ -42,7 +55,7 @@ public class SegPgd : SegAttack
         var running = Enumerable.Repeat(true, rows).ToArray();
         for (int t = 0; t < Steps; t++)
         {
-            var g = b.Gradient(b.A.Adv);
+            var g = Loss == SegPgdLoss.Ce ? b.Gradient(b.A.Adv) : b.MarginGradient(b.A.Adv, Kappa);
             var met = keep.Update(b.A.Logits!, scratch);
             for (int r = 0; r < rows; r++)
             {
