@@ -178,7 +178,10 @@ public static class SweepRunner
                 var rows = RunCell(spec, run, models[cell.Model], data[cell.Data], be.Name);
                 ResultsLog.Append(o.OutPath, rows);
                 ran.Add(cell.Id);
-                foreach (var r in rows)
+                foreach (var r in rows.Where(r => r.IsSegmentation))
+                    log($"  {cell.Attack}{(r.Eps is { } se ? " eps=" + se.ToString("0.0#####", CultureInfo.InvariantCulture) : "")}: nucleus Dice clean {r.CleanAccuracy:F3}, attacked {r.RobustAccuracy:F3}, success {Pct(r.SuccessRate)}, " +
+                        $"nuclei {r.Param("count_before"):F1} -> {r.Param("count_after"):F1} ({r.Seconds:F1}s, {r.N} images)");
+                foreach (var r in rows.Where(r => !r.IsSegmentation))
                     log($"  {cell.Attack}{(r.Eps is { } e ? " eps=" + e.ToString("0.0#####", CultureInfo.InvariantCulture) : "")}: clean {Pct(r.CleanAccuracy)}, robust {Pct(r.RobustAccuracy)}, success {Pct(r.SuccessRate)}, mean L2 {r.MeanL2:F4}" +
                         (double.IsFinite(r.MeanQueries) ? $", mean queries {r.MeanQueries:F0}" : "") + $" ({r.Seconds:F1}s, {r.N} images)");
                 o.AfterCell?.Invoke(cell);
