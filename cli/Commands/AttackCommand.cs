@@ -36,6 +36,9 @@ public sealed class SettingOptions
 
     public IEnumerable<Option> Options => _opts.Select(p => (Option)p.O);
 
+    /// <summary>The option of the setting called <paramref name="name"/> (snake_case), e.g. to make it required.</summary>
+    public Option<object?> this[string name] => _opts.Single(p => p.S.Name == name).O;
+
     /// <summary>The settings given on the command line (the rest keep the defaults).</summary>
     public Dictionary<string, object> Values(ParseResult pr)
     {

@@ -69,12 +69,25 @@ public static class DemoRunner
 {
     public const int Target = 0; // "benign": the patch and the backdoor make malignant tiles read as benign
 
-    /// <summary>Runs the demo into <paramref name="outDir"/>; <paramref name="log"/> gets one line per step (progress).</summary>
-    public static List<ResultRow> Run(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log)
+    /// <summary>
+    /// Runs the demo into <paramref name="outDir"/>, written whole through <see cref="OutputFolder"/>: the files go into
+    /// a temporary folder beside it, renamed to <paramref name="outDir"/> only when the report is complete, so a demo
+    /// that fails or is killed leaves no partial folder (and an earlier demo's folder untouched). A non-empty folder
+    /// not written by perturb is refused unless <paramref name="overwrite"/>. <paramref name="log"/> gets one line per
+    /// step (progress).
+    /// </summary>
+    public static List<ResultRow> Run(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log, bool overwrite = false)
     {
         var total = Stopwatch.StartNew();
-        try { Directory.CreateDirectory(Path.Combine(outDir, "examples")); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{outDir}: cannot create the output folder: {e.Message}"); }
+        List<ResultRow> rows = new();
+        OutputFolder.Write(outDir, overwrite, "perturb demo", tmp => rows = RunInto(be, tmp, s, seed, log, total));
+        log($"done in {total.Elapsed.TotalSeconds:F1}s: {Path.Combine(outDir, "index.html")}");
+        return rows;
+    }
+
+    static List<ResultRow> RunInto(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log, Stopwatch total)
+    {
+        Directory.CreateDirectory(Path.Combine(outDir, "examples"));
         const int steps = 11;
         int step = 0;
         void Step(string what) => log($"[{++step}/{steps}] {what}");
@@ -134,7 +147,7 @@ public static class DemoRunner
         rows.AddRange(Patch(model, data, atk, s, seed, be.Name, dataName, classes, outDir, log));
 
         Step($"BadNets backdoor: {s.PoisonRate:P0} of the training set poisoned with a 4x4 checkerboard, target '{classes[Target]}'");
-        rows.AddRange(Backdoor(be, data, atk, s, seed, opts, dataName, classes, outDir, log));
+        rows.Add(Backdoor(be, data, atk, s, seed, opts, dataName, classes, outDir, log));
 
         Step($"segmentation: unet-small on {s.SegTrainCount} histology-seg tiles ({s.SegSize}x{s.SegSize}), seg-pgd untargeted and erase on {s.SegAttackCount} test tiles");
         rows.AddRange(Segmentation(be, s, seed, outDir, log));
@@ -165,7 +178,6 @@ public static class DemoRunner
         };
         Step("writing the report");
         HtmlReport.WriteAll(outDir, rows, meta);
-        log($"done in {total.Elapsed.TotalSeconds:F1}s: {Path.Combine(outDir, "index.html")}");
         return rows;
     }
 
@@ -224,7 +236,7 @@ public static class DemoRunner
         return rows;
     }
 
-    static IEnumerable<ResultRow> Patch(Model model, DataSplits data, Dataset atk, DemoSettings s, ulong seed, string device, string dataName,
+    static List<ResultRow> Patch(Model model, DataSplits data, Dataset atk, DemoSettings s, ulong seed, string device, string dataName,
         string[] classes, string outDir, Action<string> log)
     {
         var o = new PatchOptions { Target = Target, SizeFraction = s.PatchSize, Steps = s.PatchSteps, Seed = seed };
@@ -236,31 +248,23 @@ public static class DemoRunner
         var sub = NonTargetExamples(atk, s.Examples);
         var patched = AdversarialPatch.Patched(sub, ren, r.Patch, o);
         Examples(model, sub, patched, "patch", "patched", outDir, classes);
-        var prm = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize, ["steps"] = s.PatchSteps, ["example_kind"] = "patched" };
-        yield return new ResultRow
-        {
-            Model = "cnn-small", Data = dataName, Split = "test", Attack = "patch", Targeted = true, Params = prm, N = r.Learned.N,
-            CleanAccuracy = r.Clean.Accuracy, RobustAccuracy = r.Learned.Accuracy, SuccessRate = r.Learned.TargetedSuccess,
-            Seconds = r.Seconds, Device = device, Seed = seed, Examples = "examples/patch.npz",
-        };
-        yield return new ResultRow
-        {
-            Model = "cnn-small", Data = dataName, Split = "test", Attack = "patch-control", Targeted = true,
-            Params = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize }, N = r.Control.N,
-            CleanAccuracy = r.Clean.Accuracy, RobustAccuracy = r.Control.Accuracy, SuccessRate = r.Control.TargetedSuccess, Device = device, Seed = seed,
-        };
+        var rows = ResultRow.FromPatch(r, o, "cnn-small", dataName, "test", device).ToList();
+        rows[0].Params!["example_kind"] = "patched";
+        rows[0] = rows[0] with { Examples = "examples/patch.npz" };
+        return rows;
     }
 
-    static IEnumerable<ResultRow> Backdoor(IBackend be, DataSplits data, Dataset atk, DemoSettings s, ulong seed, TrainOptions opts, string dataName,
+    static ResultRow Backdoor(IBackend be, DataSplits data, Dataset atk, DemoSettings s, ulong seed, TrainOptions opts, string dataName,
         string[] classes, string outDir, Action<string> log)
     {
-        var trigger = Trigger.Parse("checkerboard", 4, "br", 1f, 3);
+        var bs = new BadNetsSettings { Rate = s.PoisonRate, Target = Target, Epochs = opts.Epochs, BatchSize = opts.BatchSize, LearningRate = opts.LearningRate, Seed = seed };
+        var trigger = bs.MakeTrigger(3);
         var sw = Stopwatch.StartNew();
         BadNetsReport? rep = null;
         Model? poisoned = null;
         try
         {
-            rep = PoisonExperiments.BadNets(() => Presets.Create("cnn-small", be, 3, 32, 32, 2, seed), data, trigger, s.PoisonRate, Target, opts,
+            rep = PoisonExperiments.BadNets(() => Presets.Create("cnn-small", be, 3, 32, 32, 2, seed), data, trigger, bs.Rate, bs.Target, bs.Training,
                 m => log("    " + m), (m, _) => poisoned = m);
             var sub = NonTargetExamples(atk, s.Examples);
             var trig = (float[])sub.X.Clone();
@@ -268,17 +272,9 @@ public static class DemoRunner
             Examples(poisoned!, sub, new Dataset(trig, sub.Labels, 3, 32, 32, sub.ClassNames), "badnets", "triggered", outDir, classes);
         }
         finally { poisoned?.Dispose(); }
-        var prm = new JsonObject
-        {
-            ["rate"] = s.PoisonRate, ["target"] = Target, ["poisoned_samples"] = rep.PoisonCount, ["baseline_clean_accuracy"] = rep.BaselineCleanAccuracy,
-            ["baseline_attack_success"] = rep.BaselineAttackSuccessRate, ["example_kind"] = "triggered",
-        };
-        yield return new ResultRow
-        {
-            Model = "cnn-small", Data = dataName, Split = "test", Attack = "badnets", Targeted = true, Params = prm, N = rep.TriggeredTestCount,
-            CleanAccuracy = rep.CleanAccuracy, SuccessRate = rep.AttackSuccessRate, Seconds = sw.Elapsed.TotalSeconds, Device = be.Name, Seed = seed,
-            Examples = "examples/badnets.npz",
-        };
+        var row = ResultRow.FromBadNets(rep, bs, "cnn-small", dataName, "test", be.Name, sw.Elapsed.TotalSeconds) with { Examples = "examples/badnets.npz" };
+        row.Params!["example_kind"] = "triggered";
+        return row;
     }
 
     /// <summary>The first <paramref name="k"/> samples not of the target class: the images a patch or trigger should flip.</summary>

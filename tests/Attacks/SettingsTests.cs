@@ -126,7 +126,15 @@ public class SettingsTests : TempDirTest
     }
 
     [Fact]
-    public void SweepDocsHoldTheGeneratedSettingsTable()
+    public void SweepDocsHoldTheGeneratedSettingsTable() =>
+        DocsHoldTable(AttackRegistry.TableBegin, AttackRegistry.TableEnd, AttackRegistry.SettingsMarkdown());
+
+    [Fact]
+    public void SweepDocsHoldTheGeneratedExperimentsTable() =>
+        DocsHoldTable(ExperimentRegistry.TableBegin, ExperimentRegistry.TableEnd, ExperimentRegistry.SettingsMarkdown());
+
+    /// <summary>docs/sweeps.md holds <paramref name="markdown"/> between the markers (PERTURB_UPDATE_DOCS=1 rewrites it).</summary>
+    static void DocsHoldTable(string begin, string end, string markdown)
     {
         string? root = null;
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
@@ -134,15 +142,38 @@ public class SettingsTests : TempDirTest
         Assert.NotNull(root);
         var path = Path.Combine(root!, "docs", "sweeps.md");
         var doc = File.ReadAllText(path);
-        int b = doc.IndexOf(AttackRegistry.TableBegin, StringComparison.Ordinal), e = doc.IndexOf(AttackRegistry.TableEnd, StringComparison.Ordinal);
-        Assert.True(b >= 0 && e > b, $"{path} lacks the settings table markers");
-        var want = AttackRegistry.TableBegin + "\n" + AttackRegistry.SettingsMarkdown();
+        int b = doc.IndexOf(begin, StringComparison.Ordinal), e = doc.IndexOf(end, StringComparison.Ordinal);
+        Assert.True(b >= 0 && e > b, $"{path} lacks the table markers {begin}");
+        var want = begin + "\n" + markdown;
         var have = doc[b..e];
         if (have != want && Environment.GetEnvironmentVariable("PERTURB_UPDATE_DOCS") == "1")
         {
             File.WriteAllText(path, doc[..b] + want + doc[e..]);
             return;
         }
-        Assert.True(have == want, $"{path}: the settings table is out of date; rerun this test with PERTURB_UPDATE_DOCS=1 to rewrite it");
+        Assert.True(have == want, $"{path}: the table after {begin} is out of date; rerun this test with PERTURB_UPDATE_DOCS=1 to rewrite it");
+    }
+
+    /// <summary>The patch's and fooling images' settings are `perturb attack patch|fooling` options with the descriptor's name and default.</summary>
+    [Fact]
+    public void PatchAndFoolingSettingsAreCliOptionsWithTheirDefaults()
+    {
+        var cli = AttackCli();
+        foreach (var e in ExperimentRegistry.Experiments.Where(e => e.Needs != ExperimentNeeds.Architecture))
+        {
+            var sub = cli.Subcommands.Single(c => c.Name == e.Name);
+            foreach (var s in e.Settings)
+            {
+                var opt = sub.Options.SingleOrDefault(o => o.Name == s.Option);
+                Assert.True(opt != null, $"{e.Name}: setting {s.Name} has no CLI option {s.Option}");
+                Assert.Contains($"default {s.DefaultText}", opt!.Description);
+                var v = OtherValue(s);
+                var args = new List<string> { "--model", "m.safetensors", s.Option, Setting.Text(v) };
+                if (e.Name == "patch" && s.Name != "target") args.AddRange(new[] { "--target", "1" });
+                var pr = sub.Parse(args);
+                Assert.True(pr.Errors.Count == 0, $"{e.Name} {s.Option}: {string.Join("; ", pr.Errors.Select(x => x.Message))}");
+                Assert.Equal(v, pr.GetValue((Option<object?>)opt));
+            }
+        }
     }
 }

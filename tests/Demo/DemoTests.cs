@@ -34,6 +34,11 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
                      "examples/deepfool.npz", "examples/one-pixel.npz", "examples/white-balance.npz", "examples/patch.npz", "examples/badnets.npz", "examples/patch.png" })
             Assert.True(File.Exists(Path.Combine(_f.Dir, f)), f);
         Assert.Empty(Directory.GetFiles(_f.Dir, "*.tmp*", SearchOption.AllDirectories));
+        // Written whole: the completion marker is there, and no temporary folder is left beside the output.
+        var marker = JsonNode.Parse(File.ReadAllText(Path.Combine(_f.Dir, Perturb.Engine.IO.OutputFolder.Marker)))!;
+        Assert.True((bool)marker["complete"]!);
+        Assert.Equal("perturb demo", (string)marker["written_by"]!);
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(_f.Dir)!, "." + Path.GetFileName(_f.Dir) + ".*"));
         // Progress: one line per step on stderr.
         for (int i = 1; i <= 11; i++) Assert.Contains($"[{i}/11]", _f.Err);
         Assert.Contains("index.html", _f.Out);
