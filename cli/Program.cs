@@ -13,6 +13,7 @@ public static class Program
         var io = new CliIO(stdout ?? Console.Out, stderr ?? Console.Error);
         var root = new RootCommand("perturb: adversarial attacks on medical-image classifiers, with a CNN engine that runs on CUDA or the CPU.");
         root.Subcommands.Add(InfoCommand.Build(io));
+        root.Subcommands.Add(ParityCommand.Build(io));
         root.Subcommands.Add(TrainCommand.Build(io));
         root.Subcommands.Add(EvalCommand.Build(io));
         root.Subcommands.Add(DataCommand.Build(io));

@@ -13,6 +13,10 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public bool CpuClock { get; init; }
     /// <summary>The folder of .onnx models for the onnx bench.</summary>
     public string? OnnxDir { get; init; }
+    /// <summary>PGD steps of the attack bench (--steps; default 20).</summary>
+    public int Steps { get; init; } = 20;
+    /// <summary>The preset of the attack and search benches (--model; default resnet18 for attack, cnn-small for search).</summary>
+    public string? Model { get; init; }
 }
 
 /// <summary>
@@ -162,9 +166,10 @@ public sealed class Benches
     /// </summary>
     public void AttackBench()
     {
-        int batch = _o.Batch ?? _e.ResnetBatch, steps = 20;
-        Progress($"PGD-{steps} on resnet18 1x28x28 (batch {batch})");
-        using var model = Presets.Create("resnet18", _be, 1, 28, 28, 2, 7);
+        int batch = _o.Batch ?? _e.ResnetBatch, steps = _o.Steps;
+        string arch = _o.Model ?? "resnet18";
+        Progress($"PGD-{steps} on {arch} 1x28x28 (batch {batch})");
+        using var model = Presets.Create(arch, _be, 1, 28, 28, 2, 7);
         model.Eval();
         var rng = new Random(5);
         var xs = Enumerable.Range(0, batch * 784).Select(_ => (float)rng.NextDouble()).ToArray();
@@ -184,14 +189,14 @@ public sealed class Benches
         var res = pgd.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
         double secs = Timing.Now() - t0;
         double ips = batch / secs, bound = steps * ts.MedianS;
-        _r.Add(new Figure("attack", $"pgd-{steps} linf resnet18 B={batch}", ips, "images/s", null, new JsonObject
+        _r.Add(new Figure("attack", $"pgd-{steps} linf {arch} B={batch}", ips, "images/s", null, new JsonObject
         {
             ["batch"] = batch, ["steps"] = steps, ["seconds"] = secs,
             ["step_median_s"] = ts.MedianS, ["steps_x_step_s"] = bound,
             ["cost_ratio_to_steps_x_step"] = secs / bound,
-            ["what"] = "end-to-end attack time (clean forward, 20 steps, final forward and bookkeeping) over 20 x (forward + input-only backward)",
+            ["what"] = $"end-to-end attack time (clean forward, {steps} steps, final forward and bookkeeping) over {steps} x (forward + input-only backward)",
         }));
-        Console.Error.WriteLine($"  PGD-{steps}: {secs:F2}s for {batch} images = {ips:F2} images/s; 20 x step = {bound:F2}s; ratio {secs / bound:F3}");
+        Console.Error.WriteLine($"  PGD-{steps}: {secs:F2}s for {batch} images = {ips:F2} images/s; {steps} x step = {bound:F2}s; ratio {secs / bound:F3}");
         model.ReleaseActivations();
     }
 
@@ -202,9 +207,11 @@ public sealed class Benches
     /// </summary>
     public void SearchBench()
     {
-        int n = _o.Quick ? 8 : 32, pop = 400, gens = _o.Quick ? 1 : 4;
-        Progress($"one-pixel (population {pop}, {gens} generations) on cnn-small 1x28x28, {n} images");
-        using var model = Presets.Create("cnn-small", _be, 1, 28, 28, 2, 7);
+        string arch = _o.Model ?? "cnn-small";
+        bool small = arch == "cnn-small";   // larger models: fewer images and generations, so the run stays near a minute
+        int n = _o.Quick ? (small ? 8 : 2) : (small ? 32 : 8), pop = 400, gens = _o.Quick ? 1 : (small ? 4 : 2);
+        Progress($"one-pixel (population {pop}, {gens} generations) on {arch} 1x28x28, {n} images");
+        using var model = Presets.Create(arch, _be, 1, 28, 28, 2, 7);
         model.Eval();
         int chunk = Math.Min(4096, Perturb.Engine.Attacks.Search.SearchAttack.ForwardRows(model));
         var rng = new Random(3);
@@ -225,7 +232,7 @@ public sealed class Benches
         double secs = sw.Elapsed.TotalSeconds;
         long queries = res.Results[0].Queries!.Sum();
         double qps = queries / secs;
-        _r.Add(new Figure("search", $"one-pixel pop {pop} cnn-small 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
+        _r.Add(new Figure("search", $"one-pixel pop {pop} {arch} 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
         {
             ["images"] = n, ["population"] = pop, ["generations"] = gens, ["queries"] = queries, ["seconds"] = secs,
             ["forward_chunk"] = chunk, ["plain_forward_images_per_s"] = fwdRate, ["ratio_to_plain_forward"] = qps / fwdRate,

@@ -20,7 +20,15 @@ public static class OnnxBench
         {
             string name = Path.GetFileNameWithoutExtension(path);
             Benches.Progress($"onnx {name}");
-            using var m = OnnxImporter.Load(path, be);
+            Model m;
+            try { m = OnnxImporter.Load(path, be); }
+            catch (PerturbException ex)
+            {
+                // one model that does not load must not lose the rest of the table: it is reported and has no figure
+                Console.Error.WriteLine($"  {Path.GetFileName(path)} does not load: {ex.Message}");
+                continue;
+            }
+            using var _ = m;
             m.Eval();
             var detail = new JsonObject { ["file"] = Path.GetFileName(path), ["input"] = Tensor.ShapeString(m.InputShape), ["batch"] = batch };
             var refPath = Path.ChangeExtension(path, ".npz");

@@ -31,8 +31,9 @@ public static class Features
     public static float[][] Extract(Model m, Dataset d, string? layer = null, int batchSize = 256)
     {
         layer ??= DefaultLayer(m);
-        bool wasTraining = m.Training;
+        bool wasTraining = m.Training, wasFolding = m.FoldEval;
         m.Eval();
+        m.FoldEval = false;   // the layer read may be a convolution that folding would merge with what follows it
         var be = m.Backend;
         var f = new float[d.Count][];
         for (int start = 0; start < d.Count; start += batchSize)
@@ -45,6 +46,7 @@ public static class Features
             for (int i = 0; i < n; i++) f[start + i] = a.AsSpan(i * dim, dim).ToArray();
         }
         m.ReleaseActivations();
+        m.FoldEval = wasFolding;
         m.Train(wasTraining);
         return f;
     }

@@ -28,6 +28,10 @@ public abstract class ConvLayerBase : Layer
     public int Dilation { get; }
     public int Groups { get; }
     public bool HasBias { get; }
+    /// <summary>Asymmetric settings (ONNX import, model files); default to the symmetric ones above.</summary>
+    public int StrideW { get; init; }
+    public int PaddingW { get; init; }
+    public int DilationW { get; init; }
     public Parameter Weight { get; protected set; } = null!;
     public Parameter? Bias { get; protected set; }
     protected Tensor? _x;
@@ -45,21 +49,16 @@ public abstract class ConvLayerBase : Layer
             throw new PerturbException($"{type}: groups={groups} must divide in channels {inChannels} and out channels {outChannels}");
         InChannels = inChannels; OutChannels = outChannels; KernelH = kernel; KernelW = kernelW > 0 ? kernelW : kernel;
         Stride = stride; Padding = padding; Dilation = dilation; Groups = groups; HasBias = bias;
+        StrideW = stride; PaddingW = padding; DilationW = dilation;
     }
 }
 
 /// <summary>2-D convolution: stride, padding, dilation, groups (depthwise when groups == in channels), optional bias.</summary>
 public sealed class Conv2d : ConvLayerBase
 {
-    /// <summary>Asymmetric settings from ONNX import; default to the symmetric ones above.</summary>
-    public int StrideW { get; init; }
-    public int PaddingW { get; init; }
-    public int DilationW { get; init; }
-
     public Conv2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, int kernelW = -1)
         : base("Conv2d", inChannels, outChannels, kernel, stride, padding, dilation, groups, bias, kernelW)
     {
-        StrideW = stride; PaddingW = padding; DilationW = dilation;
     }
 
     public override string Type => "Conv2d";
@@ -90,21 +89,88 @@ public sealed class Conv2d : ConvLayerBase
         _x = x[0];
         _s = ShapeFor(x[0].N);
         var y = c.Alloc(Batch(_s.N, OutShape));
-        c.Be.ConvForward(_s, _x, Weight.Value, Bias?.Value, y);
+        if (FoldedNorm != null) EnsureFolded(c);
+        c.Be.ConvForward(_s, _x, _foldW ?? Weight.Value, FoldedNorm != null ? _foldB : Bias?.Value, y, FusedRelu);
+        _y = FusedRelu ? y : null;
         return y;
     }
 
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
+        if ((FoldedNorm != null || FusedRelu) && weights)
+            throw new InvalidOperationException($"layer '{Name}': weight gradients through an eval-mode fold (the model re-runs its forward unfolded first)");
         Tensor? dx = null;
         if (needDx[0])
         {
+            var g = dy;
+            if (FusedRelu)
+            {
+                // The ReLU's mask is the fused output's sign: max(z, 0) > 0 exactly where z > 0.
+                g = c.Alloc(dy.Shape);
+                c.Be.ActivationBackward(Activation.Relu, 0f, _y, null, dy, g);
+            }
             dx = c.Alloc(_x!.Shape);
-            c.Be.ConvBackwardData(_s, dy, Weight.Value, dx);
+            c.Be.ConvBackwardData(_s, g, _foldW ?? Weight.Value, dx);
         }
         if (weights)
             c.Be.ConvBackwardWeights(_s, _x!, dy, Weight.EnsureGrad(), Bias?.EnsureGrad());
         return new[] { dx };
+    }
+
+    // ---------------------------------------------------------------- eval-mode folding (set by Model)
+
+    /// <summary>The BatchNorm folded into this convolution in eval mode; its node then passes this output through.</summary>
+    internal BatchNorm2d? FoldedNorm { get; private set; }
+    /// <summary>Whether the ReLU after this convolution (or after its folded BatchNorm) runs in its epilogue.</summary>
+    internal bool FusedRelu { get; private set; }
+    internal bool IsFused => FoldedNorm != null || FusedRelu;
+    Tensor? _y, _foldW, _foldB;
+    long[]? _foldKey;
+
+    internal void SetFold(BatchNorm2d? norm, bool relu)
+    {
+        if (!ReferenceEquals(norm, FoldedNorm)) DropFold();
+        FoldedNorm = norm; FusedRelu = relu;
+    }
+
+    /// <summary>Frees the folded weights (they are rebuilt on the next folded forward).</summary>
+    internal void DropFold()
+    {
+        _foldW?.Dispose(); _foldB?.Dispose();
+        _foldW = _foldB = null; _foldKey = null;
+    }
+
+    long[] FoldKey(PassContext c, BatchNorm2d bn) => new[]
+    {
+        c.ParamVersion, Weight.Value.Version, Bias?.Value.Version ?? -1, bn.Gamma.Value.Version, bn.Beta.Value.Version,
+        bn.RunningMean.Value.Version, bn.RunningVar.Value.Version,
+    };
+
+    /// <summary>
+    /// W'[k] = W[k] * a[k], b'[k] = (b[k] - mean[k]) * a[k] + beta[k], a[k] = gamma[k] / sqrt(var[k] + eps), in
+    /// double: conv(x, W') + b' equals BatchNorm(conv(x, W) + b) in eval mode. Rebuilt when any of the tensors it
+    /// reads has been written since (their versions) or the model's parameters were marked changed.
+    /// </summary>
+    void EnsureFolded(PassContext c)
+    {
+        var bn = FoldedNorm!;
+        if (_foldW != null && _foldKey!.SequenceEqual(FoldKey(c, bn))) return;
+        var w = Weight.Value.ToArray();
+        var b = Bias?.Value.ToArray();
+        var g = bn.Gamma.Value.ToArray(); var be = bn.Beta.Value.ToArray();
+        var m = bn.RunningMean.Value.ToArray(); var v = bn.RunningVar.Value.ToArray();
+        int per = w.Length / OutChannels;
+        var fw = new float[w.Length]; var fb = new float[OutChannels];
+        for (int k = 0; k < OutChannels; k++)
+        {
+            double a = g[k] / Math.Sqrt((double)v[k] + bn.Eps);
+            for (int i = k * per; i < (k + 1) * per; i++) fw[i] = (float)(w[i] * a);
+            fb[k] = (float)(((b?[k] ?? 0.0) - m[k]) * a + be[k]);
+        }
+        DropFold();
+        _foldW = c.Be.FromArray(fw, Weight.Value.Shape);
+        _foldB = c.Be.FromArray(fb, OutChannels);
+        _foldKey = FoldKey(c, bn);
     }
 
     public override JsonObject Config() => new()

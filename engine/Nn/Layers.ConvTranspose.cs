@@ -4,8 +4,9 @@ namespace Perturb.Engine.Nn;
 
 /// <summary>
 /// 2-D transposed convolution, PyTorch's <c>ConvTranspose2d</c>: weight [Cin, Cout/groups, R, S], stride, padding,
-/// output_padding, dilation, groups, optional bias. Output size per axis:
-/// Hout = (H - 1)*stride - 2*padding + dilation*(R - 1) + output_padding + 1 (output_padding &lt; max(stride, dilation)).
+/// output_padding, dilation, groups, optional bias; stride, padding, output_padding and dilation may differ between H
+/// and W (the *W settings; by default equal to the H ones). Output size per axis:
+/// Hout = (H - 1)*stride - 2*padding + dilation*(R - 1) + output_padding + 1 (output_padding &lt; stride on that axis).
 ///
 /// It is the adjoint of a convolution, so it is built from the three convolution ops with the roles swapped. Let
 /// conv be the convolution from [Cout, Hout, Wout] to [Cin, H, W] with the same kernel, stride, padding, dilation and
@@ -16,6 +17,7 @@ namespace Perturb.Engine.Nn;
 public sealed class ConvTranspose2d : ConvLayerBase
 {
     public int OutputPadding { get; }
+    public int OutputPaddingW { get; init; }
 
     public ConvTranspose2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0, int outputPadding = 0,
         int dilation = 1, int groups = 1, bool bias = true, int kernelW = -1)
@@ -24,24 +26,26 @@ public sealed class ConvTranspose2d : ConvLayerBase
     {
         if (outputPadding >= stride)
             throw new PerturbException($"ConvTranspose2d: output_padding {outputPadding} must be smaller than stride {stride}");
-        OutputPadding = outputPadding;
+        OutputPadding = outputPadding; OutputPaddingW = outputPadding;
     }
 
     public override string Type => "ConvTranspose2d";
 
-    int OutSize(int inSize, int k) => (inSize - 1) * Stride - 2 * Padding + Dilation * (k - 1) + OutputPadding + 1;
+    static int OutSize(int inSize, int k, int stride, int pad, int dil, int outPad) => (inSize - 1) * stride - 2 * pad + dil * (k - 1) + outPad + 1;
 
     /// <summary>The adjoint convolution: from this layer's output [Cout, Hout, Wout] to its input [Cin, H, W].</summary>
     ConvShape ShapeFor(int n) => new(n, OutChannels, OutShape[1], OutShape[2], InChannels, KernelH, KernelW,
-        Stride, Stride, Padding, Padding, Dilation, Dilation, Groups);
+        Stride, StrideW, Padding, PaddingW, Dilation, DilationW, Groups);
 
     protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed)
     {
         var s = inShapes[0];
         if (s.Length != 3 || s[0] != InChannels) throw ShapeError($"{InChannels}xHxW", s);
-        int oh = OutSize(s[1], KernelH), ow = OutSize(s[2], KernelW);
+        if (StrideW <= 0 || PaddingW < 0 || OutputPaddingW < 0 || DilationW <= 0 || OutputPaddingW >= StrideW)
+            throw new PerturbException($"layer '{Name}' (ConvTranspose2d): invalid W settings stride={StrideW} pad={PaddingW} output_padding={OutputPaddingW} dil={DilationW} (output_padding must be smaller than stride)");
+        int oh = OutSize(s[1], KernelH, Stride, Padding, Dilation, OutputPadding), ow = OutSize(s[2], KernelW, StrideW, PaddingW, DilationW, OutputPaddingW);
         if (oh <= 0 || ow <= 0)
-            throw new PerturbException($"layer '{Name}' (ConvTranspose2d) input {Tensor.ShapeString(s)} gives an empty output (padding {Padding} too large)");
+            throw new PerturbException($"layer '{Name}' (ConvTranspose2d) input {Tensor.ShapeString(s)} gives an empty output {oh}x{ow} (padding {Padding}/{PaddingW} too large)");
         // PyTorch's default initialisation: fan_in is computed from weight.size(1) * R * S = Cout/G * R * S.
         int fanIn = OutChannels / Groups * KernelH * KernelW;
         float bound = 1f / MathF.Sqrt(fanIn);
@@ -80,11 +84,16 @@ public sealed class ConvTranspose2d : ConvLayerBase
     public override JsonObject Config() => new()
     {
         ["in_channels"] = InChannels, ["out_channels"] = OutChannels, ["kernel"] = KernelH, ["kernel_w"] = KernelW,
-        ["stride"] = Stride, ["padding"] = Padding, ["output_padding"] = OutputPadding,
-        ["dilation"] = Dilation, ["groups"] = Groups, ["bias"] = HasBias,
+        ["stride"] = Stride, ["stride_w"] = StrideW, ["padding"] = Padding, ["padding_w"] = PaddingW,
+        ["output_padding"] = OutputPadding, ["output_padding_w"] = OutputPaddingW,
+        ["dilation"] = Dilation, ["dilation_w"] = DilationW, ["groups"] = Groups, ["bias"] = HasBias,
     };
 
     internal static ConvTranspose2d FromConfig(JsonObject o) =>
         new(o.I("in_channels"), o.I("out_channels"), o.I("kernel"), o.I("stride", 1), o.I("padding", 0), o.I("output_padding", 0),
-            o.I("dilation", 1), o.I("groups", 1), o.B("bias", true), o.I("kernel_w", -1));
+            o.I("dilation", 1), o.I("groups", 1), o.B("bias", true), o.I("kernel_w", -1))
+        {
+            StrideW = o.I("stride_w", o.I("stride", 1)), PaddingW = o.I("padding_w", o.I("padding", 0)),
+            OutputPaddingW = o.I("output_padding_w", o.I("output_padding", 0)), DilationW = o.I("dilation_w", o.I("dilation", 1)),
+        };
 }

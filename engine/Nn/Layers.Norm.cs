@@ -41,9 +41,13 @@ public sealed class BatchNorm2d : Layer
 
     int Hw => InShapes[0].Length == 3 ? InShapes[0][1] * InShapes[0][2] : 1;
 
+    /// <summary>Folded into the convolution before it (eval mode, set by Model): the node passes its input through.</summary>
+    internal bool Absorbed { get; set; }
+
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
+        if (Absorbed) return x[0];
         _x = x[0];
         int n = _x.N;
         var y = c.Alloc(_x.Shape);
@@ -61,10 +65,14 @@ public sealed class BatchNorm2d : Layer
         return y;
     }
 
-    /// <summary>scale = gamma / sqrt(var + eps), shift = beta - mean * scale, recomputed when parameters change.</summary>
+    /// <summary>
+    /// scale = gamma / sqrt(var + eps), shift = beta - mean * scale, recomputed when parameters are marked changed or
+    /// any of the four tensors has been written since (their versions: an Upload needs no MarkParametersChanged).
+    /// </summary>
     void EnsureEvalAffine(PassContext c)
     {
-        if (_scale != null && _cacheVersion == c.ParamVersion) return;
+        long tensors = TensorVersions();
+        if (_scale != null && _cacheVersion == c.ParamVersion && _tensorVersions == tensors) return;
         var g = Gamma.Value.ToArray(); var b = Beta.Value.ToArray();
         var m = RunningMean.Value.ToArray(); var v = RunningVar.Value.ToArray();
         var sc = new float[Channels]; var sh = new float[Channels];
@@ -76,10 +84,15 @@ public sealed class BatchNorm2d : Layer
         _scale?.Dispose(); _shift?.Dispose();
         _scale = c.Be.FromArray(sc, Channels); _shift = c.Be.FromArray(sh, Channels);
         _cacheVersion = c.ParamVersion;
+        _tensorVersions = TensorVersions();   // after the reads above, which count as writes
     }
+
+    long _tensorVersions;
+    long TensorVersions() => Gamma.Value.Version + Beta.Value.Version + RunningMean.Value.Version + RunningVar.Value.Version;
 
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
+        if (Absorbed) return new Tensor?[] { needDx[0] ? dy : null };
         int n = _x!.N;
         var dx = c.Alloc(_x.Shape);
         if (_trainPass)

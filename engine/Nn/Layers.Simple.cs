@@ -18,9 +18,13 @@ public sealed class ActivationLayer : Layer
 
     protected override int[] BuildCore(IBackend be, int[][] inShapes, ulong seed) => (int[])inShapes[0].Clone();
 
+    /// <summary>A ReLU run in the epilogue of the convolution before it (eval mode, set by Model): the node passes its input through.</summary>
+    internal bool Absorbed { get; set; }
+
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
+        if (Absorbed) return x[0];
         _x = x[0];
         _y = c.Alloc(_x.Shape);
         c.Be.ActivationForward(Function, Alpha, _x, _y);
@@ -30,6 +34,7 @@ public sealed class ActivationLayer : Layer
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
         if (!needDx[0]) return new Tensor?[] { null };
+        if (Absorbed) return new[] { dy };
         var dx = c.Alloc(dy.Shape);
         c.Be.ActivationBackward(Function, Alpha, _x, _y, dy, dx);
         return new[] { dx };

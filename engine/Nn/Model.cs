@@ -47,6 +47,15 @@ public sealed class Model : IDisposable
     /// <summary>True for a multi-output model whose outputs are independent sigmoids (an imported graph ending in Sigmoid).</summary>
     public bool IndependentSigmoids => NumOutputs > 1 && Info.TryGetValue(ProbabilitiesKey, out var p) && p == "sigmoid";
 
+    /// <summary>
+    /// Eval-mode folding (default on): in eval mode each BatchNorm2d that alone reads a Conv2d's output is folded
+    /// into that convolution's weights and bias, and a ReLU that alone reads the result runs in the convolution's
+    /// epilogue, its mask (the output's sign) reused by backward. Logits and input gradients are those of the unfolded
+    /// graph up to float rounding. Training mode, or false here, runs every node as built.
+    /// </summary>
+    public bool FoldEval { get; set; } = true;
+    bool _folded;
+
     /// <summary>Training mode: BatchNorm uses batch statistics and Dropout drops. Eval mode otherwise.</summary>
     public void Train(bool on = true) { _ctx.Training = on; }
     public void Eval() => Train(false);
@@ -78,7 +87,7 @@ public sealed class Model : IDisposable
     /// </summary>
     public Tensor Infer(Tensor x) => Run(x, inferenceOnly: true);
 
-    Tensor Run(Tensor x, bool inferenceOnly)
+    Tensor Run(Tensor x, bool inferenceOnly, bool allowFold = true)
     {
         if (!ReferenceEquals(x.Backend, Backend))
             throw new PerturbException($"input is on backend {x.Backend.Name}, the model on {Backend.Name}");
@@ -89,7 +98,9 @@ public sealed class Model : IDisposable
             var first = _nodes[0].Layer;
             throw new PerturbException($"input shape {Tensor.ShapeString(x.Shape[1..])} does not fit the model: layer '{first.Name}' ({first.Type}) expects {Tensor.ShapeString(InputShape)}");
         }
-        _ctx.Release();
+        _ctx.Release(x.Shape);
+        EvalFold.Apply(_nodes, allowFold && FoldEval && !_ctx.Training);
+        _folded = allowFold && FoldEval && !_ctx.Training;
         _input = x;
         _inferred = inferenceOnly;
         _outs = new Tensor[_nodes.Count];
@@ -115,6 +126,15 @@ public sealed class Model : IDisposable
         if (dLogits.Length != _outs[^1].Length)
             throw new PerturbException($"gradient of shape {Tensor.ShapeString(dLogits.Shape)} does not match the output {Tensor.ShapeString(_outs[^1].Shape)}");
         bool weights = mode == BackwardMode.InputAndWeights;
+        if (weights && _folded && EvalFold.Any(_nodes))
+        {
+            // Weight gradients are those of the unfolded layers: run this forward again without folding.
+            var dl = dLogits.ToArray();
+            var shape = dLogits.Shape;
+            Run(_input, inferenceOnly: false, allowFold: false);
+            dLogits = _ctx.Alloc(shape);
+            Backend.Upload(dLogits, dl);
+        }
         // Which nodes lead to the input at all: only those need input gradients (when weights are not wanted).
         var grads = new Tensor?[_nodes.Count];
         grads[^1] = dLogits.Reshape(_outs[^1].Shape);
@@ -131,10 +151,14 @@ public sealed class Model : IDisposable
                 var d = dxs[k];
                 if (d == null || !need[k]) continue;
                 int j = node.Inputs[k];
-                if (j < 0) dx = Accumulate(dx, d);
-                else grads[j] = Accumulate(grads[j], d);
+                var later = dxs[(k + 1)..];
+                if (j < 0) { var old = dx; dx = Accumulate(old, d); Consumed(old, d, grads, dx, later); }
+                else { var old = grads[j]; grads[j] = Accumulate(old, d); Consumed(old, d, grads, dx, later); }
             }
             grads[i] = null;
+            // The memory plan: a gradient consumed is a spare the next node's backward may take (unless a later
+            // gradient is a view of it, as a Flatten's), so repeated backward passes (DeepFool's classes) reuse storage.
+            FreeIfUnused(g, grads, dx, []);
         }
         return dx;
     }
@@ -145,6 +169,26 @@ public sealed class Model : IDisposable
         var sum = _ctx.Alloc(acc.Shape);
         Backend.Add(acc, d, sum);
         return sum;
+    }
+
+    /// <summary>After acc + d became sum: acc and d are spares unless still in use.</summary>
+    void Consumed(Tensor? acc, Tensor d, Tensor?[] grads, Tensor? dx, Tensor?[] later)
+    {
+        if (acc == null) return;
+        FreeIfUnused(acc, grads, dx, later);
+        FreeIfUnused(d, grads, dx, later);
+    }
+
+    /// <summary>Makes t's storage a spare when the pass owns it and no pending gradient, dx, activation or entry of <paramref name="live"/> shares it.</summary>
+    void FreeIfUnused(Tensor t, Tensor?[] grads, Tensor? dx, Tensor?[] live)
+    {
+        var st = t.Storage;
+        if (!_ctx.Owns(st)) return;
+        if (dx != null && ReferenceEquals(dx.Storage, st)) return;
+        foreach (var o in live) if (o != null && ReferenceEquals(o.Storage, st)) return;
+        foreach (var o in grads) if (o != null && ReferenceEquals(o.Storage, st)) return;
+        if (_outs != null) foreach (var o in _outs) if (o != null && ReferenceEquals(o.Storage, st)) return;
+        _ctx.Free(st);
     }
 
     /// <summary>Whether node j's output needs a gradient: it has trainable parameters upstream, or leads from the input.</summary>
@@ -178,6 +222,8 @@ public sealed class Model : IDisposable
         if (_outs == null || _inferred) throw new InvalidOperationException("NodeOutput needs a Forward first (Infer keeps no activations)");
         int i = _nodes.FindIndex(n => n.Layer.Name == layerName);
         if (i < 0) throw new PerturbException($"the model has no layer '{layerName}'");
+        if (_folded && _nodes[i].Layer is Conv2d { IsFused: true })
+            throw new PerturbException($"layer '{layerName}' ran folded with the BatchNorm/ReLU after it (eval mode): its own output was not kept; set FoldEval = false to read it");
         return _outs[i];
     }
 
@@ -186,6 +232,8 @@ public sealed class Model : IDisposable
 
     /// <summary>Tensors the last pass still holds (tests check that <see cref="Infer"/> frees them).</summary>
     internal int LiveActivations => _ctx.Count;
+    /// <summary>Tensors the memory plan keeps for the next pass of the same batch shape.</summary>
+    internal int SpareActivations => _ctx.SpareCount;
 
     /// <summary>
     /// The bookkeeping of <see cref="Infer"/>: node outputs that share storage (a Flatten's view, an identity) form one
@@ -320,6 +368,7 @@ public sealed class Model : IDisposable
     public void Dispose()
     {
         _ctx.Release();
+        EvalFold.Apply(_nodes, false);
         foreach (var (_, p) in NamedParameters()) { p.Value.Dispose(); p.Grad?.Dispose(); }
     }
 }

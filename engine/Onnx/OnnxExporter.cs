@@ -189,9 +189,9 @@ public static class OnnxExporter
                     var ins = new List<string> { _ins[0], Param("weight") };
                     if (ct.HasBias) ins.Add(Param("bias"));
                     Node("ConvTranspose", ins.ToArray())
-                        .Ints("kernel_shape", ct.KernelH, ct.KernelW).Ints("strides", ct.Stride, ct.Stride)
-                        .Ints("pads", ct.Padding, ct.Padding, ct.Padding, ct.Padding).Ints("dilations", ct.Dilation, ct.Dilation)
-                        .Ints("output_padding", ct.OutputPadding, ct.OutputPadding).Int("group", ct.Groups);
+                        .Ints("kernel_shape", ct.KernelH, ct.KernelW).Ints("strides", ct.Stride, ct.StrideW)
+                        .Ints("pads", ct.Padding, ct.PaddingW, ct.Padding, ct.PaddingW).Ints("dilations", ct.Dilation, ct.DilationW)
+                        .Ints("output_padding", ct.OutputPadding, ct.OutputPaddingW).Int("group", ct.Groups);
                     break;
                 }
                 case Linear lin when lin.InShapes[0].Length > 1:

@@ -152,7 +152,12 @@ sealed partial class Importer
         return (int)Math.Clamp(v, 0, inD - 1);
     }
 
-    /// <summary>ConvTranspose on [N, C, H, W] to the ConvTranspose2d layer (PyTorch semantics): equal strides, pads, dilations and output_padding on H and W.</summary>
+    /// <summary>
+    /// ConvTranspose on [N, C, H, W] to the ConvTranspose2d layer (PyTorch semantics); strides, pads, dilations and
+    /// output_padding may differ between H and W. Asymmetric pads (begin b, end e on an axis) crop b at the start and e
+    /// at the end of the full output: that is padding b with output_padding output_padding + b - e, which the layer
+    /// takes when it lies in [0, stride).
+    /// </summary>
     void ConvTransposeOp(NodeProto n)
     {
         var x = Plain(n, 0);
@@ -162,14 +167,20 @@ sealed partial class Importer
         if (w.Dims.Length != 4 || w.Dims[0] != x.Shape[0]) throw Err(n, $"weight has shape {Tensor.ShapeString(w.Dims)}, expected [{x.Shape[0]}, K/group, kH, kW]");
         if (Attr(n, "output_shape") != null) throw Err(n, "output_shape is not supported (give pads and output_padding)");
         if (AttrS(n, "auto_pad", "NOTSET") is not ("NOTSET" or "VALID")) throw Err(n, "auto_pad SAME_* is not supported");
-        int Same(string name, int def, int count)
+        var st = Pair(n, "strides", 1); var dl = Pair(n, "dilations", 1);
+        var op = AttrInts(n, "output_padding") ?? new long[] { 0, 0 };
+        var pads = AttrInts(n, "pads") ?? new long[] { 0, 0, 0, 0 };
+        if (op.Length != 2) throw Err(n, $"output_padding has {op.Length} values, expected 2 (2-D)");
+        if (pads.Length != 4) throw Err(n, $"pads has {pads.Length} values, expected 4 (2-D)");
+        if (pads.Any(v => v < 0 || v > int.MaxValue) || op.Any(v => v < 0 || v > int.MaxValue)) throw Err(n, "pads and output_padding must be non-negative");
+        var pd = new int[2]; var opd = new int[2];
+        for (int a = 0; a < 2; a++)
         {
-            var v = AttrInts(n, name);
-            if (v == null || v.Length == 0) return def;
-            if (v.Length != count || v.Any(e => e != v[0])) throw Err(n, $"{name} [{string.Join(", ", v)}] differ between H and W (only equal values are supported)");
-            return (int)v[0];
+            long b = pads[a], e = pads[a + 2], o = op[a] + b - e;
+            if (o < 0 || o >= st[a])
+                throw Err(n, $"pads {b}/{e} with output_padding {op[a]} on {(a == 0 ? "H" : "W")} (stride {st[a]}) cannot be expressed (output_padding must be below the stride, and an end pad larger than the begin pad needs begin + output_padding >= end)");
+            pd[a] = (int)b; opd[a] = (int)o;
         }
-        int st = Same("strides", 1, 2), pd = Same("pads", 0, 4), dl = Same("dilations", 1, 2), op = Same("output_padding", 0, 2);
         int k = w.Dims[1] * group, kh = w.Dims[2], kw = w.Dims[3], c = x.Shape[0];
         float[]? bias = null;
         if (In(n, 2).Length > 0)
@@ -178,9 +189,11 @@ sealed partial class Importer
             if (b.Count != k) throw Err(n, $"bias has {b.Count} values for {k} output channels");
             bias = F(b.V);
         }
-        int oh = (x.Shape[1] - 1) * st - 2 * pd + dl * (kh - 1) + op + 1, ow = (x.Shape[2] - 1) * st - 2 * pd + dl * (kw - 1) + op + 1;
+        int oh = (x.Shape[1] - 1) * st[0] - 2 * pd[0] + dl[0] * (kh - 1) + opd[0] + 1, ow = (x.Shape[2] - 1) * st[1] - 2 * pd[1] + dl[1] * (kw - 1) + opd[1] + 1;
         if (oh <= 0 || ow <= 0) throw Err(n, $"the output would be {oh}x{ow}");
-        var p = Emit(n, new ConvTranspose2d(c, k, kh, st, pd, op, dl, group, bias != null, kw), new[] { k, oh, ow }, x);
+        var layer = new ConvTranspose2d(c, k, kh, st[0], pd[0], opd[0], dl[0], group, bias != null, kw)
+            { StrideW = st[1], PaddingW = pd[1], OutputPaddingW = opd[1], DilationW = dl[1] };
+        var p = Emit(n, layer, new[] { k, oh, ow }, x);
         p.W["weight"] = F(w.V);
         if (bias != null) p.W["bias"] = bias;
     }

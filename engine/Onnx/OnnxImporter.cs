@@ -459,21 +459,80 @@ sealed partial class Importer
         if (bias != null) p.W["bias"] = bias;
     }
 
+    /// <summary>
+    /// MatMul with NumPy semantics. Computed times a constant matrix [K, M] is a Linear over the last axis; a constant
+    /// matrix [M, K] times computed [.., K, P] is that Linear between two transposes of the last two axes; a constant
+    /// vector on either side is the same with M = 1 and the unit axis dropped; a constant of rank 3 or more (batch axes
+    /// that broadcast, never along the batch) and two computed tensors are a broadcast product summed over K.
+    /// </summary>
     void MatMulOp(NodeProto n)
     {
-        if (_consts.ContainsKey(In(n, 0))) throw Err(n, "a constant left operand is not supported (only x times a constant matrix)");
-        var a = Plain(n, 0);
-        if (!_consts.ContainsKey(In(n, 1))) { MatMulComputed(n); return; }
-        var b = _consts[In(n, 1)];
-        // [N, ..., K] times [K, M]: a Linear over the last axis
-        if (b.Dims.Length != 2 || b.Dims[0] != a.Shape[^1]) throw Err(n, $"B of shape {Tensor.ShapeString(b.Dims)} does not fit {a.Shape[^1]} input features (only x times a constant matrix)");
-        int kIn = b.Dims[0], outF = b.Dims[1];
-        var wt = new float[outF * kIn];
+        bool ca = _consts.ContainsKey(In(n, 0)), cb = _consts.ContainsKey(In(n, 1));
+        if (!ca && !cb) { MatMulComputed(n); return; }
+        var x = Plain(n, ca ? 1 : 0);
+        var k = _consts[In(n, ca ? 0 : 1)];
+        int r = x.Shape.Length;
+        if (k.Dims.Length == 0) throw Err(n, "a scalar operand is not a matrix (MatMul needs rank 1 or more)");
+        if (ca && r < 2) throw Err(n, $"a constant times [N, {string.Join(", ", x.Shape)}] would multiply along the batch axis");
+        int kx = ca ? x.Shape[r - 2] : x.Shape[r - 1];              // x's contracted axis
+        int kk = ca ? k.Dims[^1] : (k.Dims.Length == 1 ? k.Dims[0] : k.Dims[^2]);
+        if (kx != kk) throw Err(n, $"{(ca ? Tensor.ShapeString(k.Dims) + " times [N, " + string.Join(", ", x.Shape) + "]" : "[N, " + string.Join(", ", x.Shape) + "] times " + Tensor.ShapeString(k.Dims))}: inner sizes {(ca ? kk : kx)} and {(ca ? kx : kk)} differ");
+        if (k.Dims.Length > 2) { MatMulConstBatched(n, x, k, ca); return; }
+        int outF = k.Dims.Length == 1 ? 1 : (ca ? k.Dims[0] : k.Dims[1]);
+        // the Linear's weight [outF, K]: k itself when it is on the left, its transpose when on the right
+        var wt = new float[outF * kx];
         for (int o = 0; o < outF; o++)
-            for (int i = 0; i < kIn; i++) wt[o * kIn + i] = (float)b.V[i * outF + o];
-        var os = (int[])a.Shape.Clone(); os[^1] = outF;
-        var p = Emit(n, new Linear(kIn, outF, false), os, a);
-        p.W["weight"] = wt;
+            for (int i = 0; i < kx; i++) wt[o * kx + i] = (float)(ca || k.Dims.Length == 1 ? k.V[o * kx + i] : k.V[i * outF + o]);
+        Dyn Lin(Dyn v, bool bind)
+        {
+            var os = (int[])v.Shape.Clone(); os[^1] = outF;
+            var p = Emit(n, new Linear(kx, outF, false), os, bind ? NodeName(n) : NodeName(n) + "_linear", bind, v);
+            p.W["weight"] = wt;
+            return DynOf(p);
+        }
+        var swap = Enumerable.Range(0, r).Select(i => i == r - 2 ? r - 1 : i == r - 1 ? r - 2 : i).ToArray();
+        Dyn Swap(Dyn v, string suffix, bool bind)
+        {
+            var os = swap.Select(i => v.Shape[i]).ToArray();
+            return DynOf(Emit(n, new TransposeLayer(swap), os, bind ? NodeName(n) : NodeName(n) + "_" + suffix, bind, v));
+        }
+        // ONNX drops the unit axis a vector operand gets: [M]x... never happens (k is the vector), so only K times [.., K, P] -> [.., P]
+        // and [.., K] times K -> [..]
+        bool vec = k.Dims.Length == 1;
+        if (vec && r == 1) throw Err(n, "[N, K] times a vector [K] gives one number per sample, which the engine does not represent (add an Unsqueeze)");
+        if (!ca)
+        {
+            if (!vec) { Lin(x, true); return; }
+            var y = Lin(x, false);
+            Emit(n, new ReshapeLayer(x.Shape[..^1]), x.Shape[..^1], y);
+            return;
+        }
+        var t = Swap(x, "t", false);                               // [.., P, K]
+        var l = Lin(t, false);                                     // [.., P, M]
+        if (!vec) { Swap(l, "back", true); return; }
+        var drop = x.Shape[..^2].Append(x.Shape[^1]).ToArray();   // [.., P]
+        Emit(n, new ReshapeLayer(drop), drop, l);
+    }
+
+    /// <summary>A constant of rank 3 or more on either side: [.., M, K, 1] * [.., 1, K, P] (broadcast), summed over K.</summary>
+    void MatMulConstBatched(NodeProto n, Dyn x, Const k, bool constLeft)
+    {
+        // the constant's axes align with x's full shape [N, ..]: its axis over the batch (when it has one) must be 1
+        int r = x.Shape.Length;
+        var pk = Strided.PadLeft(k.Dims, Math.Max(r + 1, k.Dims.Length));
+        if (r < 2 || pk.Length > r + 1 || pk[0] != 1)
+            throw Err(n, $"{Tensor.ShapeString(k.Dims)} and [N, {string.Join(", ", x.Shape)}] would multiply along the batch axis");
+        var sx = x.Shape; var sk = pk[1..];
+        var (sa, sb) = constLeft ? (sk, sx) : (sx, sk);
+        int m = sa[r - 2], kk = sa[r - 1], p = sb[r - 1];
+        var ea = sa.Take(r - 2).Concat(new[] { m, kk, 1 }).ToArray();
+        var eb = sb.Take(r - 2).Concat(new[] { 1, kk, p }).ToArray();
+        var ex = constLeft ? eb : ea;
+        var xr = Part(n, "x", new ReshapeLayer(ex), ex, x);
+        var kc = new Const { Dims = constLeft ? ea : eb, V = k.V };
+        var prod = BindConstBinary(n, BroadcastOp.Mul, xr, kc, constLeft, NodeName(n) + "_mul", false);
+        var outS = prod.Shape.Take(r - 2).Concat(new[] { m, p }).ToArray();
+        Emit(n, new ReduceLayer(ReduceOp.Sum, new[] { r - 1 }, false), outS, prod);
     }
 
     // ---------------------------------------------------------------- element-wise

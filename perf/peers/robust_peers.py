@@ -14,8 +14,8 @@ before (success checked here, independently).
 
 Usage: python3 perf/peers/robust_peers.py --model M.safetensors --inputs DIR --torchattacks REPO
            [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,fgsm-lse,fgsm64-lse,pgd,apgd,autoattack,cw,foolbox-cw] [--json out.json]
-           [--foolbox REPO --eagerpy REPO]
-Runs on Debian's python3-torch 1.13 with 2 threads.
+           [--foolbox REPO --eagerpy REPO] [--steps N] [--alpha A] [--threads T]
+Runs on Debian's python3-torch 1.13 with 2 threads (--threads).
 """
 import argparse
 import json
@@ -69,9 +69,11 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--restarts", type=int, default=10)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--alpha", help="PGD step size (fractions allowed, e.g. 2/255; default 2.5 * eps / steps)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--json")
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     ta = import_torchattacks(a.torchattacks)
     model, arch = load_model(a.model)
@@ -101,7 +103,7 @@ def main():
                     if name == "fgsm":
                         atk = ta.FGSM(model, eps=eps)
                     elif name == "pgd":
-                        atk = ta.PGD(model, eps=eps, alpha=2.5 * eps / a.steps, steps=a.steps, random_start=True)
+                        atk = ta.PGD(model, eps=eps, alpha=frac(a.alpha) if a.alpha else 2.5 * eps / a.steps, steps=a.steps, random_start=True)
                     elif name == "apgd":
                         atk = ta.APGD(model, norm=a.norm, eps=eps, steps=a.steps, n_restarts=1, loss="ce", seed=0)
                     elif name == "autoattack":
@@ -132,7 +134,7 @@ def main():
             rows.append(row)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"model": a.model, "norm": a.norm, "torch": torch.__version__, "threads": 2, "results": rows}, f, indent=1)
+            json.dump({"model": a.model, "norm": a.norm, "torch": torch.__version__, "threads": a.threads, "results": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ public sealed class RefModel
                             for (int r = 0; r < ct.KernelH; r++)
                                 for (int q = 0; q < ct.KernelW; q++)
                                 {
-                                    int yh = ih * ct.Stride - ct.Padding + r * ct.Dilation, yw = iw * ct.Stride - ct.Padding + q * ct.Dilation;
+                                    int yh = ih * ct.Stride - ct.Padding + r * ct.Dilation, yw = iw * ct.StrideW - ct.PaddingW + q * ct.DilationW;
                                     if (yh < 0 || yh >= oh || yw < 0 || yw >= ow) continue;
                                     y[((ni * cout + grp * cog + co) * oh + yh) * ow + yw] += xv * w[((ci * cog + co) * ct.KernelH + r) * ct.KernelW + q];
                                 }

@@ -42,10 +42,11 @@ public class OnnxExportTests : TempDirTest
 
     /// <summary>
     /// The composed imports (Resize as Gathers and weighted sums, PRelu, MatMul of computed tensors, flips as Slices
-    /// with negative steps, Gathers of index lists) export to ONNX that ONNX Runtime runs to the same logits, and
-    /// re-import to the same logits again.
+    /// with negative steps, Gathers of index lists), ConvTranspose and Conv with unequal H/W settings, and the ops
+    /// fixture (GroupNorm and InstanceNorm composed, Elu, Selu, Softplus, Gelu, Split, Tile, Expand, reductions) export
+    /// to ONNX that ONNX Runtime runs to the same logits, and re-import to the same logits again.
     /// </summary>
-    [Theory, InlineData("resize_op13"), InlineData("misc_op17")]
+    [Theory, InlineData("resize_op13"), InlineData("misc_op17"), InlineData("convtranspose_hw_op13"), InlineData("ops_op17")]
     public void ComposedImportsExport(string name)
     {
         using var be = new CpuBackend();

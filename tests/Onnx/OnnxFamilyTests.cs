@@ -29,6 +29,7 @@ public class OnnxFamilyTests
             yield return new object[] { $"resize_{v}" };
             yield return new object[] { $"misc_{v}" };
             yield return new object[] { $"convtranspose_{v}" };   // stride, padding, output_padding, groups, dilation
+            yield return new object[] { $"convtranspose_hw_{v}" };   // the same (and Conv) unequal between H and W
         }
     }
 

@@ -2,6 +2,7 @@ using Perturb.Engine;
 using Perturb.Engine.Backends;
 using Perturb.Engine.IO;
 using Perturb.Engine.Nn;
+using Perturb.Engine.Onnx;
 using Perturb.Engine.Onnx.Proto;
 using Xunit.Abstractions;
 using static Perturb.Tests.Onnx.Ox;
@@ -312,6 +313,60 @@ public class OnnxImportTests : TempDirTest
         gp.Output.Add(Value("y", "N", 3 * group * oh * ow));
         using var m = Compare(Model(gp, 13), $"ct_{stride}_{pad}_{outPad}_{group}_{dil}.onnx", new[] { 2, 4, 5, 4 }, be);
         Assert.Contains(m.Nodes, nd => nd.Layer is ConvTranspose2d);
+    }
+
+    /// <summary>
+    /// ConvTranspose whose strides, pads, output_padding and dilations differ between H and W, and asymmetric pads
+    /// (begin &gt; end: padding begin with a larger output_padding) against ONNX Runtime; exported back, ONNX Runtime
+    /// reads the engine's file with the same logits.
+    /// </summary>
+    [Theory]
+    [InlineData(new[] { 2, 1 }, new[] { 1, 0, 1, 0 }, new[] { 1, 0 }, new[] { 1, 2 })]
+    [InlineData(new[] { 1, 3 }, new[] { 0, 1, 0, 1 }, new[] { 0, 2 }, new[] { 2, 1 })]
+    [InlineData(new[] { 2, 2 }, new[] { 1, 2, 0, 1 }, new[] { 0, 0 }, new[] { 1, 1 })]   // asymmetric pads
+    public void ConvTransposeUnequalAxes(int[] strides, int[] pads, int[] outPad, int[] dil)
+    {
+        using var be = new CpuBackend();
+        var gp = new GraphProto { Name = "ct" };
+        gp.Input.Add(Value("x", "N", 4, 5, 4));
+        gp.Initializer.Add(Floats("w", Rand(4 * 3 * 6, 73, -0.5f, 0.5f), new long[] { 4, 3, 3, 2 }));
+        gp.Initializer.Add(Floats("b", Rand(3, 74, -0.5f, 0.5f), new long[] { 3 }));
+        gp.Node.Add(Node("ConvTranspose", "ct", new[] { "x", "w", "b" }, new[] { "c" }, Ints("strides", L(strides)), Ints("pads", L(pads)),
+            Ints("output_padding", L(outPad)), Ints("dilations", L(dil)), Ints("kernel_shape", 3, 2)));
+        gp.Node.Add(Node("Flatten", "flat", new[] { "c" }, new[] { "y" }));
+        int oh = (5 - 1) * strides[0] - pads[0] - pads[2] + dil[0] * 2 + outPad[0] + 1, ow = (4 - 1) * strides[1] - pads[1] - pads[3] + dil[1] + outPad[1] + 1;
+        gp.Output.Add(Value("y", "N", 3 * oh * ow));
+        string tag = string.Join("_", strides.Concat(pads).Concat(outPad).Concat(dil));
+        using var m = Compare(Model(gp, 13), $"ctu_{tag}.onnx", new[] { 2, 4, 5, 4 }, be);
+        var ct = Assert.IsType<ConvTranspose2d>(m.Nodes.Single(nd => nd.Layer is ConvTranspose2d).Layer);
+        Assert.Equal((strides[0], strides[1], dil[0], dil[1]), (ct.Stride, ct.StrideW, ct.Dilation, ct.DilationW));
+        // exported back: ONNX Runtime reads the engine's own file with the engine's logits
+        var x = Rand(2 * 4 * 5 * 4, 75, 0, 1);
+        using var xt = be.FromArray(x, 2, 4, 5, 4);
+        var eng = m.Forward(xt).ToArray();
+        var path = Path.Combine(Dir, $"ctu_{tag}_exported.onnx");
+        OnnxExporter.Save(m, path);
+        AssertClose(RunOrt(path, x, new[] { 2, 4, 5, 4 }), eng, Rtol, AtolFrac, "exported ConvTranspose: ONNX Runtime vs engine");
+    }
+
+    static long[] L(int[] v) => v.Select(e => (long)e).ToArray();
+
+    /// <summary>ConvTranspose pads that no output_padding below the stride can express fail with one line naming the node.</summary>
+    [Fact]
+    public void ConvTransposeInexpressiblePadsFailClearly()
+    {
+        using var be = new CpuBackend();
+        var gp = new GraphProto { Name = "ct" };
+        gp.Input.Add(Value("x", "N", 2, 3, 3));
+        gp.Initializer.Add(Floats("w", Rand(2 * 2 * 9, 76, -0.5f, 0.5f), new long[] { 2, 2, 3, 3 }));
+        gp.Node.Add(Node("ConvTranspose", "up_odd", new[] { "x", "w" }, new[] { "c" }, Ints("strides", 2, 2), Ints("pads", 0, 0, 2, 0)));
+        gp.Node.Add(Node("Flatten", "flat", new[] { "c" }, new[] { "y" }));
+        gp.Output.Add(Value("y", "N", 2 * 5 * 7));
+        var path = Path.Combine(Dir, "ct_bad_pads.onnx");
+        Save(Model(gp, 13), path);
+        var e = Assert.Throws<PerturbException>(() => OnnxImporter.Load(path, be));
+        Assert.Contains("up_odd", e.Message);
+        Assert.Contains("pads 0/2", e.Message);
     }
 
     /// <summary>A Softmax head, a Concat, and a Reshape that restates the shape; unused branches are dropped.</summary>

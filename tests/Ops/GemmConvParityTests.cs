@@ -95,6 +95,26 @@ public class GemmConvParityTests
         h.CheckGuards();
     }
 
+    /// <summary>The fused epilogue: y = max(conv(x, w) + bias, 0), one "conv_fwd" op and no activation op.</summary>
+    [Theory, MemberData(nameof(ConvCaseIds))]
+    public void ConvForwardRelu(string backend, int id)
+    {
+        var (s, withBias) = ConvCases[id];
+        using var h = new OpHarness(backend);
+        var x = Ref.Rand(s.N * s.C * s.H * s.W, 110 + id);
+        var w = Ref.Rand(s.K * s.CPerGroup * s.R * s.S, 120 + id);
+        var bias = withBias ? Ref.Rand(s.K, 130 + id) : null;
+        var tx = h.V(x, s.N, s.C, s.H, s.W);
+        var tw = h.V(w, s.K, s.CPerGroup, s.R, s.S);
+        var tb = bias is null ? null : h.V(bias, s.K);
+        var ty = h.Out(true, s.N, s.K, s.OutH, s.OutW);
+        h.Op("conv_fwd", () => h.Be.ConvForward(s, tx, tw, tb, ty, relu: true), flops: s.Flops);
+        var want = Ref.ConvForward(s, x, w, bias).Select(v => Math.Max(v, 0)).ToArray();
+        Assert.Contains(want, v => v == 0);
+        Ref.AssertClose(want, h.GetF(ty), Rtol, Atol, $"{backend} conv_fwd relu {s} bias={withBias}");
+        h.CheckGuards();
+    }
+
     [Theory, MemberData(nameof(ConvCaseIds))]
     public void ConvBackwardData(string backend, int id)
     {

@@ -46,6 +46,8 @@ public class WinogradTests
             Assert.True(be.WinogradBuilds >= builds + 2, $"shape {id}: the Winograd path was not taken");
             Ref.AssertClose(Ref.ConvForward(s, x, w, b), be.ToArray(ty), Rtol, Atol, $"winograd conv_fwd case {id} threads {threads}");
             Ref.AssertClose(Ref.ConvBackwardData(s, dy, w), be.ToArray(tdx), Rtol, Atol, $"winograd conv_bwd_data case {id} threads {threads}");
+            be.ConvForward(s, tx, tw, tb, ty, relu: true);
+            Ref.AssertClose(Ref.ConvForward(s, x, w, b).Select(v => Math.Max(v, 0)).ToArray(), be.ToArray(ty), Rtol, Atol, $"winograd conv_fwd relu case {id} threads {threads}");
         }
     }
 

@@ -33,6 +33,31 @@ public class SegGradCheckTests
         GradCheckTests.Check(m, 2, false);
     }
 
+    /// <summary>Stride, padding, output_padding and dilation that differ between H and W (the W settings).</summary>
+    public static IEnumerable<object[]> UnequalCases() => new[]
+    {
+        //          cin h  w  cout kh kw  stride sW pad pW outpad opW dil dW groups
+        new object[] { 2, 3, 4, 3, 3, 2, 2, 1, 1, 0, 1, 0, 1, 1, 1 },   // stride 2x1, pad 1x0, output_padding on H only
+        new object[] { 4, 2, 3, 2, 2, 3, 1, 3, 0, 1, 0, 2, 2, 1, 2 },   // stride 1x3, output_padding 2 on W, dilation 2x1, groups
+    };
+
+    [Theory]
+    [MemberData(nameof(UnequalCases))]
+    public void ConvTranspose2dUnequalAxesGradients(int cin, int h, int w, int cout, int kh, int kw, int stride, int strideW,
+        int pad, int padW, int outPad, int outPadW, int dil, int dilW, int groups)
+    {
+        using var be = new CpuBackend();
+        var layer = new ConvTranspose2d(cin, cout, kh, stride, pad, outPad, dil, groups, true, kw)
+            { StrideW = strideW, PaddingW = padW, OutputPaddingW = outPadW, DilationW = dilW };
+        var m = GradCheckTests.Single(be, new[] { cin, h, w }, layer);
+        Assert.Equal((h - 1) * stride - 2 * pad + dil * (kh - 1) + outPad + 1, m.OutputShape[1]);
+        Assert.Equal((w - 1) * strideW - 2 * padW + dilW * (kw - 1) + outPadW + 1, m.OutputShape[2]);
+        GradCheckTests.Check(m, 2, false);
+        // the W settings survive the model file's architecture JSON
+        var back = ConvTranspose2d.FromConfig(layer.Config());
+        Assert.Equal((strideW, padW, outPadW, dilW), (back.StrideW, back.PaddingW, back.OutputPaddingW, back.DilationW));
+    }
+
     [Fact]
     public void ConvTranspose2dOnIlgpuMatchesCpu()
     {
@@ -43,6 +68,11 @@ public class SegGradCheckTests
         var x = Enumerable.Range(0, 2 * 18).Select(i => (float)Math.Sin(i)).ToArray();
         using var xa = cpu.FromArray(x, 2, 2, 3, 3); using var xb = il.FromArray(x, 2, 2, 3, 3);
         Ref.AssertClose(Ref.D(a.Forward(xa).ToArray()), b.Forward(xb).ToArray(), 1e-5, 1e-5, "ConvTranspose2d forward, ilgpu vs cpu");
+        // unequal H/W settings on the GPU kernels too
+        ConvTranspose2d Odd() => new(2, 3, 3, 2, 1, 1, 1, 1, true, 2) { StrideW = 1, PaddingW = 0, OutputPaddingW = 0, DilationW = 2 };
+        var c = GradCheckTests.Single(cpu, new[] { 2, 3, 3 }, Odd());
+        var d = GradCheckTests.Single(il, new[] { 2, 3, 3 }, Odd());
+        Ref.AssertClose(Ref.D(c.Forward(xa).ToArray()), d.Forward(xb).ToArray(), 1e-5, 1e-5, "ConvTranspose2d unequal H/W forward, ilgpu vs cpu");
     }
 
     [Fact]
@@ -52,6 +82,8 @@ public class SegGradCheckTests
         Assert.Throws<PerturbException>(() => new ConvTranspose2d(3, 2, 2, groups: 2));
         using var be = new CpuBackend();
         Assert.Throws<PerturbException>(() => GradCheckTests.Single(be, new[] { 2, 1, 1 }, new ConvTranspose2d(2, 2, 1, padding: 1)));
+        var err = Assert.Throws<PerturbException>(() => GradCheckTests.Single(be, new[] { 2, 3, 3 }, new ConvTranspose2d(2, 2, 2, stride: 2) { StrideW = 1, OutputPaddingW = 1 }));
+        Assert.Contains("output_padding", err.Message);
     }
 
     // ---------------------------------------------------------------- losses

@@ -50,7 +50,14 @@ public sealed partial class CpuBackend
 
     // ---------------------------------------------------------------- forward
 
-    protected override void ConvForwardCore(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    protected override void ConvForwardCore(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y) =>
+        ConvForwardFused(s, x, w, bias, y, false);
+
+    protected override void ConvForwardReluCore(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y) =>
+        ConvForwardFused(s, x, w, bias, y, true);
+
+    /// <summary>The forward convolution with its epilogue (bias, then ReLU when relu) applied per sample while y is in cache.</summary>
+    void ConvForwardFused(in ConvShape s, Tensor x, Tensor w, Tensor? bias, Tensor y, bool relu)
     {
         var sh = s;
         int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, kpg = s.KPerGroup, hw = s.H * s.W;
@@ -58,8 +65,8 @@ public sealed partial class CpuBackend
         var wb = B(w);
         var yb = B(y);
         Buf? bb = bias == null ? null : B(bias);
-        if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb); return; }
-        if (UsesWinograd(s)) { WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false), bb, yb); return; }
+        if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb, relu); return; }
+        if (UsesWinograd(s)) { WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false), bb, yb, relu); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: false);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
@@ -73,11 +80,12 @@ public sealed partial class CpuBackend
                 var yg = new Buf(yb.A, yb.Off + (int)(((long)n * sh.K + g * kpg) * p));
                 GemmParallel(false, false, kpg, p, crs, 1f, new Buf(wb.A, wb.Off + g * kpg * crs), crs, colb, p, 0f, yg, p, gemmThreads, pack.Groups[g]);
             }
-            if (bb is { } bv)
+            if (bb is { } || relu)
                 for (int k = 0; k < sh.K; k++)
                 {
                     var row = yb.Span(((long)n * sh.K + k) * p, p);
-                    TensorPrimitives.Add(row, bv[k], row);
+                    if (bb is { } bv) TensorPrimitives.Add(row, bv[k], row);
+                    if (relu) TensorPrimitives.Max(row, 0f, row);
                 }
         });
     }
@@ -92,7 +100,7 @@ public sealed partial class CpuBackend
         var wb = B(w);
         var xb = B(dx);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
-        if (UsesWinograd(s)) { WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true), null, xb); return; }
+        if (UsesWinograd(s)) { WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true), null, xb, false); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
@@ -355,7 +363,7 @@ public sealed partial class CpuBackend
     /// <summary>The shape of one depthwise plane: a single channel, a single group.</summary>
     static ConvShape Plane(in ConvShape s) => s with { N = 1, C = 1, K = 1, Groups = 1 };
 
-    void DepthwiseForward(ConvShape s, Buf x, Buf w, Buf? bias, Buf y)
+    void DepthwiseForward(ConvShape s, Buf x, Buf w, Buf? bias, Buf y, bool relu)
     {
         int hw = s.H * s.W, p = s.OutH * s.OutW, rs = s.R * s.S;
         var plane = Plane(s);
@@ -366,6 +374,7 @@ public sealed partial class CpuBackend
             yp.Fill(bias is { } b ? b[c] : 0f);
             var row = new DwTapRow { X = x.A, XOff = x.Off + i * hw, Y = y.A, YOff = y.Off + i * p, Wt = w.A, WOff = w.Off + c * rs, OW = s.OutW, Stride = s.StrideW };
             ForEachTapRow(plane, 1, ref row);
+            if (relu) TensorPrimitives.Max(yp, 0f, yp);
         });
     }
 

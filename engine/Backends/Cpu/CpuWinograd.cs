@@ -118,14 +118,14 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// y[N, K, OH, OW] = conv3x3(x[N, C, H, W]) (+ bias) with stride 1 and pads (ph, pw) through Winograd F(2x2,3x3)
-    /// on the packed transformed weights ww (K x C). Overwrites every element of y.
+    /// on the packed transformed weights ww (K x C). Overwrites every element of y; relu: y = max(y, 0) in the output transform.
     /// </summary>
-    unsafe void WinogradConv(int n, int c, int h, int wd, int k, int ph, int pw, Buf x, WinogradWeights ww, Buf? bias, Buf y)
+    unsafe void WinogradConv(int n, int c, int h, int wd, int k, int ph, int pw, Buf x, WinogradWeights ww, Buf? bias, Buf y, bool relu)
     {
         int oh = h + 2 * ph - 2, ow = wd + 2 * pw - 2;
         int th = (oh + 1) / 2, tw = (ow + 1) / 2;
         long tiles = (long)n * th * tw;
-        var g = new WgGeom(c, h, wd, k, ph, pw, oh, ow, th, tw);
+        var g = new WgGeom(c, h, wd, k, ph, pw, oh, ow, th, tw, relu);
         // Chunks of tiles: one per thread at a time when there are enough tiles (each runs all three phases alone),
         // else one chunk with every phase split over the threads.
         int capTiles = Math.Max(32, 262144 / (c + k) / 32 * 32);
@@ -161,7 +161,8 @@ public sealed partial class CpuBackend
     /// </summary>
     static long PlaneLen(int rows, int tc) => (long)rows * tc + 16;
 
-    readonly record struct WgGeom(int C, int H, int W, int K, int PH, int PW, int OH, int OW, int TH, int TW);
+    /// <summary>Geometry of one Winograd call; Relu: the output transform writes max(y, 0).</summary>
+    readonly record struct WgGeom(int C, int H, int W, int K, int PH, int PW, int OH, int OW, int TH, int TW, bool Relu);
 
     unsafe void WinogradChunk(WgGeom g, long t0, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
     {
@@ -263,6 +264,7 @@ public sealed partial class CpuBackend
             int r = 2 * ty, col = 2 * tx;
             float y00 = s00 + s01 + s02 + bias, y01 = s01 - s02 - s03 + bias;
             float y10 = s10 + s11 + s12 + bias, y11 = s11 - s12 - s13 + bias;
+            if (g.Relu) { y00 = MathF.Max(y00, 0f); y01 = MathF.Max(y01, 0f); y10 = MathF.Max(y10, 0f); y11 = MathF.Max(y11, 0f); }
             float* row = yk + r * g.OW + col;
             if (r + 1 < g.OH && col + 1 < g.OW)
             {
@@ -391,6 +393,7 @@ public sealed partial class CpuBackend
                 var s = i == 0 ? s0 : s1;
                 var y0 = s[0] + s[1] + s[2] + bv;
                 var y1 = s[1] - s[2] - s[3] + bv;
+                if (G.Relu) { y0 = Vector512.Max(y0, z); y1 = Vector512.Max(y1, z); }
                 float* p = yr + i * G.OW;
                 Avx512F.MaskStore(p, mLo, Avx512F.PermuteVar16x32x2(y0, iLo, y1));
                 Avx512F.MaskStore(p + 16, mHi, Avx512F.PermuteVar16x32x2(y0, iHi, y1));
