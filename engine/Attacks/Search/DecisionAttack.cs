@@ -43,7 +43,7 @@ public abstract class DecisionAttack : SearchAttack
         public required int Sample { get; init; }
         public required float[] X { get; init; }
         public required SplitMix64 Rng { get; init; }
-        /// <summary>The sample's shape, channels x height x width.</summary>
+        /// <summary>The sample's shape, channels x height x width (1 x 1 x d for an input that is not an image).</summary>
         public required (int C, int H, int W) Shape { get; init; }
         /// <summary>Candidate starts to query first: other images of the run, nearest first (empty without start images).</summary>
         public float[][] Near { get; init; } = Array.Empty<float[]>();
@@ -79,7 +79,8 @@ public abstract class DecisionAttack : SearchAttack
         bool targeted = c.Targets != null;
         var goal = targeted ? c.Targets! : c.Labels;
         var adv = (float[])c.X.Clone();
-        var shape = ImageShape(c.Model);
+        var ins = c.Model.InputShape; // C x H x W for images; any other input is one channel of one row
+        var shape = ins.Length == 3 ? (ins[0], ins[1], ins[2]) : (1, 1, d);
         var images = new List<(Image S, IEnumerator<Probe> It)>();
         for (int i = 0; i < c.N; i++)
         {

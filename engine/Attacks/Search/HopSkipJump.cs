@@ -115,6 +115,7 @@ public sealed class HopSkipJump : DecisionAttack
             for (int j = 0; j < d; j++) full[j] = draw();
             return full;
         }
+        if (h == 1) throw new PerturbException($"{Name}: probe_scale {ProbeScale} needs image inputs (C x H x W), the model takes {d} values", 2);
         int hs = (h + ProbeScale - 1) / ProbeScale, ws = (w + ProbeScale - 1) / ProbeScale;
         var low = new double[ch * hs * ws];
         for (int j = 0; j < low.Length; j++) low[j] = draw();
