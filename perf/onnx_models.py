@@ -6,7 +6,7 @@ of tests/Onnx/fixtures: x, out = softmax probabilities, logits, r, grad = d sum(
 the float32 and float64 gradient signs agree), then run
   dotnet run --project perf -c Release -- onnx --onnx DIR --device cpu --batch B --json DIR/onnx.json
 (load, probabilities vs PyTorch, gradient sign agreement, forward and input-gradient images/s), and
-  perturb attack fgsm|pgd|deepfool --model M --data histology:size=S --n B
+  perturb attack fgsm|pgd|deepfool --model M --data histology:size=S,train=16,test=16 --n B
 and print the markdown table (also written to DIR/table.md).
 
 Build first (dotnet build Engine.sln -c Release): the script runs the built cli and perf binaries (of --root).
@@ -85,7 +85,7 @@ def export(name, opset, size, out, batch, variant):
 def attack(path, size, name, n, root):
     cli = os.path.join(root, "cli", "bin", "Release", "net10.0", "perturb")
     budget = [] if name == "deepfool" else ["--eps", "4/255"]   # DeepFool finds its own (minimal) perturbation
-    res = subprocess.run([cli, "attack", name, "--model", path, "--data", f"histology:size={size}", "--n", str(n),
+    res = subprocess.run([cli, "attack", name, "--model", path, "--data", f"histology:size={size},train=16,test=16", "--n", str(n),
                           "--device", "cpu"] + budget, capture_output=True, text=True)
     return "0" if res.returncode == 0 else f"{res.returncode}: " + (res.stderr.strip().splitlines() or ["?"])[-1]
 

@@ -54,7 +54,7 @@ public static class AttackCommand
     public static Command Build(CliIO io)
     {
         var cmd = new Command("attack", "run an adversarial attack on a model over a data set");
-        foreach (var a in AttackRegistry.Attacks) cmd.Subcommands.Add(BuildOne(a, io));
+        foreach (var a in AttackRegistry.Attacks.Where(a => !a.IsSegmentation)) cmd.Subcommands.Add(BuildOne(a, io));
         cmd.Subcommands.Add(PatchCommand.Build(io));
         cmd.Subcommands.Add(BuildFooling(io));
         foreach (var c in SegAttackCommand.Build(io)) cmd.Subcommands.Add(c);

@@ -26,14 +26,10 @@ public static class DemoCommand
             var s = pr.GetValue(quick) ? DemoSettings.Quick : DemoSettings.Full;
             io.Err.WriteLine($"perturb demo on {be.Name}{(pr.GetValue(quick) ? " (quick setting)" : "")}, writing {dir}");
             var rows = DemoRunner.Run(be, dir, s, pr.GetValue(seed), io.Err.WriteLine, pr.GetValue(overwrite));
-            io.Out.WriteLine($"{"attack",-14} {"eps",7} {"clean acc",9} {"robust acc",10} {"success",8}");
-            foreach (var r in rows)
-                io.Out.WriteLine($"{r.Attack,-14} {(r.Eps is { } e ? $"{e * 255:0.#}/255" : "-"),7} {Pct(r.CleanAccuracy),9} {Pct(r.RobustAccuracy),10} {Pct(r.SuccessRate),8}");
+            foreach (var line in DemoRunner.SummaryTable(rows)) io.Out.WriteLine(line);
             io.Out.WriteLine($"report: {Path.Combine(dir, "index.html")}");
             return 0;
         });
         return cmd;
     }
-
-    static string Pct(double v) => double.IsFinite(v) ? $"{100 * v:0.0}%" : "-";
 }

@@ -224,12 +224,13 @@ public static class BackendParity
                 {
                     var x = c.R(s.N, s.C, s.H, s.W); var w = c.R(s.K, s.CPerGroup, s.R, s.S); var bias = c.R(s.K);
                     var dy = c.R(s.N, s.K, s.OutH, s.OutW);
-                    var y = c.Nan(s.N, s.K, s.OutH, s.OutW); var dx = c.Nan(s.N, s.C, s.H, s.W);
+                    var y = c.Nan(s.N, s.K, s.OutH, s.OutW); var yr = c.Nan(s.N, s.K, s.OutH, s.OutW); var dx = c.Nan(s.N, s.C, s.H, s.W);
                     var dw = c.Nan(s.K, s.CPerGroup, s.R, s.S); var db = c.Nan(s.K);
                     c.Be.ConvForward(s, x, w, bias, y);
+                    c.Be.ConvForward(s, x, w, bias, yr, relu: true);   // the fused ReLU epilogue of eval-mode folding
                     c.Be.ConvBackwardData(s, dy, w, dx);
                     c.Be.ConvBackwardWeights(s, x, dy, dw, db);
-                    return c.Get(y, dx, dw, db);
+                    return c.Get(y, yr, dx, dw, db);
                 });
 
         Add("bias", "bias add and gradient [3,5,7]", new[] { nameof(IBackend.BiasAdd), nameof(IBackend.BiasGrad) }, new[] { "bias_add", "bias_grad" }, c =>

@@ -181,6 +181,35 @@ public static class DemoRunner
         return rows;
     }
 
+    /// <summary>
+    /// The terminal table of a demo's rows: classification rows under "clean acc / robust acc", then the segmentation
+    /// rows under their own header, whose columns are nucleus Dice against the truth (clean and attacked prediction)
+    /// and, for the goal, Dice with the clean prediction (untargeted) or with the target (erase).
+    /// </summary>
+    public static IEnumerable<string> SummaryTable(IReadOnlyList<ResultRow> rows)
+    {
+        static string Pct(double v) => double.IsFinite(v) ? $"{100 * v:0.0}%" : "-";
+        static string F(double v) => double.IsFinite(v) ? v.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "-";
+        static string Eps(ResultRow r) => r.Eps is { } e ? $"{e * 255:0.#}/255" : "-";
+        var cls = rows.Where(r => !r.IsSegmentation).ToList();
+        var seg = rows.Where(r => r.IsSegmentation).ToList();
+        if (cls.Count > 0)
+        {
+            yield return $"{"attack",-14} {"eps",7} {"clean acc",9} {"robust acc",10} {"success",8}";
+            foreach (var r in cls) yield return $"{r.Attack,-14} {Eps(r),7} {Pct(r.CleanAccuracy),9} {Pct(r.RobustAccuracy),10} {Pct(r.SuccessRate),8}";
+        }
+        if (seg.Count > 0)
+        {
+            yield return $"{"segmentation",-14} {"eps",7} {"goal",-10} {"clean Dice",10} {"attacked Dice",13} {"Dice w/ goal",12} {"nuclei",13} {"success",8}";
+            foreach (var r in seg)
+            {
+                string goal = r.Params?["goal"]?.ToString() ?? "-";
+                yield return $"{r.Attack,-14} {Eps(r),7} {goal,-10} {F(r.CleanAccuracy),10} {F(r.RobustAccuracy),13} {F(r.Param("dice_target")),12} " +
+                    $"{$"{r.Param("count_before"):0.0} -> {r.Param("count_after"):0.0}",13} {Pct(r.SuccessRate),8}";
+            }
+        }
+    }
+
     /// <summary>The segmentation step: trains unet-small on histology-seg, runs seg-pgd untargeted and erase, writes the overlays under seg/.</summary>
     static List<ResultRow> Segmentation(IBackend be, DemoSettings s, ulong seed, string outDir, Action<string> log)
     {

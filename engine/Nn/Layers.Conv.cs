@@ -111,6 +111,7 @@ public sealed class Conv2d : ConvLayerBase
             }
             dx = c.Alloc(_x!.Shape);
             c.Be.ConvBackwardData(_s, g, _foldW ?? Weight.Value, dx);
+            if (!ReferenceEquals(g, dy)) c.Free(g.Storage);   // the masked gradient: a spare for the next node
         }
         if (weights)
             c.Be.ConvBackwardWeights(_s, _x!, dy, Weight.EnsureGrad(), Bias?.EnsureGrad());

@@ -476,7 +476,8 @@ sealed partial class Importer
         if (ca && r < 2) throw Err(n, $"a constant times [N, {string.Join(", ", x.Shape)}] would multiply along the batch axis");
         int kx = ca ? x.Shape[r - 2] : x.Shape[r - 1];              // x's contracted axis
         int kk = ca ? k.Dims[^1] : (k.Dims.Length == 1 ? k.Dims[0] : k.Dims[^2]);
-        if (kx != kk) throw Err(n, $"{(ca ? Tensor.ShapeString(k.Dims) + " times [N, " + string.Join(", ", x.Shape) + "]" : "[N, " + string.Join(", ", x.Shape) + "] times " + Tensor.ShapeString(k.Dims))}: inner sizes {(ca ? kk : kx)} and {(ca ? kx : kk)} differ");
+        string sx = $"[N, {string.Join(", ", x.Shape)}]", sk = Tensor.ShapeString(k.Dims);
+        if (kx != kk) throw Err(n, ca ? $"{sk} times {sx}: inner sizes {kk} and {kx} differ" : $"{sx} times {sk}: inner sizes {kx} and {kk} differ");
         if (k.Dims.Length > 2) { MatMulConstBatched(n, x, k, ca); return; }
         int outF = k.Dims.Length == 1 ? 1 : (ca ? k.Dims[0] : k.Dims[1]);
         // the Linear's weight [outF, K]: k itself when it is on the left, its transpose when on the right
@@ -496,8 +497,7 @@ sealed partial class Importer
             var os = swap.Select(i => v.Shape[i]).ToArray();
             return DynOf(Emit(n, new TransposeLayer(swap), os, bind ? NodeName(n) : NodeName(n) + "_" + suffix, bind, v));
         }
-        // ONNX drops the unit axis a vector operand gets: [M]x... never happens (k is the vector), so only K times [.., K, P] -> [.., P]
-        // and [.., K] times K -> [..]
+        // a vector operand gets a unit axis that the result drops again: [K] times [.., K, P] is [.., P], [.., K] times [K] is [..]
         bool vec = k.Dims.Length == 1;
         if (vec && r == 1) throw Err(n, "[N, K] times a vector [K] gives one number per sample, which the engine does not represent (add an Unsqueeze)");
         if (!ca)

@@ -154,6 +154,19 @@ public static class SweepRunner
                 var shape = new[] { d.Channels, d.Height, d.Width };
                 if (!m.InputShape.SequenceEqual(shape))
                     throw new PerturbException($"{spec.Path}: model '{pair.Model}' takes {Tensor.ShapeString(m.InputShape)} images but data '{pair.Data}' has {Tensor.ShapeString(shape)}", 2);
+                var cellsHere = pending.Where(c => c.Model == pair.Model && c.Data == pair.Data).ToList();
+                bool segModel = Presets.IsSegmentation(m);
+                if (cellsHere.FirstOrDefault(c => (ExperimentRegistry.Find(c.Attack) == null && AttackRegistry.Get(c.Attack).IsSegmentation) != segModel) is { } odd)
+                    throw new PerturbException($"{spec.Path}: attack '{odd.Attack}' " + (segModel
+                        ? $"attacks classifiers, but model '{pair.Model}' segments (class logits per pixel); use seg-fgsm, seg-pgd, dag or asma"
+                        : $"attacks segmentation models, but model '{pair.Model}' is a classifier"), 2);
+                if (segModel)
+                {
+                    if (d.Masks == null) throw new PerturbException($"{spec.Path}: data '{pair.Data}' has no masks for the segmentation model '{pair.Model}' (e.g. histology-seg)", 2);
+                    if (d.NumMaskClasses > m.OutputShape[0])
+                        throw new PerturbException($"{spec.Path}: model '{pair.Model}' has {m.OutputShape[0]} classes per pixel but the masks of data '{pair.Data}' have {d.NumMaskClasses}", 2);
+                    continue;
+                }
                 if (d.NumClasses > m.NumClasses)
                     throw new PerturbException($"{spec.Path}: model '{pair.Model}' has {m.NumClasses} classes but data '{pair.Data}' has {d.NumClasses}", 2);
             }
@@ -175,7 +188,10 @@ public static class SweepRunner
                     : RunCell(spec, run, models[cell.Model], data[cell.Data], be.Name);
                 ResultsLog.Append(o.OutPath, rows);
                 ran.Add(cell.Id);
-                foreach (var r in rows)
+                foreach (var r in rows.Where(r => r.IsSegmentation))
+                    log($"  {cell.Attack}{(r.Eps is { } se ? " eps=" + se.ToString("0.0#####", CultureInfo.InvariantCulture) : "")}: nucleus Dice clean {r.CleanAccuracy:F3}, attacked {r.RobustAccuracy:F3}, success {Pct(r.SuccessRate)}, " +
+                        $"nuclei {r.Param("count_before"):F1} -> {r.Param("count_after"):F1} ({r.Seconds:F1}s, {r.N} images)");
+                foreach (var r in rows.Where(r => !r.IsSegmentation))
                     log($"  {cell.Attack}{(r.Eps is { } e ? " eps=" + e.ToString("0.0#####", CultureInfo.InvariantCulture) : "")}: clean {Pct(r.CleanAccuracy)}, robust {Pct(r.RobustAccuracy)}, success {Pct(r.SuccessRate)}, mean L2 {r.MeanL2:F4}" +
                         (double.IsFinite(r.MeanQueries) ? $", mean queries {r.MeanQueries:F0}" : "") + $" ({r.Seconds:F1}s, {r.N} images)");
                 o.AfterCell?.Invoke(cell);
@@ -204,7 +220,14 @@ public static class SweepRunner
     /// <summary>Runs one cell: all its budgets in one attack run; one row per budget.</summary>
     public static List<ResultRow> RunCell(SweepSpec spec, SweepCell cell, Model model, Dataset d, string device)
     {
-        var attack = AttackRegistry.Create(cell.Attack, cell.Settings, cell.MaxBatch);
+        var info = AttackRegistry.Get(cell.Attack);
+        if (info.IsSegmentation)
+        {
+            var sa = info.CreateSegmentation(cell.Settings, cell.MaxBatch);
+            var sr = sa.Run(model, d.X, d.Masks, Attacks.Segmentation.SegGoal.Parse(cell.Targeted), cell.Eps);
+            return ResultRow.FromSegAttack(sr, sa, cell.Model, cell.Data, spec.Split, device).Select(r => r with { Cell = cell.Id }).ToList();
+        }
+        var attack = info.Create(cell.Settings, cell.MaxBatch);
         var goal = AttackGoal.Parse(cell.Targeted, d.Count, cell.Seed);
         var r = attack.Run(model, d.X, d.Labels, goal, cell.Eps);
         return ResultRow.FromAttack(r, cell.Model, cell.Data, spec.Split, device, cell.Id).ToList();

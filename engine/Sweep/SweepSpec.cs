@@ -220,14 +220,21 @@ public sealed class SweepSpec
                     continue;
                 }
                 // Let the attack check its settings together now, before any work starts.
-                IAttack attack;
-                try { attack = info!.Create(s); (attack as Attack)?.CheckSettings(); }
+                bool needsEps;
+                try
+                {
+                    var attack = info!.New(s);
+                    (attack as Attack)?.CheckSettings();
+                    (attack as Attacks.Segmentation.SegAttack)?.CheckSettings();
+                    needsEps = attack is IAttack ia ? ia.NeedsEpsilon : ((Attacks.Segmentation.SegAttack)attack).NeedsEpsilon;
+                }
                 catch (PerturbException e) { throw Bad($"{where}{(gridKeys.Count > 0 ? " at " + prm.ToJsonString() : "")}: {e.Message}"); }
-                if (attack.NeedsEpsilon && eps == null) throw Bad($"{where}: attack {name} needs 'eps' (e.g. \"eps\": [\"1/255\", \"2/255\"])");
-                if (!attack.NeedsEpsilon && eps != null) throw Bad($"{where}: attack {name} has no budget; leave out 'eps'");
+                if (needsEps && eps == null) throw Bad($"{where}: attack {name} needs 'eps' (e.g. \"eps\": [\"1/255\", \"2/255\"])");
+                if (!needsEps && eps != null && !info.IsSegmentation) throw Bad($"{where}: attack {name} has no budget; leave out 'eps'");
                 if (t.Targeted != null)
                 {
-                    try { AttackGoal.Parse(t.Targeted, 1, seed); }
+                    // Segmentation goals: erase, forge, forge:Y0,X0,Y1,X1 (untargeted when absent).
+                    try { if (info.IsSegmentation) Attacks.Segmentation.SegGoal.Parse(t.Targeted); else AttackGoal.Parse(t.Targeted, 1, seed); }
                     catch (PerturbException e) { throw Bad($"{where}.targeted: {e.Message}"); }
                 }
                 points.Add((prm, s, t));
@@ -284,13 +291,14 @@ public sealed class SweepSpec
     };
 
     /// <summary>
-    /// The --data argument for a spec entry: the generated sets (histology, synthetic, with ':settings') as they are;
+    /// The --data argument for a spec entry: the generated sets (histology, histology-seg, synthetic, with ':settings') as they are;
     /// anything else is a path (optionally 'path:k=v,...') resolved against the spec's folder, which must exist
     /// ('NAME' also finds 'NAME.npz').
     /// </summary>
     static string ResolveData(string d, string folder, string path, bool check)
     {
-        if (d is "histology" or "synthetic" || d.StartsWith("histology:", StringComparison.Ordinal) || d.StartsWith("synthetic:", StringComparison.Ordinal))
+        if (d is "histology" or "histology-seg" or "synthetic" || d.StartsWith("histology:", StringComparison.Ordinal) || d.StartsWith("histology-seg:", StringComparison.Ordinal)
+            || d.StartsWith("synthetic:", StringComparison.Ordinal))
             return d;
         string p = d, opts = "";
         int colon = d.LastIndexOf(':');

@@ -10,12 +10,13 @@ the gradient of the cross-entropy written from the log-sum-exp at the target (as
 float64. cw (torchattacks: c 1, 100 Adam steps, lr 0.01, no binary search) and foolbox-cw (Foolbox 3's
 L2CarliniWagnerAttack at Perturb's setting: 9 binary-search rounds of 100 Adam steps, lr 0.01, initial c 0.01; needs
 --foolbox and --eagerpy) report the median L2 of the successful adversarials among the images classified correctly
-before (success checked here, independently).
+before (success checked here, independently). perturb-cw checks Perturb's own C&W answers the same way
+(adversarial_noeps.npy in --inputs, from `perturb attack cw --out DIR`; its time is Perturb's, not measured here).
 
 Usage: python3 perf/peers/robust_peers.py --model M.safetensors --inputs DIR --torchattacks REPO
            [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,fgsm-lse,fgsm64-lse,pgd,apgd,autoattack,cw,foolbox-cw] [--json out.json]
            [--foolbox REPO --eagerpy REPO] [--steps N] [--alpha A] [--threads T]
-Runs on Debian's python3-torch 1.13 with 2 threads (--threads).
+Runs on Debian's python3-torch 1.13 with 2 threads (--threads: as many as the Perturb run being compared).
 """
 import argparse
 import json
@@ -93,6 +94,10 @@ def main():
                     m = m.to(dt)
                     adv = torch.cat([fgsm(m, x[i:i + a.batch].to(dt), y[i:i + a.batch], eps, lse=name.endswith("lse")) for i in range(0, len(x), a.batch)])
                     pred = predict(m, adv)
+                elif name == "perturb-cw":
+                    import numpy as np
+                    adv = torch.from_numpy(np.load(f"{a.inputs}/adversarial_noeps.npy").astype(np.float32)).reshape(x.shape)
+                    pred = predict(model, adv)
                 elif name == "foolbox-cw":
                     fb = import_foolbox(a.foolbox, a.eagerpy)
                     fmodel = fb.PyTorchModel(model, bounds=(0, 1))

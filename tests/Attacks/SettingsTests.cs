@@ -33,7 +33,7 @@ public class SettingsTests : TempDirTest
         foreach (var a in AttackRegistry.Attacks)
         {
             var sub = cli.Subcommands.Single(c => c.Name == a.Name);
-            var fresh = Setting.Params(a.Create());
+            var fresh = Setting.Params(a.New());
             Assert.NotEmpty(a.Settings);
             foreach (var s in a.Settings)
             {
@@ -49,7 +49,7 @@ public class SettingsTests : TempDirTest
                 var pr = sub.Parse(new[] { "--model", "m.safetensors", s.Option, text });
                 Assert.True(pr.Errors.Count == 0, $"{a.Name} {s.Option} {text}: {string.Join("; ", pr.Errors.Select(e => e.Message))}");
                 Assert.Equal(v, pr.GetValue((Option<object?>)opt));
-                var viaCli = Setting.Params(a.Create(new Dictionary<string, object> { [s.Name] = pr.GetValue((Option<object?>)opt)! }));
+                var viaCli = Setting.Params(a.New(new Dictionary<string, object> { [s.Name] = pr.GetValue((Option<object?>)opt)! }));
                 Assert.Equal(s.ToJson(v)!.ToJsonString(), viaCli[s.Name]!.ToJsonString());
 
                 // Sweep: the same name as a fixed key gives the same value, and the cell's attack carries it.
@@ -58,7 +58,7 @@ public class SettingsTests : TempDirTest
                 var spec = new JsonObject { ["models"] = "m.safetensors", ["data"] = "synthetic", ["attacks"] = new JsonArray(attack) };
                 var cell = SweepSpec.Parse(spec, Path.Combine(Dir, "s.json"), checkFiles: false).Cells.Single();
                 Assert.Equal(v, cell.Settings[s.Name]);
-                var viaSweep = Setting.Params(AttackRegistry.Create(cell.Attack, cell.Settings));
+                var viaSweep = Setting.Params(AttackRegistry.Get(cell.Attack).New(cell.Settings));
                 Assert.Equal(viaCli.ToJsonString(), viaSweep.ToJsonString());
                 checkedSettings++;
             }

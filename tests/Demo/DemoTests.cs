@@ -42,6 +42,12 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         // Progress: one line per step on stderr.
         for (int i = 1; i <= 11; i++) Assert.Contains($"[{i}/11]", _f.Err);
         Assert.Contains("index.html", _f.Out);
+        // The terminal table labels segmentation figures as Dice, under their own header after the classification rows.
+        var lines = _f.Out.Split('\n');
+        int segHeader = Array.FindIndex(lines, l => l.StartsWith("segmentation") && l.Contains("clean Dice") && l.Contains("attacked Dice"));
+        Assert.True(segHeader > 0, _f.Out);
+        Assert.DoesNotContain(lines.Take(segHeader), l => l.StartsWith("seg-pgd"));
+        Assert.Contains(lines.Skip(segHeader), l => l.StartsWith("seg-pgd") && l.Contains("erase"));
         var attacks = _f.Rows.Select(r => r.Attack).Distinct().OrderBy(a => a).ToArray();
         Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd", "seg-pgd", "white-balance" }, attacks);
         foreach (var f in new[] { "seg/seg-pgd/overlays_eps0.0314.png", "seg/seg-pgd/dice_vs_eps.csv", "seg/seg-pgd-erase/overlays_eps0.502.png", "seg/seg-pgd-erase/target.npy" })

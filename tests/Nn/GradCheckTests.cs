@@ -108,6 +108,17 @@ public class GradCheckTests
         Check(m, 2, false);
     }
 
+    /// <summary>A rectangular kernel whose stride, padding and dilation differ between H and W (as ONNX imports give).</summary>
+    [Fact]
+    public void Conv2dUnequalAxes()
+    {
+        using var be = new CpuBackend();
+        var conv = new Conv2d(2, 3, 3, stride: 2, padding: 1, dilation: 1, groups: 1, bias: true, kernelW: 2) { StrideW = 1, PaddingW = 0, DilationW = 2 };
+        var m = Single(be, new[] { 2, 7, 6 }, conv);
+        Assert.Equal(new[] { 3, 4, 4 }, m.OutputShape);
+        Check(m, 2, false);
+    }
+
     [Fact]
     public void Linear()
     {
