@@ -158,4 +158,17 @@ public class ExperimentSweepTests : TempDirTest, IClassFixture<SweepFixture>
         Assert.Equal(new string?[] { null, "lenet", "cnn-small" }, spec.Cells.Select(c => c.Arch));
         Assert.Equal(0.1, spec.Cells[1].Settings["rate"]);
     }
+
+    /// <summary>The example specs under docs/examples load (keys, values, data) and give the cells they are documented with.</summary>
+    [Fact]
+    public void ExampleSpecsLoad()
+    {
+        string? root = null;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) { root = dir.FullName; break; }
+        var spec = SweepSpec.Load(Path.Combine(root!, "docs", "examples", "generative-poisoning.sweep.json"));
+        Assert.Equal(6, spec.Cells.Count);
+        Assert.All(spec.Cells, c => { Assert.Equal("generative", c.Attack); Assert.Equal("lenet", c.Arch); Assert.Equal(10, c.Settings["epochs"]); });
+        Assert.Equal(new ulong[] { 8, 9, 10, 8, 9, 10 }, spec.Cells.Select(c => c.Seed));
+    }
 }
