@@ -15,6 +15,8 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public string? OnnxDir { get; init; }
     /// <summary>PGD steps of the attack bench (--steps; default 20).</summary>
     public int Steps { get; init; } = 20;
+    /// <summary>The preset of the attack and search benches (--model; default resnet18 for attack, cnn-small for search).</summary>
+    public string? Model { get; init; }
 }
 
 /// <summary>
@@ -165,8 +167,9 @@ public sealed class Benches
     public void AttackBench()
     {
         int batch = _o.Batch ?? _e.ResnetBatch, steps = _o.Steps;
-        Progress($"PGD-{steps} on resnet18 1x28x28 (batch {batch})");
-        using var model = Presets.Create("resnet18", _be, 1, 28, 28, 2, 7);
+        string arch = _o.Model ?? "resnet18";
+        Progress($"PGD-{steps} on {arch} 1x28x28 (batch {batch})");
+        using var model = Presets.Create(arch, _be, 1, 28, 28, 2, 7);
         model.Eval();
         var rng = new Random(5);
         var xs = Enumerable.Range(0, batch * 784).Select(_ => (float)rng.NextDouble()).ToArray();
@@ -181,19 +184,33 @@ public sealed class Benches
         };
         step();
         var ts = Timing.Measure(step, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
-        var pgd = new Perturb.Engine.Attacks.Gradient.Pgd { Steps = steps, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch };
+        Perturb.Engine.Attacks.Gradient.Pgd Make(int s) => new() { Steps = s, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch };
+        // The memory plan's figure: what one step after the first allocates and moves (PGD-steps minus PGD-1, per step,
+        // after a PGD-1 that warms the plan, the folded weights and the workspaces).
+        Make(1).Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
+        var m0 = _be.Counters.Traffic;
+        Make(1).Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
+        var one = _be.Counters.Traffic - m0;
+        m0 = _be.Counters.Traffic;
         double t0 = Timing.Now();
-        var res = pgd.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
+        var res = Make(steps).Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
         double secs = Timing.Now() - t0;
+        var all = _be.Counters.Traffic - m0;
+        double per(long a, long b) => steps > 1 ? (a - b) / (double)(steps - 1) : 0;
         double ips = batch / secs, bound = steps * ts.MedianS;
-        _r.Add(new Figure("attack", $"pgd-{steps} linf resnet18 B={batch}", ips, "images/s", null, new JsonObject
+        _r.Add(new Figure("attack", $"pgd-{steps} linf {arch} B={batch}", ips, "images/s", null, new JsonObject
         {
             ["batch"] = batch, ["steps"] = steps, ["seconds"] = secs,
             ["step_median_s"] = ts.MedianS, ["steps_x_step_s"] = bound,
             ["cost_ratio_to_steps_x_step"] = secs / bound,
             ["what"] = $"end-to-end attack time (clean forward, {steps} steps, final forward and bookkeeping) over {steps} x (forward + input-only backward)",
+            ["allocations_per_step"] = per(all.Allocations, one.Allocations),
+            ["host_to_device_bytes_per_step"] = per(all.HostToDeviceBytes, one.HostToDeviceBytes),
+            ["device_to_host_bytes_per_step"] = per(all.DeviceToHostBytes, one.DeviceToHostBytes),
+            ["traffic_whole_run"] = all.ToString(),
         }));
         Console.Error.WriteLine($"  PGD-{steps}: {secs:F2}s for {batch} images = {ips:F2} images/s; {steps} x step = {bound:F2}s; ratio {secs / bound:F3}");
+        Console.Error.WriteLine($"  PGD-{steps} per step after the first: {per(all.Allocations, one.Allocations):F1} allocations, {per(all.HostToDeviceBytes, one.HostToDeviceBytes):F0} B to the device, {per(all.DeviceToHostBytes, one.DeviceToHostBytes):F0} B to the host");
         model.ReleaseActivations();
     }
 
@@ -204,9 +221,11 @@ public sealed class Benches
     /// </summary>
     public void SearchBench()
     {
-        int n = _o.Quick ? 8 : 32, pop = 400, gens = _o.Quick ? 1 : 4;
-        Progress($"one-pixel (population {pop}, {gens} generations) on cnn-small 1x28x28, {n} images");
-        using var model = Presets.Create("cnn-small", _be, 1, 28, 28, 2, 7);
+        string arch = _o.Model ?? "cnn-small";
+        bool small = arch == "cnn-small";   // larger models: fewer images and generations, so the run stays near a minute
+        int n = _o.Quick ? (small ? 8 : 2) : (small ? 32 : 8), pop = 400, gens = _o.Quick ? 1 : (small ? 4 : 2);
+        Progress($"one-pixel (population {pop}, {gens} generations) on {arch} 1x28x28, {n} images");
+        using var model = Presets.Create(arch, _be, 1, 28, 28, 2, 7);
         model.Eval();
         int chunk = Math.Min(4096, Perturb.Engine.Attacks.Search.SearchAttack.ForwardRows(model));
         var rng = new Random(3);
@@ -222,12 +241,12 @@ public sealed class Benches
         // Labels the model already predicts, so every image is attacked; the random model is rarely fooled early.
         var pred = Perturb.Engine.Attacks.Search.SearchAttack.EvaluateLogits(model, n, 4096, (j, d) => xs.AsSpan(j * 784, 784).CopyTo(d));
         var ys = Enumerable.Range(0, n).Select(i => pred[2 * i + 1] > pred[2 * i] ? 1 : 0).ToArray();
-        var sw = System.Diagnostics.Stopwatch.StartNew();
+        double t0 = Timing.Now();   // the clock of --clock, as the forward rate above
         var res = attack.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted);
-        double secs = sw.Elapsed.TotalSeconds;
+        double secs = Timing.Now() - t0;
         long queries = res.Results[0].Queries!.Sum();
         double qps = queries / secs;
-        _r.Add(new Figure("search", $"one-pixel pop {pop} cnn-small 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
+        _r.Add(new Figure("search", $"one-pixel pop {pop} {arch} 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
         {
             ["images"] = n, ["population"] = pop, ["generations"] = gens, ["queries"] = queries, ["seconds"] = secs,
             ["forward_chunk"] = chunk, ["plain_forward_images_per_s"] = fwdRate, ["ratio_to_plain_forward"] = qps / fwdRate,

@@ -17,7 +17,8 @@ public static class Program
         "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
         "            [--onnx DIR (onnx: every NAME.onnx there, compared with NAME.npz when present)]\n" +
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]\n" +
-        "            [--steps N (attack: PGD steps, default 20)] [--threads N (cpu)] [--clock wall|cpu]";
+        "            [--steps N (attack: PGD steps, default 20)] [--model PRESET (attack: resnet18, search: cnn-small)]\n" +
+        "            [--threads N (cpu)] [--clock wall|cpu]";
 
     public static int Main(string[] args)
     {
@@ -44,7 +45,7 @@ public static class Program
 
     static Options Parse(string[] args)
     {
-        string? bench = null, device = "auto", json = null, onnxDir = null;
+        string? bench = null, device = "auto", json = null, onnxDir = null, model = null;
         bool quick = false;
         int? batch = null, convBatch = null, compareBatch = null, threads = null, steps = null;
         string clock = "wall";
@@ -62,6 +63,7 @@ public static class Program
                 case "--device": device = Next(); break;
                 case "--json": json = Next(); break;
                 case "--onnx": onnxDir = Next(); break;
+                case "--model": model = Next(); break;
                 case "--quick": quick = true; break;
                 case "--batch": batch = NextInt(); break;
                 case "--conv-batch": convBatch = NextInt(); break;
@@ -83,8 +85,9 @@ public static class Program
         if (!BenchNames.Contains(bench)) throw new ArgumentException($"unknown bench '{bench}' (choose {string.Join(", ", BenchNames)})");
         if (!Devices.Kinds.Contains(device)) throw new ArgumentException($"unknown device '{device}' (choose {string.Join(", ", Devices.Kinds)})");
         if (threads != null && device is not ("cpu" or "auto")) throw new ArgumentException("--threads applies to --device cpu only");
+        if (model != null && !Perturb.Engine.Nn.Presets.Names.Contains(model)) throw new ArgumentException($"--model: unknown preset '{model}' (choose {string.Join(", ", Perturb.Engine.Nn.Presets.Names)})");
         if (bench == "onnx" && (onnxDir == null || !Directory.Exists(onnxDir))) throw new ArgumentException("onnx needs --onnx DIR, an existing folder of .onnx files");
-        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20 };
+        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20, Model = model };
     }
 
     static int Run(Options o)

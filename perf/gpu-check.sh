@@ -4,6 +4,7 @@
 # `Perturb.Perf`, published for linux-x64 with the .NET runtime inside).
 #
 #   perf/gpu-check.sh [--device cuda|ilgpu-cpu] [--quick] [--tarball FILE | --pub DIR] [--out DIR] [--python PY]
+#                     [--timeout-scale F]
 #
 # Steps, each bounded by its own timeout (seconds, in brackets; the sum stays under 8 minutes) and recorded, not fatal
 # when it fails:
@@ -15,17 +16,19 @@
 #   torch-tf32   the same with TF32 on                                                               [40]
 #   pgd          Perturb.Perf attack: PGD-20 (L-inf, eps 8/255) on resnet18, batch 512             [60]
 #   pgd-torch    torch_bench.py --bench pgd: the PyTorch PGD loop (torchattacks' PGD.forward), batch 512  [40]
+# --timeout-scale F multiplies every timeout (default 1; the CI test uses 4, for a loaded runner).
 # Writes DIR/gpu-check.json (every step: command, exit code, status ok|failed|timeout, seconds, log file; the parity
 # summary; the figures joined on their names) and DIR/gpu-check.md (the same as tables). DIR defaults to gpu-check-out.
 #
-# --device ilgpu-cpu --quick runs the same steps on ILGPU's CPU accelerator at the smallest sizes (parity at batch 1,
-# the harness's resnet bench at batch 1, PGD-2 at batch 1, the PyTorch peer on the CPU with 2 threads at batch 2): the
-# CI test of this script (tests/Cli/GpuCheckScriptTests.cs) runs it that way with --pub pointing at the test build.
+# --device ilgpu-cpu --quick runs the same steps on ILGPU's CPU accelerator at the smallest sizes, where a ResNet-18
+# would take minutes per image: parity with the lenet preset at batch 1, the harness's conv bench at batch 1, PGD-2 on
+# lenet at batch 1, the PyTorch peer on the CPU (2 threads, --quick, conv batch 1, its PGD-2 on its ResNet-18 at batch
+# 1). The CI test of this script (tests/Cli/GpuCheckScriptTests.cs) runs it that way with --pub at the test build.
 # The exit code is 0 when every step passed, 1 when one failed (its log says why), 2 on bad usage.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-device=cuda quick=0 tarball="$root/.gpu/perturb.tgz" pub="" out=gpu-check-out python=${PYTHON:-python3}
+device=cuda quick=0 tarball="$root/.gpu/perturb.tgz" pub="" out=gpu-check-out python=${PYTHON:-python3} scale=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device="${2:-}"; shift 2 ;;
@@ -34,11 +37,13 @@ while [[ $# -gt 0 ]]; do
     --pub) pub="${2:-}"; shift 2 ;;
     --out) out="${2:-}"; shift 2 ;;
     --python) python="${2:-}"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --timeout-scale) scale="${2:-}"; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "error: gpu-check.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
 done
 case "$device" in cuda|ilgpu-cpu) ;; *) echo "error: gpu-check.sh: --device must be cuda or ilgpu-cpu, got '$device'" >&2; exit 2 ;; esac
+[[ "$scale" =~ ^[0-9]+$ && "$scale" -ge 1 ]] || { echo "error: gpu-check.sh: --timeout-scale must be a positive integer, got '$scale'" >&2; exit 2; }
 mkdir -p "$out" || { echo "error: gpu-check.sh: cannot create --out folder '$out'" >&2; exit 2; }
 out="$(cd "$out" && pwd)"
 steps_file="$out/steps.jsonl"
@@ -67,7 +72,7 @@ perturb=$(bin perturb) perf=$(bin Perturb.Perf)
 # run NAME TIMEOUT_S RESULT_FILE CMD...: one step, its output in DIR/NAME.log, one line of steps.jsonl.
 failed=0
 run() {
-  local name=$1 limit=$2 result=$3; shift 3
+  local name=$1 limit=$(( $2 * scale )) result=$3; shift 3
   local t0 t1 rc status
   echo "[$(date -u +%H:%M:%S)] $name (timeout ${limit}s): $*" >&2
   t0=$(date +%s.%N)
@@ -86,20 +91,22 @@ PY
 }
 
 if [[ $quick -eq 1 ]]; then
-  mbatch=1 harness=(resnet --quick --batch 1) pgd=(--batch 1 --steps 2) tdev=(--device cpu --threads 2) tq=(--quick --batch 2 --conv-batch 1)
+  # ILGPU's CPU accelerator runs a ResNet-18 at minutes per image: the quick path keeps the steps, not the sizes.
+  pmodel=lenet mbatch=1 harness=(conv --quick --conv-batch 1) pgd=(--model lenet --batch 1 --steps 2) tpgd=(--batch 1 --steps 2)
+  tdev=(--device cpu --threads 2) tq=(--quick --batch 2 --conv-batch 1)
 else
-  mbatch=8 harness=(all) pgd=(--batch 512 --steps 20) tdev=(--device cuda) tq=()
+  pmodel=resnet18 mbatch=8 harness=(all) pgd=(--batch 512 --steps 20) tpgd=(--batch 512 --steps 20) tdev=(--device cuda) tq=()
 fi
 [[ $device == cuda ]] || tdev=(--device cpu --threads 2)
 torch_bench="$here/peers/torch_bench.py"
 
 run info 20 "$out/info.json" $perturb info --json "$out/info.json"
-run parity 90 "$out/parity.json" $perturb parity --device "$device" --against cpu --model resnet18 --batch-size $mbatch --json "$out/parity.json"
+run parity 90 "$out/parity.json" $perturb parity --device "$device" --against cpu --model $pmodel --batch-size $mbatch --json "$out/parity.json"
 run harness 150 "$out/perf-harness.json" $perf "${harness[@]}" --device "$device" --json "$out/perf-harness.json"
 run torch-fp32 50 "$out/torch-fp32.json" "$python" "$torch_bench" "${tdev[@]}" "${tq[@]}" --json "$out/torch-fp32.json"
 run torch-tf32 40 "$out/torch-tf32.json" "$python" "$torch_bench" "${tdev[@]}" "${tq[@]}" --tf32 --json "$out/torch-tf32.json"
 run pgd 60 "$out/perf-pgd.json" $perf attack --device "$device" "${pgd[@]}" --json "$out/perf-pgd.json"
-run pgd-torch 40 "$out/torch-pgd.json" "$python" "$torch_bench" "${tdev[@]}" --bench pgd "${pgd[@]}" --json "$out/torch-pgd.json"
+run pgd-torch 40 "$out/torch-pgd.json" "$python" "$torch_bench" "${tdev[@]}" --bench pgd "${tpgd[@]}" --json "$out/torch-pgd.json"
 
 total=$(( $(date +%s) - t_start ))
 "$python" - "$out" "$device" "$quick" "$total" <<'PY'

@@ -10,8 +10,12 @@
 #   table    PneumoniaMNIST cnn-small (--recipe medmnist, 20 epochs), first $N (100) test images, Linf 2/255 and 4/255:
 #            AutoAttack (standard) vs PGD-100 x 10 restarts vs APGD-CE, and the torchattacks peers
 #   multi    the same on a 4-class LeNet (synthetic shapes), where torchattacks' AutoAttack runs (it needs 4 classes)
-#   hsj      HopSkipJump (L2, 5,000 queries) against DeepFool on the demo model, first $NHSJ (50) test tiles
-#   cw       C&W median L2 on the PneumoniaMNIST model's first $NCW (200) test images against torchattacks (and Foolbox)
+#   hsj      HopSkipJump (L2, 5,000 queries) against DeepFool on the demo model, first $NHSJ (50) test tiles: Chen et
+#            al.'s algorithm (hsj.json) and with low-frequency probes and start images (hsj-lowfreq.json:
+#            --probe-scale 2 --start-images 20)
+#   cw       C&W median L2 on the PneumoniaMNIST model's first $NCW (200) test images against torchattacks (and Foolbox),
+#            Perturb's answers re-checked in PyTorch (perturb-cw); both sides on $THREADS (1) threads, CPU seconds
+#            (Perturb: cw-time.txt, the process's user + system time; the peers: cpu_seconds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-robust}; shift || true
@@ -62,13 +66,17 @@ if want hsj; then
   [[ -f $out/demo/model.safetensors ]] || $perturb demo --out "$out/demo" --seed 0
   spec="histology:train=2000,test=500,overlap=0.9"   # the demo's data set (seed 0 = --data-seed 0)
   $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --json "$out/hsj.json"
+  $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --probe-scale 2 --start-images 20 --json "$out/hsj-lowfreq.json"
   $perturb attack deepfool --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --json "$out/hsj-deepfool.json"
 fi
 
 if want cw; then
-  $perturb attack cw --model "$model" --data "$data" --n $ncw --seed 0 --json "$out/cw.json" --out "$out/cw-inputs"
-  if [[ -n ${FOOLBOX:-} ]]; then fb="--foolbox $FOOLBOX --eagerpy $EAGERPY"; cwpeers=cw,foolbox-cw; else fb=; cwpeers=cw; fi
-  $peer $fb --model "$model" --inputs "$out/cw-inputs" --attacks $cwpeers --json "$out/cw-peers.json"
+  threads=${THREADS:-1}
+  DOTNET_PROCESSOR_COUNT=$threads /usr/bin/time -f "perturb cw: user %U s, system %S s, wall %e s" -o "$out/cw-time.txt" \
+    $perturb attack cw --model "$model" --data "$data" --n $ncw --seed 0 --json "$out/cw.json" --out "$out/cw-inputs" --overwrite
+  cat "$out/cw-time.txt"
+  if [[ -n ${FOOLBOX:-} ]]; then fb="--foolbox $FOOLBOX --eagerpy $EAGERPY"; cwpeers=perturb-cw,cw,foolbox-cw; else fb=; cwpeers=perturb-cw,cw; fi
+  $peer $fb --model "$model" --inputs "$out/cw-inputs" --attacks $cwpeers --threads "$threads" --json "$out/cw-peers.json"
 fi
 
 /usr/bin/python3 - "$out" <<'PY'

@@ -36,6 +36,9 @@ public sealed class SettingOptions
 
     public IEnumerable<Option> Options => _opts.Select(p => (Option)p.O);
 
+    /// <summary>The option of the setting called <paramref name="name"/> (snake_case), e.g. to make it required.</summary>
+    public Option<object?> this[string name] => _opts.Single(p => p.S.Name == name).O;
+
     /// <summary>The settings given on the command line (the rest keep the defaults).</summary>
     public Dictionary<string, object> Values(ParseResult pr)
     {
@@ -51,7 +54,7 @@ public static class AttackCommand
     public static Command Build(CliIO io)
     {
         var cmd = new Command("attack", "run an adversarial attack on a model over a data set");
-        foreach (var a in AttackRegistry.Attacks) cmd.Subcommands.Add(BuildOne(a, io));
+        foreach (var a in AttackRegistry.Attacks.Where(a => !a.IsSegmentation)) cmd.Subcommands.Add(BuildOne(a, io));
         cmd.Subcommands.Add(PatchCommand.Build(io));
         cmd.Subcommands.Add(BuildFooling(io));
         foreach (var c in SegAttackCommand.Build(io)) cmd.Subcommands.Add(c);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Perturb.Engine;
 using Perturb.Engine.Demo;
+using Perturb.Engine.IO;
 using Perturb.Engine.Report;
 
 namespace Perturb.Cli;
@@ -10,27 +11,25 @@ public static class DemoCommand
 {
     public static Command Build(CliIO io)
     {
-        var outp = new Option<string>("--out") { Description = "folder for index.html, results.json, results.csv, examples/ and model.safetensors", DefaultValueFactory = _ => "demo" };
+        var outp = new Option<string>("--out") { Description = "folder for index.html, results.json, results.csv, examples/ and model.safetensors (written whole: into a temporary folder renamed when complete)", DefaultValueFactory = _ => "demo" };
+        var overwrite = AttackCommand.Overwrite();
         var quick = new Option<bool>("--quick") { Description = "a smaller setting (800 training tiles, 24 attacked, fewer steps and budgets): the CI run" };
         var seed = CommonOptions.Seed();
         var device = CommonOptions.Device();
         var cmd = new Command("demo", "the whole tool in a few minutes: synthetic histology, train cnn-small, FGSM, PGD, DeepFool, one-pixel, white-balance, a patch, a BadNets backdoor, and an HTML report");
-        foreach (var o in new Option[] { outp, quick, seed, device }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { outp, quick, seed, device, overwrite }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
-            using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var dir = pr.GetValue(outp)!;
+            OutputFolder.Check(dir, pr.GetValue(overwrite));
+            using var be = CliUtil.OpenDevice(pr.GetValue(device)!, io);
             var s = pr.GetValue(quick) ? DemoSettings.Quick : DemoSettings.Full;
             io.Err.WriteLine($"perturb demo on {be.Name}{(pr.GetValue(quick) ? " (quick setting)" : "")}, writing {dir}");
-            var rows = DemoRunner.Run(be, dir, s, pr.GetValue(seed), io.Err.WriteLine);
-            io.Out.WriteLine($"{"attack",-14} {"eps",7} {"clean acc",9} {"robust acc",10} {"success",8}");
-            foreach (var r in rows)
-                io.Out.WriteLine($"{r.Attack,-14} {(r.Eps is { } e ? $"{e * 255:0.#}/255" : "-"),7} {Pct(r.CleanAccuracy),9} {Pct(r.RobustAccuracy),10} {Pct(r.SuccessRate),8}");
+            var rows = DemoRunner.Run(be, dir, s, pr.GetValue(seed), io.Err.WriteLine, pr.GetValue(overwrite));
+            foreach (var line in DemoRunner.SummaryTable(rows)) io.Out.WriteLine(line);
             io.Out.WriteLine($"report: {Path.Combine(dir, "index.html")}");
             return 0;
         });
         return cmd;
     }
-
-    static string Pct(double v) => double.IsFinite(v) ? $"{100 * v:0.0}%" : "-";
 }

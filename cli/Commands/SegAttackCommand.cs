@@ -12,12 +12,11 @@ namespace Perturb.Cli;
 /// <summary><c>perturb attack seg-fgsm|seg-pgd|dag|asma</c>: attacks on segmentation models (output [classes, H, W]).</summary>
 public static class SegAttackCommand
 {
-    static readonly Type[] Attacks = { typeof(SegFgsm), typeof(SegPgd), typeof(Dag), typeof(Asma) };
+    public static IEnumerable<Command> Build(CliIO io) => AttackRegistry.Segmentation.Select(a => BuildOne(a, io));
 
-    public static IEnumerable<Command> Build(CliIO io) => Attacks.Select(t => BuildOne(t, io));
-
-    static Command BuildOne(Type type, CliIO io)
+    static Command BuildOne(AttackInfo info, CliIO io)
     {
+        var type = info.Type;
         var fresh = (SegAttack)Activator.CreateInstance(type)!;
         string name = fresh.Name;
         var model = new Option<string>("--model") { Description = "segmentation model file (.safetensors), e.g. from train --data histology-seg", Required = true };
@@ -40,7 +39,7 @@ public static class SegAttackCommand
             c.Options.Add(o);
         c.SetAction(pr =>
         {
-            var attack = WithBatch((SegAttack)Setting.Create(type, settings.Values(pr), name), pr.GetValue(batch));
+            var attack = info.CreateSegmentation(settings.Values(pr), pr.GetValue(batch));
             attack.CheckSettings();
             var epsList = pr.ListValue(eps)?.Select(v => (float)v).ToArray();
             if (attack.NeedsEpsilon && epsList == null) throw new PerturbException($"attack {name} needs --eps (e.g. --eps 2/255,4/255,8/255)", 2);
@@ -69,11 +68,5 @@ public static class SegAttackCommand
             return 0;
         });
         return c;
-    }
-
-    static SegAttack WithBatch(SegAttack a, int batch)
-    {
-        typeof(SegAttack).GetProperty(nameof(SegAttack.MaxBatch))!.SetValue(a, batch);
-        return a;
     }
 }

@@ -42,6 +42,9 @@ public abstract class Attack : IAttack
     /// <summary>Runs the attack on one chunk of rows: leave the adversarial images in <c>b.Adv</c>.</summary>
     protected abstract void AttackChunk(AttackBatch b);
 
+    /// <summary>Runs <see cref="AttackChunk"/> on a batch the caller made (tests measure a chunk's memory traffic).</summary>
+    internal void RunChunk(AttackBatch b) => AttackChunk(b);
+
     /// <summary>Runs on a data set's samples (all of them; use <see cref="Dataset.Take"/> for fewer).</summary>
     public AttackResult Run(Model model, Dataset d, AttackGoal goal, IReadOnlyList<float>? epsilons = null) =>
         Run(model, d.X, d.Labels, goal, epsilons);

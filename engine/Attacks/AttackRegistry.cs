@@ -1,5 +1,6 @@
 using Perturb.Engine.Attacks.Gradient;
 using Perturb.Engine.Attacks.Search;
+using Perturb.Engine.Attacks.Segmentation;
 
 namespace Perturb.Engine.Attacks;
 
@@ -12,29 +13,45 @@ public sealed class AttackInfo
     internal AttackInfo(Type type, string family)
     {
         Type = type; Family = family;
-        var fresh = (IAttack)Activator.CreateInstance(type)!;
-        Name = fresh.Name; NeedsEpsilon = fresh.NeedsEpsilon;
+        switch (Activator.CreateInstance(type))
+        {
+            case IAttack a: Name = a.Name; NeedsEpsilon = a.NeedsEpsilon; break;
+            case SegAttack a: Name = a.Name; NeedsEpsilon = a.NeedsEpsilon; break;
+            default: throw new ArgumentException($"{type.Name} is neither an IAttack nor a SegAttack");
+        }
         Settings = Setting.Of(type);
     }
     public string Name { get; }
     public Type Type { get; }
-    /// <summary>"gradient" or "search".</summary>
+    /// <summary>"gradient", "search" or "segmentation" (models that output class logits per pixel).</summary>
     public string Family { get; }
+    public bool IsSegmentation => Family == "segmentation";
     public bool NeedsEpsilon { get; }
     public IReadOnlyList<Setting> Settings { get; }
     static readonly System.Reflection.PropertyInfo MaxBatchProperty = typeof(Attack).GetProperty(nameof(Attack.MaxBatch))!;
+    static readonly System.Reflection.PropertyInfo SegMaxBatchProperty = typeof(SegAttack).GetProperty(nameof(SegAttack.MaxBatch))!;
     public Setting? Find(string name) => Settings.FirstOrDefault(s => s.Name == name);
 
     /// <summary>
     /// A new attack with the given settings (by snake_case name; values as <see cref="Setting.Parse(string, string)"/>
     /// gives them); settings not given keep the attack's defaults. A name the attack does not have is a usage error.
+    /// An <see cref="IAttack"/>, or a <see cref="SegAttack"/> for the segmentation family.
     /// </summary>
-    public IAttack Create(IReadOnlyDictionary<string, object>? values = null, int maxBatch = 256)
+    public object New(IReadOnlyDictionary<string, object>? values = null, int maxBatch = 256)
     {
-        var a = (IAttack)Setting.Create(Type, values, Name);
+        var a = Setting.Create(Type, values, Name);
         if (a is Attack) MaxBatchProperty.SetValue(a, maxBatch);
+        if (a is SegAttack) SegMaxBatchProperty.SetValue(a, maxBatch);
         return a;
     }
+
+    /// <summary><see cref="New"/> for a classification attack.</summary>
+    public IAttack Create(IReadOnlyDictionary<string, object>? values = null, int maxBatch = 256) =>
+        New(values, maxBatch) as IAttack ?? throw new PerturbException($"{Name} attacks segmentation models (class logits per pixel), not classifiers", 2);
+
+    /// <summary><see cref="New"/> for a segmentation attack.</summary>
+    public SegAttack CreateSegmentation(IReadOnlyDictionary<string, object>? values = null, int maxBatch = 64) =>
+        New(values, maxBatch) as SegAttack ?? throw new PerturbException($"{Name} attacks classifiers, not segmentation models", 2);
 }
 
 /// <summary>Every attack <c>perturb attack NAME</c> and sweeps can run, by name.</summary>
@@ -51,12 +68,15 @@ public static class AttackRegistry
         new(typeof(Apgd), "gradient"), new(typeof(ApgdDlr), "gradient"), new(typeof(ApgdT), "gradient"), new(typeof(FabT), "gradient"),
         new(typeof(AutoAttack), "gradient"),
         new(typeof(HopSkipJump), "search"), new(typeof(Boundary), "search"),
+        new(typeof(SegFgsm), "segmentation"), new(typeof(SegPgd), "segmentation"), new(typeof(Dag), "segmentation"), new(typeof(Asma), "segmentation"),
     };
 
     public static IEnumerable<string> AllNames => Attacks.Select(a => a.Name);
     public static IEnumerable<string> Names => Attacks.Where(a => a.Family == "gradient").Select(a => a.Name);
     /// <summary>The score-based search attacks (forward passes only, queries counted); fooling images have their own command.</summary>
     public static IEnumerable<string> SearchNames => Attacks.Where(a => a.Family == "search").Select(a => a.Name);
+    /// <summary>The attacks on segmentation models (<c>perturb attack seg-pgd</c> and the rest; sweeps run them on mask data).</summary>
+    public static IEnumerable<AttackInfo> Segmentation => Attacks.Where(a => a.IsSegmentation);
 
     public static AttackInfo Get(string name) =>
         Attacks.FirstOrDefault(a => a.Name == name) ?? throw new PerturbException($"unknown attack '{name}' (choose {string.Join(", ", AllNames)})", 2);

@@ -84,10 +84,19 @@ public abstract partial class BackendBase : IBackend
     /// </summary>
     protected abstract ReadOnlySpan<float> PeekHost(Tensor t);
 
-    /// <summary>Every labels[r], r &lt; rows, must be an integer class index in [0, cols).</summary>
+    /// <summary>
+    /// Every labels[r], r &lt; rows, must be an integer class index in [0, cols). Reading labels is a device-to-host
+    /// copy (a synchronisation on CUDA), so a check that passed is remembered with the labels' <see cref="Tensor.Version"/>:
+    /// the loss ops only read their labels (no version bump), so a loss called every attack step with the same
+    /// labels checks them once, and any write to them (Upload, an op given them) makes the next loss check again.
+    /// Only a pass is remembered: bad labels fail at every call, with the same message on both backends.
+    /// </summary>
     void CheckLabels(Tensor labels, int rows, int cols, string op)
     {
         if (rows == 0) return;
+        long ver = labels.Version;
+        if (_labelsChecked.TryGetValue(labels.Ver, out var done) && done.Version == ver && done.Offset == labels.Offset
+            && rows <= done.Rows && cols >= done.Cols) return;
         var l = PeekHost(labels)[..rows];
         for (int r = 0; r < rows; r++)
         {
@@ -95,13 +104,17 @@ public abstract partial class BackendBase : IBackend
             if (!(v >= 0 && v < cols && v == MathF.Floor(v)))
                 throw new ArgumentException($"{op}: label {v} of row {r} is not a class index in [0, {cols})");
         }
+        _labelsChecked.AddOrUpdate(labels.Ver, new LabelsChecked(ver, labels.Offset, rows, cols));
     }
 
-    void CheckLoss(string op, Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols)
+    sealed record LabelsChecked(long Version, int Offset, int Rows, int Cols);
+    readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor.VersionBox, LabelsChecked> _labelsChecked = new();
+
+        void CheckLoss(string op, Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols)
     {
         NonNegative(op, (rows, "rows"), (cols, "cols"));
         long len = (long)rows * cols;
-        Need(logits, len, op, "logits"); Need(labels, rows, op, "labels"); Need(loss, rows, op, "loss");
+        Need(logits, len, op, "logits"); NeedRead(labels, rows, op, "labels"); Need(loss, rows, op, "loss");
         Own(gradScale, op);
         if (dlogits is not null) { Need(dlogits, len, op, "dlogits"); Need(gradScale, rows, op, "gradScale"); }
     }
@@ -467,7 +480,7 @@ public abstract partial class BackendBase : IBackend
         const string op = "dlr_loss";
         if (cols < 2) throw new ArgumentException($"{op}: needs at least two classes, got {cols}");
         CheckLoss(op, logits, labels, loss, dlogits, gradScale, rows, cols);
-        if (targeted) Need(targets, rows, op, "targets");
+        if (targeted) NeedRead(targets, rows, op, "targets");
         CheckLabels(labels, rows, cols, op);
         if (targeted) CheckLabels(targets, rows, cols, op);
         Counters.Hit(op, 4L * rows * cols);
@@ -672,4 +685,39 @@ public abstract partial class BackendBase : IBackend
         if (rows > 0) AttackStepL2Core(xadv, x0, grad, step, eps, rows, cols);
     }
     protected abstract void AttackStepL2Core(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
+
+    // ---------------------------------------------------------------- geometric warps
+
+    void CheckWarp(string op, Tensor src, Tensor dst, int planes, int h, int w, in WarpMap map, string srcName, string dstName)
+    {
+        NonNegative(op, (planes, "planes"), (h, "h"), (w, "w"));
+        long len = (long)planes * h * w;
+        Need(src, len, op, srcName); Need(dst, len, op, dstName);
+        if (ReferenceEquals(src.Storage, dst.Storage) && src.Offset < dst.Offset + len && dst.Offset < src.Offset + len && len > 0)
+            throw new ArgumentException($"{op}: {srcName} and {dstName} overlap");
+        double det = map.Det;
+        if (!(float.IsFinite(map.A) && float.IsFinite(map.B) && float.IsFinite(map.C) && float.IsFinite(map.D) && float.IsFinite(map.E) && float.IsFinite(map.F))
+            || !(Math.Abs(det) > 1e-12) || !double.IsFinite(1 / det))
+            throw new ArgumentException($"{op}: the map ({map.A}, {map.B}, {map.C}; {map.D}, {map.E}, {map.F}) is not an invertible finite affine map");
+    }
+
+    public void WarpAffine(Tensor x, Tensor y, int planes, int h, int w, in WarpMap map, float alpha, float beta)
+    {
+        const string op = "warp_affine";
+        CheckWarp(op, x, y, planes, h, w, map, "x", "y");
+        long n = (long)planes * h * w;
+        Counters.Hit(op, 8 * n);
+        if (n > 0) WarpAffineCore(x, y, planes, h, w, map.Coefs(), alpha, beta);
+    }
+    protected abstract void WarpAffineCore(Tensor x, Tensor y, int planes, int h, int w, in Perturb.Kernels.WarpCoefs m, float alpha, float beta);
+
+    public void WarpAffineAdjoint(Tensor dy, Tensor dx, int planes, int h, int w, in WarpMap map, float alpha, float beta)
+    {
+        const string op = "warp_affine_adjoint";
+        CheckWarp(op, dy, dx, planes, h, w, map, "dy", "dx");
+        long n = (long)planes * h * w;
+        Counters.Hit(op, 8 * n);
+        if (n > 0) WarpAffineAdjointCore(dy, dx, planes, h, w, map.Coefs(), alpha, beta);
+    }
+    protected abstract void WarpAffineAdjointCore(Tensor dy, Tensor dx, int planes, int h, int w, in Perturb.Kernels.WarpCoefs m, float alpha, float beta);
 }

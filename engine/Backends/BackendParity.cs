@@ -224,12 +224,13 @@ public static class BackendParity
                 {
                     var x = c.R(s.N, s.C, s.H, s.W); var w = c.R(s.K, s.CPerGroup, s.R, s.S); var bias = c.R(s.K);
                     var dy = c.R(s.N, s.K, s.OutH, s.OutW);
-                    var y = c.Nan(s.N, s.K, s.OutH, s.OutW); var dx = c.Nan(s.N, s.C, s.H, s.W);
+                    var y = c.Nan(s.N, s.K, s.OutH, s.OutW); var yr = c.Nan(s.N, s.K, s.OutH, s.OutW); var dx = c.Nan(s.N, s.C, s.H, s.W);
                     var dw = c.Nan(s.K, s.CPerGroup, s.R, s.S); var db = c.Nan(s.K);
                     c.Be.ConvForward(s, x, w, bias, y);
+                    c.Be.ConvForward(s, x, w, bias, yr, relu: true);   // the fused ReLU epilogue of eval-mode folding
                     c.Be.ConvBackwardData(s, dy, w, dx);
                     c.Be.ConvBackwardWeights(s, x, dy, dw, db);
-                    return c.Get(y, dx, dw, db);
+                    return c.Get(y, yr, dx, dw, db);
                 });
 
         Add("bias", "bias add and gradient [3,5,7]", new[] { nameof(IBackend.BiasAdd), nameof(IBackend.BiasGrad) }, new[] { "bias_add", "bias_grad" }, c =>
@@ -385,6 +386,16 @@ public static class BackendParity
             c.Be.Copy(x0, xa); c.Be.Copy(x0, xb); c.Be.Axpy(0.05f, g, xa);
             c.Be.AttackStepLinf(xa, x0, g, step, eps, 4, 50); c.Be.AttackStepL2(xb, x0, g, step, eps, 4, 50);
             return c.Get(xa, xb);
+        });
+
+        Add("warp", "bilinear affine warp and adjoint [6,9,11]", new[] { nameof(IBackend.WarpAffine), nameof(IBackend.WarpAffineAdjoint) }, new[] { "warp_affine", "warp_affine_adjoint" }, c =>
+        {
+            var map = WarpMap.RotateScaleTranslate(17, 0.9, 1.4, -0.6, 9, 11);
+            var x = c.R(6, 9, 11); var dy = c.R(6, 9, 11); var y = c.Nan(6, 9, 11); var dx = c.Nan(6, 9, 11); var acc = c.R(6, 9, 11);
+            c.Be.WarpAffine(x, y, 6, 9, 11, map, 1.2f, 0f);
+            c.Be.WarpAffineAdjoint(dy, dx, 6, 9, 11, map, 0.7f, 0f);
+            c.Be.WarpAffineAdjoint(dy, acc, 6, 9, 11, map, 0.7f, 1f);
+            return c.Get(y, dx, acc);
         });
 
         foreach (var op in Enum.GetValues<UnaryOp>())

@@ -156,8 +156,8 @@ public partial interface IBackend : IDisposable
     /// When dlogits is not null: dlogits[r, j] = gradScale[r] * (softmax(z_r)_j - [j == label]), the label's entry
     /// computed as -sum_{j != label} softmax(z_r)_j so that it does not vanish when p_label rounds to 1.
     /// gradScale is per sample (1/rows for a mean loss; +-1 to ascend or descend per sample). Every labels[r] must be an
-    /// integer in [0, cols), or the op throws naming the row (this reads the labels on the host: on a device it
-    /// waits for queued work). Op "ce_loss", flops 6*rows*cols.
+    /// integer in [0, cols), or the op throws naming the row (this reads the labels on the host, on a device waiting
+    /// for queued work, once: a check that passed is remembered until the labels are written). Op "ce_loss", flops 6*rows*cols.
     /// </summary>
     void CrossEntropy(Tensor logits, Tensor labels, Tensor loss, Tensor? dlogits, Tensor gradScale, int rows, int cols);
     /// <summary>
@@ -279,4 +279,20 @@ public partial interface IBackend : IDisposable
     /// (no scaling when ||d_r|| == 0); xadv = clamp(x0 + d, 0, 1). In place on xadv. Op "attack_step_l2", flops 10*rows*cols.
     /// </summary>
     void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
+
+    // ---------------------------------------------------------------- geometric warps
+    /// <summary>
+    /// Bilinear affine warp of x viewed as planes [planes, h, w] (a plane is one channel of one image), zero outside
+    /// the image: with (sx, sy) the source point of output pixel (ox, oy) under <paramref name="map"/>, x0 = floor(sx),
+    /// fx = sx - x0 (likewise y0, fy), y[p, oy, ox] = alpha * ((1-fx)(1-fy) x[p, y0, x0] + fx(1-fy) x[p, y0, x0+1]
+    /// + (1-fx)fy x[p, y0+1, x0] + fx fy x[p, y0+1, x0+1]) + beta * y[p, oy, ox] (neighbours outside the image read 0;
+    /// beta == 0: y is not read). x and y must not overlap. Op "warp_affine", flops 8*planes*h*w.
+    /// </summary>
+    void WarpAffine(Tensor x, Tensor y, int planes, int h, int w, in WarpMap map, float alpha, float beta);
+    /// <summary>
+    /// The adjoint (transpose) of <see cref="WarpAffine"/> with the same map: dx = alpha * W^T dy + beta * dx, each
+    /// source pixel gathering the outputs that read it with the forward's weights (deterministic, no atomics; beta == 0:
+    /// dx is not read). dy and dx must not overlap. Op "warp_affine_adjoint", flops 8*planes*h*w.
+    /// </summary>
+    void WarpAffineAdjoint(Tensor dy, Tensor dx, int planes, int h, int w, in WarpMap map, float alpha, float beta);
 }

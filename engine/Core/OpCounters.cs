@@ -2,11 +2,18 @@ using System.Collections.Concurrent;
 
 namespace Perturb.Engine;
 
-/// <summary>Counts calls and floating-point work per op name. Thread-safe. Used by tests to prove what an op sequence did.</summary>
+/// <summary>
+/// Counts calls and floating-point work per op name, and the backend's memory traffic: storage allocations (a new
+/// device buffer, or a new host array on the CPU backend; reuse from a pool is not an allocation) and the bytes copied
+/// between host and device (Upload / FromArray and ToArray, and the label checks that read labels; on the CPU
+/// backend the same calls, though nothing crosses a bus). Thread-safe. Tests use it to prove what an op sequence did,
+/// for example that an attack step after the first allocates nothing and moves nothing.
+/// </summary>
 public sealed class OpCounters
 {
     readonly ConcurrentDictionary<string, long> _calls = new();
     readonly ConcurrentDictionary<string, long> _flops = new();
+    long _allocs, _allocBytes, _h2d, _d2h;
 
     public void Hit(string op, long flops = 0)
     {
@@ -17,5 +24,33 @@ public sealed class OpCounters
     public long Calls(string op) => _calls.TryGetValue(op, out var v) ? v : 0;
     public long Flops(string op) => _flops.TryGetValue(op, out var v) ? v : 0;
     public IReadOnlyDictionary<string, long> AllCalls => new Dictionary<string, long>(_calls);
-    public void Reset() { _calls.Clear(); _flops.Clear(); }
+
+    /// <summary>Storage buffers the backend allocated (tensors and workspaces), and their bytes.</summary>
+    public long Allocations => Interlocked.Read(ref _allocs);
+    public long AllocatedBytes => Interlocked.Read(ref _allocBytes);
+    /// <summary>Bytes copied from host memory into tensors, and from tensors to host memory.</summary>
+    public long HostToDeviceBytes => Interlocked.Read(ref _h2d);
+    public long DeviceToHostBytes => Interlocked.Read(ref _d2h);
+    /// <summary>The memory counters at this moment (subtract two to get what happened in between).</summary>
+    public MemoryTraffic Traffic => new(Allocations, AllocatedBytes, HostToDeviceBytes, DeviceToHostBytes);
+
+    internal void Allocated(long bytes) { Interlocked.Increment(ref _allocs); Interlocked.Add(ref _allocBytes, bytes); }
+    internal void ToDevice(long bytes) => Interlocked.Add(ref _h2d, bytes);
+    internal void ToHost(long bytes) => Interlocked.Add(ref _d2h, bytes);
+
+    public void Reset()
+    {
+        _calls.Clear(); _flops.Clear();
+        Interlocked.Exchange(ref _allocs, 0); Interlocked.Exchange(ref _allocBytes, 0);
+        Interlocked.Exchange(ref _h2d, 0); Interlocked.Exchange(ref _d2h, 0);
+    }
+}
+
+/// <summary>A snapshot of <see cref="OpCounters"/>' memory counters.</summary>
+public readonly record struct MemoryTraffic(long Allocations, long AllocatedBytes, long HostToDeviceBytes, long DeviceToHostBytes)
+{
+    public static MemoryTraffic operator -(MemoryTraffic a, MemoryTraffic b) =>
+        new(a.Allocations - b.Allocations, a.AllocatedBytes - b.AllocatedBytes, a.HostToDeviceBytes - b.HostToDeviceBytes, a.DeviceToHostBytes - b.DeviceToHostBytes);
+    public bool IsZero => Allocations == 0 && AllocatedBytes == 0 && HostToDeviceBytes == 0 && DeviceToHostBytes == 0;
+    public override string ToString() => $"{Allocations} allocations ({AllocatedBytes} bytes), {HostToDeviceBytes} bytes to the device, {DeviceToHostBytes} bytes to the host";
 }

@@ -57,3 +57,38 @@ public enum Reduction
     L2 = Perturb.Kernels.ReduceKind.L2,
     Linf = Perturb.Kernels.ReduceKind.Linf,
 }
+
+/// <summary>
+/// An affine map of pixel coordinates for <see cref="IBackend.WarpAffine"/>: output pixel (ox, oy) (column, row) reads
+/// the source point (A ox + B oy + C, D ox + E oy + F). Must be invertible (A E - B D != 0) with finite coefficients.
+/// </summary>
+public readonly record struct WarpMap(float A, float B, float C, float D, float E, float F)
+{
+    public double Det => (double)A * E - (double)B * D;
+
+    /// <summary>
+    /// Rotation by <paramref name="degrees"/> and scaling by <paramref name="scale"/> about the centre of an h x w
+    /// image, then a translation by (tx, ty) pixels: the source point of output (x, y) is
+    /// R(-angle) ((x - cx - tx, y - cy - ty)) / scale + (cx, cy), with (cx, cy) = ((w-1)/2, (h-1)/2).
+    /// </summary>
+    public static WarpMap RotateScaleTranslate(double degrees, double scale, double tx, double ty, int h, int w)
+    {
+        double a = degrees * Math.PI / 180, cos = Math.Cos(a) / scale, sin = Math.Sin(a) / scale;
+        double cy = (h - 1) / 2.0, cx = (w - 1) / 2.0;
+        // sx = cos (x - cx - tx) + sin (y - cy - ty) + cx;  sy = -sin (x - cx - tx) + cos (y - cy - ty) + cy
+        return new((float)cos, (float)sin, (float)(cx - cos * (cx + tx) - sin * (cy + ty)),
+            (float)-sin, (float)cos, (float)(cy + sin * (cx + tx) - cos * (cy + ty)));
+    }
+
+    /// <summary>The kernels' coefficients: the map and its inverse (computed in double).</summary>
+    internal Perturb.Kernels.WarpCoefs Coefs()
+    {
+        double det = Det;
+        return new Perturb.Kernels.WarpCoefs
+        {
+            A = A, B = B, C = C, D = D, E = E, F = F,
+            IA = (float)(E / det), IB = (float)(-B / det), IC = (float)(((double)B * F - (double)E * C) / det),
+            ID = (float)(-D / det), IE = (float)(A / det), IF = (float)(((double)D * C - (double)A * F) / det),
+        };
+    }
+}

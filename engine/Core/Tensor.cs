@@ -20,8 +20,9 @@ public sealed class Tensor : IDisposable
     /// <summary>
     /// The write counter, shared by a tensor and every view of it (<see cref="Reshape"/>, <see cref="Slice"/>). Every
     /// backend op bumps it on each tensor it is given, except on the weight operand of ConvForward and
-    /// ConvBackwardData, which they only read. A backend may therefore cache data derived from a weight tensor (packed
-    /// or transformed weights) and reuse it while <see cref="Version"/> is unchanged. Conservative: reads elsewhere
+    /// ConvBackwardData and the labels (and DLR targets) of the loss ops, which they only read. A backend may therefore
+    /// cache data derived from a weight tensor (packed or transformed weights), or the fact that labels passed their
+    /// range check, and reuse it while <see cref="Version"/> is unchanged. Conservative: reads elsewhere
     /// count as writes too, which only costs a rebuild.
     /// </summary>
     internal sealed class VersionBox { public long Value; }

@@ -11,7 +11,8 @@ public static class DataSources
         "data set: 'histology' (the default for attack work: a SYNTHETIC H&E histology set made from --data-seed, " +
         "2 classes benign/malignant, 3x32x32; 'histology:train=N,test=M,size=S,overlap=F' where overlap in [0,1] makes the classes look more alike); " +
         "'histology-seg' (the same tiles with the exact nucleus mask and an instance map of each: segmentation, " +
-        "mask classes background/nucleus, or 'classes=3' for background/benign nucleus/malignant nucleus; settings as for histology); " +
+        "mask classes background/nucleus, or 'classes=3' for background/benign nucleus/malignant nucleus; settings as for histology, and " +
+        "'difficulty=F' in [0,1) for paler nuclei, counterstain, blur, noise and crowding as real slides have); " +
         "'synthetic' (generated shapes, 4 classes, 1x28x28; 'synthetic:train=N,test=M,channels=C,size=S,classes=K'); " +
         "a MedMNIST .npz file (e.g. pneumoniamnist.npz; get one with 'perturb data fetch'); " +
         "a folder of MNIST/Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...); " +
@@ -51,8 +52,9 @@ public static class DataSources
         }
         if (IsNamed(spec, "histology-seg"))
         {
-            var o = new SpecOptions(spec, ParseOptions(spec, "histology-seg"), "train", "test", "size", "overlap", "classes");
-            return Generated(() => SyntheticHistology.CreateSegmentation(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32), o.Double("overlap", 0), o.Int("classes", 2)),
+            var o = new SpecOptions(spec, ParseOptions(spec, "histology-seg"), "train", "test", "size", "overlap", "classes", "difficulty");
+            return Generated(() => SyntheticHistology.CreateSegmentation(dataSeed, o.Int("train", 2000), o.Int("test", 500), o.Int("size", 32), o.Double("overlap", 0), o.Int("classes", 2),
+                o.Double("difficulty", 0)),
                 "synthetic H&E histology with nucleus masks (generated)", spec);
         }
         if (IsNamed(spec, "histology"))

@@ -6,7 +6,13 @@ using SkiaSharp;
 namespace Perturb.Engine.Data;
 
 /// <summary>A decoded image at its own size: planes C×H×W in [0,1], C = 1 (grey) or 3 (RGB; any alpha dropped).</summary>
-public sealed record ImageData(int Channels, int Height, int Width, float[] Pixels);
+public sealed record ImageData(int Channels, int Height, int Width, float[] Pixels)
+{
+    /// <summary>Bits per sample of the file it came from (8, or 16 for 16-bit PNGs): pixel = value / (2^Bits - 1).</summary>
+    public int Bits { get; init; } = 8;
+    /// <summary>The largest stored sample value, 255 or 65535.</summary>
+    public int MaxValue => Bits == 16 ? 65535 : 255;
+}
 
 /// <summary>
 /// Reads PNG, JPEG and BMP files into float pixels in [0,1], converts channels and resizes.
@@ -226,7 +232,7 @@ static class Png16
                     px[ch * hw + y * w + x] = BinaryPrimitives.ReadUInt16BigEndian(cur.AsSpan(x * bpp + ch * 2)) / 65535f;
             (cur, prev) = (prev, cur);
         }
-        return new ImageData(c, h, w, px);
+        return new ImageData(c, h, w, px) { Bits = 16 };
     }
 
     /// <summary>Undoes one row's filter in place: 0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth.</summary>

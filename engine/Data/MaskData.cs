@@ -6,9 +6,10 @@ namespace Perturb.Engine.Data;
 /// Segmentation data from files.
 /// <list type="bullet">
 /// <item>A folder <c>ROOT/images/*.png</c> (or .jpg, .bmp) with <c>ROOT/masks/</c> holding one mask image of the same
-/// stem for each (any image extension). A mask pixel's class is its 8-bit grey value, or, with <c>ROOT/palette.json</c>
+/// stem for each (any image extension). A mask pixel's class is its grey value (8-bit, or 16-bit PNG: the stored
+/// value itself, not scaled), or, with <c>ROOT/palette.json</c>
 /// (<c>{"classes": ["background", "nucleus"], "colors": [[0,0,0], [255,255,255]]}</c>, grey masks may give single
-/// values), the index of its colour. Images are resized (antialiased bilinear) to the size setting, masks with nearest
+/// values), the index of its colour, compared at the mask's own depth (0-255, or 0-65535 for 16-bit masks). Images are resized (antialiased bilinear) to the size setting, masks with nearest
 /// neighbour so classes never blend; without a size setting every image must have the first image's size. A
 /// missing mask, a mask whose size differs from its image, or a value outside the classes is an error naming the file.
 /// Test split: a seeded fraction (the test setting) of the images.</item>
@@ -40,8 +41,8 @@ public static class MaskData
             var classes = doc.RootElement.GetProperty("classes").EnumerateArray().Select(e => e.GetString() ?? "").ToArray();
             var colors = doc.RootElement.GetProperty("colors").EnumerateArray()
                 .Select(e => e.ValueKind == JsonValueKind.Number ? new[] { e.GetInt32() } : e.EnumerateArray().Select(v => v.GetInt32()).ToArray()).ToArray();
-            if (classes.Length < 2 || classes.Length != colors.Length || colors.Any(c => c.Length is not (1 or 3) || c.Any(v => v is < 0 or > 255)))
-                throw new PerturbException($"{file}: needs 'classes' (at least 2 names) and as many 'colors' (a grey value or [r, g, b], 0-255)");
+            if (classes.Length < 2 || classes.Length != colors.Length || colors.Any(c => c.Length is not (1 or 3) || c.Any(v => v is < 0 or > 65535)))
+                throw new PerturbException($"{file}: needs 'classes' (at least 2 names) and as many 'colors' (a grey value or [r, g, b], 0-255, or 0-65535 for 16-bit masks)");
             return new Palette(classes, colors);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
@@ -71,6 +72,8 @@ public static class MaskData
             if (!maskByStem.TryGetValue(stem, out var mf))
                 throw new PerturbException($"{images[i]}: no mask for it in {maskDir} (expected {stem}.png)");
             var img = ImageFile.Decode(images[i]);
+            if (IsInterlaced16BitPng(mf))
+                throw new PerturbException($"{mf}: an interlaced 16-bit PNG mask; its classes would be read at 8 bits (the high byte), so save it non-interlaced");
             var m = ImageFile.Decode(mf);
             if (m.Height != img.Height || m.Width != img.Width)
                 throw new PerturbException($"{mf}: mask of {m.Width}x{m.Height} pixels for an image of {img.Width}x{img.Height} ({images[i]})");
@@ -116,17 +119,26 @@ public static class MaskData
         return new DataSplits(Path.GetFileName(Path.TrimEndingDirectorySeparator(root)), Part(trainIdx, "train"), null, Part(testIdx, "test"));
     }
 
-    /// <summary>Class per pixel of one decoded mask: its 8-bit grey value, or its palette index.</summary>
+    /// <summary>Whether the file is a PNG of 16 bits per sample stored interlaced (which only SkiaSharp's 8-bit decoder reads).</summary>
+    static bool IsInterlaced16BitPng(string file)
+    {
+        var head = new byte[29];
+        using (var f = File.OpenRead(file))
+            if (f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) < head.Length) return false;
+        return head[0] == 137 && head[1] == (byte)'P' && head[2] == (byte)'N' && head[3] == (byte)'G' && head[24] == 16 && head[28] == 1;
+    }
+
+    /// <summary>Class per pixel of one decoded mask: its stored grey value (8 or 16 bits), or its palette index.</summary>
     static int[] Classes(ImageData m, Palette? palette, string file)
     {
-        int hw = m.Height * m.Width;
+        int hw = m.Height * m.Width, max = m.MaxValue;
         var r = new int[hw];
         for (int j = 0; j < hw; j++)
         {
-            int v0 = (int)Math.Round(m.Pixels[j] * 255);
+            int v0 = (int)Math.Round(m.Pixels[j] * max);
             if (palette == null)
             {
-                if (m.Channels == 3 && ((int)Math.Round(m.Pixels[hw + j] * 255) != v0 || (int)Math.Round(m.Pixels[2 * hw + j] * 255) != v0))
+                if (m.Channels == 3 && ((int)Math.Round(m.Pixels[hw + j] * max) != v0 || (int)Math.Round(m.Pixels[2 * hw + j] * max) != v0))
                     throw new PerturbException($"{file}: a colour mask (pixel ({j / m.Width}, {j % m.Width})) needs a palette.json beside images/ and masks/");
                 r[j] = v0;
                 continue;
@@ -136,8 +148,8 @@ public static class MaskData
             {
                 var col = palette.Colors[q];
                 bool match = col.Length == 1
-                    ? v0 == col[0] && (m.Channels == 1 || ((int)Math.Round(m.Pixels[hw + j] * 255) == col[0] && (int)Math.Round(m.Pixels[2 * hw + j] * 255) == col[0]))
-                    : Enumerable.Range(0, 3).All(ch => (int)Math.Round(m.Pixels[(m.Channels == 3 ? ch : 0) * hw + j] * 255) == col[ch]);
+                    ? v0 == col[0] && (m.Channels == 1 || ((int)Math.Round(m.Pixels[hw + j] * max) == col[0] && (int)Math.Round(m.Pixels[2 * hw + j] * max) == col[0]))
+                    : Enumerable.Range(0, 3).All(ch => (int)Math.Round(m.Pixels[(m.Channels == 3 ? ch : 0) * hw + j] * max) == col[ch]);
                 if (match) k = q;
             }
             if (k < 0) throw new PerturbException($"{file}: pixel ({j / m.Width}, {j % m.Width}) has a colour that palette.json does not list");

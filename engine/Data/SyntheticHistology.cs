@@ -37,7 +37,7 @@ public static class SyntheticHistology
         return new DataSplits("histology", train, val, test);
     }
 
-    static Dataset Make(ulong seed, ulong split, int n, int size, double overlap, int maskClasses = 0)
+    static Dataset Make(ulong seed, ulong split, int n, int size, double overlap, int maskClasses = 0, double difficulty = 0)
     {
         int hw = size * size;
         var x = new float[(long)n * 3 * hw];
@@ -50,7 +50,7 @@ public static class SyntheticHistology
             y[i] = label;
             var r = new SplitMix64(seed * 0x9E3779B97F4A7C15UL ^ (split << 56) ^ ((ulong)i * 0xD1B54A32D192ED03UL));
             var drawn = masks != null ? new NucleusMap(size * 2) : null;
-            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw), overlap, drawn);
+            Tile(r, label == 1, size, x.AsSpan(i * 3 * hw, 3 * hw), overlap, drawn, difficulty);
             drawn?.Downsample(size, maskClasses, masks.AsSpan(i * hw, hw), inst.AsSpan(i * hw, hw));
         });
         var d = new Dataset(x, y, 3, size, size, Classes) { Name = masks != null ? "histology-seg" : "histology" };
@@ -68,12 +68,21 @@ public static class SyntheticHistology
     /// are) and an instance map (one id per nucleus or mitotic figure, 0 for background). Two classes (background,
     /// nucleus) or three (background, benign nucleus, malignant nucleus: every nucleus and mitosis of a malignant tile).
     /// </summary>
-    public static DataSplits CreateSegmentation(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32, double overlap = 0, int classes = 2)
+    /// <param name="difficulty">
+    /// 0 (the default) draws the tiles of <see cref="Create"/>: nuclei about 0.4 darker than the stroma in red, sharp,
+    /// with little noise, which a colour threshold segments. Above 0 (below 1) the tiles get what real slides have,
+    /// by that fraction: paler (vesicular) nuclei, a haematoxylin counterstain in the stroma, wider stain-colour
+    /// variation, out-of-focus blur (the mask stays the drawn outline), more sensor noise and more crowded,
+    /// overlapping nuclei; near 1 the nucleus-stroma contrast is about a third of the default's.
+    /// </param>
+    public static DataSplits CreateSegmentation(ulong seed, int trainCount = 2000, int testCount = 500, int size = 32, double overlap = 0, int classes = 2,
+        double difficulty = 0)
     {
         if (classes is not (2 or 3)) throw new PerturbException($"histology-seg: classes must be 2 or 3, got {classes}", 2);
         Check(size, overlap, trainCount, testCount);
-        return new DataSplits("histology-seg", Make(seed, 1, trainCount, size, overlap, classes),
-            Make(seed, 2, Math.Max(testCount / 2, 2), size, overlap, classes), Make(seed, 3, testCount, size, overlap, classes));
+        if (!(difficulty >= 0 && difficulty <= 1)) throw new PerturbException($"histology-seg: difficulty must be in [0, 1], got {difficulty}", 2);
+        return new DataSplits("histology-seg", Make(seed, 1, trainCount, size, overlap, classes, difficulty),
+            Make(seed, 2, Math.Max(testCount / 2, 2), size, overlap, classes, difficulty), Make(seed, 3, testCount, size, overlap, classes, difficulty));
     }
 
     static void Check(int size, double overlap, int trainCount, int testCount)
@@ -128,10 +137,15 @@ public static class SyntheticHistology
     static readonly double[] VE = { 0.072, 0.990, 0.105 };
 
     /// <summary>Draws one tile into dst (3 planes of size×size).</summary>
-    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst, double overlap = 0, NucleusMap? map = null)
+    static void Tile(SplitMix64 r, bool malignant, int size, Span<float> dst, double overlap = 0, NucleusMap? map = null, double difficulty = 0)
     {
         // Grade toward the other class (no draw at overlap 0, so the default set is unchanged).
         double gr8 = overlap > 0 ? r.Range(0, overlap) : 0;
+        // Realistic difficulty (no draw at 0 either): nucleus stain strength, stroma counterstain, blur (in tile
+        // pixels), stain-vector jitter, noise and crowding.
+        double dv = difficulty;
+        double nucPale = dv > 0 ? Mix(1, r.Range(0.3, 0.55), dv) : 1, counter = dv > 0 ? Mix(0.04, r.Range(0.08, 0.2), dv) : 0.04;
+        double blur = dv > 0 ? dv * r.Range(0.4, 1.0) : 0, jitter = 0.15 + 0.15 * dv, noise = 0.015 + 0.035 * dv, crowd = 1 + 0.5 * dv;
         static double Mix(double a, double b, double t) => a + (b - a) * t;
         const int ss = 2; // supersampling for smooth nucleus edges
         int n = size * ss, hw = size * size;
@@ -158,7 +172,7 @@ public static class SyntheticHistology
                     if (dx * dx + dy * dy < gr[g] * gr[g]) e *= 0.15;
                 }
                 ce[py * n + px] = e;
-                ch[py * n + px] = 0.04;
+                ch[py * n + px] = counter;
             }
 
         if (!malignant)
@@ -172,7 +186,7 @@ public static class SyntheticHistology
                     double jit = Mix(0.12, 0.45, gr8);
                     double jx = r.Range(-jit, jit) * spacing, jy = r.Range(-jit, jit) * spacing;
                     double rr = rad * r.Range(Mix(0.93, 0.8, gr8), Mix(1.07, 1.6, gr8));
-                    Nucleus(ch, ce, n, cx + jx, cy + jy, rr, rr * r.Range(1.0, Mix(1.1, 1.6, gr8)), r.Range(0, Math.PI), dens * Mix(1, 1.4, gr8),
+                    Nucleus(ch, ce, n, cx + jx, cy + jy, rr, rr * r.Range(1.0, Mix(1.1, 1.6, gr8)), r.Range(0, Math.PI), dens * Mix(1, 1.4, gr8) * nucPale,
                         0.25 * gr8, 0.4 * gr8, r, map, false);
                 }
         }
@@ -180,11 +194,11 @@ public static class SyntheticHistology
         {
             // Crowded, pleomorphic, hyperchromatic nuclei at random places.
             // Nuclei per tile area: radii grow with the tile (scale), so the count does not (one density at every size).
-            int count = (int)Math.Round(r.Range(0.8, 1.2) * (32 * 32) / Mix(40.0, 60.0, gr8));
+            int count = (int)Math.Round(r.Range(0.8, 1.2) * crowd * (32 * 32) / Mix(40.0, 60.0, gr8));
             for (int k = 0; k < count; k++)
             {
                 double rad = r.Range(Mix(1.3, 1.2, gr8), Mix(2.8, 1.7, gr8)) * scale * ss;
-                double aspect = r.Range(1.0, Mix(1.8, 1.15, gr8)), dens = r.Range(Mix(1.2, 0.9, gr8), Mix(1.8, 1.2, gr8));
+                double aspect = r.Range(1.0, Mix(1.8, 1.15, gr8)), dens = r.Range(Mix(1.2, 0.9, gr8), Mix(1.8, 1.2, gr8)) * nucPale;
                 Nucleus(ch, ce, n, r.Range(0, n), r.Range(0, n), rad, rad * aspect, r.Range(0, Math.PI), dens,
                     r.Range(0.1, 0.3) * (1 - gr8), r.Range(0.2, 0.5) * (1 - gr8), r, map, true);
             }
@@ -198,8 +212,9 @@ public static class SyntheticHistology
         // Per-tile staining. Haematoxylin strength and the stain colours are jittered; the eosin strength is then set
         // so the tile's mean optical density meets a target drawn from one range for both classes (a tile with many
         // dark nuclei gets paler stroma), which keeps mean intensity from giving the class away.
+        if (blur > 0) { Blur(ch, n, blur * ss); Blur(ce, n, blur * ss); }
         var vh = new double[3]; var ve = new double[3];
-        for (int c = 0; c < 3; c++) { vh[c] = VH[c] * r.Range(0.85, 1.15); ve[c] = VE[c] * r.Range(0.85, 1.15); }
+        for (int c = 0; c < 3; c++) { vh[c] = VH[c] * r.Range(1 - jitter, 1 + jitter); ve[c] = VE[c] * r.Range(1 - jitter, 1 + jitter); }
         double sH = r.Range(0.8, 1.2), bright = r.Range(-0.03, 0.03), target = r.Range(0.35, 0.65);
         double hMean = ch.Average() * vh.Average(), eMean = ce.Average() * ve.Average();
         double sE = Math.Clamp((target - sH * hMean) / Math.Max(eMean, 1e-6), 0.15, 2.5);
@@ -212,9 +227,34 @@ public static class SyntheticHistology
                 h *= sH / (ss * ss); e *= sE / (ss * ss);
                 for (int c = 0; c < 3; c++)
                 {
-                    double v = Math.Exp(-(h * vh[c] + e * ve[c])) + bright + 0.015 * r.Normal();
+                    double v = Math.Exp(-(h * vh[c] + e * ve[c])) + bright + noise * r.Normal();
                     dst[c * hw + py * size + px] = (float)Math.Clamp(v, 0, 1);
                 }
+            }
+    }
+
+    /// <summary>Separable Gaussian blur of an n x n map in place (standard deviation sigma in map pixels, edges clamped).</summary>
+    static void Blur(double[] m, int n, double sigma)
+    {
+        int rad = (int)Math.Ceiling(2.5 * sigma);
+        var k = new double[2 * rad + 1];
+        for (int i = -rad; i <= rad; i++) k[i + rad] = Math.Exp(-0.5 * i * i / (sigma * sigma));
+        double sum = k.Sum();
+        for (int i = 0; i < k.Length; i++) k[i] /= sum;
+        var t = new double[n * n];
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x++)
+            {
+                double a = 0;
+                for (int i = -rad; i <= rad; i++) a += k[i + rad] * m[y * n + Math.Clamp(x + i, 0, n - 1)];
+                t[y * n + x] = a;
+            }
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x++)
+            {
+                double a = 0;
+                for (int i = -rad; i <= rad; i++) a += k[i + rad] * t[Math.Clamp(y + i, 0, n - 1) * n + x];
+                m[y * n + x] = a;
             }
     }
 

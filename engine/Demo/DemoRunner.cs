@@ -69,12 +69,25 @@ public static class DemoRunner
 {
     public const int Target = 0; // "benign": the patch and the backdoor make malignant tiles read as benign
 
-    /// <summary>Runs the demo into <paramref name="outDir"/>; <paramref name="log"/> gets one line per step (progress).</summary>
-    public static List<ResultRow> Run(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log)
+    /// <summary>
+    /// Runs the demo into <paramref name="outDir"/>, written whole through <see cref="OutputFolder"/>: the files go into
+    /// a temporary folder beside it, renamed to <paramref name="outDir"/> only when the report is complete, so a demo
+    /// that fails or is killed leaves no partial folder (and an earlier demo's folder untouched). A non-empty folder
+    /// not written by perturb is refused unless <paramref name="overwrite"/>. <paramref name="log"/> gets one line per
+    /// step (progress).
+    /// </summary>
+    public static List<ResultRow> Run(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log, bool overwrite = false)
     {
         var total = Stopwatch.StartNew();
-        try { Directory.CreateDirectory(Path.Combine(outDir, "examples")); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PerturbException($"{outDir}: cannot create the output folder: {e.Message}"); }
+        List<ResultRow> rows = new();
+        OutputFolder.Write(outDir, overwrite, "perturb demo", tmp => rows = RunInto(be, tmp, s, seed, log, total));
+        log($"done in {total.Elapsed.TotalSeconds:F1}s: {Path.Combine(outDir, "index.html")}");
+        return rows;
+    }
+
+    static List<ResultRow> RunInto(IBackend be, string outDir, DemoSettings s, ulong seed, Action<string> log, Stopwatch total)
+    {
+        Directory.CreateDirectory(Path.Combine(outDir, "examples"));
         const int steps = 11;
         int step = 0;
         void Step(string what) => log($"[{++step}/{steps}] {what}");
@@ -134,7 +147,7 @@ public static class DemoRunner
         rows.AddRange(Patch(model, data, atk, s, seed, be.Name, dataName, classes, outDir, log));
 
         Step($"BadNets backdoor: {s.PoisonRate:P0} of the training set poisoned with a 4x4 checkerboard, target '{classes[Target]}'");
-        rows.AddRange(Backdoor(be, data, atk, s, seed, opts, dataName, classes, outDir, log));
+        rows.Add(Backdoor(be, data, atk, s, seed, opts, dataName, classes, outDir, log));
 
         Step($"segmentation: unet-small on {s.SegTrainCount} histology-seg tiles ({s.SegSize}x{s.SegSize}), seg-pgd untargeted and erase on {s.SegAttackCount} test tiles");
         rows.AddRange(Segmentation(be, s, seed, outDir, log));
@@ -165,8 +178,36 @@ public static class DemoRunner
         };
         Step("writing the report");
         HtmlReport.WriteAll(outDir, rows, meta);
-        log($"done in {total.Elapsed.TotalSeconds:F1}s: {Path.Combine(outDir, "index.html")}");
         return rows;
+    }
+
+    /// <summary>
+    /// The terminal table of a demo's rows: classification rows under "clean acc / robust acc", then the segmentation
+    /// rows under their own header, whose columns are nucleus Dice against the truth (clean and attacked prediction)
+    /// and, for the goal, Dice with the clean prediction (untargeted) or with the target (erase).
+    /// </summary>
+    public static IEnumerable<string> SummaryTable(IReadOnlyList<ResultRow> rows)
+    {
+        static string Pct(double v) => double.IsFinite(v) ? $"{100 * v:0.0}%" : "-";
+        static string F(double v) => double.IsFinite(v) ? v.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "-";
+        static string Eps(ResultRow r) => r.Eps is { } e ? $"{e * 255:0.#}/255" : "-";
+        var cls = rows.Where(r => !r.IsSegmentation).ToList();
+        var seg = rows.Where(r => r.IsSegmentation).ToList();
+        if (cls.Count > 0)
+        {
+            yield return $"{"attack",-14} {"eps",7} {"clean acc",9} {"robust acc",10} {"success",8}";
+            foreach (var r in cls) yield return $"{r.Attack,-14} {Eps(r),7} {Pct(r.CleanAccuracy),9} {Pct(r.RobustAccuracy),10} {Pct(r.SuccessRate),8}";
+        }
+        if (seg.Count > 0)
+        {
+            yield return $"{"segmentation",-14} {"eps",7} {"goal",-10} {"clean Dice",10} {"attacked Dice",13} {"Dice w/ goal",12} {"nuclei",13} {"success",8}";
+            foreach (var r in seg)
+            {
+                string goal = r.Params?["goal"]?.ToString() ?? "-";
+                yield return $"{r.Attack,-14} {Eps(r),7} {goal,-10} {F(r.CleanAccuracy),10} {F(r.RobustAccuracy),13} {F(r.Param("dice_target")),12} " +
+                    $"{$"{r.Param("count_before"):0.0} -> {r.Param("count_after"):0.0}",13} {Pct(r.SuccessRate),8}";
+            }
+        }
     }
 
     /// <summary>The segmentation step: trains unet-small on histology-seg, runs seg-pgd untargeted and erase, writes the overlays under seg/.</summary>
@@ -195,7 +236,7 @@ public static class DemoRunner
         return rows;
     }
 
-    static IEnumerable<ResultRow> Patch(Model model, DataSplits data, Dataset atk, DemoSettings s, ulong seed, string device, string dataName,
+    static List<ResultRow> Patch(Model model, DataSplits data, Dataset atk, DemoSettings s, ulong seed, string device, string dataName,
         string[] classes, string outDir, Action<string> log)
     {
         var o = new PatchOptions { Target = Target, SizeFraction = s.PatchSize, Steps = s.PatchSteps, Seed = seed };
@@ -207,31 +248,23 @@ public static class DemoRunner
         var sub = NonTargetExamples(atk, s.Examples);
         var patched = AdversarialPatch.Patched(sub, ren, r.Patch, o);
         Examples(model, sub, patched, "patch", "patched", outDir, classes);
-        var prm = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize, ["steps"] = s.PatchSteps, ["example_kind"] = "patched" };
-        yield return new ResultRow
-        {
-            Model = "cnn-small", Data = dataName, Split = "test", Attack = "patch", Targeted = true, Params = prm, N = r.Learned.N,
-            CleanAccuracy = r.Clean.Accuracy, RobustAccuracy = r.Learned.Accuracy, SuccessRate = r.Learned.TargetedSuccess,
-            Seconds = r.Seconds, Device = device, Seed = seed, Examples = "examples/patch.npz",
-        };
-        yield return new ResultRow
-        {
-            Model = "cnn-small", Data = dataName, Split = "test", Attack = "patch-control", Targeted = true,
-            Params = new JsonObject { ["target"] = Target, ["size"] = s.PatchSize }, N = r.Control.N,
-            CleanAccuracy = r.Clean.Accuracy, RobustAccuracy = r.Control.Accuracy, SuccessRate = r.Control.TargetedSuccess, Device = device, Seed = seed,
-        };
+        var rows = ResultRow.FromPatch(r, o, "cnn-small", dataName, "test", device).ToList();
+        rows[0].Params!["example_kind"] = "patched";
+        rows[0] = rows[0] with { Examples = "examples/patch.npz" };
+        return rows;
     }
 
-    static IEnumerable<ResultRow> Backdoor(IBackend be, DataSplits data, Dataset atk, DemoSettings s, ulong seed, TrainOptions opts, string dataName,
+    static ResultRow Backdoor(IBackend be, DataSplits data, Dataset atk, DemoSettings s, ulong seed, TrainOptions opts, string dataName,
         string[] classes, string outDir, Action<string> log)
     {
-        var trigger = Trigger.Parse("checkerboard", 4, "br", 1f, 3);
+        var bs = new BadNetsSettings { Rate = s.PoisonRate, Target = Target, Epochs = opts.Epochs, BatchSize = opts.BatchSize, LearningRate = opts.LearningRate, Seed = seed };
+        var trigger = bs.MakeTrigger(3);
         var sw = Stopwatch.StartNew();
         BadNetsReport? rep = null;
         Model? poisoned = null;
         try
         {
-            rep = PoisonExperiments.BadNets(() => Presets.Create("cnn-small", be, 3, 32, 32, 2, seed), data, trigger, s.PoisonRate, Target, opts,
+            rep = PoisonExperiments.BadNets(() => Presets.Create("cnn-small", be, 3, 32, 32, 2, seed), data, trigger, bs.Rate, bs.Target, bs.Training,
                 m => log("    " + m), (m, _) => poisoned = m);
             var sub = NonTargetExamples(atk, s.Examples);
             var trig = (float[])sub.X.Clone();
@@ -239,17 +272,9 @@ public static class DemoRunner
             Examples(poisoned!, sub, new Dataset(trig, sub.Labels, 3, 32, 32, sub.ClassNames), "badnets", "triggered", outDir, classes);
         }
         finally { poisoned?.Dispose(); }
-        var prm = new JsonObject
-        {
-            ["rate"] = s.PoisonRate, ["target"] = Target, ["poisoned_samples"] = rep.PoisonCount, ["baseline_clean_accuracy"] = rep.BaselineCleanAccuracy,
-            ["baseline_attack_success"] = rep.BaselineAttackSuccessRate, ["example_kind"] = "triggered",
-        };
-        yield return new ResultRow
-        {
-            Model = "cnn-small", Data = dataName, Split = "test", Attack = "badnets", Targeted = true, Params = prm, N = rep.TriggeredTestCount,
-            CleanAccuracy = rep.CleanAccuracy, SuccessRate = rep.AttackSuccessRate, Seconds = sw.Elapsed.TotalSeconds, Device = be.Name, Seed = seed,
-            Examples = "examples/badnets.npz",
-        };
+        var row = ResultRow.FromBadNets(rep, bs, "cnn-small", dataName, "test", be.Name, sw.Elapsed.TotalSeconds) with { Examples = "examples/badnets.npz" };
+        row.Params!["example_kind"] = "triggered";
+        return row;
     }
 
     /// <summary>The first <paramref name="k"/> samples not of the target class: the images a patch or trigger should flip.</summary>

@@ -32,7 +32,15 @@ public sealed class Parameter
     }
 }
 
-/// <summary>Per-pass state shared by the layers: the backend, the mode, and the tensors the pass owns.</summary>
+/// <summary>
+/// Per-pass state shared by the layers: the backend, the mode, and the tensors the pass owns.
+///
+/// The memory plan: a pass's tensors are not freed when the pass ends but kept as spares, keyed by exact shape, and the
+/// next pass of the same input shape takes them back in the same order (zero-filled on the device, as a fresh
+/// allocation is), so an attack step after the first allocates no storage at all. Spares no pass took or freed during
+/// the pass that just ended are freed at its end, and a pass with another input shape (a new chunk size) frees every
+/// spare first: what the context holds is bounded by one pass's tensors, whatever the batch shapes do.
+/// </summary>
 public sealed class PassContext
 {
     public IBackend Be { get; }
@@ -43,34 +51,82 @@ public sealed class PassContext
     /// <summary>Philox counter offset for the next dropout mask; advanced by each mask's length.</summary>
     public ulong DropoutOffset { get; internal set; }
     readonly List<Tensor> _owned = new();
+    readonly Dictionary<string, Stack<Tensor>> _spare = new();
+    // The pass each spare last served (taken or freed in); a pass's number is set by Release.
+    readonly Dictionary<Tensor, long> _lastUse = new(ReferenceEqualityComparer.Instance);
+    long _pass;
+    int[]? _passShape;
 
     public PassContext(IBackend be) { Be = be; }
 
-    /// <summary>A zeroed tensor that lives until the pass is released.</summary>
+    static string Key(int[] shape) => string.Join(",", shape);
+
+    /// <summary>A zeroed tensor that lives until the pass is released (a spare of the same shape when there is one).</summary>
     public Tensor Alloc(params int[] shape)
     {
-        var t = Be.Allocate(shape);
+        Tensor t;
+        if (_spare.TryGetValue(Key(shape), out var st) && st.Count > 0)
+        {
+            t = st.Pop();
+            Be.Fill(t, 0f);
+        }
+        else t = Be.Allocate(shape);
+        _lastUse[t] = _pass;
         _owned.Add(t);
         return t;
     }
 
-    /// <summary>Frees one tensor of the pass before the pass ends (inference passes free activations no later node reads).</summary>
     /// <summary>Tensors the pass holds now.</summary>
     internal int Count => _owned.Count;
+    /// <summary>Spare tensors kept for the next pass.</summary>
+    internal int SpareCount => _spare.Values.Sum(s => s.Count);
 
+    /// <summary>Frees one tensor of the pass before the pass ends (inference passes free activations no later node reads): it becomes a spare a later node of the same pass may take.</summary>
     internal void Free(object storage)
     {
         int i = _owned.FindLastIndex(t => !t.IsView && ReferenceEquals(t.Storage, storage));
         if (i < 0) return; // not the pass's own (a layer returned a parameter, or a view of one)
         var t = _owned[i];
         _owned.RemoveAt(i);
-        t.Dispose();
+        Spare(t);
     }
 
-    internal void Release()
+    /// <summary>Whether the pass allocated this storage (and has not freed it).</summary>
+    internal bool Owns(object storage) => _owned.Exists(t => ReferenceEquals(t.Storage, storage));
+
+    void Spare(Tensor t)
     {
-        foreach (var t in _owned) t.Dispose();
+        var k = Key(t.Shape);
+        if (!_spare.TryGetValue(k, out var st)) _spare[k] = st = new Stack<Tensor>();
+        st.Push(t);
+    }
+
+    /// <summary>
+    /// Ends the pass: its tensors become spares for a next pass of input shape <paramref name="nextShape"/>; spares
+    /// the ending pass did not use are freed, and all of them when the shape differs from the last pass's (or is null:
+    /// free everything).
+    /// </summary>
+    internal void Release(int[]? nextShape = null)
+    {
+        bool keep = nextShape != null && _passShape != null && nextShape.AsSpan().SequenceEqual(_passShape);
+        foreach (var st in _spare.Values)
+        {
+            var kept = st.Where(t => keep && _lastUse[t] == _pass).Reverse().ToArray();
+            foreach (var t in st) if (!(keep && _lastUse[t] == _pass)) { _lastUse.Remove(t); t.Dispose(); }
+            st.Clear();
+            foreach (var t in kept) st.Push(t);
+        }
+        // Return the pass's tensors in reverse order of allocation, so the next pass pops them in the same order.
+        for (int i = _owned.Count - 1; i >= 0; i--)
+        {
+            var t = _owned[i];
+            if (keep) Spare(t);
+            else { _lastUse.Remove(t); t.Dispose(); }
+        }
         _owned.Clear();
+        foreach (var k in _spare.Where(kv => kv.Value.Count == 0).Select(kv => kv.Key).ToList()) _spare.Remove(k);
+        _passShape = nextShape is null ? null : (int[])nextShape.Clone();
+        _pass++;
     }
 }
 

@@ -13,8 +13,11 @@ internal static class InitHash
     }
 }
 
-/// <summary>2-D convolution: stride, padding, dilation, groups (depthwise when groups == in channels), optional bias.</summary>
-public sealed class Conv2d : Layer
+/// <summary>
+/// What a convolution and a transposed convolution share: channels, kernel, stride, padding, dilation, groups and
+/// bias, checked once here, and the weight and bias parameters.
+/// </summary>
+public abstract class ConvLayerBase : Layer
 {
     public int InChannels { get; }
     public int OutChannels { get; }
@@ -25,24 +28,37 @@ public sealed class Conv2d : Layer
     public int Dilation { get; }
     public int Groups { get; }
     public bool HasBias { get; }
-    /// <summary>Asymmetric settings from ONNX import; default to the symmetric ones above.</summary>
+    /// <summary>Asymmetric settings (ONNX import, model files); default to the symmetric ones above.</summary>
     public int StrideW { get; init; }
     public int PaddingW { get; init; }
     public int DilationW { get; init; }
-    public Parameter Weight { get; private set; } = null!;
-    public Parameter? Bias { get; private set; }
-    Tensor? _x;
-    ConvShape _s;
+    public Parameter Weight { get; protected set; } = null!;
+    public Parameter? Bias { get; protected set; }
+    protected Tensor? _x;
+    protected ConvShape _s;
 
-    public Conv2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, int kernelW = -1)
+    /// <param name="type">The layer type, for errors.</param>
+    /// <param name="extra">Further settings for the error text (e.g. " output_padding=1").</param>
+    /// <param name="extraValid">Whether those further settings are valid.</param>
+    protected ConvLayerBase(string type, int inChannels, int outChannels, int kernel, int stride, int padding, int dilation, int groups, bool bias,
+        int kernelW, string extra = "", bool extraValid = true)
     {
-        if (inChannels <= 0 || outChannels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || dilation <= 0 || groups <= 0)
-            throw new PerturbException($"Conv2d: invalid settings in={inChannels} out={outChannels} k={kernel} stride={stride} pad={padding} dil={dilation} groups={groups}");
+        if (inChannels <= 0 || outChannels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || dilation <= 0 || groups <= 0 || !extraValid)
+            throw new PerturbException($"{type}: invalid settings in={inChannels} out={outChannels} k={kernel} stride={stride} pad={padding}{extra} dil={dilation} groups={groups}");
         if (inChannels % groups != 0 || outChannels % groups != 0)
-            throw new PerturbException($"Conv2d: groups={groups} must divide in channels {inChannels} and out channels {outChannels}");
+            throw new PerturbException($"{type}: groups={groups} must divide in channels {inChannels} and out channels {outChannels}");
         InChannels = inChannels; OutChannels = outChannels; KernelH = kernel; KernelW = kernelW > 0 ? kernelW : kernel;
         Stride = stride; Padding = padding; Dilation = dilation; Groups = groups; HasBias = bias;
         StrideW = stride; PaddingW = padding; DilationW = dilation;
+    }
+}
+
+/// <summary>2-D convolution: stride, padding, dilation, groups (depthwise when groups == in channels), optional bias.</summary>
+public sealed class Conv2d : ConvLayerBase
+{
+    public Conv2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, int kernelW = -1)
+        : base("Conv2d", inChannels, outChannels, kernel, stride, padding, dilation, groups, bias, kernelW)
+    {
     }
 
     public override string Type => "Conv2d";
@@ -95,6 +111,7 @@ public sealed class Conv2d : Layer
             }
             dx = c.Alloc(_x!.Shape);
             c.Be.ConvBackwardData(_s, g, _foldW ?? Weight.Value, dx);
+            if (!ReferenceEquals(g, dy)) c.Free(g.Storage);   // the masked gradient: a spare for the next node
         }
         if (weights)
             c.Be.ConvBackwardWeights(_s, _x!, dy, Weight.EnsureGrad(), Bias?.EnsureGrad());

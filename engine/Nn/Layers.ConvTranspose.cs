@@ -14,39 +14,19 @@ namespace Perturb.Engine.Nn;
 /// forward y = conv^T(x) is ConvBackwardData(conv, dy: x, w, dx: y); the input gradient dx = conv(dy) is ConvForward;
 /// the weight gradient is ConvBackwardWeights(conv, x: dy, dy: x); the bias gradient sums dy over N, Hout, Wout.
 /// </summary>
-public sealed class ConvTranspose2d : Layer
+public sealed class ConvTranspose2d : ConvLayerBase
 {
-    public int InChannels { get; }
-    public int OutChannels { get; }
-    public int KernelH { get; }
-    public int KernelW { get; }
-    public int Stride { get; }
-    public int Padding { get; }
     public int OutputPadding { get; }
-    public int Dilation { get; }
-    public int StrideW { get; init; }
-    public int PaddingW { get; init; }
     public int OutputPaddingW { get; init; }
-    public int DilationW { get; init; }
-    public int Groups { get; }
-    public bool HasBias { get; }
-    public Parameter Weight { get; private set; } = null!;
-    public Parameter? Bias { get; private set; }
-    Tensor? _x;
-    ConvShape _s;
 
     public ConvTranspose2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0, int outputPadding = 0,
         int dilation = 1, int groups = 1, bool bias = true, int kernelW = -1)
+        : base("ConvTranspose2d", inChannels, outChannels, kernel, stride, padding, dilation, groups, bias, kernelW,
+            $" output_padding={outputPadding}", outputPadding >= 0)
     {
-        if (inChannels <= 0 || outChannels <= 0 || kernel <= 0 || stride <= 0 || padding < 0 || outputPadding < 0 || dilation <= 0 || groups <= 0)
-            throw new PerturbException($"ConvTranspose2d: invalid settings in={inChannels} out={outChannels} k={kernel} stride={stride} pad={padding} output_padding={outputPadding} dil={dilation} groups={groups}");
-        if (inChannels % groups != 0 || outChannels % groups != 0)
-            throw new PerturbException($"ConvTranspose2d: groups={groups} must divide in channels {inChannels} and out channels {outChannels}");
         if (outputPadding >= stride)
             throw new PerturbException($"ConvTranspose2d: output_padding {outputPadding} must be smaller than stride {stride}");
-        InChannels = inChannels; OutChannels = outChannels; KernelH = kernel; KernelW = kernelW > 0 ? kernelW : kernel;
-        Stride = stride; Padding = padding; OutputPadding = outputPadding; Dilation = dilation; Groups = groups; HasBias = bias;
-        StrideW = stride; PaddingW = padding; OutputPaddingW = outputPadding; DilationW = dilation;
+        OutputPadding = outputPadding; OutputPaddingW = outputPadding;
     }
 
     public override string Type => "ConvTranspose2d";

@@ -98,7 +98,7 @@ public sealed class Model : IDisposable
             var first = _nodes[0].Layer;
             throw new PerturbException($"input shape {Tensor.ShapeString(x.Shape[1..])} does not fit the model: layer '{first.Name}' ({first.Type}) expects {Tensor.ShapeString(InputShape)}");
         }
-        _ctx.Release();
+        _ctx.Release(x.Shape);
         EvalFold.Apply(_nodes, allowFold && FoldEval && !_ctx.Training);
         _folded = allowFold && FoldEval && !_ctx.Training;
         _input = x;
@@ -151,10 +151,14 @@ public sealed class Model : IDisposable
                 var d = dxs[k];
                 if (d == null || !need[k]) continue;
                 int j = node.Inputs[k];
-                if (j < 0) dx = Accumulate(dx, d);
-                else grads[j] = Accumulate(grads[j], d);
+                var later = dxs[(k + 1)..];
+                if (j < 0) { var old = dx; dx = Accumulate(old, d); Consumed(old, d, grads, dx, later); }
+                else { var old = grads[j]; grads[j] = Accumulate(old, d); Consumed(old, d, grads, dx, later); }
             }
             grads[i] = null;
+            // The memory plan: a gradient consumed is a spare the next node's backward may take (unless a later
+            // gradient is a view of it, as a Flatten's), so repeated backward passes (DeepFool's classes) reuse storage.
+            FreeIfUnused(g, grads, dx, []);
         }
         return dx;
     }
@@ -165,6 +169,26 @@ public sealed class Model : IDisposable
         var sum = _ctx.Alloc(acc.Shape);
         Backend.Add(acc, d, sum);
         return sum;
+    }
+
+    /// <summary>After acc + d became sum: acc and d are spares unless still in use.</summary>
+    void Consumed(Tensor? acc, Tensor d, Tensor?[] grads, Tensor? dx, Tensor?[] later)
+    {
+        if (acc == null) return;
+        FreeIfUnused(acc, grads, dx, later);
+        FreeIfUnused(d, grads, dx, later);
+    }
+
+    /// <summary>Makes t's storage a spare when the pass owns it and no pending gradient, dx, activation or entry of <paramref name="live"/> shares it.</summary>
+    void FreeIfUnused(Tensor t, Tensor?[] grads, Tensor? dx, Tensor?[] live)
+    {
+        var st = t.Storage;
+        if (!_ctx.Owns(st)) return;
+        if (dx != null && ReferenceEquals(dx.Storage, st)) return;
+        foreach (var o in live) if (o != null && ReferenceEquals(o.Storage, st)) return;
+        foreach (var o in grads) if (o != null && ReferenceEquals(o.Storage, st)) return;
+        if (_outs != null) foreach (var o in _outs) if (o != null && ReferenceEquals(o.Storage, st)) return;
+        _ctx.Free(st);
     }
 
     /// <summary>Whether node j's output needs a gradient: it has trainable parameters upstream, or leads from the input.</summary>
@@ -208,6 +232,8 @@ public sealed class Model : IDisposable
 
     /// <summary>Tensors the last pass still holds (tests check that <see cref="Infer"/> frees them).</summary>
     internal int LiveActivations => _ctx.Count;
+    /// <summary>Tensors the memory plan keeps for the next pass of the same batch shape.</summary>
+    internal int SpareActivations => _ctx.SpareCount;
 
     /// <summary>
     /// The bookkeeping of <see cref="Infer"/>: node outputs that share storage (a Flatten's view, an identity) form one

@@ -1,22 +1,29 @@
 using System.Text.Json.Nodes;
+using Perturb.Engine.Attacks;
 using Perturb.Engine.Data;
 using Perturb.Engine.Nn;
 using Perturb.Engine.Training;
 
 namespace Perturb.Engine.Poison;
 
-public sealed record GenerativePoisonOptions
+/// <summary>Generative poisoning's settings (and the training of its victims, from <see cref="PoisonTraining"/>), each described once.</summary>
+public sealed record GenerativePoisonOptions : PoisonTraining
 {
     /// <summary>Poison budget: poisoned samples added, as a fraction of the clean training set.</summary>
+    [Setting("rate", "poison budget: poisoned samples added, as a fraction of the training set", Min = 0, MinOpen = true, Max = 1)]
     public double Rate { get; init; } = 0.1;
     /// <summary>Linf budget of the generator's change to a source image (pixel units).</summary>
+    [Setting("eps", "Linf budget of the generator's change to a source image, in pixel units", Min = 0, MinOpen = true, Max = 1)]
     public float Eps { get; init; } = 0.3f;
     /// <summary>Rounds of <see cref="GeneratorSteps"/> generator steps against the victim (trained on the clean set first); between rounds the victim trains one epoch on clean + current poison.</summary>
+    [Setting("rounds", "alternating rounds (generator steps, then one victim epoch on clean + poison)", Min = 1)]
     public int Rounds { get; init; } = 3;
+    [Setting("generator_steps", "generator steps per round", Min = 1)]
     public int GeneratorSteps { get; init; } = 30;
+    [Setting("generator_lr", "the generator's learning rate (Adam)", Min = 0, MinOpen = true)]
     public float GeneratorLr { get; init; } = 1e-3f;
+    [Setting("hidden", "channels of the generator's hidden layers", Min = 1)]
     public int Hidden { get; init; } = 16;
-    public ulong Seed { get; init; }
 }
 
 /// <summary>

@@ -11,7 +11,7 @@ namespace Perturb.Engine.Report;
 /// and <c>perturb report</c> all read and write this row, as JSON (one object per row, or one per line in a .jsonl)
 /// and as CSV. Figures that do not apply are NaN in memory and null in JSON (empty in CSV).
 /// </summary>
-public sealed record ResultRow
+public sealed partial record ResultRow
 {
     /// <summary>Sweep cell or demo step this row belongs to (free text, e.g. "pneumonia/cnn-small/pgd/eps=0.0078").</summary>
     public string? Cell { get; init; }

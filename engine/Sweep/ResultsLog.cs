@@ -89,7 +89,7 @@ public static class ResultsLog
     /// <summary>A finished cell's rows must be the ones this spec asks for (same budgets, split and seed).</summary>
     static void Consistent(string path, int line, SweepCell cell, List<ResultRow> rows, string? split)
     {
-        var want = cell.Eps?.Select(e => (double?)e).OrderBy(e => e).ToArray() ?? new double?[] { null };
+        var want = cell.Eps?.Select(e => (double?)e).OrderBy(e => e).ToArray() ?? Enumerable.Repeat<double?>(null, cell.ExpectedRows).ToArray();
         var got = rows.Select(r => r.Eps is { } e ? (double?)(float)e : null).OrderBy(e => e).ToArray();
         if (!want.SequenceEqual(got))
             throw new PerturbException($"{path}:{line}: cell '{cell.Id}' has budgets [{string.Join(", ", got)}] but the spec asks for [{string.Join(", ", want)}]; the spec changed since these rows were written (use another --out)");

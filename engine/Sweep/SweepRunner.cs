@@ -114,6 +114,7 @@ public static class SweepRunner
         string device = o.Device ?? spec.Device;
         using var be = (o.OpenDevice ?? Devices.Create)(device);
         var data = new Dictionary<string, Dataset>();
+        var trains = new Dictionary<string, Dataset>();
         var models = new Dictionary<string, Model>();
         var batches = new Dictionary<string, int>();
         var oldLog = BatchGuard.Log;
@@ -128,7 +129,14 @@ public static class SweepRunner
                 catch (PerturbException e) { throw new PerturbException($"{spec.Path}: data '{name}': {e.Message}", e.ExitCode); }
                 data[name] = spec.N > 0 ? d.Take(spec.N) : d;
             }
-            foreach (var name in pending.Select(c => c.Model).Distinct())
+            // The patch learns on the training split, and poisoning trains on it: all of it (n limits the evaluated images).
+            foreach (var name in pending.Where(c => NeedsTrainSplit(c)).Select(c => c.Data).Distinct())
+            {
+                var cell = pending.First(c => c.Data == name);
+                try { trains[name] = DataSources.LoadSplit(cell.DataSpec, "train", spec.DataSeed); }
+                catch (PerturbException e) { throw new PerturbException($"{spec.Path}: data '{name}': {e.Message}", e.ExitCode); }
+            }
+            foreach (var name in pending.Where(c => c.Arch == null).Select(c => c.Model).Distinct())
             {
                 var cell = pending.First(c => c.Model == name);
                 try { models[name] = ModelFile.Load(cell.ModelPath, be); }
@@ -140,12 +148,25 @@ public static class SweepRunner
                     log($"batch size for {name}: {batches[name]} (auto, from {be.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB of {be.Name} memory)");
                 }
             }
-            foreach (var pair in pending.Select(c => (c.Model, c.Data)).Distinct())
+            foreach (var pair in pending.Where(c => c.Arch == null).Select(c => (c.Model, c.Data)).Distinct())
             {
                 var m = models[pair.Model]; var d = data[pair.Data];
                 var shape = new[] { d.Channels, d.Height, d.Width };
                 if (!m.InputShape.SequenceEqual(shape))
                     throw new PerturbException($"{spec.Path}: model '{pair.Model}' takes {Tensor.ShapeString(m.InputShape)} images but data '{pair.Data}' has {Tensor.ShapeString(shape)}", 2);
+                var cellsHere = pending.Where(c => c.Model == pair.Model && c.Data == pair.Data).ToList();
+                bool segModel = Presets.IsSegmentation(m);
+                if (cellsHere.FirstOrDefault(c => (ExperimentRegistry.Find(c.Attack) == null && AttackRegistry.Get(c.Attack).IsSegmentation) != segModel) is { } odd)
+                    throw new PerturbException($"{spec.Path}: attack '{odd.Attack}' " + (segModel
+                        ? $"attacks classifiers, but model '{pair.Model}' segments (class logits per pixel); use seg-fgsm, seg-pgd, dag or asma"
+                        : $"attacks segmentation models, but model '{pair.Model}' is a classifier"), 2);
+                if (segModel)
+                {
+                    if (d.Masks == null) throw new PerturbException($"{spec.Path}: data '{pair.Data}' has no masks for the segmentation model '{pair.Model}' (e.g. histology-seg)", 2);
+                    if (d.NumMaskClasses > m.OutputShape[0])
+                        throw new PerturbException($"{spec.Path}: model '{pair.Model}' has {m.OutputShape[0]} classes per pixel but the masks of data '{pair.Data}' have {d.NumMaskClasses}", 2);
+                    continue;
+                }
                 if (d.NumClasses > m.NumClasses)
                     throw new PerturbException($"{spec.Path}: model '{pair.Model}' has {m.NumClasses} classes but data '{pair.Data}' has {d.NumClasses}", 2);
             }
@@ -162,10 +183,15 @@ public static class SweepRunner
                 }
                 log($"cell {i + 1}/{mine.Count} (skipped {skipped} done): {cell.Id}");
                 var run = batches.TryGetValue(cell.Model, out int mb) ? cell with { MaxBatch = mb } : cell;
-                var rows = RunCell(spec, run, models[cell.Model], data[cell.Data], be.Name);
+                var rows = ExperimentRegistry.Find(cell.Attack) is { } exp
+                    ? RunExperiment(spec, run, exp, be, cell.Arch == null ? models[cell.Model] : null, data[cell.Data], trains.GetValueOrDefault(cell.Data))
+                    : RunCell(spec, run, models[cell.Model], data[cell.Data], be.Name);
                 ResultsLog.Append(o.OutPath, rows);
                 ran.Add(cell.Id);
-                foreach (var r in rows)
+                foreach (var r in rows.Where(r => r.IsSegmentation))
+                    log($"  {cell.Attack}{(r.Eps is { } se ? " eps=" + se.ToString("0.0#####", CultureInfo.InvariantCulture) : "")}: nucleus Dice clean {r.CleanAccuracy:F3}, attacked {r.RobustAccuracy:F3}, success {Pct(r.SuccessRate)}, " +
+                        $"nuclei {r.Param("count_before"):F1} -> {r.Param("count_after"):F1} ({r.Seconds:F1}s, {r.N} images)");
+                foreach (var r in rows.Where(r => !r.IsSegmentation))
                     log($"  {cell.Attack}{(r.Eps is { } e ? " eps=" + e.ToString("0.0#####", CultureInfo.InvariantCulture) : "")}: clean {Pct(r.CleanAccuracy)}, robust {Pct(r.RobustAccuracy)}, success {Pct(r.SuccessRate)}, mean L2 {r.MeanL2:F4}" +
                         (double.IsFinite(r.MeanQueries) ? $", mean queries {r.MeanQueries:F0}" : "") + $" ({r.Seconds:F1}s, {r.N} images)");
                 o.AfterCell?.Invoke(cell);
@@ -181,10 +207,27 @@ public static class SweepRunner
 
     static string Pct(double v) => double.IsFinite(v) ? (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%" : "-";
 
+    static bool NeedsTrainSplit(SweepCell c) => ExperimentRegistry.Find(c.Attack)?.Needs is ExperimentNeeds.ModelAndTrainSplit or ExperimentNeeds.Architecture;
+
+    /// <summary>Runs one experiment cell (patch, fooling, poisoning): its rows, each with the cell id.</summary>
+    public static List<ResultRow> RunExperiment(SweepSpec spec, SweepCell cell, ExperimentInfo exp, IBackend be, Model? model, Dataset d, Dataset? train)
+    {
+        var settings = exp.Create(cell.Settings);
+        var rows = exp.Run(settings, new ExperimentInput(be, model, train, d, cell.Model, cell.Data, spec.Split, cell.Arch));
+        return rows.Select(r => r with { Cell = cell.Id, Split = spec.Split }).ToList(); // fooling uses no split, but its row belongs to the cell
+    }
+
     /// <summary>Runs one cell: all its budgets in one attack run; one row per budget.</summary>
     public static List<ResultRow> RunCell(SweepSpec spec, SweepCell cell, Model model, Dataset d, string device)
     {
-        var attack = AttackRegistry.Create(cell.Attack, cell.Settings, cell.MaxBatch);
+        var info = AttackRegistry.Get(cell.Attack);
+        if (info.IsSegmentation)
+        {
+            var sa = info.CreateSegmentation(cell.Settings, cell.MaxBatch);
+            var sr = sa.Run(model, d.X, d.Masks, Attacks.Segmentation.SegGoal.Parse(cell.Targeted), cell.Eps);
+            return ResultRow.FromSegAttack(sr, sa, cell.Model, cell.Data, spec.Split, device).Select(r => r with { Cell = cell.Id }).ToList();
+        }
+        var attack = info.Create(cell.Settings, cell.MaxBatch);
         var goal = AttackGoal.Parse(cell.Targeted, d.Count, cell.Seed);
         var r = attack.Run(model, d.X, d.Labels, goal, cell.Eps);
         return ResultRow.FromAttack(r, cell.Model, cell.Data, spec.Split, device, cell.Id).ToList();

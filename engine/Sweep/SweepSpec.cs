@@ -6,8 +6,10 @@ using Perturb.Engine.Attacks;
 namespace Perturb.Engine.Sweep;
 
 /// <summary>
-/// One cell of a sweep: one model, one data set, one attack at one point of its grid. All epsilons of a cell run in
-/// one batched attack run and give one result row each (one row with a null epsilon for budget-free attacks).
+/// One cell of a sweep: one model, one data set, one attack (or experiment) at one point of its grid. All epsilons of
+/// a cell run in one batched attack run and give one result row each (one row with a null epsilon for budget-free
+/// attacks; an experiment's own number of rows, <see cref="Rows"/>). A poisoning cell trains from an architecture
+/// instead of loading a model: <see cref="Arch"/> names it, and <see cref="Model"/> holds the same name.
 /// </summary>
 public sealed record SweepCell
 {
@@ -34,13 +36,18 @@ public sealed record SweepCell
     public string? Targeted { get; init; }
     /// <summary>Budgets in pixel units; null for budget-free attacks.</summary>
     public float[]? Eps { get; init; }
+    /// <summary>The architecture preset a poisoning cell trains from (then <see cref="ModelPath"/> is empty); null for a cell on a model file.</summary>
+    public string? Arch { get; init; }
+    /// <summary>Rows of a cell without budgets (an experiment's count, e.g. 2 for patch and its control).</summary>
+    public int Rows { get; init; } = 1;
 
     /// <summary>Rows a finished cell has in the results file.</summary>
-    public int ExpectedRows => Eps?.Length ?? 1;
+    public int ExpectedRows => Eps?.Length ?? Rows;
 }
 
 /// <summary>
-/// A sweep.json: models x data sets x attacks x each attack's parameter grid. <see cref="Load"/> checks the whole
+/// A sweep.json: models x data sets x attacks x each attack's parameter grid, then data sets x poisoning
+/// experiments (trained from an architecture) x their grids. <see cref="Load"/> checks the whole
 /// spec (keys, values, attack settings through <see cref="AttackRegistry.Create"/>, that model files and data files
 /// exist) and throws one <see cref="PerturbException"/> (exit 2) naming the spec file and the key on the first problem.
 /// Relative paths resolve against the spec file's folder. See docs/sweeps.md.
@@ -69,6 +76,12 @@ public sealed class SweepSpec
     /// <summary>The keys an attack object may hold fixed or in its grid: the attack's settings (from the binder) and the goal.</summary>
     public static IEnumerable<string> SettingKeys(AttackInfo a) => a.Settings.Select(s => s.Name).Append(GoalKey);
 
+    /// <summary>The keys of an experiment's object: its settings, and the architecture of a poisoning experiment.</summary>
+    public static IEnumerable<string> SettingKeys(ExperimentInfo e) =>
+        e.Needs == ExperimentNeeds.Architecture ? e.Settings.Select(s => s.Name).Append(ExperimentRegistry.ArchKey) : e.Settings.Select(s => s.Name);
+
+    static IEnumerable<string> KindNames => AttackRegistry.AllNames.Concat(ExperimentRegistry.Names);
+
     /// <param name="checkFiles">Whether model files and data paths must exist (merge only needs the cell list).</param>
     public static SweepSpec Load(string path, bool checkFiles = true)
     {
@@ -94,7 +107,7 @@ public sealed class SweepSpec
             if (!TopKeys.Contains(k)) throw Bad($"unknown key '{k}' (known: {string.Join(", ", TopKeys)})");
         string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
 
-        var models = StringList(o, "models", path, required: true);
+        var models = StringList(o, "models", path, required: false);
         var data = StringList(o, "data", path, required: true);
         string split = o["split"] == null ? "test" : Str(o["split"], "split", path);
         if (split is not ("train" or "val" or "test")) throw Bad($"'split' must be train, val or test, got '{split}'");
@@ -120,23 +133,27 @@ public sealed class SweepSpec
 
         if (o["attacks"] is not JsonArray attacks || attacks.Count == 0)
             throw Bad("'attacks' must be a non-empty array of objects like {\"name\": \"pgd\", \"eps\": [\"1/255\"]}");
-        var perAttack = new List<(string Name, string? Label, List<(JsonObject Params, Dictionary<string, object> S, string? Targeted)> Points, float[]? Eps)>();
+        var perAttack = new List<(string Name, string? Label, List<(JsonObject Params, Dictionary<string, object> S, Extra X)> Points, float[]? Eps, ExperimentInfo? Exp)>();
         for (int a = 0; a < attacks.Count; a++)
         {
             if (attacks[a] is not JsonObject ao) throw Bad($"attacks[{a}] must be an object");
             string where = $"attacks[{a}]";
-            if (ao["name"] is null) throw Bad($"{where}: missing 'name' (one of {string.Join(", ", AttackRegistry.AllNames)})");
+            if (ao["name"] is null) throw Bad($"{where}: missing 'name' (one of {string.Join(", ", KindNames)})");
             string name = Str(ao["name"], $"{where}.name", path);
-            if (!AttackRegistry.AllNames.Contains(name)) throw Bad($"{where}.name: unknown attack '{name}' (choose {string.Join(", ", AttackRegistry.AllNames)})");
-            var info = AttackRegistry.Get(name);
-            var keys = SettingKeys(info).ToList();
+            if (!KindNames.Contains(name)) throw Bad($"{where}.name: unknown attack '{name}' (choose {string.Join(", ", KindNames)})");
+            var exp = ExperimentRegistry.Find(name);
+            var info = exp == null ? AttackRegistry.Get(name) : null;
+            var keys = (exp != null ? SettingKeys(exp) : SettingKeys(info!)).ToList();
+            Func<string, Setting?> find = exp != null ? exp.Find : info!.Find;
+            bool archKind = exp?.Needs == ExperimentNeeds.Architecture;
             where = $"attacks[{a}] ({name})";
             foreach (var k in ao.Select(p => p.Key))
-                if (!AttackOnlyKeys.Contains(k) && !keys.Contains(k))
+                if (!(AttackOnlyKeys.Contains(k) && !(exp != null && k == "eps")) && !keys.Contains(k))
                     throw Bad($"{where}: unknown key '{k}' (known: {string.Join(", ", AttackOnlyKeys.Concat(keys))})");
             string? label = ao["label"] == null ? null : Str(ao["label"], $"{where}.label", path);
             float[]? eps = null;
-            if (ao["eps"] is JsonNode en)
+            // An experiment has no budget list: its "eps" (generative poisoning's) is one of its settings.
+            if (exp == null && ao["eps"] is JsonNode en)
             {
                 var items = en is JsonArray ea ? ea.ToList() : new List<JsonNode?> { en };
                 if (items.Count == 0) throw Bad($"{where}.eps: empty list");
@@ -145,9 +162,9 @@ public sealed class SweepSpec
             }
 
             var baseSettings = new Dictionary<string, object> { ["seed"] = seed };
-            string? targeted = null;
+            var extra = new Extra(null, null);
             foreach (var (k, v) in ao)
-                if (keys.Contains(k)) targeted = Apply(info, baseSettings, targeted, k, v, $"{path}: {where}.{k}");
+                if (keys.Contains(k)) extra = Apply(find, baseSettings, extra, k, v, $"{path}: {where}.{k}");
 
             // The grid: keys sorted, each a non-empty list; the points are their product (last key fastest).
             var gridKeys = new List<(string Key, JsonArray Values)>();
@@ -163,11 +180,13 @@ public sealed class SweepSpec
                     gridKeys.Add((k, arr));
                 }
             }
-            var points = new List<(JsonObject, Dictionary<string, object>, string?)>();
+            var points = new List<(JsonObject, Dictionary<string, object>, Extra)>();
             // The grid's size is checked before a single point is made: 1000 x 1000 x 1000 is refused from its counts.
             long gridSize = Limits.Product(gridKeys.Select(g => (long)g.Values.Count));
-            long cellsSoFar = perAttack.Sum(p => (long)p.Points.Count);
-            long cellsNow = gridSize < 0 ? -1 : Limits.Product(new[] { (long)models.Count, data.Count, cellsSoFar + gridSize });
+            long modelPoints = perAttack.Where(p => p.Exp?.Needs != ExperimentNeeds.Architecture).Sum(p => (long)p.Points.Count) + (archKind ? 0 : Math.Max(gridSize, 0));
+            long archPoints = perAttack.Where(p => p.Exp?.Needs == ExperimentNeeds.Architecture).Sum(p => (long)p.Points.Count) + (archKind ? Math.Max(gridSize, 0) : 0);
+            long onModelCells = Limits.Product(new[] { (long)models.Count, data.Count, modelPoints }), onArchCells = Limits.Product(new[] { (long)data.Count, archPoints });
+            long cellsNow = gridSize < 0 || onModelCells < 0 || onArchCells < 0 ? -1 : onModelCells + onArchCells;
             if (cellsNow < 0 || cellsNow > Limits.MaxSweepCells)
                 throw new PerturbException($"{path}: {where}: the grid has {(gridSize < 0 ? "more than 2^63" : gridSize.ToString("N0", CultureInfo.InvariantCulture))} points, " +
                     $"which makes {(cellsNow < 0 ? "more than 2^63" : cellsNow.ToString("N0", CultureInfo.InvariantCulture))} cells with {models.Count} models and {data.Count} data sets; the limit is {Limits.MaxSweepCells.ToString("N0", CultureInfo.InvariantCulture)} (set PERTURB_MAX_SWEEP_CELLS to raise it; see docs/limits.md)", 2);
@@ -175,7 +194,7 @@ public sealed class SweepSpec
             for (int pi = 0; pi < total; pi++)
             {
                 var prm = new JsonObject();
-                var s = new Dictionary<string, object>(baseSettings); var t = targeted;
+                var s = new Dictionary<string, object>(baseSettings); var t = extra;
                 int rest = pi;
                 var idx = new int[gridKeys.Count];
                 for (int g = gridKeys.Count - 1; g >= 0; g--) { idx[g] = rest % gridKeys[g].Values.Count; rest /= gridKeys[g].Values.Count; }
@@ -183,45 +202,76 @@ public sealed class SweepSpec
                 {
                     var (k, vals) = gridKeys[g];
                     var v = vals[idx[g]];
-                    t = Apply(info, s, t, k, v, $"{path}: {where}.grid.{k}[{idx[g]}]");
+                    t = Apply(find, s, t, k, v, $"{path}: {where}.grid.{k}[{idx[g]}]");
                     prm[k] = v?.DeepClone();
                 }
-                // Let the attack check its settings together now, before any work starts.
-                IAttack attack;
-                try { attack = info.Create(s); (attack as Attack)?.CheckSettings(); }
-                catch (PerturbException e) { throw Bad($"{where}{(gridKeys.Count > 0 ? " at " + prm.ToJsonString() : "")}: {e.Message}"); }
-                if (attack.NeedsEpsilon && eps == null) throw Bad($"{where}: attack {name} needs 'eps' (e.g. \"eps\": [\"1/255\", \"2/255\"])");
-                if (!attack.NeedsEpsilon && eps != null) throw Bad($"{where}: attack {name} has no budget; leave out 'eps'");
-                if (t != null)
+                if (exp != null)
                 {
-                    try { AttackGoal.Parse(t, 1, seed); }
+                    try { exp.Create(s); }
+                    catch (PerturbException e) { throw Bad($"{where}{(gridKeys.Count > 0 ? " at " + prm.ToJsonString() : "")}: {e.Message}"); }
+                    if (archKind)
+                    {
+                        if (t.Arch == null) throw Bad($"{where}: missing '{ExperimentRegistry.ArchKey}' (the architecture to train: {string.Join(", ", ExperimentRegistry.Archs)})");
+                        // The architecture is part of the cell id even when fixed.
+                        prm[ExperimentRegistry.ArchKey] = t.Arch;
+                        prm = new JsonObject(prm.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
+                    }
+                    points.Add((prm, s, t));
+                    continue;
+                }
+                // Let the attack check its settings together now, before any work starts.
+                bool needsEps;
+                try
+                {
+                    var attack = info!.New(s);
+                    (attack as Attack)?.CheckSettings();
+                    (attack as Attacks.Segmentation.SegAttack)?.CheckSettings();
+                    needsEps = attack is IAttack ia ? ia.NeedsEpsilon : ((Attacks.Segmentation.SegAttack)attack).NeedsEpsilon;
+                }
+                catch (PerturbException e) { throw Bad($"{where}{(gridKeys.Count > 0 ? " at " + prm.ToJsonString() : "")}: {e.Message}"); }
+                if (needsEps && eps == null) throw Bad($"{where}: attack {name} needs 'eps' (e.g. \"eps\": [\"1/255\", \"2/255\"])");
+                if (!needsEps && eps != null && !info.IsSegmentation) throw Bad($"{where}: attack {name} has no budget; leave out 'eps'");
+                if (t.Targeted != null)
+                {
+                    // Segmentation goals: erase, forge, forge:Y0,X0,Y1,X1 (untargeted when absent).
+                    try { if (info.IsSegmentation) Attacks.Segmentation.SegGoal.Parse(t.Targeted); else AttackGoal.Parse(t.Targeted, 1, seed); }
                     catch (PerturbException e) { throw Bad($"{where}.targeted: {e.Message}"); }
                 }
                 points.Add((prm, s, t));
             }
-            perAttack.Add((name, label, points, eps));
+            perAttack.Add((name, label, points, eps, exp));
         }
 
+        bool onModels = perAttack.Any(p => p.Exp?.Needs != ExperimentNeeds.Architecture);
+        if (onModels && models.Count == 0)
+            throw Bad("missing 'models' (a list of model files): the attacks need them; only poisoning experiments (badnets, label-flip, generative) train their own from 'arch'");
         var cells = new List<SweepCell>();
         var ids = new Dictionary<string, string>();
+        void AddCell(int a, string? model, string modelPath, int di, JsonObject prm, Dictionary<string, object> s, Extra t)
+        {
+            var id = (model != null ? $"model={model}|" : "") + $"data={data[di]}|attack={perAttack[a].Name}"
+                     + (perAttack[a].Label != null ? $"|label={perAttack[a].Label}" : "")
+                     + string.Concat(prm.Select(p => $"|{p.Key}={ValueText(p.Value)}"));
+            if (ids.TryGetValue(id, out var first))
+                throw Bad($"attacks[{a}] gives the cell '{id}' a second time (first from {first}); give the attacks different grids or a 'label'");
+            ids[id] = $"attacks[{a}]";
+            cells.Add(new SweepCell
+            {
+                Index = cells.Count, Id = id, Model = model ?? t.Arch!, ModelPath = modelPath, Data = data[di], DataSpec = dataSpecs[di],
+                Attack = perAttack[a].Name, Params = (JsonObject)prm.DeepClone(), Settings = s, Targeted = t.Targeted, Eps = perAttack[a].Eps,
+                Seed = (ulong)s["seed"], MaxBatch = batch, Arch = model == null ? t.Arch : null, Rows = perAttack[a].Exp?.Rows ?? 1,
+            });
+        }
         for (int mi = 0; mi < models.Count; mi++)
             for (int di = 0; di < data.Count; di++)
                 for (int a = 0; a < perAttack.Count; a++)
-                    foreach (var (prm, s, t) in perAttack[a].Points)
-                    {
-                        var id = $"model={models[mi]}|data={data[di]}|attack={perAttack[a].Name}"
-                                 + (perAttack[a].Label != null ? $"|label={perAttack[a].Label}" : "")
-                                 + string.Concat(prm.Select(p => $"|{p.Key}={ValueText(p.Value)}"));
-                        if (ids.TryGetValue(id, out var first))
-                            throw Bad($"attacks[{a}] gives the cell '{id}' a second time (first from {first}); give the attacks different grids or a 'label'");
-                        ids[id] = $"attacks[{a}]";
-                        cells.Add(new SweepCell
-                        {
-                            Index = cells.Count, Id = id, Model = models[mi], ModelPath = modelPaths[mi], Data = data[di], DataSpec = dataSpecs[di],
-                            Attack = perAttack[a].Name, Params = (JsonObject)prm.DeepClone(), Settings = s, Targeted = t, Eps = perAttack[a].Eps,
-                            Seed = (ulong)s["seed"], MaxBatch = batch,
-                        });
-                    }
+                    if (perAttack[a].Exp?.Needs != ExperimentNeeds.Architecture)
+                        foreach (var (prm, s, t) in perAttack[a].Points) AddCell(a, models[mi], modelPaths[mi], di, prm, s, t);
+        // Poisoning cells train from an architecture: data sets x experiments x grid points, after the cells on model files.
+        for (int di = 0; di < data.Count; di++)
+            for (int a = 0; a < perAttack.Count; a++)
+                if (perAttack[a].Exp?.Needs == ExperimentNeeds.Architecture)
+                    foreach (var (prm, s, t) in perAttack[a].Points) AddCell(a, null, "", di, prm, s, t);
 
         return new SweepSpec
         {
@@ -241,13 +291,14 @@ public sealed class SweepSpec
     };
 
     /// <summary>
-    /// The --data argument for a spec entry: the generated sets (histology, synthetic, with ':settings') as they are;
+    /// The --data argument for a spec entry: the generated sets (histology, histology-seg, synthetic, with ':settings') as they are;
     /// anything else is a path (optionally 'path:k=v,...') resolved against the spec's folder, which must exist
     /// ('NAME' also finds 'NAME.npz').
     /// </summary>
     static string ResolveData(string d, string folder, string path, bool check)
     {
-        if (d is "histology" or "synthetic" || d.StartsWith("histology:", StringComparison.Ordinal) || d.StartsWith("synthetic:", StringComparison.Ordinal))
+        if (d is "histology" or "histology-seg" or "synthetic" || d.StartsWith("histology:", StringComparison.Ordinal) || d.StartsWith("histology-seg:", StringComparison.Ordinal)
+            || d.StartsWith("synthetic:", StringComparison.Ordinal))
             return d;
         string p = d, opts = "";
         int colon = d.LastIndexOf(':');
@@ -259,13 +310,22 @@ public sealed class SweepSpec
         return full + opts;
     }
 
-    /// <summary>Puts one spec value into the settings (parsed and range-checked by the binder); returns the goal.</summary>
-    static string? Apply(AttackInfo info, Dictionary<string, object> s, string? targeted, string key, JsonNode? v, string where)
+    /// <summary>The keys of an attack object that are not settings: an attack's goal, a poisoning experiment's architecture.</summary>
+    readonly record struct Extra(string? Targeted, string? Arch);
+
+    /// <summary>Puts one spec value into the settings (parsed and range-checked by the binder), or into the goal or architecture.</summary>
+    static Extra Apply(Func<string, Setting?> find, Dictionary<string, object> s, Extra x, string key, JsonNode? v, string where)
     {
-        if (key == GoalKey)
-            return v is JsonValue tv && tv.TryGetValue(out int cls) ? cls.ToString(CultureInfo.InvariantCulture) : Values.String(v, where);
-        s[key] = info.Find(key)!.Parse(v, where);
-        return targeted;
+        if (key == ExperimentRegistry.ArchKey && find(key) == null)
+        {
+            var arch = Values.String(v, where);
+            if (!ExperimentRegistry.Archs.Contains(arch)) throw new PerturbException($"{where}: unknown architecture '{arch}' (choose {string.Join(", ", ExperimentRegistry.Archs)})", 2);
+            return x with { Arch = arch };
+        }
+        if (key == GoalKey && find(key) == null)
+            return x with { Targeted = v is JsonValue tv && tv.TryGetValue(out int cls) ? cls.ToString(CultureInfo.InvariantCulture) : Values.String(v, where) };
+        s[key] = find(key)!.Parse(v, where);
+        return x;
     }
 
     static List<string> StringList(JsonObject o, string key, string path, bool required)

@@ -27,8 +27,7 @@ public static class SegTrainer
         var stats = new List<EpochStats>();
         var total = Stopwatch.StartNew();
         int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        double best = double.NegativeInfinity; int bestEpoch = -1;
-        Dictionary<Parameter, float[]>? bestParams = null;
+        var best = new BestCheckpoint(model, o.KeepBest);
         for (int ep = 0; ep < o.Epochs; ep++)
         {
             var sw = Stopwatch.StartNew();
@@ -61,19 +60,11 @@ public static class SegTrainer
             var es = new EpochStats(ep + 1, lossSum / train.Count, counted == 0 ? double.NaN : (double)correct / counted, valDice, opt.LearningRate, sw.Elapsed.TotalSeconds);
             stats.Add(es);
             epochDone?.Invoke(es);
-            if (o.KeepBest && valDice.HasValue && valDice.Value > best)
-            {
-                best = valDice.Value; bestEpoch = ep + 1;
-                bestParams = model.NamedParameters().ToDictionary(q => q.P, q => q.P.Value.ToArray());
-            }
+            best.Offer(ep + 1, valDice);
         }
-        if (o.KeepBest && bestParams != null)
-        {
-            foreach (var (q, data) in bestParams) be.Upload(q.Value, data);
-            model.MarkParametersChanged();
-        }
+        best.Restore();
         model.Eval();
-        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? bestEpoch : o.Epochs);
+        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? best.Epoch : o.Epochs);
     }
 
     internal static void CheckData(Model model, Dataset d)

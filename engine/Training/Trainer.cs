@@ -25,6 +25,35 @@ public sealed record EpochStats(int Epoch, double TrainLoss, double TrainAccurac
 
 public sealed record TrainResult(IReadOnlyList<EpochStats> Epochs, double Seconds, int BestEpoch);
 
+/// <summary>
+/// The keep-best checkpoint of both trainers (classification and segmentation): a host copy of the parameters of the
+/// epoch with the best validation figure, uploaded back when training ends. Does nothing unless enabled.
+/// </summary>
+internal sealed class BestCheckpoint(Model model, bool enabled)
+{
+    Dictionary<Parameter, float[]>? _best;
+    double _score = double.NegativeInfinity;
+
+    /// <summary>The epoch (1-based) whose parameters are kept; -1 before any.</summary>
+    public int Epoch { get; private set; } = -1;
+
+    /// <summary>Keeps the parameters as they are after <paramref name="epoch"/> if <paramref name="score"/> beats every earlier one.</summary>
+    public void Offer(int epoch, double? score)
+    {
+        if (!enabled || score is not { } s || !(s > _score)) return;
+        _score = s; Epoch = epoch;
+        _best = model.NamedParameters().ToDictionary(p => p.P, p => p.P.Value.ToArray());
+    }
+
+    /// <summary>Puts the kept parameters back into the model (nothing if none were kept).</summary>
+    public void Restore()
+    {
+        if (_best == null) return;
+        foreach (var (p, data) in _best) model.Backend.Upload(p.Value, data);
+        model.MarkParametersChanged();
+    }
+}
+
 /// <summary>Mini-batch training with shuffled batches from a seed, train/eval modes, and an optional best-checkpoint.</summary>
 public static class Trainer
 {
@@ -49,8 +78,7 @@ public static class Trainer
         var stats = new List<EpochStats>();
         var total = Stopwatch.StartNew();
         int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        double bestAcc = double.NegativeInfinity; int bestEpoch = -1;
-        Dictionary<Parameter, float[]>? best = null;
+        var best = new BestCheckpoint(model, o.KeepBest);
         ulong batchNo = 0;
         for (int ep = 0; ep < o.Epochs; ep++)
         {
@@ -86,19 +114,11 @@ public static class Trainer
             var es = new EpochStats(ep + 1, lossSum / train.Count, (double)correct / train.Count, valAcc, opt.LearningRate, sw.Elapsed.TotalSeconds);
             stats.Add(es);
             epochDone?.Invoke(es);
-            if (o.KeepBest && valAcc.HasValue && valAcc.Value > bestAcc)
-            {
-                bestAcc = valAcc.Value; bestEpoch = ep + 1;
-                best = model.NamedParameters().ToDictionary(p => p.P, p => p.P.Value.ToArray());
-            }
+            best.Offer(ep + 1, valAcc);
         }
-        if (o.KeepBest && best != null)
-        {
-            foreach (var (p, data) in best) be.Upload(p.Value, data);
-            model.MarkParametersChanged();
-        }
+        best.Restore();
         model.Eval();
-        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? bestEpoch : o.Epochs);
+        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? best.Epoch : o.Epochs);
     }
 
     /// <summary>The training options every trainer (classification, segmentation) refuses, with one usage line each.</summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Perturb.Engine.Attacks;
+using Perturb.Engine.Attacks.Segmentation;
 using Perturb.Engine.Data;
 using Perturb.Engine.Nn;
 
@@ -35,8 +36,14 @@ public sealed record TileRecord(int Row, int Col, long X, long Y, bool Backgroun
     /// <summary>Probability of the predicted class before and after.</summary>
     public float ConfBefore { get; set; } = float.NaN;
     public float ConfAfter { get; set; } = float.NaN;
-    /// <summary>The attack changed the prediction.</summary>
+    /// <summary>The attack changed the prediction (segmentation: the attack met its goal).</summary>
     public bool Success { get; set; }
+    /// <summary>Segmentation: predicted nuclei (8-connected components) before/after, -1 when not processed.</summary>
+    public int CountBefore { get; set; } = -1;
+    public int CountAfter { get; set; } = -1;
+    /// <summary>Segmentation: fraction of the tile's pixels predicted nucleus before/after, NaN when not processed.</summary>
+    public float AreaBefore { get; set; } = float.NaN;
+    public float AreaAfter { get; set; } = float.NaN;
 }
 
 public sealed class WsiResult
@@ -54,8 +61,16 @@ public sealed class WsiResult
     public int Rows { get; init; }
     public int Cols { get; init; }
     public int NumClasses { get; init; }
-    /// <summary>"class1" for two-class models (heat = P(class 1)); "predicted" for more classes (heat = probability of the clean prediction's class, before and after).</summary>
+    /// <summary>
+    /// "class1" for two-class models (heat = P(class 1)); "predicted" for more classes (heat = probability of the clean
+    /// prediction's class, before and after); "nuclei" for segmentation models (heat = predicted nuclei per tile).
+    /// </summary>
     public required string HeatClass { get; init; }
+    public bool IsSegmentation => HeatClass == "nuclei";
+    /// <summary>The heat value drawn red (the colour map spans 0 to this): 1 for probabilities; for nucleus counts the most of any tile, before or after (at least 1), so both maps share one scale.</summary>
+    public float HeatMax { get; init; } = 1;
+    /// <summary>Segmentation: the attack's goal (untargeted, erase, forge...).</summary>
+    public string? Goal { get; init; }
     public required string Attack { get; init; }
     public float? Epsilon { get; init; }
     public required TileRecord[] Tiles { get; init; }
@@ -67,12 +82,19 @@ public sealed class WsiResult
     public double AfterPositiveFraction => Frac(t => t.PredAfter == 1);
     /// <summary>Fraction of processed tissue tiles whose prediction the attack changed.</summary>
     public double SuccessRate => Frac(t => t.Success);
+    /// <summary>Segmentation: mean predicted nuclei and nucleus area fraction per processed tile, before / after.</summary>
+    public double MeanCountBefore => Mean(t => t.CountBefore);
+    public double MeanCountAfter => Mean(t => t.CountAfter);
+    public double MeanAreaBefore => Mean(t => t.AreaBefore);
+    public double MeanAreaAfter => Mean(t => t.AreaAfter);
     public double Seconds { get; init; }
 
-    double Frac(Func<TileRecord, bool> f)
+    double Frac(Func<TileRecord, bool> f) => Mean(t => f(t) ? 1 : 0);
+
+    double Mean(Func<TileRecord, double> f)
     {
         var p = Tiles.Where(t => t.Processed).ToArray();
-        return p.Length == 0 ? double.NaN : p.Count(f) / (double)p.Length;
+        return p.Length == 0 ? double.NaN : p.Average(f);
     }
 
     /// <summary>Rows×cols heat map, row-major, NaN where a tile was not classified.</summary>
@@ -122,6 +144,71 @@ public static class WsiAnalysis
 {
     public static WsiResult Run(Slide slide, Model model, IAttack attack, WsiOptions o, Action<int, int>? progress = null, string modelPath = "model")
     {
+        if (attack.NeedsEpsilon && o.Epsilon == null) throw new PerturbException($"attack {attack.Name} needs an epsilon (--eps)", 2);
+        if (!attack.NeedsEpsilon && o.Epsilon != null) throw new PerturbException($"attack {attack.Name} has no budget; leave out --eps", 2);
+        return Scan(slide, model, o, progress, modelPath, (tiles, pending, x, n) =>
+        {
+            var (pb, probB) = Classify(model, x, n, o.BatchSize);
+            var r = attack.Run(model, x, pb, AttackGoal.Untargeted, o.Epsilon is { } e ? new[] { e } : null);
+            var res = r.Results[0];
+            var (pa, probA) = Classify(model, res.Adversarial, n, o.BatchSize);
+            for (int i = 0; i < n; i++)
+            {
+                var rec = tiles[pending[i]];
+                rec.PredBefore = pb[i]; rec.PredAfter = pa[i];
+                rec.ConfBefore = probB[i][pb[i]]; rec.ConfAfter = probA[i][pa[i]];
+                int hc = model.NumClasses == 2 ? 1 : pb[i];
+                rec.HeatBefore = probB[i][hc]; rec.HeatAfter = probA[i][hc];
+                rec.Success = pa[i] != pb[i];
+            }
+        }, tiles => new WsiResult
+        {
+            SlidePath = slide.Path, Vendor = slide.Vendor, Tiles = tiles, NumClasses = model.NumClasses,
+            HeatClass = model.NumClasses == 2 ? "class1" : "predicted", Attack = attack.Name, Epsilon = o.Epsilon,
+        });
+    }
+
+    /// <summary>
+    /// The segmentation run: each tissue tile is segmented (nucleus mask, resized to the model's input), attacked toward
+    /// <paramref name="goal"/> (success as the attack defines it), and segmented again; the heat maps are the predicted
+    /// nuclei per tile (8-connected components of the foreground) before and after, on one colour scale.
+    /// </summary>
+    public static WsiResult RunSegmentation(Slide slide, Model model, SegAttack attack, SegGoal goal, WsiOptions o, Action<int, int>? progress = null,
+        string modelPath = "model")
+    {
+        if (!Presets.IsSegmentation(model))
+            throw new PerturbException($"{modelPath}: the model outputs {Tensor.ShapeString(model.OutputShape)} per image, not class logits per pixel; --task segmentation needs a segmentation model (e.g. unet)", 2);
+        if (goal.Kind == SegGoalKind.ForgeOther) throw new PerturbException("--target forge takes another image's true mask; a slide has none (use erase or forge:Y0,X0,Y1,X1)", 2);
+        if (attack.NeedsEpsilon && o.Epsilon == null) throw new PerturbException($"attack {attack.Name} needs an epsilon (--eps)", 2);
+        int h = model.OutputShape[1], w = model.OutputShape[2], p = h * w;
+        return Scan(slide, model, o, progress, modelPath, (tiles, pending, x, n) =>
+        {
+            var res = attack.Run(model, x, null, goal, o.Epsilon is { } e ? new[] { e } : null);
+            var after = res.Results[0];
+            for (int i = 0; i < n; i++)
+            {
+                var rec = tiles[pending[i]];
+                rec.CountBefore = res.CountBefore[i]; rec.CountAfter = after.CountAfter[i];
+                rec.AreaBefore = res.CleanPrediction.AsSpan(i * p, p).ToArray().Count(v => v > 0) / (float)p;
+                rec.AreaAfter = after.PredictionAfter.AsSpan(i * p, p).ToArray().Count(v => v > 0) / (float)p;
+                rec.HeatBefore = rec.CountBefore; rec.HeatAfter = rec.CountAfter;
+                rec.Success = after.Success[i];
+            }
+        }, tiles => new WsiResult
+        {
+            SlidePath = slide.Path, Vendor = slide.Vendor, Tiles = tiles, NumClasses = model.OutputShape[0], HeatClass = "nuclei",
+            Attack = attack.Name, Epsilon = o.Epsilon, Goal = goal.ToString(),
+        });
+    }
+
+    /// <summary>
+    /// Tiles the level, skips background, resizes each tissue tile to the model's input and hands them to
+    /// <paramref name="process"/> in batches (tile records, their indices, the batch's pixels, its count), then fills
+    /// the grid figures into the result <paramref name="make"/> gives.
+    /// </summary>
+    static WsiResult Scan(Slide slide, Model model, WsiOptions o, Action<int, int>? progress, string modelPath,
+        Action<TileRecord[], int[], float[], int> process, Func<TileRecord[], WsiResult> make)
+    {
         var sw = Stopwatch.StartNew();
         slide.CheckLevel(o.Level);
         if (o.Tile <= 0) throw new PerturbException($"tile size must be positive, got {o.Tile}", 2);
@@ -132,8 +219,6 @@ public static class WsiAnalysis
             throw new PerturbException($"{slide.Path}: tile {o.Tile} is larger than level {o.Level} ({lw}x{lh})", 2);
         CheckModel(model, modelPath);
         var s = model.InputShape;
-        if (attack.NeedsEpsilon && o.Epsilon == null) throw new PerturbException($"attack {attack.Name} needs an epsilon (--eps)", 2);
-        if (!attack.NeedsEpsilon && o.Epsilon != null) throw new PerturbException($"attack {attack.Name} has no budget; leave out --eps", 2);
         int c = s[0], mh = s[1], mw = s[2], d = c * mh * mw, t = o.Tile;
         // A slide's header may claim any size: the tile count is checked in 64 bits before the tile table is made.
         Limits.Check($"{slide.Path}: level {o.Level} ({lw}x{lh}) in {t}x{t} tiles: tiles", Limits.Product(new[] { lh / t, lw / t }), Limits.MaxTensorElements, "PERTURB_MAX_TENSOR_ELEMENTS");
@@ -150,19 +235,7 @@ public static class WsiAnalysis
             int n = pending.Count;
             var x = new float[(long)n * d];
             for (int i = 0; i < n; i++) pending[i].X.CopyTo(x, (long)i * d);
-            var (pb, probB) = Classify(model, x, n, o.BatchSize);
-            var r = attack.Run(model, x, pb, AttackGoal.Untargeted, o.Epsilon is { } e ? new[] { e } : null);
-            var res = r.Results[0];
-            var (pa, probA) = Classify(model, res.Adversarial, n, o.BatchSize);
-            for (int i = 0; i < n; i++)
-            {
-                var rec = tiles[pending[i].Index];
-                rec.PredBefore = pb[i]; rec.PredAfter = pa[i];
-                rec.ConfBefore = probB[i][pb[i]]; rec.ConfAfter = probA[i][pa[i]];
-                int hc = model.NumClasses == 2 ? 1 : pb[i];
-                rec.HeatBefore = probB[i][hc]; rec.HeatAfter = probA[i][hc];
-                rec.Success = pa[i] != pb[i];
-            }
+            process(tiles, pending.Select(q => q.Index).ToArray(), x, n);
             pending.Clear();
             progress?.Invoke(visited, total);
         }
@@ -189,11 +262,13 @@ public static class WsiAnalysis
         Flush();
         progress?.Invoke(total, total);
         sw.Stop();
+        var r = make(tiles);
         return new WsiResult
         {
-            SlidePath = slide.Path, Vendor = slide.Vendor, Level = o.Level, LevelCount = slide.LevelCount, LevelWidth = lw, LevelHeight = lh,
+            SlidePath = r.SlidePath, Vendor = r.Vendor, Level = o.Level, LevelCount = slide.LevelCount, LevelWidth = lw, LevelHeight = lh,
             Width0 = slide.Dimensions(0).Width, Height0 = slide.Dimensions(0).Height, Downsample = ds, Tile = t, Rows = rows, Cols = cols,
-            NumClasses = model.NumClasses, HeatClass = model.NumClasses == 2 ? "class1" : "predicted", Attack = attack.Name, Epsilon = o.Epsilon,
+            NumClasses = r.NumClasses, HeatClass = r.HeatClass, Attack = r.Attack, Epsilon = r.Epsilon, Goal = r.Goal,
+            HeatMax = r.IsSegmentation ? Math.Max(1, tiles.Where(q => q.Processed).Select(q => (float)Math.Max(q.CountBefore, q.CountAfter)).DefaultIfEmpty(1).Max()) : 1,
             Tiles = tiles, Seconds = sw.Elapsed.TotalSeconds,
         };
     }

@@ -44,7 +44,7 @@ public static class WsiOutput
         AtomicFile.WriteText(Path.Combine(dir, "wsi.json"), j.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
-    /// <summary>The heat map as an RGB image: each tile a CellSize square coloured by <see cref="Colour"/>, background grey.</summary>
+    /// <summary>The heat map as an RGB image: each tile a CellSize square coloured by <see cref="Colour"/> of heat / HeatMax, background grey.</summary>
     public static (float[] Pixels, int Width, int Height) HeatImage(WsiResult r, bool after)
     {
         int cell = CellSize(r.Rows, r.Cols), w = r.Cols * cell, h = r.Rows * cell, hw = w * h;
@@ -53,7 +53,7 @@ public static class WsiOutput
         {
             float v = after ? t.HeatAfter : t.HeatBefore;
             var (cr, cg, cb) = t.Background ? (BackgroundGrey, BackgroundGrey, BackgroundGrey)
-                : float.IsNaN(v) ? (UnprocessedGrey, UnprocessedGrey, UnprocessedGrey) : Colour(v);
+                : float.IsNaN(v) ? (UnprocessedGrey, UnprocessedGrey, UnprocessedGrey) : Colour(v / r.HeatMax);
             for (int y = t.Row * cell; y < (t.Row + 1) * cell; y++)
                 for (int x = t.Col * cell; x < (t.Col + 1) * cell; x++)
                 {
@@ -75,17 +75,29 @@ public static class WsiOutput
 
     public static string Csv(WsiResult r)
     {
-        var sb = new StringBuilder("row,col,x,y,background,processed,brightness,saturation,pred_before,pred_after,heat_before,heat_after,conf_before,conf_after,success\n");
+        var sb = new StringBuilder("row,col,x,y,background,processed,brightness,saturation,pred_before,pred_after,heat_before,heat_after,conf_before,conf_after,success,nuclei_before,nuclei_after,nucleus_area_before,nucleus_area_after\n");
         static string F(double v) => double.IsNaN(v) ? "" : v.ToString("0.######", CultureInfo.InvariantCulture);
+        static string I(int v) => v < 0 ? "" : v.ToString(CultureInfo.InvariantCulture);
         foreach (var t in r.Tiles)
             sb.Append(CultureInfo.InvariantCulture,
-                $"{t.Row},{t.Col},{t.X},{t.Y},{(t.Background ? 1 : 0)},{(t.Processed ? 1 : 0)},{F(t.Brightness)},{F(t.Saturation)},{(t.Processed ? t.PredBefore.ToString(CultureInfo.InvariantCulture) : "")},{(t.Processed ? t.PredAfter.ToString(CultureInfo.InvariantCulture) : "")},{F(t.HeatBefore)},{F(t.HeatAfter)},{F(t.ConfBefore)},{F(t.ConfAfter)},{(t.Processed ? (t.Success ? "1" : "0") : "")}\n");
+                $"{t.Row},{t.Col},{t.X},{t.Y},{(t.Background ? 1 : 0)},{(t.Processed ? 1 : 0)},{F(t.Brightness)},{F(t.Saturation)},{(t.Processed ? t.PredBefore.ToString(CultureInfo.InvariantCulture) : "")},{(t.Processed ? t.PredAfter.ToString(CultureInfo.InvariantCulture) : "")},{F(t.HeatBefore)},{F(t.HeatAfter)},{F(t.ConfBefore)},{F(t.ConfAfter)},{(t.Processed ? (t.Success ? "1" : "0") : "")},{I(t.CountBefore)},{I(t.CountAfter)},{F(t.AreaBefore)},{F(t.AreaAfter)}\n");
         return sb.ToString();
     }
 
     static JsonNode? N(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
-    public static JsonObject Json(WsiResult r) => new()
+    public static JsonObject Json(WsiResult r)
+    {
+        var j = ClassificationJson(r);
+        if (!r.IsSegmentation) return j;
+        j["task"] = "segmentation"; j["goal"] = r.Goal; j["heat_max"] = r.HeatMax;
+        j["mean_nuclei_before"] = N(r.MeanCountBefore); j["mean_nuclei_after"] = N(r.MeanCountAfter);
+        j["mean_nucleus_area_before"] = N(r.MeanAreaBefore); j["mean_nucleus_area_after"] = N(r.MeanAreaAfter);
+        j.Remove("clean_positive_fraction"); j.Remove("after_positive_fraction");
+        return j;
+    }
+
+    static JsonObject ClassificationJson(WsiResult r) => new()
     {
         ["slide"] = r.SlidePath, ["vendor"] = r.Vendor, ["level"] = r.Level, ["level_count"] = r.LevelCount,
         ["level_width"] = r.LevelWidth, ["level_height"] = r.LevelHeight, ["width0"] = r.Width0, ["height0"] = r.Height0, ["downsample"] = r.Downsample,

@@ -24,7 +24,8 @@ public static class WsiReport
             return $"rgb({(int)(cr * 255)},{(int)(cg * 255)},{(int)(cb * 255)}) {v * 100:0}%";
         }));
         int g = (int)(WsiOutput.BackgroundGrey * 255), u = (int)(WsiOutput.UnprocessedGrey * 255);
-        string heat = r.HeatClass == "class1" ? "P(class 1)" : "probability of the clean prediction";
+        string heat = r.IsSegmentation ? "predicted nuclei" : r.HeatClass == "class1" ? "P(class 1)" : "probability of the clean prediction";
+        string Tick(float f) => (f * r.HeatMax).ToString(r.IsSegmentation ? "0.#" : "0.##", inv);
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>perturb wsi: ").Append(E(Path.GetFileName(r.SlidePath))).Append("</title><style>\n")
           .Append("body { font-family: \"DejaVu Sans\", Arial, sans-serif; margin: 24px 32px; color: #222; }\n")
@@ -44,13 +45,19 @@ public static class WsiReport
           .Append("<figure>").Append(Img(beforePng, "heat map before the attack", mapWidth)).Append($"<figcaption>{E(heat)}, before the attack</figcaption></figure>")
           .Append("<figure>").Append(Img(afterPng, "heat map after the attack", mapWidth)).Append($"<figcaption>{E(heat)}, after the attack</figcaption></figure>")
           .Append("</div>\n");
-        sb.Append("<p style=\"margin-top:16px\">").Append(E(heat)).Append(" per tile:</p><div class=\"bar\"></div><div class=\"ticks\"><span>0</span><span>0.25</span><span>0.5</span><span>0.75</span><span>1</span></div>\n");
+        sb.Append("<p style=\"margin-top:16px\">").Append(E(heat)).Append(" per tile:</p><div class=\"bar\"></div><div class=\"ticks\">")
+          .Append(string.Concat(new[] { 0f, 0.25f, 0.5f, 0.75f, 1f }.Select(f => $"<span>{Tick(f)}</span>"))).Append("</div>\n");
         sb.Append($"<p><span class=\"sw\" style=\"background: rgb({g},{g},{g})\"></span>background (skipped)<span class=\"sw\" style=\"background: rgb({u},{u},{u})\"></span>tissue not processed (--max-tiles)</p>\n");
         sb.Append("<table>")
           .Append($"<tr><th>tiles</th><td>{r.Tiles.Length}: {r.Background} background, {r.Tissue} tissue, {r.Processed} classified and attacked</td></tr>")
-          .Append($"<tr><th>predicted class 1 before</th><td>{P(r.CleanPositiveFraction)}</td></tr>")
-          .Append($"<tr><th>predicted class 1 after</th><td>{P(r.AfterPositiveFraction)}</td></tr>")
-          .Append($"<tr><th>tiles whose prediction the attack changed</th><td>{P(r.SuccessRate)}</td></tr>")
+          .Append(r.IsSegmentation
+              ? $"<tr><th>goal</th><td>{E(r.Goal ?? "")}</td></tr>" +
+                $"<tr><th>predicted nuclei per tile, before / after</th><td>{r.MeanCountBefore.ToString("0.0", inv)} / {r.MeanCountAfter.ToString("0.0", inv)}</td></tr>" +
+                $"<tr><th>nucleus area, before / after</th><td>{P(r.MeanAreaBefore)} / {P(r.MeanAreaAfter)}</td></tr>" +
+                $"<tr><th>tiles where the attack met its goal</th><td>{P(r.SuccessRate)}</td></tr>"
+              : $"<tr><th>predicted class 1 before</th><td>{P(r.CleanPositiveFraction)}</td></tr>" +
+                $"<tr><th>predicted class 1 after</th><td>{P(r.AfterPositiveFraction)}</td></tr>" +
+                $"<tr><th>tiles whose prediction the attack changed</th><td>{P(r.SuccessRate)}</td></tr>")
           .Append($"<tr><th>time</th><td>{r.Seconds.ToString("0.0", inv)} s</td></tr></table>\n");
         sb.Append("<p style=\"color:#888;font-size:12px;margin-top:32px\">Made by perturb wsi. Everything on this page is inside this file; tiles.csv and the .npy heat maps hold the numbers.</p>\n</body></html>\n");
         return sb.ToString();

@@ -10,12 +10,13 @@ the gradient of the cross-entropy written from the log-sum-exp at the target (as
 float64. cw (torchattacks: c 1, 100 Adam steps, lr 0.01, no binary search) and foolbox-cw (Foolbox 3's
 L2CarliniWagnerAttack at Perturb's setting: 9 binary-search rounds of 100 Adam steps, lr 0.01, initial c 0.01; needs
 --foolbox and --eagerpy) report the median L2 of the successful adversarials among the images classified correctly
-before (success checked here, independently).
+before (success checked here, independently). perturb-cw checks Perturb's own C&W answers the same way
+(adversarial_noeps.npy in --inputs, from `perturb attack cw --out DIR`; its time is Perturb's, not measured here).
 
 Usage: python3 perf/peers/robust_peers.py --model M.safetensors --inputs DIR --torchattacks REPO
            [--eps 0.2,0.3] [--norm Linf|L2] [--attacks fgsm,fgsm64,fgsm-lse,fgsm64-lse,pgd,apgd,autoattack,cw,foolbox-cw] [--json out.json]
-           [--foolbox REPO --eagerpy REPO]
-Runs on Debian's python3-torch 1.13 with 2 threads.
+           [--foolbox REPO --eagerpy REPO] [--steps N] [--alpha A] [--threads T]
+Runs on Debian's python3-torch 1.13 with 2 threads (--threads: as many as the Perturb run being compared).
 """
 import argparse
 import json
@@ -69,9 +70,11 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--restarts", type=int, default=10)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--alpha", help="PGD step size (fractions allowed, e.g. 2/255; default 2.5 * eps / steps)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--json")
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     ta = import_torchattacks(a.torchattacks)
     model, arch = load_model(a.model)
@@ -91,6 +94,10 @@ def main():
                     m = m.to(dt)
                     adv = torch.cat([fgsm(m, x[i:i + a.batch].to(dt), y[i:i + a.batch], eps, lse=name.endswith("lse")) for i in range(0, len(x), a.batch)])
                     pred = predict(m, adv)
+                elif name == "perturb-cw":
+                    import numpy as np
+                    adv = torch.from_numpy(np.load(f"{a.inputs}/adversarial_noeps.npy").astype(np.float32)).reshape(x.shape)
+                    pred = predict(model, adv)
                 elif name == "foolbox-cw":
                     fb = import_foolbox(a.foolbox, a.eagerpy)
                     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
@@ -101,7 +108,7 @@ def main():
                     if name == "fgsm":
                         atk = ta.FGSM(model, eps=eps)
                     elif name == "pgd":
-                        atk = ta.PGD(model, eps=eps, alpha=2.5 * eps / a.steps, steps=a.steps, random_start=True)
+                        atk = ta.PGD(model, eps=eps, alpha=frac(a.alpha) if a.alpha else 2.5 * eps / a.steps, steps=a.steps, random_start=True)
                     elif name == "apgd":
                         atk = ta.APGD(model, norm=a.norm, eps=eps, steps=a.steps, n_restarts=1, loss="ce", seed=0)
                     elif name == "autoattack":
@@ -132,7 +139,7 @@ def main():
             rows.append(row)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"model": a.model, "norm": a.norm, "torch": torch.__version__, "threads": 2, "results": rows}, f, indent=1)
+            json.dump({"model": a.model, "norm": a.norm, "torch": torch.__version__, "threads": a.threads, "results": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

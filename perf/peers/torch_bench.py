@@ -11,7 +11,7 @@ as in Perturb. The host CPU's float32 FMA peak is not measured here (it is a GPU
 can be passed with --peak-gflops (e.g. 66900 for an H100 SXM, 60000 nominal for H100 PCIe) to fill "% of peak".
 
 Usage: python3 perf/peers/torch_bench.py [--json out.json] [--quick] [--batch 128] [--device cuda|cpu] [--peak-gflops G]
-                                        [--bench gemm|conv|resnet|pgd|all] [--threads N] [--tf32] [--steps N]
+                                        [--bench gemm|conv|resnet|pgd|forward|all] [--threads N] [--tf32] [--steps N]
 Output: a table on stdout and a JSON file in the layout of the C# harness (machine, device, date, peak_gflops, figures).
 Needs only torch (no torchvision).
 """
@@ -137,7 +137,7 @@ def main():
     ap.add_argument("--conv-batch", type=int, default=64, help="batch of the convolution shapes (default 64)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--peak-gflops", type=float, default=None, help="the device's float32 peak, for %% of peak")
-    ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "pgd", "all"], help="which figures (default all: gemm, conv, resnet; pgd: PGD-20 only)")
+    ap.add_argument("--bench", default="all", choices=["gemm", "conv", "resnet", "pgd", "forward", "all"], help="which figures (default all: gemm, conv, resnet; pgd: PGD-20 only; forward: the resnet18 forward only)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; default: torch's own)")
     ap.add_argument("--steps", type=int, default=20, help="PGD steps of the pgd bench (default 20)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on the GPU (default off: true float32)")
@@ -226,7 +226,7 @@ def main():
         ("resnet18 training step (train)", "train", train_step, 3 * fwd_flops,
          "train mode: forward + cross-entropy + backward (weights); no optimiser update"),
     ]
-    for name, mode, fn, flops, what in cases if want("resnet") else []:
+    for name, mode, fn, flops, what in cases if want("resnet") else (cases[:1] if args.bench == "forward" else []):
         model.train(mode == "train")
         for p in model.parameters():  # eval figures form no weight gradients at all, as BackwardMode.InputOnly
             p.requires_grad_(mode == "train")

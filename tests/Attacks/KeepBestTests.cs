@@ -52,20 +52,23 @@ public class KeepBestTests
         Ref.AssertBitEqual(expImg, tImg.ToArray(), $"{backend} keep-best of [{rows}, {d}] images");
     }
 
-    [Fact]
-    public void CwReturnsTheSmallestL2OfEverySuccessfulIterate()
+    /// <summary>
+    /// Runs C&amp;W (30 Adam steps, 4 rounds, first c 0.1, lr 0.02) on 12 images, watching every iterate: per image the
+    /// smallest L2 of its successful iterates (infinity if none) and the L2 of its first success; per round the iterates run.
+    /// </summary>
+    (AttackResult Res, double[] MinL2, double[] FirstL2, int[] PerRound) WatchCw(bool abortEarly)
     {
         var d = _f.Take(12);
         var minL2 = Enumerable.Repeat(double.PositiveInfinity, d.Count).ToArray();
         var firstL2 = Enumerable.Repeat(double.NaN, d.Count).ToArray();
-        int iterates = 0;
+        var perRound = new int[4];
         var cw = new CarliniWagner
         {
-            Steps = 30, BinarySteps = 4, InitialC = 0.1f, LearningRate = 0.02f,
+            Steps = 30, BinarySteps = 4, InitialC = 0.1f, LearningRate = 0.02f, AbortEarly = abortEarly,
             Observe = (b, round, it, l2, succ) =>
             {
                 var l = l2.ToArray(); var s = succ.ToArray();
-                iterates++;
+                perRound[round]++;
                 for (int r = 0; r < b.Rows; r++)
                 {
                     if (s[r] == 0) continue;
@@ -75,11 +78,15 @@ public class KeepBestTests
                 }
             },
         };
-        var res = cw.Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted);
-        Assert.Equal(30 * 4, iterates);
+        return (cw.Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted), minL2, firstL2, perRound);
+    }
+
+    /// <summary>The returned L2 of every image is the smallest of its successful iterates; the clean image when none succeeded. Returns (fooled, improved after the first success).</summary>
+    static (int Succeeded, int Improved) AssertKeepsTheSmallest(AttackResult res, double[] minL2, double[] firstL2)
+    {
         var l2 = res.Results[0].L2;
         int improved = 0, succeeded = 0;
-        for (int i = 0; i < d.Count; i++)
+        for (int i = 0; i < minL2.Length; i++)
         {
             if (double.IsPositiveInfinity(minL2[i]))
             {
@@ -91,9 +98,34 @@ public class KeepBestTests
                 $"image {i}: returned L2 {l2[i]:R}, smallest successful iterate {minL2[i]:R} (first success {firstL2[i]:R})");
             if (firstL2[i] > 1.01 * minL2[i]) improved++;
         }
-        _out.WriteLine($"{succeeded} of {d.Count} images fooled; {improved} found a smaller L2 after their first success");
-        Assert.True(succeeded >= d.Count / 2, $"only {succeeded} of {d.Count} images fooled");
+        return (succeeded, improved);
+    }
+
+    [Fact]
+    public void CwReturnsTheSmallestL2OfEverySuccessfulIterate()
+    {
+        var (res, minL2, firstL2, perRound) = WatchCw(abortEarly: false);
+        Assert.Equal(30 * 4, perRound.Sum());
+        var (succeeded, improved) = AssertKeepsTheSmallest(res, minL2, firstL2);
+        _out.WriteLine($"{succeeded} of {minL2.Length} images fooled; {improved} found a smaller L2 after their first success");
+        Assert.True(succeeded >= minL2.Length / 2, $"only {succeeded} of {minL2.Length} images fooled");
         // The check has power: later iterates beat the first success for some images (the old float32 keep-best kept the first).
         Assert.True(improved > 0, "no image improved after its first success; the test would not catch keeping the first");
+    }
+
+    /// <summary>
+    /// Early abort (the default): a round ends only at a check (every ceil(30 / 10) = 3 iterations, the first at
+    /// iteration 1, so after iteration 4, 7, ..., 28) or after all 30; at least one round ends early, so fewer
+    /// iterations run than without; and the answer is still the smallest successful iterate of the iterations that ran.
+    /// </summary>
+    [Fact]
+    public void CwAbortEarlyEndsSettledRoundsAtACheckAndKeepsTheBest()
+    {
+        var (res, minL2, firstL2, perRound) = WatchCw(abortEarly: true);
+        _out.WriteLine($"iterations per round: {string.Join(", ", perRound)}");
+        Assert.All(perRound, n => Assert.True(n == 30 || (n >= 4 && (n - 1) % 3 == 0), $"a round of {n} iterations ended between checks"));
+        Assert.Contains(perRound, n => n < 30);
+        var (succeeded, _) = AssertKeepsTheSmallest(res, minL2, firstL2);
+        Assert.True(succeeded >= minL2.Length / 2, $"only {succeeded} of {minL2.Length} images fooled");
     }
 }

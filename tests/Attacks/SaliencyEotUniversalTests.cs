@@ -48,7 +48,7 @@ public class SaliencyEotUniversalTests
             for (int t = 0; t < 6; t++)
             {
                 var tr = EotTransform.Sample(rng, ranges);
-                var x = tr.Apply(r.Results[0].Adversarial, r.N, 1, 28, 28, ranges.NoiseStd, rng);
+                var x = tr.Apply(_f.Be, r.Results[0].Adversarial, r.N, 1, 28, 28, ranges.NoiseStd, rng);
                 using var xt = _f.Be.FromArray(x, r.N, 1, 28, 28);
                 var pred = Losses.Predict(_f.Be, _f.Model.Forward(xt));
                 for (int i = 0; i < r.N; i++)

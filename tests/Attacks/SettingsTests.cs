@@ -33,7 +33,7 @@ public class SettingsTests : TempDirTest
         foreach (var a in AttackRegistry.Attacks)
         {
             var sub = cli.Subcommands.Single(c => c.Name == a.Name);
-            var fresh = Setting.Params(a.Create());
+            var fresh = Setting.Params(a.New());
             Assert.NotEmpty(a.Settings);
             foreach (var s in a.Settings)
             {
@@ -49,7 +49,7 @@ public class SettingsTests : TempDirTest
                 var pr = sub.Parse(new[] { "--model", "m.safetensors", s.Option, text });
                 Assert.True(pr.Errors.Count == 0, $"{a.Name} {s.Option} {text}: {string.Join("; ", pr.Errors.Select(e => e.Message))}");
                 Assert.Equal(v, pr.GetValue((Option<object?>)opt));
-                var viaCli = Setting.Params(a.Create(new Dictionary<string, object> { [s.Name] = pr.GetValue((Option<object?>)opt)! }));
+                var viaCli = Setting.Params(a.New(new Dictionary<string, object> { [s.Name] = pr.GetValue((Option<object?>)opt)! }));
                 Assert.Equal(s.ToJson(v)!.ToJsonString(), viaCli[s.Name]!.ToJsonString());
 
                 // Sweep: the same name as a fixed key gives the same value, and the cell's attack carries it.
@@ -58,7 +58,7 @@ public class SettingsTests : TempDirTest
                 var spec = new JsonObject { ["models"] = "m.safetensors", ["data"] = "synthetic", ["attacks"] = new JsonArray(attack) };
                 var cell = SweepSpec.Parse(spec, Path.Combine(Dir, "s.json"), checkFiles: false).Cells.Single();
                 Assert.Equal(v, cell.Settings[s.Name]);
-                var viaSweep = Setting.Params(AttackRegistry.Create(cell.Attack, cell.Settings));
+                var viaSweep = Setting.Params(AttackRegistry.Get(cell.Attack).New(cell.Settings));
                 Assert.Equal(viaCli.ToJsonString(), viaSweep.ToJsonString());
                 checkedSettings++;
             }
@@ -126,7 +126,15 @@ public class SettingsTests : TempDirTest
     }
 
     [Fact]
-    public void SweepDocsHoldTheGeneratedSettingsTable()
+    public void SweepDocsHoldTheGeneratedSettingsTable() =>
+        DocsHoldTable(AttackRegistry.TableBegin, AttackRegistry.TableEnd, AttackRegistry.SettingsMarkdown());
+
+    [Fact]
+    public void SweepDocsHoldTheGeneratedExperimentsTable() =>
+        DocsHoldTable(ExperimentRegistry.TableBegin, ExperimentRegistry.TableEnd, ExperimentRegistry.SettingsMarkdown());
+
+    /// <summary>docs/sweeps.md holds <paramref name="markdown"/> between the markers (PERTURB_UPDATE_DOCS=1 rewrites it).</summary>
+    static void DocsHoldTable(string begin, string end, string markdown)
     {
         string? root = null;
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
@@ -134,15 +142,48 @@ public class SettingsTests : TempDirTest
         Assert.NotNull(root);
         var path = Path.Combine(root!, "docs", "sweeps.md");
         var doc = File.ReadAllText(path);
-        int b = doc.IndexOf(AttackRegistry.TableBegin, StringComparison.Ordinal), e = doc.IndexOf(AttackRegistry.TableEnd, StringComparison.Ordinal);
-        Assert.True(b >= 0 && e > b, $"{path} lacks the settings table markers");
-        var want = AttackRegistry.TableBegin + "\n" + AttackRegistry.SettingsMarkdown();
+        int b = doc.IndexOf(begin, StringComparison.Ordinal), e = doc.IndexOf(end, StringComparison.Ordinal);
+        Assert.True(b >= 0 && e > b, $"{path} lacks the table markers {begin}");
+        var want = begin + "\n" + markdown;
         var have = doc[b..e];
         if (have != want && Environment.GetEnvironmentVariable("PERTURB_UPDATE_DOCS") == "1")
         {
             File.WriteAllText(path, doc[..b] + want + doc[e..]);
             return;
         }
-        Assert.True(have == want, $"{path}: the settings table is out of date; rerun this test with PERTURB_UPDATE_DOCS=1 to rewrite it");
+        Assert.True(have == want, $"{path}: the table after {begin} is out of date; rerun this test with PERTURB_UPDATE_DOCS=1 to rewrite it");
+    }
+
+    /// <summary>
+    /// Every experiment's settings are options of its command (`perturb attack patch|fooling`, `perturb poison NAME`)
+    /// with the descriptor's name and default; label-flip's --rate (a list) and badnets' --trigger (a kind or a file)
+    /// are spelled by the command, with the same name.
+    /// </summary>
+    [Fact]
+    public void ExperimentSettingsAreCliOptionsWithTheirDefaults()
+    {
+        var attack = AttackCli();
+        var poison = PoisonCommand.Build(new CliIO(TextWriter.Null, TextWriter.Null));
+        int n = 0;
+        foreach (var e in ExperimentRegistry.Experiments)
+        {
+            var sub = (e.Needs == ExperimentNeeds.Architecture ? poison : attack).Subcommands.Single(c => c.Name == e.Name);
+            foreach (var s in e.Settings)
+            {
+                var opt = sub.Options.SingleOrDefault(o => o.Name == s.Option);
+                Assert.True(opt != null, $"{e.Name}: setting {s.Name} has no CLI option {s.Option}");
+                if ((e.Name, s.Name) is ("label-flip", "rate") or ("badnets", "trigger")) continue;
+                Assert.Contains($"default {s.DefaultText}", opt!.Description);
+                var v = OtherValue(s);
+                var args = new List<string> { s.Option, Setting.Text(v) };
+                if (e.Needs != ExperimentNeeds.Architecture) args.AddRange(new[] { "--model", "m.safetensors" });
+                if (e.Name == "patch" && s.Name != "target") args.AddRange(new[] { "--target", "1" });
+                var pr = sub.Parse(args);
+                Assert.True(pr.Errors.Count == 0, $"{e.Name} {s.Option}: {string.Join("; ", pr.Errors.Select(x => x.Message))}");
+                Assert.Equal(v, pr.GetValue((Option<object?>)opt));
+                n++;
+            }
+        }
+        Assert.True(n >= 40, $"only {n} settings");
     }
 }

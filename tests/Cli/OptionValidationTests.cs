@@ -40,7 +40,7 @@ public class OptionValidationTests : TempDirTest
     [InlineData("attack one-pixel", "--population", "3")]
     [InlineData("attack fooling", "--classes", "0,-2")]
     [InlineData("attack patch", "--patch-size", "1.5")]
-    [InlineData("attack patch", "--printable", "0.1,2")]
+    [InlineData("attack patch", "--print-max", "2")]
     [InlineData("poison badnets", "--rate", "0")]
     [InlineData("poison badnets", "--alpha", "NaN")]
     [InlineData("poison label-flip", "--rate", "0,1.5")]

@@ -34,9 +34,20 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
                      "examples/deepfool.npz", "examples/one-pixel.npz", "examples/white-balance.npz", "examples/patch.npz", "examples/badnets.npz", "examples/patch.png" })
             Assert.True(File.Exists(Path.Combine(_f.Dir, f)), f);
         Assert.Empty(Directory.GetFiles(_f.Dir, "*.tmp*", SearchOption.AllDirectories));
+        // Written whole: the completion marker is there, and no temporary folder is left beside the output.
+        var marker = JsonNode.Parse(File.ReadAllText(Path.Combine(_f.Dir, Perturb.Engine.IO.OutputFolder.Marker)))!;
+        Assert.True((bool)marker["complete"]!);
+        Assert.Equal("perturb demo", (string)marker["written_by"]!);
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(_f.Dir)!, "." + Path.GetFileName(_f.Dir) + ".*"));
         // Progress: one line per step on stderr.
         for (int i = 1; i <= 11; i++) Assert.Contains($"[{i}/11]", _f.Err);
         Assert.Contains("index.html", _f.Out);
+        // The terminal table labels segmentation figures as Dice, under their own header after the classification rows.
+        var lines = _f.Out.Split('\n');
+        int segHeader = Array.FindIndex(lines, l => l.StartsWith("segmentation") && l.Contains("clean Dice") && l.Contains("attacked Dice"));
+        Assert.True(segHeader > 0, _f.Out);
+        Assert.DoesNotContain(lines.Take(segHeader), l => l.StartsWith("seg-pgd"));
+        Assert.Contains(lines.Skip(segHeader), l => l.StartsWith("seg-pgd") && l.Contains("erase"));
         var attacks = _f.Rows.Select(r => r.Attack).Distinct().OrderBy(a => a).ToArray();
         Assert.Equal(new[] { "badnets", "deepfool", "fgsm", "one-pixel", "patch", "patch-control", "pgd", "seg-pgd", "white-balance" }, attacks);
         foreach (var f in new[] { "seg/seg-pgd/overlays_eps0.0314.png", "seg/seg-pgd/dice_vs_eps.csv", "seg/seg-pgd-erase/overlays_eps0.502.png", "seg/seg-pgd-erase/target.npy" })

@@ -25,6 +25,7 @@ public class BackendContractTests
 
     static readonly ConvShape Cs = new(2, 2, 5, 5, 3, 3, 3, PadH: 1, PadW: 1);
     static readonly PoolShape Ps = new(2, 2, 5, 5, 3, 3, 2, 2, PadH: 1, PadW: 1);
+    static readonly WarpMap Wm = WarpMap.RotateScaleTranslate(20, 1.1, 0.3, -0.2, 2, 2);
     const int N = 2, C = 3, HW = 4, Len = N * C * HW, Rows = 3, Cols = 4;
 
     /// <summary>One valid call per op, keyed by the IBackend method name.</summary>
@@ -80,6 +81,8 @@ public class BackendContractTests
         ["AdamUpdate"] = (be, i) => be.AdamUpdate(i.T(7), i.T(7), i.T(7), i.Pos(7), 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 3),
         ["AttackStepLinf"] = (be, i) => be.AttackStepLinf(i.T(Rows * Cols), i.T(Rows * Cols), i.T(Rows * Cols), i.Pos(Rows), i.Pos(Rows), Rows, Cols),
         ["AttackStepL2"] = (be, i) => be.AttackStepL2(i.T(Rows * Cols), i.T(Rows * Cols), i.T(Rows * Cols), i.Pos(Rows), i.Pos(Rows), Rows, Cols),
+        ["WarpAffine"] = (be, i) => be.WarpAffine(i.T(Len), i.T(Len), N * C, 2, 2, Wm, 1.5f, 0.5f),
+        ["WarpAffineAdjoint"] = (be, i) => be.WarpAffineAdjoint(i.T(Len), i.T(Len), N * C, 2, 2, Wm, 0.5f, 1f),
         ["UnaryForward"] = (be, i) => be.UnaryForward(UnaryOp.HardSwish, 0, 0, i.T(Len), i.T(Len)),
         ["UnaryBackward"] = (be, i) => be.UnaryBackward(UnaryOp.Gelu, 0, 0, i.T(Len), i.T(Len), i.T(Len)),
         ["BroadcastForward"] = (be, i) => be.BroadcastForward(BroadcastOp.Mul, i.T(Len), i.T(N * C), i.T(Len), Strided.Binary(new[] { N, C, HW }, new[] { N, C, 1 }, new[] { N, C, HW })),
@@ -187,6 +190,11 @@ public class BackendContractTests
         ["sgd lengths differ"] = (be, i) => be.SgdUpdate(i.T(7), i.T(7), i.T(6), 0.1f, 0.9f, 0, false),
         ["dropout p > 1"] = (be, i) => be.DropoutForward(i.T(9), i.T(9), i.T(9), 1.5f, 5, 7),
         ["dropout p NaN"] = (be, i) => be.DropoutForward(i.T(9), i.T(9), i.T(9), float.NaN, 5, 7),
+        ["warp_affine y short"] = (be, i) => be.WarpAffine(i.T(Len), i.T(Len - 1), N * C, 2, 2, Wm, 1f, 0f),
+        ["warp_affine singular map"] = (be, i) => be.WarpAffine(i.T(Len), i.T(Len), N * C, 2, 2, new WarpMap(1, 2, 0, 2, 4, 0), 1f, 0f),
+        ["warp_affine NaN map"] = (be, i) => be.WarpAffine(i.T(Len), i.T(Len), N * C, 2, 2, Wm with { C = float.NaN }, 1f, 0f),
+        ["warp_affine_adjoint in place"] = (be, i) => { var t = i.T(Len); be.WarpAffineAdjoint(t, t, N * C, 2, 2, Wm, 1f, 0f); },
+        ["warp_affine_adjoint negative planes"] = (be, i) => be.WarpAffineAdjoint(i.T(Len), i.T(Len), -1, 2, 2, Wm, 1f, 0f),
         ["attack_step_l2 step short"] = (be, i) => be.AttackStepL2(i.T(12), i.T(12), i.T(12), i.T(2), i.T(3), 3, 4),
         ["upload wrong length"] = (be, i) => be.Upload(i.T(3), new float[4]),
         ["from_array wrong length"] = (be, _) => be.FromArray(new float[5], 2, 3).Dispose(),

@@ -860,4 +860,48 @@ public static class Ref
         }
         return o;
     }
+
+    // =============================================================== geometric warps
+
+    /// <summary>
+    /// The bilinear affine warp as a dense matrix M[o, j] over one plane's h*w pixels, in double: output (ox, oy) reads
+    /// (sx, sy) = (a ox + b oy + c, d ox + e oy + f) with weights (1-fx)(1-fy), fx(1-fy), (1-fx)fy, fx fy on its four
+    /// neighbours (zero outside the image). The map's coefficients are the float values the op is given.
+    /// </summary>
+    public static double[] WarpMatrix(WarpMap m, int h, int w)
+    {
+        int p = h * w;
+        var o = new double[p * p];
+        for (int oy = 0; oy < h; oy++)
+            for (int ox = 0; ox < w; ox++)
+            {
+                double sx = (double)m.A * ox + (double)m.B * oy + m.C, sy = (double)m.D * ox + (double)m.E * oy + m.F;
+                int x0 = (int)Math.Floor(sx), y0 = (int)Math.Floor(sy);
+                double fx = sx - x0, fy = sy - y0;
+                for (int a = 0; a < 2; a++)
+                    for (int b = 0; b < 2; b++)
+                    {
+                        int yy = y0 + a, xx = x0 + b;
+                        if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+                        o[(oy * w + ox) * p + yy * w + xx] += (b == 0 ? 1 - fx : fx) * (a == 0 ? 1 - fy : fy);
+                    }
+            }
+        return o;
+    }
+
+    /// <summary>y = alpha * M x + beta * y per plane (transpose: alpha * M^T x + beta * y), M from <see cref="WarpMatrix"/>.</summary>
+    public static double[] Warp(double[] x, double[] y, int planes, int h, int w, WarpMap m, double alpha, double beta, bool transpose)
+    {
+        var mat = WarpMatrix(m, h, w);
+        int p = h * w;
+        var o = new double[planes * p];
+        for (int q = 0; q < planes; q++)
+            for (int i = 0; i < p; i++)
+            {
+                double s = 0;
+                for (int j = 0; j < p; j++) s += (transpose ? mat[j * p + i] : mat[i * p + j]) * x[q * p + j];
+                o[q * p + i] = alpha * s + (beta == 0 ? 0 : beta * y[q * p + i]);
+            }
+        return o;
+    }
 }

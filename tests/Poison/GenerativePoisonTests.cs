@@ -14,7 +14,11 @@ public class GenerativePoisonTests(ITestOutputHelper log)
     /// than random ±eps noise of the same budget does (measured 41.0% against 16.5% at this setting, seed 8; 36.5%
     /// against 4.5% at seed 9). The victims' test accuracies are logged, not asserted: at this setting the poisoned
     /// victim does not score below the control (78.5% poisoned, 71.0% control, 70.5% clean at seed 8), so no claim
-    /// that this poisoning lowers accuracy is made here.
+    /// that this poisoning lowers accuracy is made here. No stable setting was found where it does (tried: rate 1,
+    /// eps 0.3 and 0.5, 1 to 3 rounds of 100 to 200 generator steps, seeds 8, 9, 10; with 4 victim epochs poisoned
+    /// minus control ranged from -12 to +8 points between seeds; with 10 epochs the clean victim is stable at 95 to
+    /// 96.5%, the poisoned one scores 91 to 98.5% and the ±eps control 84.5 to 97%). What this test asserts is the
+    /// behaviour that does hold: the generator steers the victim within its budget.
     /// </summary>
     [Fact]
     public void GeneratorSteersTheVictimWithinBudgetMoreThanRandomNoise()

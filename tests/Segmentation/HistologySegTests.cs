@@ -38,6 +38,38 @@ public class HistologySegTests
         Assert.True(Frac(1) > Frac(0), $"malignant {Frac(1)} vs benign {Frac(0)} nucleus pixels");
     }
 
+    /// <summary>Mean red of nucleus pixels minus mean red of the rest, and the mean nucleus-pixel fraction, over a split.</summary>
+    static (double Contrast, double Fraction) RedContrast(Dataset d)
+    {
+        double c = 0, f = 0;
+        for (int i = 0; i < d.Count; i++)
+        {
+            var m = d.Mask(i).ToArray(); var x = d.Sample(i);
+            int fg = m.Count(v => v > 0);
+            double rf = 0, rb = 0;
+            for (int j = 0; j < m.Length; j++) { if (m[j] > 0) rf += x[j]; else rb += x[j]; }
+            c += rb / (m.Length - fg) - rf / Math.Max(fg, 1); f += fg / (double)m.Length;
+        }
+        return (c / d.Count, f / d.Count);
+    }
+
+    [Fact]
+    public void DifficultyLowersTheNucleusContrastAndCrowdsTheTiles()
+    {
+        var easy = SyntheticHistology.CreateSegmentation(5, 40, 4, 32).Train;
+        var hard = SyntheticHistology.CreateSegmentation(5, 40, 4, 32, difficulty: 0.9).Train;
+        var (ce, fe) = RedContrast(easy); var (ch, fh) = RedContrast(hard);
+        Assert.True(ch < 0.5 * ce, $"red contrast {ch:F3} at difficulty 0.9 against {ce:F3} at 0");
+        Assert.True(ch > 0.03, $"difficulty 0.9 leaves nuclei visible (red contrast {ch:F3})");
+        Assert.True(fh > fe, $"nucleus fraction {fh:F3} at difficulty 0.9 against {fe:F3}");
+        Assert.All(hard.X, v => Assert.InRange(v, 0f, 1f));
+        // Difficulty 0 is the default set, pixel for pixel; the same seed repeats; out of range is a usage error.
+        Assert.Equal(easy.X, SyntheticHistology.CreateSegmentation(5, 40, 4, 32, difficulty: 0).Train.X);
+        Assert.Equal(hard.X, SyntheticHistology.CreateSegmentation(5, 40, 4, 32, difficulty: 0.9).Train.X);
+        Assert.Equal(2, Assert.Throws<PerturbException>(() => SyntheticHistology.CreateSegmentation(5, 4, 4, 32, difficulty: 1.5)).ExitCode);
+        Assert.Contains("difficulty", Assert.Throws<PerturbException>(() => DataSources.Load("histology-seg:train=4,test=4,difficulty=2", 0)).Message);
+    }
+
     [Fact]
     public void ThreeClassesFollowTheTileClass()
     {

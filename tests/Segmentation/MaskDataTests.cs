@@ -53,6 +53,42 @@ public class MaskDataTests : TempDirTest
     }
 
     [Fact]
+    public void SixteenBitMasksHoldTheClassAsTheStoredValue()
+    {
+        // 16-bit grey masks: class = the stored value (0, 1, 2), not the value scaled from 65535 (which rounds to 0).
+        for (int i = 0; i < 3; i++)
+        {
+            Write($"t{i}", 4, 4, (y, x) => 0);
+            var m = new float[16];
+            for (int j = 0; j < 16; j++) m[j] = (j % 3) / 65535f;
+            File.WriteAllBytes(Path.Combine(Dir, "masks", $"t{i}.png"), ImageWriter.EncodePng(m, 1, 4, 4, 16));
+        }
+        var s = DataSources.Load(Dir + ":test=0.34", 1);
+        Assert.Equal(new[] { "background", "class 1", "class 2" }, s.Train.MaskClassNames);
+        Assert.Equal(Enumerable.Range(0, 16).Select(j => j % 3), s.Train.Mask(0).ToArray());
+        // A palette compares at the mask's depth: 16-bit grey values above 255 name classes.
+        for (int i = 0; i < 3; i++)
+        {
+            var m = new float[16];
+            for (int j = 0; j < 16; j++) m[j] = (j % 2 == 0 ? 0 : 1000) / 65535f;
+            File.WriteAllBytes(Path.Combine(Dir, "masks", $"t{i}.png"), ImageWriter.EncodePng(m, 1, 4, 4, 16));
+        }
+        File.WriteAllText(Path.Combine(Dir, "palette.json"), "{\"classes\": [\"bg\", \"nucleus\"], \"colors\": [0, 1000]}");
+        var p = DataSources.Load(Dir + ":test=0.34", 1);
+        Assert.Equal(Enumerable.Range(0, 16).Select(j => j % 2), p.Train.Mask(0).ToArray());
+        // Without the palette, 1000 is no class index: one line naming the folder and the palette.
+        File.Delete(Path.Combine(Dir, "palette.json"));
+        var e = Assert.Throws<PerturbException>(() => DataSources.Load(Dir));
+        Assert.Contains("1000", e.Message); Assert.Contains("palette.json", e.Message);
+        // An interlaced 16-bit mask (which only an 8-bit decoder reads) is refused by name.
+        var bytes = File.ReadAllBytes(Path.Combine(Dir, "masks", "t1.png"));
+        bytes[28] = 1;
+        File.WriteAllBytes(Path.Combine(Dir, "masks", "t1.png"), bytes);
+        e = Assert.Throws<PerturbException>(() => DataSources.Load(Dir));
+        Assert.Contains("t1.png", e.Message); Assert.Contains("interlaced", e.Message);
+    }
+
+    [Fact]
     public void NpzOfImagesAndMasks()
     {
         var path = Path.Combine(Dir, "seg.npz");

@@ -9,6 +9,9 @@ namespace Perturb.Engine.Attacks.Gradient;
 /// rounds from <see cref="InitialC"/>; c times 10 until a first success, then bisection) runs on the host between
 /// rounds; inside a round nothing leaves the device. The best (lowest L2) successful x' per sample (successful: margin below -kappa) is kept on the
 /// device across all iterations and rounds; samples never fooled come back unchanged. No budget (eps null).
+/// Early abort (<see cref="AbortEarly"/>, as Carlini's code and Foolbox): every ceil(steps / 10) iterations the chunk's
+/// summed loss sum_r ||x'_r - x_r||^2 + c_r f(x'_r) is read back, and the round ends when it is not below 0.9999 times
+/// its value at the previous check: a round whose iterates have settled costs a tenth of the steps, not all of them.
 /// </summary>
 public sealed class CarliniWagner : Attack
 {
@@ -24,6 +27,8 @@ public sealed class CarliniWagner : Attack
     public float Kappa { get; init; }
     [Setting("learning_rate", "Adam learning rate in tanh space", Min = 0, MinOpen = true)]
     public float LearningRate { get; init; } = 0.01f;
+    [Setting("abort_early", "end a binary-search round when its summed loss fell by less than 0.01% over the last tenth of the steps (Carlini's code, Foolbox)")]
+    public bool AbortEarly { get; init; } = true;
 
     /// <summary>
     /// Test instrumentation: called after every iteration with the chunk, the binary-search round, the iteration, and
@@ -65,8 +70,10 @@ public sealed class CarliniWagner : Attack
         var c = Enumerable.Repeat((double)InitialC, rows).ToArray();
         var lower = new double[rows];
         var upper = Enumerable.Repeat(1e10, rows).ToArray();
+        int checkEvery = (Steps + 9) / 10;
         for (int round = 0; round < BinarySteps; round++)
         {
+            double lastCheck = double.PositiveInfinity;
             be.Upload(w, w0);
             be.Fill(m, 0f); be.Fill(v, 0f); be.Fill(anySucc, 0f);
             be.Upload(cT, c.Select(x => (float)x).ToArray());
@@ -76,6 +83,8 @@ public sealed class CarliniWagner : Attack
                 be.ActivationForward(Activation.Tanh, 0f, w, t);
                 b.Affine(t, 0.5f, 0.5f, xp);
                 var dx = b.Gradient(xp, LossKind.CwMargin, cT, Kappa); // c * d f / d x'
+                bool check = AbortEarly && (it - 1) % checkEvery == 0;
+                var f = check ? b.Loss.ToArray() : null; // f(x') per row, before SuccessMask reuses the loss buffer
                 // Keep the lowest-L2 successful point.
                 b.SuccessMask(b.Logits!, succ, Kappa);
                 be.Copy(xp, diff);
@@ -87,6 +96,14 @@ public sealed class CarliniWagner : Attack
                 b.SelectRows(b.Adv, xp, better);
                 be.Where(succ, succ, anySucc, anySucc, rows, 1); // anySucc |= succ
                 Observe?.Invoke(b, round, it, l2, succ);
+                if (check)
+                {
+                    var dist = l2.ToArray();
+                    double loss = 0;
+                    for (int r = 0; r < rows; r++) loss += (double)dist[r] * dist[r] + c[r] * f![r];
+                    if (!(loss <= 0.9999 * lastCheck)) break;
+                    lastCheck = loss;
+                }
                 // d/dw = (2 (x' - x) + c df/dx') * (1 - tanh(w)^2) / 2
                 be.Copy(dx, g);
                 be.Axpy(2f, diff, g);

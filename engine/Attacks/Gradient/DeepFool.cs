@@ -10,10 +10,12 @@ namespace Perturb.Engine.Attacks.Gradient;
 /// r += (pert + 1e-4) w/||w||_2 (L2) or (pert + 1e-4) sign(w) (Linf), and x' = clamp(x + (1 + overshoot) r, 0, 1),
 /// until the goal is met or <see cref="MaxIterations"/>.
 ///
-/// Per-class gradients: one forward, then one input-only backward per candidate class with one-hot dLogits for the
-/// whole chunk. The small per-sample linear algebra runs on the host between iterations: DeepFool is iterative by
-/// nature, with a data-dependent choice of class per sample, so each iteration copies the logits and the candidate
-/// gradients (rows x k x C x H x W floats) to the host. It has no budget (one result, eps null).
+/// Per-class gradients: one forward, then per candidate slot one input-only backward of the whole chunk with
+/// dLogits = e_k - e_s (so the backward returns w_k itself, and f_k = z . (e_k - e_s)); untargeted these rows are
+/// fixed for the chunk and uploaded once; targeted (k = the target, s = the current prediction) they are the CW
+/// margin's gradient at the current logits. Everything else runs on the device too: the norms, the per-row choice of
+/// the nearest boundary (a keep-best select over the slots) and the step. Per iteration the host reads one number,
+/// how many rows still run, to stop when none does. It has no budget (one result, eps null).
 /// </summary>
 public sealed class DeepFool : Attack
 {
@@ -39,10 +41,6 @@ public sealed class DeepFool : Attack
     protected override void AttackChunk(AttackBatch b)
     {
         var be = b.Be; int rows = b.Rows, d = b.Cols, k = b.Outputs, nc = b.Classes;
-        var x0 = b.X0.ToArray();
-        var adv = (float[])x0.Clone();
-        var rTot = new double[(long)rows * d];
-        var steps = new int[rows];
         // Candidate classes per row: the top-k of the clean class logits (pairs (0, z) for one-output models).
         int kk = Math.Min(TopK, nc);
         var cands = new int[rows][];
@@ -52,78 +50,101 @@ public sealed class DeepFool : Attack
             cands[r] = b.Targeted ? new[] { b.LossLabels[r] }
                 : Enumerable.Range(0, nc).OrderByDescending(c => z[c]).ThenBy(c => c).Take(kk).Where(c => c != b.TrueLabels[r]).ToArray();
         }
-        using var dz = be.Allocate(rows, k);
-        var oneHot = new float[rows * k];
-        var grads = new float[nc][];
-        for (int it = 0; it < MaxIterations; it++)
+        int slots = cands.Max(c => c.Length);
+        // Targeted on a multi-class model the source class is the current prediction: dLogits come from the CW margin.
+        bool fromMargin = b.Targeted && k > 1;
+        var dl = new Tensor[fromMargin ? 1 : slots];
+        var valid = new Tensor?[slots];
+        using var dMargin = fromMargin ? be.Allocate(rows, k) : null;
+        if (fromMargin) dl[0] = dMargin!;
+        else
+            for (int j = 0; j < slots; j++)
+            {
+                // e_c - e_s over the class logits, as a gradient of the model's outputs: for a one-output model the
+                // pair (0, z) has d z'_1 / dz = 1 and d z'_0 / dz = 0. Targeted one-output rows move from the other class.
+                var h = new float[rows * k];
+                var ok = new float[rows];
+                for (int r = 0; r < rows; r++)
+                {
+                    if (j >= cands[r].Length) continue;
+                    int c = cands[r][j], src = b.Targeted ? 1 - c : b.TrueLabels[r];
+                    ok[r] = 1f;
+                    if (k == 1) h[r] = (c == 1 ? 1f : 0f) - (src == 1 ? 1f : 0f);
+                    else { h[r * k + c] += 1f; h[r * k + src] -= 1f; }
+                }
+                dl[j] = be.FromArray(h, rows, k);
+                if (ok.Any(v => v == 0f)) valid[j] = be.FromArray(ok, rows);
+            }
+        using var minusOne = be.Allocate(rows); be.Fill(minusOne, -1f);
+        using var loss = be.Allocate(rows);
+        using var zd = be.Allocate(rows, k);
+        using var f = be.Allocate(rows);
+        using var n = be.Allocate(rows);
+        using var pert = be.Allocate(rows);
+        using var far = be.Allocate(rows); be.Fill(far, 1e30f);
+        using var better = be.Allocate(rows);
+        using var bestPert = be.Allocate(rows);
+        using var bestNorm = be.Allocate(rows);
+        using var active = be.Allocate(rows);
+        using var coef = be.Allocate(rows);
+        using var running = be.Allocate(1);
+        using var bestW = be.Allocate(b.Shape(rows));
+        using var tmp = be.Allocate(b.Shape(rows));
+        using var rTot = be.Allocate(b.Shape(rows));
+        be.Copy(b.X0, b.Adv);
+        try
         {
-            be.Upload(b.Adv, adv);
-            var logits = b.Forward(b.Adv).ToArray();
-            var active = new bool[rows];
-            var src = new int[rows];
-            bool any = false;
-            for (int r = 0; r < rows; r++)
+            for (int it = 0; it < MaxIterations; it++)
             {
-                var z = Losses.ClassLogits(logits, r, k);
-                int pred = Losses.Argmax(z);
-                active[r] = b.Targeted ? pred != b.LossLabels[r] : pred == b.TrueLabels[r];
-                src[r] = b.Targeted ? pred : b.TrueLabels[r];
-                any |= active[r];
-            }
-            if (!any) break;
-            // Gradients of each needed class logit, for the whole chunk.
-            var need = new HashSet<int>();
-            for (int r = 0; r < rows; r++) if (active[r]) { need.Add(src[r]); foreach (var c in cands[r]) need.Add(c); }
-            Array.Clear(grads);
-            if (k == 1)
-            {
-                // z' = (0, z): grad z'_1 = grad z, grad z'_0 = 0.
-                be.Fill(dz, 1f);
-                grads[1] = b.Model.Backward(dz, BackwardMode.InputOnly)!.ToArray();
-                grads[0] = new float[grads[1].Length];
-                b.CountGradients();
-            }
-            else
-                foreach (var c in need.OrderBy(c => c))
+                var z = b.Forward(b.Adv);
+                b.SuccessMask(z, active);
+                b.Affine(active, -1f, 1f, active);
+                be.ReduceRows(Reduction.Sum, active, running, 1, rows);
+                if (running.ToArray()[0] == 0f) break;
+                be.Add(b.StepCount, active, b.StepCount);
+                if (fromMargin) Losses.CwMarginInto(be, z, b.Labels, loss, dMargin, minusOne, true, 0f, rows, k, null, null);
+                be.Fill(bestPert, 1e30f);
+                for (int j = 0; j < slots; j++)
                 {
-                    Array.Clear(oneHot);
-                    for (int r = 0; r < rows; r++) oneHot[r * k + c] = 1f;
-                    be.Upload(dz, oneHot);
-                    grads[c] = b.Model.Backward(dz, BackwardMode.InputOnly)!.ToArray();
+                    var dz = dl[fromMargin ? 0 : j];
+                    // f = |z . dz|, w = the backward of dz, pert = f / ||w||_q (q = 2 for L2, 1 for Linf)
+                    be.Mul(z, dz, zd);
+                    be.ReduceRows(Reduction.Sum, zd, f, rows, k);
+                    be.Abs(f, f);
+                    var w = b.Model.Backward(dz, BackwardMode.InputOnly)!;
                     b.CountGradients();
+                    if (Norm == Norm.L2) be.ReduceRows(Reduction.L2, w, n, rows, d);
+                    else { be.Abs(w, tmp); be.ReduceRows(Reduction.Sum, tmp, n, rows, d); }
+                    b.Affine(n, 1f, 1e-8f, pert);
+                    be.Div(f, pert, pert);
+                    if (valid[j] is { } v) be.Where(v, pert, far, pert, rows, 1);
+                    // keep the nearest boundary (the first on ties)
+                    be.Greater(bestPert, pert, better);
+                    b.SelectRows(bestPert, pert, better);
+                    b.SelectRows(bestNorm, n, better);
+                    b.SelectRows(bestW, w, better);
                 }
-            Parallel.For(0, rows, r =>
-            {
-                if (!active[r]) return;
-                steps[r]++;
-                var z = Losses.ClassLogits(logits, r, k);
-                int s = src[r];
-                long o = (long)r * d;
-                double bestPert = double.PositiveInfinity; int bestK = -1; double bestNorm = 0;
-                foreach (var c in cands[r])
+                // r += (pert + 1e-4) w / ||w||_2 (L2) or (pert + 1e-4) sign(w) (Linf), on running rows only
+                b.Affine(bestPert, 1f, 1e-4f, coef);
+                be.Mul(coef, active, coef);
+                if (Norm == Norm.L2)
                 {
-                    if (c == s) continue;
-                    double f = z[c] - z[s], n = 0;
-                    for (int j = 0; j < d; j++)
-                    {
-                        double w = grads[c][o + j] - grads[s][o + j];
-                        n += Norm == Norm.L2 ? w * w : Math.Abs(w);
-                    }
-                    if (Norm == Norm.L2) n = Math.Sqrt(n);
-                    double pert = Math.Abs(f) / (n + 1e-8);
-                    if (pert < bestPert) { bestPert = pert; bestK = c; bestNorm = n; }
+                    b.Affine(bestNorm, 1f, 1e-8f, n);
+                    be.Div(coef, n, coef);
+                    b.ScaleRows(bestW, coef, tmp);
                 }
-                if (bestK < 0) return;
-                for (int j = 0; j < d; j++)
-                {
-                    double w = grads[bestK][o + j] - grads[s][o + j];
-                    rTot[o + j] += Norm == Norm.L2 ? (bestPert + 1e-4) * w / (bestNorm + 1e-8) : (bestPert + 1e-4) * Math.Sign(w);
-                    adv[o + j] = (float)Math.Clamp(x0[o + j] + (1 + Overshoot) * rTot[o + j], 0, 1);
-                }
-            });
+                else { be.Sign(bestW, tmp); b.ScaleRows(tmp, coef, tmp); }
+                be.Axpy(1f, tmp, rTot);
+                // x' = clamp(x + (1 + overshoot) r, 0, 1)
+                be.Copy(b.X0, b.Adv);
+                be.Axpy(1f + Overshoot, rTot, b.Adv);
+                be.Clamp(b.Adv, 0f, 1f, b.Adv);
+            }
         }
-        be.Upload(b.Adv, adv);
-        b.StepsHost = steps;
+        finally
+        {
+            if (!fromMargin) foreach (var t in dl) t.Dispose();
+            foreach (var t in valid) t?.Dispose();
+        }
     }
-
 }

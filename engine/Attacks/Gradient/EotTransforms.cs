@@ -21,64 +21,36 @@ public sealed record EotRanges
 
 /// <summary>
 /// One random transformation: t(x) = contrast * (W x - 0.5) + 0.5 + brightness (+ noise), W a bilinear warp
-/// (rotation and scale about the image centre, then translation; zero outside the image). It is affine in x, so its
-/// adjoint is exact: dL/dx = contrast * W^T dL/dt. W acts on each channel alike and is held as a dense
-/// (H*W) x (H*W) matrix, which limits EOT-PGD to images of at most 64 x 64 pixels per channel.
+/// (rotation and scale about the image centre, then translation; zero outside the image): the backend op
+/// <see cref="IBackend.WarpAffine"/> with <see cref="Map"/>. It is affine in x, so its adjoint is exact:
+/// dL/dx = contrast * W^T dL/dt (<see cref="IBackend.WarpAffineAdjoint"/>). Any image size.
 /// </summary>
 public sealed record EotTransform(float AngleDegrees, float Scale, float Tx, float Ty, float Brightness, float Contrast)
 {
-    public const int MaxPixels = 64 * 64;
-
     public static EotTransform Sample(SplitMix64 rng, EotRanges r) => new(
         (float)rng.Range(-r.MaxRotation, r.MaxRotation), (float)rng.Range(r.MinScale, r.MaxScale),
         (float)rng.Range(-r.MaxTranslation, r.MaxTranslation), (float)rng.Range(-r.MaxTranslation, r.MaxTranslation),
         (float)rng.Range(-r.MaxBrightness, r.MaxBrightness), (float)rng.Range(r.MinContrast, r.MaxContrast));
 
-    /// <summary>The warp as a dense row-major matrix M[out, in] over one channel's h*w pixels.</summary>
-    public float[] WarpMatrix(int h, int w)
-    {
-        if ((long)h * w > MaxPixels) throw new PerturbException($"EOT transformations support at most {MaxPixels} pixels per channel, got {h}x{w}", 2);
-        int p = h * w;
-        var m = new float[(long)p * p];
-        double a = AngleDegrees * Math.PI / 180, cos = Math.Cos(a), sin = Math.Sin(a);
-        double cy = (h - 1) / 2.0, cx = (w - 1) / 2.0;
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++)
-            {
-                // Inverse map: output pixel -> source coordinates.
-                double u = x - cx - Tx, v = y - cy - Ty;
-                double sx = (cos * u + sin * v) / Scale + cx, sy = (-sin * u + cos * v) / Scale + cy;
-                int x0 = (int)Math.Floor(sx), y0 = (int)Math.Floor(sy);
-                double fx = sx - x0, fy = sy - y0;
-                long row = (long)(y * w + x) * p;
-                void Put(int yy, int xx, double wt)
-                {
-                    if (wt != 0 && yy >= 0 && yy < h && xx >= 0 && xx < w) m[row + yy * w + xx] += (float)wt;
-                }
-                Put(y0, x0, (1 - fx) * (1 - fy)); Put(y0, x0 + 1, fx * (1 - fy));
-                Put(y0 + 1, x0, (1 - fx) * fy); Put(y0 + 1, x0 + 1, fx * fy);
-            }
-        return m;
-    }
+    /// <summary>The geometric part as the warp op's map for h x w images.</summary>
+    public WarpMap Map(int h, int w) => WarpMap.RotateScaleTranslate(AngleDegrees, Scale, Tx, Ty, h, w);
 
     /// <summary>
-    /// Applies the transformation on the host to n images (C x H x W each), with Gaussian noise of the given standard
-    /// deviation from <paramref name="rng"/>, and clamps to [0,1] (for evaluating how well adversarials survive).
+    /// Applies the transformation to n host images (C x H x W each) on <paramref name="be"/>, with Gaussian noise of
+    /// the given standard deviation from <paramref name="rng"/>, and clamps to [0,1] (for evaluating how well
+    /// adversarials survive).
     /// </summary>
-    public float[] Apply(float[] images, int n, int c, int h, int w, float noiseStd, SplitMix64 rng)
+    public float[] Apply(IBackend be, float[] images, int n, int c, int h, int w, float noiseStd, SplitMix64 rng)
     {
-        var m = WarpMatrix(h, w);
-        int p = h * w;
-        var outp = new float[images.Length];
-        for (int i = 0; i < n * c; i++)
-            for (int o = 0; o < p; o++)
-            {
-                double s = 0;
-                long row = (long)o * p;
-                for (int j = 0; j < p; j++) { float wt = m[row + j]; if (wt != 0) s += wt * images[(long)i * p + j]; }
-                double v = Contrast * (s - 0.5) + 0.5 + Brightness + (noiseStd > 0 ? noiseStd * rng.Normal() : 0);
-                outp[(long)i * p + o] = (float)Math.Clamp(v, 0, 1);
-            }
+        using var x = be.FromArray(images, n * c, h, w);
+        using var y = be.Allocate(n * c, h, w);
+        be.WarpAffine(x, y, n * c, h, w, Map(h, w), 1f, 0f);
+        var outp = y.ToArray();
+        for (int i = 0; i < outp.Length; i++)
+        {
+            double v = Contrast * (outp[i] - 0.5) + 0.5 + Brightness + (noiseStd > 0 ? noiseStd * rng.Normal() : 0);
+            outp[i] = (float)Math.Clamp(v, 0, 1);
+        }
         return outp;
     }
 }

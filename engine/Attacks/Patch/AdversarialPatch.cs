@@ -90,28 +90,52 @@ public sealed class PatchRenderer
     }
 }
 
+/// <summary>
+/// The patch's settings, each described once by <see cref="SettingAttribute"/>: <c>perturb attack patch</c> options
+/// and the sweep keys of a "patch" attack object come from these descriptors.
+/// </summary>
 public sealed record PatchOptions
 {
+    [Setting("target", "the class the patch pushes images to", Min = 0)]
     public int Target { get; init; }
-    /// <summary>Fraction of the image area the full-scale patch covers.</summary>
+    [Setting("patch_size", "fraction of the image area the full-scale patch covers", Min = 0, MinOpen = true, Max = 1)]
     public double SizeFraction { get; init; } = 0.2;
+    [Setting("shape", "square or round")]
     public PatchShape Shape { get; init; } = PatchShape.Square;
+    [Setting("steps", "optimisation steps (one batch of training images each)", Min = 1)]
     public int Steps { get; init; } = 200;
+    [Setting("batch_size", "training images per step", Min = 1)]
     public int BatchSize { get; init; } = 32;
-    /// <summary>Adam learning rate in pixel units.</summary>
+    [Setting("lr", "Adam learning rate in pixel units", Min = 0, MinOpen = true)]
     public float LearningRate { get; init; } = 0.05f;
+    [Setting("scale_min", "smallest patch scale during training", Min = 0, MinOpen = true, Max = 1)]
     public double ScaleMin { get; init; } = 0.1;
+    [Setting("scale_max", "largest patch scale during training", Min = 0, MinOpen = true, Max = 1)]
     public double ScaleMax { get; init; } = 1.0;
+    [Setting("rotation", "largest rotation in degrees (both ways) during training", Min = 0, Max = 180)]
     public double MaxRotationDegrees { get; init; } = 22.5;
     /// <summary>Scale of the patch when it is evaluated (ART applies the full patch).</summary>
+    [Setting("eval_scale", "scale of the patch when it is evaluated", Min = 0, MinOpen = true, Max = 1)]
     public double EvalScale { get; init; } = 1.0;
+    [Setting("seed", "seed of the placements, the batches and the natural control patch")]
     public ulong Seed { get; init; }
     /// <summary>
     /// Printable colours: every patch value is kept in [PrintMin, PrintMax] throughout the optimisation (a printer can
     /// reproduce neither pure black nor pure white, nor fully saturated channels). [0, 1] means no restriction.
     /// </summary>
+    [Setting("print_min", "printable colours: lowest value any patch pixel may take (0: no limit)", Min = 0, Max = 1)]
     public float PrintMin { get; init; } = 0f;
+    [Setting("print_max", "printable colours: highest value any patch pixel may take (1: no limit)", Min = 0, Max = 1)]
     public float PrintMax { get; init; } = 1f;
+
+    /// <summary>The checks of settings taken together (each one's range is checked by its descriptor).</summary>
+    public void Check()
+    {
+        if (Steps < 1 || BatchSize < 1) throw new PerturbException("patch: steps and batch size must be positive", 2);
+        if (!(ScaleMin > 0 && ScaleMin <= ScaleMax && ScaleMax <= 1)) throw new PerturbException($"patch: scales must satisfy 0 < scale_min <= scale_max <= 1, got {ScaleMin}..{ScaleMax}", 2);
+        if (!(PrintMin >= 0 && PrintMin < PrintMax && PrintMax <= 1)) throw new PerturbException($"patch: printable colours must satisfy 0 <= print_min < print_max <= 1, got {PrintMin}..{PrintMax}", 2);
+        if (!(LearningRate > 0)) throw new PerturbException($"patch: lr must be positive, got {LearningRate}", 2);
+    }
 }
 
 public sealed record PatchEval(double TargetedSuccess, double Accuracy, double Auc, int NonTarget, int N);
@@ -131,8 +155,7 @@ public static class AdversarialPatch
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         if (o.Target < 0 || o.Target >= model.NumClasses) throw new PerturbException($"patch: target {o.Target} outside the model's {model.NumClasses} classes", 2);
-        if (o.Steps < 1 || o.BatchSize < 1) throw new PerturbException("patch: steps and batch size must be positive", 2);
-        if (!(o.ScaleMin > 0 && o.ScaleMin <= o.ScaleMax && o.ScaleMax <= 1)) throw new PerturbException($"patch: scales must satisfy 0 < min <= max <= 1, got {o.ScaleMin}..{o.ScaleMax}", 2);
+        o.Check();
         if (train.Count == 0 || test.Count == 0) throw new PerturbException("patch: needs training and test images", 2);
         int c = train.Channels, h = train.Height, w = train.Width;
         int side = PatchRenderer.SideFor(o.SizeFraction, h, w, o.Shape);
@@ -153,8 +176,6 @@ public static class AdversarialPatch
         var rng = new SplitMix64(o.Seed ^ 0x9A7C_4000UL);
         int len = c * ren.Size * ren.Size;
         var patch = new float[len];
-        if (!(o.PrintMin >= 0 && o.PrintMin < o.PrintMax && o.PrintMax <= 1))
-            throw new PerturbException($"printable range [{o.PrintMin}, {o.PrintMax}] must satisfy 0 <= min < max <= 1", 2);
         for (int i = 0; i < len; i++) patch[i] = o.PrintMin + (o.PrintMax - o.PrintMin) * (float)rng.NextDouble();
         var m1 = new double[len]; var m2 = new double[len];
         var g = new float[len];

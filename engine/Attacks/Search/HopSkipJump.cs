@@ -8,6 +8,11 @@ namespace Perturb.Engine.Attacks.Search;
 /// (L2) or sign(grad) (Linf) by eps = dist / sqrt(t), halved until the point is adversarial (geometric progression);
 /// then a binary search toward the original back to the boundary (L2: on the line, tolerance theta = 1/(d sqrt d);
 /// Linf: the Linf box around the original, theta = 1/d^2 relative). dist is the L2 or Linf distance.
+/// Probes in a low-frequency subspace (<see cref="ProbeScale"/> f > 1; Li et al. 2020, QEBA-S; Chen et al.'s own
+/// experiments with low-dimensional noise): each u_b is drawn on a C x ceil(H/f) x ceil(W/f) grid and upsampled
+/// bilinearly (half-pixel centres) to C x H x W before the normalisation, so the estimate lives in a space f^2 times
+/// smaller and the same queries estimate the normal better on natural images; delta, theta and the steps are unchanged.
+/// f = 1 is the reference algorithm.
 /// </summary>
 public sealed class HopSkipJump : DecisionAttack
 {
@@ -18,11 +23,14 @@ public sealed class HopSkipJump : DecisionAttack
     public int InitialEvals { get; init; } = 100;
     [Setting("max_evals", "most boundary probes in one iteration", Min = 1)]
     public int MaxEvals { get; init; } = 10000;
+    [Setting("probe_scale", "probes drawn at 1/probe_scale of the image's height and width, upsampled bilinearly; 1: full resolution (Chen et al.)", Min = 1, Max = 64)]
+    public int ProbeScale { get; init; } = 1;
 
     protected override void Validate()
     {
         base.Validate();
         if (InitialEvals < 1 || MaxEvals < InitialEvals) throw new PerturbException($"{Name}: evaluations must satisfy 1 <= initial <= max, got {InitialEvals}, {MaxEvals}", 2);
+        if (ProbeScale < 1 || ProbeScale > 64) throw new PerturbException($"{Name}: probe scale must be in 1..64, got {ProbeScale}", 2);
     }
 
     protected override double Distance(float[] a, float[] x)
@@ -51,8 +59,9 @@ public sealed class HopSkipJump : DecisionAttack
             var probe = new Probe();
             for (int b = 0; b < evals; b++)
             {
-                var u = new double[d]; double n = 0;
-                for (int j = 0; j < d; j++) { u[j] = Norm == Norm.L2 ? s.Rng.Normal() : 2 * s.Rng.NextDouble() - 1; n += u[j] * u[j]; }
+                var u = DrawProbe(s);
+                double n = 0;
+                for (int j = 0; j < d; j++) n += u[j] * u[j];
                 n = Math.Sqrt(n);
                 var c = new float[d];
                 for (int j = 0; j < d; j++) { c[j] = (float)Math.Clamp(xb[j] + delta * u[j] / n, 0, 1); u[j] = (c[j] - xb[j]) / delta; }
@@ -89,6 +98,52 @@ public sealed class HopSkipJump : DecisionAttack
             foreach (var p in BinarySearch(s, moved, theta, b => xb = b)) yield return p;
             dist = Distance(xb, s.X);
         }
+    }
+
+    /// <summary>
+    /// One probe direction before normalisation: Gaussian (L2) or uniform in [-1, 1] (Linf), drawn per value at full
+    /// resolution, or on the coarse grid of <see cref="ProbeScale"/> and upsampled.
+    /// </summary>
+    double[] DrawProbe(Image s)
+    {
+        Func<double> draw = Norm == Norm.L2 ? s.Rng.Normal : () => 2 * s.Rng.NextDouble() - 1;
+        int d = s.X.Length;
+        var (ch, h, w) = s.Shape;
+        if (ProbeScale == 1)
+        {
+            var full = new double[d];
+            for (int j = 0; j < d; j++) full[j] = draw();
+            return full;
+        }
+        if (h == 1) throw new PerturbException($"{Name}: probe_scale {ProbeScale} needs image inputs (C x H x W), the model takes {d} values", 2);
+        int hs = (h + ProbeScale - 1) / ProbeScale, ws = (w + ProbeScale - 1) / ProbeScale;
+        var low = new double[ch * hs * ws];
+        for (int j = 0; j < low.Length; j++) low[j] = draw();
+        return Upsample(low, ch, hs, ws, h, w);
+    }
+
+    /// <summary>Bilinear upsampling of C x hs x ws to C x h x w, half-pixel centres, edges clamped (PyTorch's align_corners=False).</summary>
+    internal static double[] Upsample(double[] low, int ch, int hs, int ws, int h, int w)
+    {
+        var o = new double[ch * h * w];
+        for (int y = 0; y < h; y++)
+        {
+            double sy = Math.Max(0, (y + 0.5) * hs / h - 0.5);
+            int y0 = Math.Min((int)sy, hs - 1), y1 = Math.Min(y0 + 1, hs - 1); double fy = sy - y0;
+            for (int x = 0; x < w; x++)
+            {
+                double sx = Math.Max(0, (x + 0.5) * ws / w - 0.5);
+                int x0 = Math.Min((int)sx, ws - 1), x1 = Math.Min(x0 + 1, ws - 1); double fx = sx - x0;
+                for (int c = 0; c < ch; c++)
+                {
+                    int b = c * hs * ws;
+                    double top = low[b + y0 * ws + x0] * (1 - fx) + low[b + y0 * ws + x1] * fx;
+                    double bot = low[b + y1 * ws + x0] * (1 - fx) + low[b + y1 * ws + x1] * fx;
+                    o[(c * h + y) * w + x] = top * (1 - fy) + bot * fy;
+                }
+            }
+        }
+        return o;
     }
 
     /// <summary>

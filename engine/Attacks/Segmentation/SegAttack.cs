@@ -158,6 +158,41 @@ public sealed class SegBatch : IDisposable
         return Model.Backward(Loss.Grad, BackwardMode.InputOnly)!;
     }
 
+    /// <summary>
+    /// Forward at x, then the input gradient of -sum_j max(m_j, -kappa), m_j = max_{c != g_j} z_cj - z_{g_j j}: per
+    /// pixel the goal class g_j is the target's (targeted) or the best class other than the clean prediction
+    /// (untargeted, so m_j = z_clean - z_best-other); pixels past the goal by kappa add nothing. Ascending it moves
+    /// every pixel not yet at its goal toward it (see <see cref="SegPgdLoss.Margin"/>).
+    /// </summary>
+    public Tensor MarginGradient(Tensor x, float kappa)
+    {
+        var z = Logits(x);
+        var dl = new float[z.Length];
+        Parallel.For(0, Rows, r =>
+        {
+            for (int j = 0; j < P; j++)
+            {
+                long o = (long)r * K * P + j;
+                int q = r * P + j;
+                int goal, rival;
+                if (Targeted)
+                {
+                    goal = LossLabels[q]; rival = -1;
+                    for (int c = 0; c < K; c++) if (c != goal && (rival < 0 || z[o + (long)c * P] > z[o + (long)rival * P])) rival = c;
+                }
+                else
+                {
+                    rival = CleanPrediction[q]; goal = -1;
+                    for (int c = 0; c < K; c++) if (c != rival && (goal < 0 || z[o + (long)c * P] > z[o + (long)goal * P])) goal = c;
+                }
+                if (z[o + (long)rival * P] - z[o + (long)goal * P] <= -kappa) continue;
+                dl[o + (long)goal * P] = 1f;
+                dl[o + (long)rival * P] = -1f;
+            }
+        });
+        return BackwardFrom(dl);
+    }
+
     /// <summary>The logits of a forward pass at x, on the host [Rows, K, P].</summary>
     public float[] Logits(Tensor x) => A.Forward(x).ToArray();
 

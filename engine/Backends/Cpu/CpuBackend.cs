@@ -114,14 +114,15 @@ public sealed partial class CpuBackend : BackendBase
             Ranges(n, (s, e) => Array.Clear(a, (int)s, (int)(e - s)));
             return a;
         }
+        Counters.Allocated(4L * n);
         return new float[n];
     }
 
     protected override ReadOnlySpan<float> PeekHost(Tensor t) => Sp(t);
 
-    protected override float[] ToArrayCore(Tensor t) => Sp(t).ToArray();
+    protected override float[] ToArrayCore(Tensor t) { Counters.ToHost(4L * t.Length); return Sp(t).ToArray(); }
 
-    protected override void UploadCore(Tensor t, ReadOnlySpan<float> data) => data.CopyTo(Sp(t));
+    protected override void UploadCore(Tensor t, ReadOnlySpan<float> data) { Counters.ToDevice(4L * t.Length); data.CopyTo(Sp(t)); }
 
     protected override void CopyCore(Tensor src, Tensor dst) => Sp(src).CopyTo(Sp(dst));
 

@@ -15,6 +15,8 @@ namespace Perturb.Engine.Backends;
 ///   backward weights dW_g [K/G, CRS] += dy_n,g [K/G, P] x col(x_n,g)^T, summed over n
 ///
 /// col[(c*R + r)*S + s, oh*OW + ow] = x[c, oh*strideH - padH + r*dilH, ow*strideW - padW + s*dilW] (0 outside).
+/// Forward and backward-data with small outputs (P &lt; 512, groups 1) run several samples per GEMM
+/// (<see cref="ConvForwardBlocked"/>, <see cref="ConvBackwardDataBlocked"/>).
 /// 1x1, stride-1, unpadded convolutions use x (and dx) directly as col. Depthwise convolutions (C/G == 1, K == G)
 /// use direct loops. Stride-1 3x3 convolutions with enough channels run through Winograd F(2x2,3x3)
 /// (CpuWinograd.cs) forward and backward-data. Samples run in parallel when there are at least as many as threads; otherwise the GEMM
@@ -69,6 +71,8 @@ public sealed partial class CpuBackend
         if (UsesWinograd(s)) { WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false), bb, yb, relu); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: false);
+        int nb = pointwise || s.Groups != 1 ? 1 : SampleBlock(s);
+        if (nb > 1) { ConvForwardBlocked(sh, xb, wb, bb, yb, relu, nb, pack.Groups[0]); return; }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);
@@ -90,6 +94,49 @@ public sealed partial class CpuBackend
         });
     }
 
+    /// <summary>
+    /// Samples per GEMM in <see cref="ConvForwardBlocked"/> and <see cref="ConvBackwardDataBlocked"/>: enough that the product is about 768 columns wide (a
+    /// 7x7 output alone is 49 columns, too narrow for the GEMM's register tiles to stream well), within a 16 MB
+    /// column buffer, and no more than leaves one block per thread.
+    /// </summary>
+    int SampleBlock(in ConvShape s)
+    {
+        long p = (long)s.OutH * s.OutW, crs = (long)s.C * s.R * s.S;
+        if (p >= 512) return 1;
+        long nb = Math.Min((768 + p - 1) / p, (4L << 20) / ((crs + s.K) * p));
+        nb = Math.Min(nb, (s.N + _threads - 1) / _threads);
+        return (int)Math.Max(1, nb);
+    }
+
+    /// <summary>
+    /// Forward im2col + GEMM over blocks of nb samples (groups == 1): col [CRS, nb*P] holds the nb samples' columns
+    /// side by side, one GEMM gives Y [K, nb*P], and the epilogue (bias, ReLU) copies each sample's [K, P] slice
+    /// into y while it is in cache.
+    /// </summary>
+    void ConvForwardBlocked(ConvShape s, Buf xb, Buf wb, Buf? bb, Buf yb, bool relu, int nb, PackedA pack)
+    {
+        int crs = s.C * s.R * s.S, p = s.OutH * s.OutW, hw = s.H * s.W, ld = nb * p;
+        int blocks = (s.N + nb - 1) / nb;
+        void Block(int bi, bool gemmThreads)
+        {
+            int n0 = bi * nb, cnt = Math.Min(nb, s.N - n0);
+            var col = ColScratch((long)(crs + s.K) * ld);
+            for (int j = 0; j < cnt; j++) Im2Col(s, new Buf(xb.A, xb.Off + (int)((long)(n0 + j) * s.C * hw)), col, ld, j * p);
+            long y0 = (long)crs * ld;
+            GemmParallel(false, false, s.K, cnt * p, crs, 1f, wb, crs, new Buf(col, 0), ld, 0f, new Buf(col, (int)y0), ld, gemmThreads, pack);
+            for (int j = 0; j < cnt; j++)
+                for (int k = 0; k < s.K; k++)
+                {
+                    var src = col.AsSpan((int)(y0 + (long)k * ld + j * p), p);
+                    var dst = yb.Span(((long)(n0 + j) * s.K + k) * p, p);
+                    if (bb is { } bv) TensorPrimitives.Add(src, bv[k], dst); else src.CopyTo(dst);
+                    if (relu) TensorPrimitives.Max(dst, 0f, dst);
+                }
+        }
+        if (_threads > 1 && blocks >= _threads) Parallel.For(0, blocks, _po, bi => Block(bi, false));
+        else for (int bi = 0; bi < blocks; bi++) Block(bi, _threads > 1);
+    }
+
     // ---------------------------------------------------------------- backward data
 
     protected override void ConvBackwardDataCore(in ConvShape s, Tensor dy, Tensor w, Tensor dx)
@@ -103,6 +150,8 @@ public sealed partial class CpuBackend
         if (UsesWinograd(s)) { WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true), null, xb, false); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
+        int nb = pointwise || s.Groups != 1 ? 1 : SampleBlock(s);
+        if (nb > 1) { ConvBackwardDataBlocked(sh, db, wb, xb, nb, pack.Groups[0]); return; }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);
@@ -121,6 +170,34 @@ public sealed partial class CpuBackend
                 Col2Im(sh, col, dxg);
             }
         });
+    }
+
+    /// <summary>
+    /// Backward-data over blocks of nb samples (groups == 1), the transpose of <see cref="ConvForwardBlocked"/>: the
+    /// samples' dy [K, P] side by side as [K, nb*P], one GEMM col = W^T dy [CRS, nb*P], then col2im per sample.
+    /// </summary>
+    void ConvBackwardDataBlocked(ConvShape s, Buf db, Buf wb, Buf xb, int nb, PackedA pack)
+    {
+        int crs = s.C * s.R * s.S, p = s.OutH * s.OutW, hw = s.H * s.W, ld = nb * p;
+        int blocks = (s.N + nb - 1) / nb;
+        void Block(int bi, bool gemmThreads)
+        {
+            int n0 = bi * nb, cnt = Math.Min(nb, s.N - n0);
+            var col = ColScratch((long)(crs + s.K) * ld);
+            long d0 = (long)crs * ld;
+            for (int j = 0; j < cnt; j++)
+                for (int k = 0; k < s.K; k++)
+                    db.Span(((long)(n0 + j) * s.K + k) * p, p).CopyTo(col.AsSpan((int)(d0 + (long)k * ld + j * p), p));
+            GemmParallel(true, false, crs, cnt * p, s.K, 1f, wb, crs, new Buf(col, (int)d0), ld, 0f, new Buf(col, 0), ld, gemmThreads, pack);
+            for (int j = 0; j < cnt; j++)
+            {
+                var dxj = new Buf(xb.A, xb.Off + (int)((long)(n0 + j) * s.C * hw));
+                dxj.Span(0, (long)s.C * hw).Clear();
+                Col2Im(s, col, dxj, ld, j * p);
+            }
+        }
+        if (_threads > 1 && blocks >= _threads) Parallel.For(0, blocks, _po, bi => Block(bi, false));
+        else for (int bi = 0; bi < blocks; bi++) Block(bi, _threads > 1);
     }
 
     // ---------------------------------------------------------------- backward weights
@@ -249,10 +326,10 @@ public sealed partial class CpuBackend
     /// <summary>col[(c*RS + tap)*P + oh*OW + ow] = x[xRow + ow*stride + off], zero where the input is padding.</summary>
     struct Im2ColRow : ITapRow
     {
-        public float[] X; public int XOff; public float[] Col; public int RS, P, OW, Stride;
+        public float[] X; public int XOff; public float[] Col; public int RS, Ld, ColOff, OW, Stride;
         public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
         {
-            var d = Col.AsSpan((c * RS + tap) * P + oh * OW, OW);
+            var d = Col.AsSpan((c * RS + tap) * Ld + ColOff + oh * OW, OW);
             if (xRow < 0) { d.Clear(); return; }
             d[..lo].Clear(); d[hi..].Clear();
             int xs = XOff + xRow + off;
@@ -290,11 +367,11 @@ public sealed partial class CpuBackend
     /// <summary>x[xRow + ow*stride + off] += col[(c*RS + tap)*P + oh*OW + ow] over the valid columns.</summary>
     struct Col2ImRow : ITapRow
     {
-        public float[] X; public int XOff; public float[] Col; public int RS, P, OW, Stride;
+        public float[] X; public int XOff; public float[] Col; public int RS, Ld, ColOff, OW, Stride;
         public void Row(int c, int tap, int oh, int xRow, int lo, int hi, int off)
         {
             if (xRow < 0 || hi <= lo) return;
-            var src = Col.AsSpan((c * RS + tap) * P + oh * OW, OW);
+            var src = Col.AsSpan((c * RS + tap) * Ld + ColOff + oh * OW, OW);
             int xs = XOff + xRow + off;
             if (Stride == 1)
             {
@@ -305,15 +382,17 @@ public sealed partial class CpuBackend
         }
     }
 
-    static void Im2Col(in ConvShape s, Buf x, float[] col)
+    /// <summary>One sample's columns into col rows of stride ld (default P), starting at column colOff.</summary>
+    static void Im2Col(in ConvShape s, Buf x, float[] col, int ld = -1, int colOff = 0)
     {
-        var row = new Im2ColRow { X = x.A, XOff = x.Off, Col = col, RS = s.R * s.S, P = s.OutH * s.OutW, OW = s.OutW, Stride = s.StrideW };
+        var row = new Im2ColRow { X = x.A, XOff = x.Off, Col = col, RS = s.R * s.S, Ld = ld < 0 ? s.OutH * s.OutW : ld, ColOff = colOff, OW = s.OutW, Stride = s.StrideW };
         ForEachTapRow(s, s.CPerGroup, ref row);
     }
 
-    static void Col2Im(in ConvShape s, float[] col, Buf dx)
+    /// <summary>Accumulates one sample's columns (col rows of stride ld, default P, from column colOff) into dx.</summary>
+    static void Col2Im(in ConvShape s, float[] col, Buf dx, int ld = -1, int colOff = 0)
     {
-        var row = new Col2ImRow { X = dx.A, XOff = dx.Off, Col = col, RS = s.R * s.S, P = s.OutH * s.OutW, OW = s.OutW, Stride = s.StrideW };
+        var row = new Col2ImRow { X = dx.A, XOff = dx.Off, Col = col, RS = s.R * s.S, Ld = ld < 0 ? s.OutH * s.OutW : ld, ColOff = colOff, OW = s.OutW, Stride = s.StrideW };
         ForEachTapRow(s, s.CPerGroup, ref row);
     }
 

@@ -125,6 +125,7 @@ public sealed partial class IlgpuBackend : BackendBase
         {
             ws?.Dispose();
             ws = _acc.Allocate1D<float>(Math.Max(n, 1));
+            Counters.Allocated(4 * ws.Length);
         }
         return ws.View.SubView(0, Math.Max(n, 1));
     }
@@ -132,6 +133,7 @@ public sealed partial class IlgpuBackend : BackendBase
     protected override Tensor AllocateCore(int[] shape, int length)
     {
         var buf = _acc.Allocate1D<float>(Math.Max(length, 1));
+        Counters.Allocated(4 * buf.Length);
         buf.MemSetToZero();
         return new Tensor(this, buf, shape);
     }
@@ -143,6 +145,7 @@ public sealed partial class IlgpuBackend : BackendBase
         var r = new float[t.Length];
         _acc.Synchronize();
         Buf(t).View.SubView(t.Offset, t.Length).CopyToCPU(_acc.DefaultStream, r.AsSpan());
+        Counters.ToHost(4L * t.Length);
         return r;
     }
 
@@ -151,6 +154,7 @@ public sealed partial class IlgpuBackend : BackendBase
         _acc.Synchronize();
         Buf(t).View.SubView(t.Offset, t.Length).CopyFromCPU(_acc.DefaultStream, data);
         _acc.Synchronize();
+        Counters.ToDevice(4L * t.Length);
     }
 
     public override void Synchronize() => _acc.Synchronize();

@@ -66,4 +66,70 @@ public class DecisionAttackTests
         Assert.All(b.Results[0].Queries!, q => Assert.True(q <= 1500));
         Assert.True(MedianL2(b) <= 0.8 * MedianL2(start), $"median L2 {MedianL2(b)} vs the start's {MedianL2(start)}");
     }
+
+    /// <summary>HopSkipJump's probe upsampling is PyTorch's bilinear interpolation (align_corners=False): 2 x 2x3 to 2 x 5x7, values from torch 1.13.</summary>
+    [Fact]
+    public void HopSkipJumpUpsampleIsBilinearWithHalfPixelCentres()
+    {
+        double[] low = { 1, 2, -3, 0.5, 4, 2, 7, -1, 0, 2, 2, 3 };
+        double[] torch =
+        {
+            1.0, 1.142857, 1.571429, 2.0, -0.142857, -2.285714, -3.0, 0.95, 1.128572, 1.664286, 2.2, 0.185714, -1.828571, -2.5,
+            0.75, 1.071429, 2.035714, 3.0, 1.5, 0.0, -0.5, 0.55, 1.014286, 2.407143, 3.8, 2.814286, 1.828571, 1.5,
+            0.5, 1.0, 2.5, 4.0, 3.142857, 2.285714, 2.0, 7.0, 5.857143, 2.428571, -1.0, -0.571429, -0.142857, 0.0,
+            6.5, 5.471428, 2.385714, -0.7, -0.271428, 0.157143, 0.3, 4.5, 3.928571, 2.214286, 0.5, 0.928571, 1.357143, 1.5,
+            2.5, 2.385714, 2.042857, 1.7, 2.128572, 2.557143, 2.7, 2.0, 2.0, 2.0, 2.0, 2.428571, 2.857143, 3.0,
+        };
+        var up = HopSkipJump.Upsample(low, 2, 2, 3, 5, 7);
+        Assert.Equal(torch.Length, up.Length);
+        for (int j = 0; j < up.Length; j++) Assert.True(Math.Abs(up[j] - torch[j]) < 2e-6, $"value {j}: {up[j]} vs torch {torch[j]}");
+    }
+
+    /// <summary>
+    /// Low-frequency probes (probe_scale 2: 14x14 noise upsampled to 28x28) are a different search with the same
+    /// seed (the setting changes the answers), the same search again with it (seeded), and still adversarial for
+    /// every correct image (re-checked by a fresh forward pass) within the capped query budget.
+    /// </summary>
+    [Fact]
+    public void HopSkipJumpLowFrequencyProbesAreSeededValidAndCapped()
+    {
+        var d = _f.Take(8);
+        var full = new HopSkipJump { Queries = 600, Seed = 3 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        var low = new HopSkipJump { Queries = 600, Seed = 3, ProbeScale = 2 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        var again = new HopSkipJump { Queries = 600, Seed = 3, ProbeScale = 2 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        AttackAsserts.Valid(low, _f.Model, d.X, null);
+        var e = low.Results[0];
+        _out.WriteLine($"hsj-600 median L2: full-resolution probes {MedianL2(full):F3}, probe_scale 2 {MedianL2(low):F3}");
+        Assert.Equal(1.0, e.SuccessRate);
+        Assert.All(e.Queries!, q => Assert.True(q <= 600, $"{q} queries over the budget"));
+        Assert.Equal(e.Adversarial, again.Results[0].Adversarial);
+        Assert.NotEqual(full.Results[0].Adversarial, e.Adversarial);
+    }
+
+    /// <summary>
+    /// Start images: at a small budget (150 queries), querying the 12 nearest other images of the run as starts ends no
+    /// farther than the noise start; and each queried image counts, to the cap: with a budget of 5, the
+    /// first probe of 12 images is cut to 5 queries, every attacked image spends exactly 5 and comes back clean.
+    /// </summary>
+    [Fact]
+    public void HopSkipJumpStartImagesAreCountedAndCapped()
+    {
+        var d = _f.Take(N);
+        var noise = new HopSkipJump { Queries = 150, Seed = 2 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        var near = new HopSkipJump { Queries = 150, Seed = 2, StartImages = 12 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        AttackAsserts.Valid(near, _f.Model, d.X, null);
+        _out.WriteLine($"start (150 queries) median L2: noise {MedianL2(noise):F3}, 12 start images {MedianL2(near):F3}");
+        Assert.Equal(1.0, near.Results[0].SuccessRate);
+        Assert.True(MedianL2(near) <= MedianL2(noise), $"start images' start {MedianL2(near)} vs noise {MedianL2(noise)}");
+        var capped = new HopSkipJump { Queries = 5, Seed = 2, StartImages = 12 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        AttackAsserts.Valid(capped, _f.Model, d.X, null);
+        var c = capped.Results[0];
+        for (int i = 0; i < d.Count; i++)
+        {
+            if (c.Queries![i] == 0) continue; // not attacked: misclassified already
+            Assert.Equal(5L, (long)c.Queries[i]);
+            Assert.Equal(0.0, c.L2[i]);
+        }
+        Assert.Contains(c.Queries!, q => q == 5L);
+    }
 }
