@@ -20,51 +20,25 @@ public static class SegTrainer
         CheckData(model, train);
         var be = model.Backend;
         int k = model.OutputShape[0], p = train.PixelsPerSample;
-        using var opt = Optimizer.Create(o.Optimizer, model, o.LearningRate, o.WeightDecay, o.Momentum);
-        var sched = new MultiStepLr(o.LearningRate, o.Milestones, o.LrGamma);
-        var rng = new SplitMix64(o.Seed ^ 0xA5A5_1234_5678_9ABCUL);
-        model.SetDropoutStream(o.Seed ^ 0xD20F_0000UL);
-        var stats = new List<EpochStats>();
-        var total = Stopwatch.StartNew();
-        int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
-        var best = new BestCheckpoint(model, o.KeepBest);
-        for (int ep = 0; ep < o.Epochs; ep++)
+        return Trainer.RunEpochs(model, train, o, (idx, opt) =>
         {
-            var sw = Stopwatch.StartNew();
-            opt.LearningRate = sched.RateAt(ep);
-            model.Train();
-            var perm = rng.Permutation(train.Count);
-            double lossSum = 0; long correct = 0, counted = 0;
-            for (int b = 0; b < batches; b++)
-            {
-                int start = b * o.BatchSize, n = Math.Min(o.BatchSize, train.Count - start);
-                if (n < 2 && batches > 1) { progress?.Invoke(ep, b + 1, batches); continue; } // a batch of one breaks BatchNorm statistics
-                var idx = perm.AsSpan(start, n);
-                var masks = train.GatherMasks(idx);
-                using var x = be.FromArray(train.Gather(idx), n, train.Channels, train.Height, train.Width);
-                using var pl = new PixelLoss(be, n, k, train.Height, train.Width, masks, Enumerable.Repeat(1f / n, n).ToArray(), train.IgnoreLabel);
-                var logits = model.Forward(x);
-                pl.Compute(logits, loss);
-                var pred = SegMetrics.Argmax(logits.ToArray(), n, k, p);
-                for (int j = 0; j < pred.Length; j++)
-                    if (masks[j] != train.IgnoreLabel) { counted++; if (pred[j] == masks[j]) correct++; }
-                model.Backward(pl.Grad, BackwardMode.InputAndWeights, needInputGrad: false);
-                opt.Step();
-                double batchLoss = pl.Loss.ToArray().Sum(v => (double)v);
-                Trainer.CheckFiniteLoss(batchLoss, ep, b, batches);
-                lossSum += batchLoss;
-                progress?.Invoke(ep, b + 1, batches);
-            }
-            model.ReleaseActivations();
-            double? valDice = val != null ? SegEvaluator.Evaluate(model, val, Math.Max(o.BatchSize, 64)).ForegroundDice : null;
-            var es = new EpochStats(ep + 1, lossSum / train.Count, counted == 0 ? double.NaN : (double)correct / counted, valDice, opt.LearningRate, sw.Elapsed.TotalSeconds);
-            stats.Add(es);
-            epochDone?.Invoke(es);
-            best.Offer(ep + 1, valDice);
-        }
-        best.Restore();
-        model.Eval();
-        return new TrainResult(stats, total.Elapsed.TotalSeconds, o.KeepBest ? best.Epoch : o.Epochs);
+            int n = idx.Length;
+            var masks = train.GatherMasks(idx);
+            using var x = be.FromArray(train.Gather(idx), n, train.Channels, train.Height, train.Width);
+            using var pl = new PixelLoss(be, n, k, train.Height, train.Width, masks, Enumerable.Repeat(1f / n, n).ToArray(), train.IgnoreLabel);
+            var logits = model.Forward(x);
+            pl.Compute(logits, loss);
+            var pred = SegMetrics.Argmax(logits.ToArray(), n, k, p);
+            long correct = 0, counted = 0;
+            for (int j = 0; j < pred.Length; j++)
+                if (masks[j] != train.IgnoreLabel) { counted++; if (pred[j] == masks[j]) correct++; }
+            model.Backward(pl.Grad, BackwardMode.InputAndWeights, needInputGrad: false);
+            opt.Step();
+            return new Trainer.BatchOutcome(pl.Loss.ToArray().Sum(v => (double)v), correct, counted);
+        },
+        (correct, counted) => counted == 0 ? double.NaN : (double)correct / counted,
+        () => val != null ? SegEvaluator.Evaluate(model, val, Math.Max(o.BatchSize, 64)).ForegroundDice : null,
+        progress, epochDone);
     }
 
     internal static void CheckData(Model model, Dataset d)

@@ -71,6 +71,46 @@ public static class Trainer
         CheckOptions(o);
         CheckData(model, train);
         var be = model.Backend;
+        ulong batchNo = 0;
+        return RunEpochs(model, train, o, (idx, opt) =>
+        {
+            int n = idx.Length;
+            using var x = be.FromArray(train.Gather(idx), n, train.Channels, train.Height, train.Width);
+            var lab = new float[n];
+            for (int i = 0; i < n; i++) lab[i] = train.Labels[idx[i]];
+            using var y = be.FromArray(lab, n);
+            using var made = batchInput?.Invoke(x, y, batchNo++);
+            model.Train();
+            var logits = model.Forward(made ?? x);
+            using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
+            var pred = Losses.Predict(be, logits);
+            long correct = 0;
+            for (int i = 0; i < n; i++) if (pred[i] == (int)lab[i]) correct++;
+            model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
+            opt.Step();
+            return new BatchOutcome(loss.Mean() * n, correct, n);
+        },
+        (correct, _) => (double)correct / train.Count,
+        () => val != null ? Evaluator.Accuracy(model, val, Math.Max(o.BatchSize, 256)) : null,
+        progress, epochDone);
+    }
+
+    /// <summary>One batch's figures for <see cref="RunEpochs"/>: its summed loss (checked for divergence), and its
+    /// correct and counted predictions.</summary>
+    internal readonly record struct BatchOutcome(double LossSum, long Correct, long Counted);
+
+    /// <summary>Trains on the samples <paramref name="idx"/> of one batch (forward, loss, backward,
+    /// <c>opt.Step()</c>).</summary>
+    internal delegate BatchOutcome BatchStep(ReadOnlySpan<int> idx, Optimizer opt);
+
+    /// <summary>The epoch loop every trainer (classification, segmentation) runs: the optimiser and learning-rate
+    /// schedule from the options, one seeded shuffle per epoch, batches of at least two samples, the stop on a
+    /// non-finite loss, the epoch figures, and the keep-best checkpoint; <paramref name="step"/> is the batch's work,
+    /// <paramref name="accuracy"/> turns the epoch's (correct, counted) into its accuracy, <paramref name="validate"/>
+    /// gives the figure keep-best follows.</summary>
+    internal static TrainResult RunEpochs(Model model, Dataset train, TrainOptions o, BatchStep step,
+        Func<long, long, double> accuracy, Func<double?> validate, Action<int, int, int>? progress, Action<EpochStats>? epochDone)
+    {
         using var opt = Optimizer.Create(o.Optimizer, model, o.LearningRate, o.WeightDecay, o.Momentum);
         var sched = new MultiStepLr(o.LearningRate, o.Milestones, o.LrGamma);
         var rng = new SplitMix64(o.Seed ^ 0xA5A5_1234_5678_9ABCUL);
@@ -79,42 +119,28 @@ public static class Trainer
         var total = Stopwatch.StartNew();
         int batches = (train.Count + o.BatchSize - 1) / o.BatchSize;
         var best = new BestCheckpoint(model, o.KeepBest);
-        ulong batchNo = 0;
         for (int ep = 0; ep < o.Epochs; ep++)
         {
             var sw = Stopwatch.StartNew();
             opt.LearningRate = sched.RateAt(ep);
             model.Train();
             var perm = rng.Permutation(train.Count);
-            double lossSum = 0; long correct = 0;
+            double lossSum = 0; long correct = 0, counted = 0;
             for (int b = 0; b < batches; b++)
             {
                 int start = b * o.BatchSize, n = Math.Min(o.BatchSize, train.Count - start);
                 if (n < 2 && batches > 1) { progress?.Invoke(ep, b + 1, batches); continue; } // a batch of one breaks BatchNorm statistics
-                var idx = perm.AsSpan(start, n);
-                using var x = be.FromArray(train.Gather(idx), n, train.Channels, train.Height, train.Width);
-                var lab = new float[n];
-                for (int i = 0; i < n; i++) lab[i] = train.Labels[idx[i]];
-                using var y = be.FromArray(lab, n);
-                using var made = batchInput?.Invoke(x, y, batchNo++);
-                model.Train();
-                var logits = model.Forward(made ?? x);
-                using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
-                var pred = Losses.Predict(be, logits);
-                for (int i = 0; i < n; i++) if (pred[i] == (int)lab[i]) correct++;
-                model.Backward(loss.Grad!, BackwardMode.InputAndWeights, needInputGrad: false);
-                opt.Step();
-                double batchLoss = loss.Mean();
-                CheckFiniteLoss(batchLoss, ep, b, batches);
-                lossSum += batchLoss * n;
+                var r = step(perm.AsSpan(start, n), opt);
+                CheckFiniteLoss(r.LossSum, ep, b, batches);
+                lossSum += r.LossSum; correct += r.Correct; counted += r.Counted;
                 progress?.Invoke(ep, b + 1, batches);
             }
             model.ReleaseActivations();
-            double? valAcc = val != null ? Evaluator.Accuracy(model, val, Math.Max(o.BatchSize, 256)) : null;
-            var es = new EpochStats(ep + 1, lossSum / train.Count, (double)correct / train.Count, valAcc, opt.LearningRate, sw.Elapsed.TotalSeconds);
+            double? valFigure = validate();
+            var es = new EpochStats(ep + 1, lossSum / train.Count, accuracy(correct, counted), valFigure, opt.LearningRate, sw.Elapsed.TotalSeconds);
             stats.Add(es);
             epochDone?.Invoke(es);
-            best.Offer(ep + 1, valAcc);
+            best.Offer(ep + 1, valFigure);
         }
         best.Restore();
         model.Eval();
