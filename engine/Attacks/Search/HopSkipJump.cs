@@ -14,6 +14,8 @@ namespace Perturb.Engine.Attacks.Search;
 /// smaller and the same queries estimate the normal better on natural images; delta, theta and the steps are unchanged.
 /// f = 1 is the reference algorithm.
 /// </summary>
+public enum ProbeBasis { Bilinear, Dct }
+
 public sealed class HopSkipJump : DecisionAttack
 {
     public override string Name => "hopskipjump";
@@ -25,6 +27,16 @@ public sealed class HopSkipJump : DecisionAttack
     public int MaxEvals { get; init; } = 10000;
     [Setting("probe_scale", "probes drawn at 1/probe_scale of the image's height and width, upsampled bilinearly; 1: full resolution (Chen et al.)", Min = 1, Max = 64)]
     public int ProbeScale { get; init; } = 1;
+    [Setting("probe_basis", "how a probe at probe_scale f > 1 is made: bilinear (a coarse grid upsampled, QEBA-S) or dct (the lowest 1/f of the DCT frequencies per side, QEBA-F)")]
+    public ProbeBasis ProbeBasis { get; init; } = ProbeBasis.Bilinear;
+    [Setting("history", "weight of the previous iterations' probe sums in the gradient estimate (S_t = history S_t-1 + sum of this one's); 0: each estimate from its own probes (Chen et al.)", Min = 0, Max = 1, MaxOpen = true)]
+    public double History { get; init; }
+    [Setting("delta_scale", "the probes' radius is delta_scale times Chen et al.'s delta (sqrt(d) theta dist after the first iteration)", Min = 0, MinOpen = true)]
+    public double DeltaScale { get; init; } = 1;
+    [Setting("tolerance_scale", "the binary search's tolerance is tolerance_scale times Chen et al.'s theta (fewer queries on bisection, more on probes)", Min = 0, MinOpen = true)]
+    public double ToleranceScale { get; init; } = 1;
+    [Setting("step_scale", "the geometric step search starts at step_scale dist / sqrt(t); 1: Chen et al.", Min = 0, MinOpen = true)]
+    public double StepScale { get; init; } = 1;
 
     protected override void Validate()
     {
@@ -45,14 +57,16 @@ public sealed class HopSkipJump : DecisionAttack
     {
         int d = s.X.Length;
         double theta = Norm == Norm.L2 ? 1.0 / (Math.Sqrt(d) * d) : 1.0 / ((double)d * d);
+        double tol = ToleranceScale * theta;
         // The start's point is on the line's boundary; bring it to this attack's boundary first.
         var xb = s.Best!;
-        foreach (var p in BinarySearch(s, xb, theta, b => xb = b)) yield return p;
+        foreach (var p in BinarySearch(s, xb, tol, b => xb = b)) yield return p;
         double dist = Distance(xb, s.X);
+        var sum = new double[d]; // the probes' weighted outcomes, accumulated over iterations with weight History
         for (int t = 1; s.Left > 0; t++)
         {
             s.Steps++;
-            double delta = t == 1 ? 0.1 : (Norm == Norm.L2 ? Math.Sqrt(d) : d) * theta * dist;
+            double delta = DeltaScale * (t == 1 ? 0.1 : (Norm == Norm.L2 ? Math.Sqrt(d) : d) * theta * dist);
             int evals = (int)Math.Min(InitialEvals * Math.Sqrt(t), MaxEvals);
             // Monte Carlo estimate of the boundary normal.
             var us = new double[evals][];
@@ -72,17 +86,18 @@ public sealed class HopSkipJump : DecisionAttack
             int m = probe.Adversarial.Length;
             if (m < evals) yield break;
             double mean = probe.Adversarial.Average(a => a ? 1.0 : -1.0);
-            var grad = new double[d];
+            var grad = sum;
+            for (int j = 0; j < d; j++) grad[j] *= History;
             for (int b = 0; b < m; b++)
             {
                 double f = Math.Abs(mean) == 1 ? mean : (probe.Adversarial[b] ? 1.0 : -1.0) - mean;
-                for (int j = 0; j < d; j++) grad[j] += f * us[b][j] / m;
+                for (int j = 0; j < d; j++) grad[j] += f * us[b][j];
             }
             double gn = Math.Sqrt(grad.Sum(v => v * v));
             if (!(gn > 0)) yield break;
             var update = grad.Select(v => Norm == Norm.L2 ? v / gn : Math.Sign(v)).ToArray();
             // Geometric progression of the step, from dist / sqrt(t).
-            double eps = dist / Math.Sqrt(t);
+            double eps = StepScale * dist / Math.Sqrt(t);
             float[]? moved = null;
             for (int h = 0; h < 30 && s.Left > 0; h++, eps /= 2)
             {
@@ -95,7 +110,7 @@ public sealed class HopSkipJump : DecisionAttack
             }
             if (moved == null) yield break;
             Offer(s, moved);
-            foreach (var p in BinarySearch(s, moved, theta, b => xb = b)) yield return p;
+            foreach (var p in BinarySearch(s, moved, tol, b => xb = b)) yield return p;
             dist = Distance(xb, s.X);
         }
     }
@@ -119,7 +134,45 @@ public sealed class HopSkipJump : DecisionAttack
         int hs = (h + ProbeScale - 1) / ProbeScale, ws = (w + ProbeScale - 1) / ProbeScale;
         var low = new double[ch * hs * ws];
         for (int j = 0; j < low.Length; j++) low[j] = draw();
-        return Upsample(low, ch, hs, ws, h, w);
+        return ProbeBasis == ProbeBasis.Dct ? InverseDct(low, ch, hs, ws, h, w) : Upsample(low, ch, hs, ws, h, w);
+    }
+
+    /// <summary>
+    /// Per channel, the image whose orthonormal 2-D DCT-II coefficients are <paramref name="low"/> (hs x ws, the lowest
+    /// frequencies) and 0 elsewhere: o[y, x] = sum_{u < hs, v < ws} c_u(y) c_v(x) low[u, v], c_u(y) = a_u cos(pi (y + 1/2) u / h),
+    /// a_0 = sqrt(1/h), a_u = sqrt(2/h).
+    /// </summary>
+    internal static double[] InverseDct(double[] low, int ch, int hs, int ws, int h, int w)
+    {
+        var cy = DctBasis(hs, h); var cx = DctBasis(ws, w);
+        var o = new double[ch * h * w];
+        var row = new double[hs * w]; // low[c] times the x basis: row[u, x] = sum_v low[u, v] cx[v, x]
+        for (int c = 0; c < ch; c++)
+        {
+            Array.Clear(row);
+            for (int u = 0; u < hs; u++)
+                for (int v = 0; v < ws; v++)
+                {
+                    double z = low[(c * hs + u) * ws + v];
+                    for (int x = 0; x < w; x++) row[u * w + x] += z * cx[v * w + x];
+                }
+            for (int u = 0; u < hs; u++)
+                for (int y = 0; y < h; y++)
+                {
+                    double b = cy[u * h + y];
+                    for (int x = 0; x < w; x++) o[(c * h + y) * w + x] += b * row[u * w + x];
+                }
+        }
+        return o;
+    }
+
+    /// <summary>The first <paramref name="k"/> orthonormal DCT-II basis vectors of length <paramref name="n"/>, k x n.</summary>
+    static double[] DctBasis(int k, int n)
+    {
+        var b = new double[k * n];
+        for (int u = 0; u < k; u++)
+            for (int y = 0; y < n; y++) b[u * n + y] = Math.Sqrt((u == 0 ? 1.0 : 2.0) / n) * Math.Cos(Math.PI * (y + 0.5) * u / n);
+        return b;
     }
 
     /// <summary>Bilinear upsampling of C x hs x ws to C x h x w, half-pixel centres, edges clamped (PyTorch's align_corners=False).</summary>

@@ -86,6 +86,38 @@ public class DecisionAttackTests
     }
 
     /// <summary>
+    /// The DCT probe basis (QEBA-F): InverseDct of the lowest 3 x 4 frequencies of a 2 x 7 x 9 image equals the sum of
+    /// the orthonormal DCT-II basis images written out here in double; at full size it is an orthonormal transform (it
+    /// keeps the L2 norm of random coefficients, and two unit coefficients give orthogonal images).
+    /// </summary>
+    [Fact]
+    public void HopSkipJumpDctProbesAreTheOrthonormalLowFrequencyBasis()
+    {
+        var rng = new Perturb.Engine.Data.SplitMix64(5);
+        int ch = 2, h = 7, w = 9, hs = 3, ws = 4;
+        var low = Enumerable.Range(0, ch * hs * ws).Select(_ => rng.Normal()).ToArray();
+        var o = HopSkipJump.InverseDct(low, ch, hs, ws, h, w);
+        static double A(int u, int n) => Math.Sqrt((u == 0 ? 1.0 : 2.0) / n);
+        for (int c = 0; c < ch; c++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                {
+                    double want = 0;
+                    for (int u = 0; u < hs; u++)
+                        for (int v = 0; v < ws; v++)
+                            want += low[(c * hs + u) * ws + v] * A(u, h) * Math.Cos(Math.PI * (y + 0.5) * u / h) * A(v, w) * Math.Cos(Math.PI * (x + 0.5) * v / w);
+                    Assert.True(Math.Abs(o[(c * h + y) * w + x] - want) < 1e-12, $"({c},{y},{x}): {o[(c * h + y) * w + x]} vs {want}");
+                }
+        var full = Enumerable.Range(0, ch * h * w).Select(_ => rng.Normal()).ToArray();
+        var img = HopSkipJump.InverseDct(full, ch, h, w, h, w);
+        Assert.Equal(Math.Sqrt(full.Sum(v => v * v)), Math.Sqrt(img.Sum(v => v * v)), 10);
+        var e1 = new double[ch * h * w]; e1[3] = 1; var e2 = new double[ch * h * w]; e2[h * w + 5] = 1; var e3 = new double[ch * h * w]; e3[10] = 1;
+        var b1 = HopSkipJump.InverseDct(e1, ch, h, w, h, w); var b3 = HopSkipJump.InverseDct(e3, ch, h, w, h, w);
+        Assert.Equal(0.0, b1.Zip(b3, (p, q) => p * q).Sum(), 10);
+        Assert.Equal(0.0, b1.Zip(HopSkipJump.InverseDct(e2, ch, h, w, h, w), (p, q) => p * q).Sum(), 10);
+    }
+
+    /// <summary>
     /// Low-frequency probes (probe_scale 2: 14x14 noise upsampled to 28x28) are a different search with the same
     /// seed (the setting changes the answers), the same search again with it (seeded), and still adversarial for
     /// every correct image (re-checked by a fresh forward pass) within the capped query budget.
