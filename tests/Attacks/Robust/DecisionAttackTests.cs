@@ -139,6 +139,42 @@ public class DecisionAttackTests
     }
 
     /// <summary>
+    /// Each setting beyond Chen et al.'s (DCT probes, history, probe radius, step start, bisection tolerance) is a
+    /// different search on the same seed (some answer changes), and keeps the contract: every correctly classified
+    /// image gets an adversarial in [0,1] that a fresh forward pass confirms, and spends exactly its budget of 400.
+    /// </summary>
+    [Theory]
+    [InlineData("dct")]
+    [InlineData("history")]
+    [InlineData("delta")]
+    [InlineData("step")]
+    [InlineData("tolerance")]
+    public void HopSkipJumpSettingsChangeTheSearchAndSpendTheBudgetExactly(string which)
+    {
+        var d = _f.Take(8);
+        HopSkipJump Make() => which switch
+        {
+            "dct" => new HopSkipJump { Queries = 400, Seed = 3, ProbeScale = 2, ProbeBasis = ProbeBasis.Dct },
+            "history" => new HopSkipJump { Queries = 400, Seed = 3, History = 0.5 },
+            "delta" => new HopSkipJump { Queries = 400, Seed = 3, DeltaScale = 30 },
+            "step" => new HopSkipJump { Queries = 400, Seed = 3, StepScale = 2 },
+            _ => new HopSkipJump { Queries = 400, Seed = 3, ToleranceScale = 1000 },
+        };
+        var paper = new HopSkipJump { Queries = 400, Seed = 3 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        var r = Make().Run(_f.Model, d, AttackGoal.Untargeted);
+        AttackAsserts.Valid(r, _f.Model, d.X, null);
+        var e = r.Results[0];
+        _out.WriteLine($"hsj-400 {which}: median L2 {MedianL2(r):F3}, Chen et al. {MedianL2(paper):F3}");
+        Assert.NotEqual(paper.Results[0].Adversarial, e.Adversarial);
+        for (int i = 0; i < d.Count; i++)
+        {
+            if (r.PredictedBefore[i] != r.Labels[i]) { Assert.Equal(0L, (long)e.Queries![i]); continue; }
+            Assert.True(e.Success[i], $"image {i}: no adversarial");
+            Assert.Equal(400L, (long)e.Queries![i]);
+        }
+    }
+
+    /// <summary>
     /// Start images: at a small budget (150 queries), querying the 12 nearest other images of the run as starts ends no
     /// farther than the noise start; and each queried image counts, to the cap: with a budget of 5, the
     /// first probe of 12 images is cut to 5 queries, every attacked image spends exactly 5 and comes back clean.
