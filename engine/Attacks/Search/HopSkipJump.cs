@@ -24,6 +24,8 @@ public enum HsjJump { Step, Tangent }
 ///   kept, decayed; as the momentum of Sign-OPT-style estimators).
 /// - <see cref="DeltaScale"/>, <see cref="StepScale"/>, <see cref="ToleranceScale"/>: delta, the step search's start
 ///   and the bisection's tolerance, each times the factor.
+/// - <see cref="FitBudget"/>: the last iteration's probes are cut to leave its step and bisection their queries
+///   (without it, the probes of the iteration that reaches the budget are spent and no step follows).
 /// - <see cref="Jump"/> tangent (L2; Ma et al. 2021, Tangent Attack): the step goes to the tangent point from x of the
 ///   sphere of radius eps around x_b (see <see cref="Tangent"/>) instead of x_b + eps u.
 /// </summary>
@@ -48,6 +50,8 @@ public sealed class HopSkipJump : DecisionAttack
     public double ToleranceScale { get; init; } = 1;
     [Setting("jump", "the step from the boundary point, L2: step (along the estimated normal, Chen et al.) or tangent (to the point where a line from the original touches the sphere of the step's radius, Ma et al. 2021)")]
     public HsjJump Jump { get; init; } = HsjJump.Step;
+    [Setting("fit_budget", "cut the last iteration's probes so that its step and binary search still fit in the query budget; false: the probes run out the budget without a step (Chen et al. count iterations, not queries)")]
+    public bool FitBudget { get; init; }
     [Setting("step_scale", "the geometric step search starts at step_scale dist / sqrt(t); 1: Chen et al.", Min = 0, MinOpen = true)]
     public double StepScale { get; init; } = 1;
 
@@ -81,6 +85,13 @@ public sealed class HopSkipJump : DecisionAttack
             s.Steps++;
             double delta = DeltaScale * (t == 1 ? 0.1 : (Norm == Norm.L2 ? Math.Sqrt(d) : d) * theta * dist);
             int evals = (int)Math.Min(InitialEvals * Math.Sqrt(t), MaxEvals);
+            if (FitBudget)
+            {
+                // Leave the step (2 tries) and the bisection (log2(1/tol) halvings) their queries, or stop.
+                long reserve = 2 + (long)Math.Ceiling(Math.Log2((Norm == Norm.L2 ? 1 : dist) / Math.Max(tol * (Norm == Norm.L2 ? 1 : Math.Min(dist, 1)), 1e-300)));
+                evals = (int)Math.Min(evals, s.Left - reserve);
+                if (evals < Math.Min(InitialEvals, 10)) yield break;
+            }
             // Monte Carlo estimate of the boundary normal.
             var us = new double[evals][];
             var probe = new Probe();
