@@ -86,6 +86,38 @@ public class DecisionAttackTests
     }
 
     /// <summary>
+    /// The DCT probe basis (QEBA-F): InverseDct of the lowest 3 x 4 frequencies of a 2 x 7 x 9 image equals the sum of
+    /// the orthonormal DCT-II basis images written out here in double; at full size it is an orthonormal transform (it
+    /// keeps the L2 norm of random coefficients, and two unit coefficients give orthogonal images).
+    /// </summary>
+    [Fact]
+    public void HopSkipJumpDctProbesAreTheOrthonormalLowFrequencyBasis()
+    {
+        var rng = new Perturb.Engine.Data.SplitMix64(5);
+        int ch = 2, h = 7, w = 9, hs = 3, ws = 4;
+        var low = Enumerable.Range(0, ch * hs * ws).Select(_ => rng.Normal()).ToArray();
+        var o = HopSkipJump.InverseDct(low, ch, hs, ws, h, w);
+        static double A(int u, int n) => Math.Sqrt((u == 0 ? 1.0 : 2.0) / n);
+        for (int c = 0; c < ch; c++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                {
+                    double want = 0;
+                    for (int u = 0; u < hs; u++)
+                        for (int v = 0; v < ws; v++)
+                            want += low[(c * hs + u) * ws + v] * A(u, h) * Math.Cos(Math.PI * (y + 0.5) * u / h) * A(v, w) * Math.Cos(Math.PI * (x + 0.5) * v / w);
+                    Assert.True(Math.Abs(o[(c * h + y) * w + x] - want) < 1e-12, $"({c},{y},{x}): {o[(c * h + y) * w + x]} vs {want}");
+                }
+        var full = Enumerable.Range(0, ch * h * w).Select(_ => rng.Normal()).ToArray();
+        var img = HopSkipJump.InverseDct(full, ch, h, w, h, w);
+        Assert.Equal(Math.Sqrt(full.Sum(v => v * v)), Math.Sqrt(img.Sum(v => v * v)), 10);
+        var e1 = new double[ch * h * w]; e1[3] = 1; var e2 = new double[ch * h * w]; e2[h * w + 5] = 1; var e3 = new double[ch * h * w]; e3[10] = 1;
+        var b1 = HopSkipJump.InverseDct(e1, ch, h, w, h, w); var b3 = HopSkipJump.InverseDct(e3, ch, h, w, h, w);
+        Assert.Equal(0.0, b1.Zip(b3, (p, q) => p * q).Sum(), 10);
+        Assert.Equal(0.0, b1.Zip(HopSkipJump.InverseDct(e2, ch, h, w, h, w), (p, q) => p * q).Sum(), 10);
+    }
+
+    /// <summary>
     /// Low-frequency probes (probe_scale 2: 14x14 noise upsampled to 28x28) are a different search with the same
     /// seed (the setting changes the answers), the same search again with it (seeded), and still adversarial for
     /// every correct image (re-checked by a fresh forward pass) within the capped query budget.
@@ -104,6 +136,48 @@ public class DecisionAttackTests
         Assert.All(e.Queries!, q => Assert.True(q <= 600, $"{q} queries over the budget"));
         Assert.Equal(e.Adversarial, again.Results[0].Adversarial);
         Assert.NotEqual(full.Results[0].Adversarial, e.Adversarial);
+    }
+
+    /// <summary>
+    /// Each setting beyond Chen et al.'s (DCT probes, history, probe radius, step start, bisection tolerance, the tangent jump, fitting the last step in the budget) is a
+    /// different search on the same seed (some answer changes), and keeps the contract: every correctly classified
+    /// image gets an adversarial in [0,1] that a fresh forward pass confirms, and spends exactly its budget of 400 (with fit_budget, at most 400 and no fewer than the reserve of its last step allows).
+    /// </summary>
+    [Theory]
+    [InlineData("dct")]
+    [InlineData("history")]
+    [InlineData("delta")]
+    [InlineData("step")]
+    [InlineData("tolerance")]
+    [InlineData("tangent")]
+    [InlineData("fit")]
+    public void HopSkipJumpSettingsChangeTheSearchAndSpendTheBudgetExactly(string which)
+    {
+        var d = _f.Take(8);
+        HopSkipJump Make() => which switch
+        {
+            "dct" => new HopSkipJump { Queries = 400, Seed = 3, ProbeScale = 2, ProbeBasis = ProbeBasis.Dct },
+            "history" => new HopSkipJump { Queries = 400, Seed = 3, History = 0.5 },
+            "delta" => new HopSkipJump { Queries = 400, Seed = 3, DeltaScale = 30 },
+            "step" => new HopSkipJump { Queries = 400, Seed = 3, StepScale = 2 },
+            "tangent" => new HopSkipJump { Queries = 400, Seed = 3, Jump = HsjJump.Tangent },
+            "fit" => new HopSkipJump { Queries = 400, Seed = 3, FitBudget = true },
+            _ => new HopSkipJump { Queries = 400, Seed = 3, ToleranceScale = 1000 },
+        };
+        var paper = new HopSkipJump { Queries = 400, Seed = 3 }.Run(_f.Model, d, AttackGoal.Untargeted);
+        var r = Make().Run(_f.Model, d, AttackGoal.Untargeted);
+        AttackAsserts.Valid(r, _f.Model, d.X, null);
+        var e = r.Results[0];
+        _out.WriteLine($"hsj-400 {which}: median L2 {MedianL2(r):F3}, Chen et al. {MedianL2(paper):F3}");
+        Assert.NotEqual(paper.Results[0].Adversarial, e.Adversarial);
+        for (int i = 0; i < d.Count; i++)
+        {
+            if (r.PredictedBefore[i] != r.Labels[i]) { Assert.Equal(0L, (long)e.Queries![i]); continue; }
+            Assert.True(e.Success[i], $"image {i}: no adversarial");
+            // fit_budget stops when the bisection's reserve (17 queries at d = 784) and 10 probes no longer fit.
+            if (which == "fit") Assert.InRange((long)e.Queries![i], 400L - 27, 400L);
+            else Assert.Equal(400L, (long)e.Queries![i]);
+        }
     }
 
     /// <summary>
