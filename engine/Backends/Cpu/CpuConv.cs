@@ -171,6 +171,18 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
+    /// How many blocks of at most nb samples the N samples run in: a multiple of the thread count when there are
+    /// at least as many blocks as threads (11 blocks on 2 threads would leave one idle for a twelfth of the call);
+    /// block bi holds samples [N bi / blocks, N (bi + 1) / blocks), at most nb of them.
+    /// </summary>
+    int SampleBlocks(int n, int nb)
+    {
+        int blocks = (n + nb - 1) / nb;
+        if (_threads > 1 && blocks >= _threads) blocks = Math.Min(n, (blocks + _threads - 1) / _threads * _threads);
+        return blocks;
+    }
+
+    /// <summary>
     /// Forward im2col + GEMM over blocks of nb samples (groups == 1): col [CRS, nb*P] holds the nb samples' columns
     /// side by side, one GEMM gives Y [K, nb*P], and the epilogue (bias, ReLU) copies each sample's [K, P] slice
     /// into y while it is in cache. implicitB: no col, the GEMM packs its B panels from x (<see cref="Im2ColSource"/>).
@@ -178,10 +190,10 @@ public sealed partial class CpuBackend
     unsafe void ConvForwardBlocked(ConvShape s, Buf xb, Buf wb, Buf? bb, Buf yb, bool relu, int nb, PackedA pack, bool implicitB)
     {
         int crs = s.C * s.R * s.S, p = s.OutH * s.OutW, hw = s.H * s.W, ld = nb * p;
-        int blocks = (s.N + nb - 1) / nb;
+        int blocks = SampleBlocks(s.N, nb);
         void Block(int bi, bool gemmThreads)
         {
-            int n0 = bi * nb, cnt = Math.Min(nb, s.N - n0);
+            int n0 = (int)((long)s.N * bi / blocks), cnt = (int)((long)s.N * (bi + 1) / blocks) - n0;
             long y0 = implicitB ? 0 : (long)crs * ld;
             var col = ColScratch(y0 + (long)s.K * ld);
             if (implicitB)
@@ -252,10 +264,10 @@ public sealed partial class CpuBackend
     void ConvBackwardDataBlocked(ConvShape s, Buf db, Buf wb, Buf xb, int nb, PackedA pack)
     {
         int crs = s.C * s.R * s.S, p = s.OutH * s.OutW, hw = s.H * s.W, ld = nb * p;
-        int blocks = (s.N + nb - 1) / nb;
+        int blocks = SampleBlocks(s.N, nb);
         void Block(int bi, bool gemmThreads)
         {
-            int n0 = bi * nb, cnt = Math.Min(nb, s.N - n0);
+            int n0 = (int)((long)s.N * bi / blocks), cnt = (int)((long)s.N * (bi + 1) / blocks) - n0;
             var col = ColScratch((long)(crs + s.K) * ld);
             long d0 = (long)crs * ld;
             for (int j = 0; j < cnt; j++)
