@@ -87,7 +87,7 @@ public sealed partial class CpuBackend
     ConvPath PathFor(in ConvShape s)
     {
         if (ForcePath != ConvPath.Auto && PathApplies(ForcePath, s)) return ForcePath;
-        if (WinogradEnabled && WinogradApplies(s)) return PathApplies(ConvPath.Winograd4, s) ? ConvPath.Winograd4 : ConvPath.Winograd;
+        if (WinogradEnabled && WinogradApplies(s)) return WinogradF4Enabled && PathApplies(ConvPath.Winograd4, s) ? ConvPath.Winograd4 : ConvPath.Winograd;
         if (PathApplies(ConvPath.Blocked, s) && (long)s.OutH * s.OutW < 512 && SampleBlock(s) > 1)
             return s.R * s.S > 1 ? ConvPath.Implicit : ConvPath.Blocked;
         return ConvPath.Im2Col;
