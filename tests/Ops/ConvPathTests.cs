@@ -27,10 +27,13 @@ public class ConvPathTests
         (new ConvShape(4, 16, 7, 7, 24, 3, 3, PadH: 1, PadW: 1), false),      // stage 3 geometry
         (new ConvShape(5, 32, 4, 4, 32, 3, 3, PadH: 1, PadW: 1), true),       // stage 4 geometry
         (new ConvShape(3, 12, 13, 11, 20, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2 (no Winograd)
+        (new ConvShape(5, 9, 8, 8, 17, 1, 1, StrideH: 2, StrideW: 2), false),                       // 1x1 stride-2 projection
+        (new ConvShape(3, 6, 11, 12, 10, 3, 2, StrideH: 3, StrideW: 3, PadH: 1, PadW: 2, DilH: 2), true),   // stride 3, dilated, rectangular
+        (new ConvShape(2, 3, 40, 37, 16, 3, 3, PadH: 1, PadW: 1), true),                            // a stem: 3 channels, rows of 37
     };
 
     static readonly CpuBackend.ConvPath[] Paths =
-        { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4 };
+        { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4 };
 
     public static IEnumerable<object[]> Ids() =>
         from i in Enumerable.Range(0, Cases.Length) from p in Paths
@@ -42,7 +45,7 @@ public class ConvPathTests
         var path = Enum.Parse<CpuBackend.ConvPath>(pathName);
         var (s, withBias) = Cases[id];
         double atol = path == CpuBackend.ConvPath.Winograd4 ? 3e-4 : 1e-4;
-        var x = Ref.Rand(s.N * s.C * s.H * s.W, 10 + id); var w = Ref.Rand(s.K * s.C * 9, 20 + id);
+        var x = Ref.Rand(s.N * s.C * s.H * s.W, 10 + id); var w = Ref.Rand(s.K * s.C * s.R * s.S, 20 + id);
         var b = withBias ? Ref.Rand(s.K, 30 + id) : null; var dy = Ref.Rand(s.N * s.K * s.OutH * s.OutW, 40 + id);
         var want = Ref.ConvForward(s, x, w, b);
         var wantDx = Ref.ConvBackwardData(s, dy, w);
@@ -50,7 +53,7 @@ public class ConvPathTests
         {
             using var be = new CpuBackend(threads) { ForcePath = path };
             using var h = new OpHarness(be);
-            var tx = h.V(x, s.N, s.C, s.H, s.W); var tw = h.V(w, s.K, s.C, 3, 3); var tb = b is null ? null : h.V(b, s.K);
+            var tx = h.V(x, s.N, s.C, s.H, s.W); var tw = h.V(w, s.K, s.C, s.R, s.S); var tb = b is null ? null : h.V(b, s.K);
             var tdy = h.V(dy, s.N, s.K, s.OutH, s.OutW);
             long builds = be.WinogradBuilds;
             foreach (var relu in new[] { false, true })

@@ -118,7 +118,10 @@ public class SegAttackTests
     public void AsmaForgesARegion()
     {
         var goal = SegGoal.Parse("forge:4,4,10,10");
-        var r = new Asma { Iterations = 200, Tau = 0.05f, Beta = 0.05f }.Run(_f.Model, X(4), Truth(4), goal);
+        // 300 iterations: at 200 the forged Dice fell 0.002 short of its bar (0.885 for 0.887) once the trained
+        // fixture's convolutions rounded as Winograd F(4x4) does (it passed with F(2x2)); at 300 it clears the bar
+        // by 0.02 or more with either (0.916 with F(4x4), 0.909 with F(2x2)).
+        var r = new Asma { Iterations = 300, Tau = 0.05f, Beta = 0.05f }.Run(_f.Model, X(4), Truth(4), goal);
         var e = r.Results[0];
         double before = Enumerable.Range(0, 4).Average(i => SegMetrics.ForegroundDice(r.CleanPrediction.AsSpan(i * 256, 256), r.Target!.AsSpan(i * 256, 256)));
         Assert.True(e.MeanDiceTarget > before + 0.05 && e.MeanDiceTarget > 0.85, $"ASMA forge: Dice with target {before:F3} -> {e.MeanDiceTarget:F3}");

@@ -48,7 +48,7 @@ public sealed partial class CpuBackend
 
     /// <summary>GEMM on (storage, offset) operands, split over the threads when <paramref name="threads"/> and large.</summary>
     unsafe void GemmParallel(bool ta, bool tb, int m, int n, int k, float alpha, Buf a, int lda, Buf b, int ldb, float beta, Buf c, int ldc, bool threads,
-        PackedA packed = default)
+        PackedA packed = default, BSource? bsrc = null)
     {
         int parts = threads ? (int)Math.Min(_threads, 2L * m * n * k / GemmParallelFlops) : 1;
         bool splitN = n >= m;
@@ -57,7 +57,7 @@ public sealed partial class CpuBackend
         if (parts <= 1)
         {
             fixed (float* pa = a.A, pb = b.A, pc = c.A)
-                GemmST(ta, tb, m, n, k, alpha, pa + a.Off, lda, pb + b.Off, ldb, beta, pc + c.Off, ldc, packed);
+                GemmST(ta, tb, m, n, k, alpha, pa + a.Off, lda, pb + b.Off, ldb, beta, pc + c.Off, ldc, packed, bsrc);
             return;
         }
         Parallel.For(0, parts, _po, t =>
@@ -69,13 +69,13 @@ public sealed partial class CpuBackend
                 if (splitN)
                 {
                     int j0 = u0 * NR, j1 = Math.Min(n, u1 * NR);
-                    GemmST(ta, tb, m, j1 - j0, k, alpha, pa, lda, pb + (tb ? (long)j0 * ldb : j0), ldb, beta, pc + j0, ldc, packed);
+                    GemmST(ta, tb, m, j1 - j0, k, alpha, pa, lda, pb + (tb ? (long)j0 * ldb : j0), ldb, beta, pc + j0, ldc, packed, bsrc, j0);
                 }
                 else
                 {
                     int i0 = u0 * MR, i1 = Math.Min(m, u1 * MR);
                     GemmST(ta, tb, i1 - i0, n, k, alpha, pa + (ta ? i0 : (long)i0 * lda), lda, pb, ldb, beta, pc + (long)i0 * ldc, ldc,
-                        packed with { Row0 = packed.Row0 + i0 });
+                        packed with { Row0 = packed.Row0 + i0 }, bsrc);
                 }
             }
         });
@@ -103,11 +103,21 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
+    /// Packs blocks of a GEMM's B operand that is not a matrix in memory (a convolution's input, im2col done while
+    /// packing): Pack writes op(B)[pc..pc+kc, jc..jc+nc] as <see cref="PackB"/> would, NR-column micro-panels [kc][NR].
+    /// </summary>
+    internal abstract unsafe class BSource
+    {
+        public abstract void Pack(int pc, int jc, int kc, int nc, float* dst);
+    }
+
+    /// <summary>
     /// Single-threaded packed GEMM. op(A)[i,p] = ta ? a[p*lda+i] : a[i*lda+p]; op(B)[p,j] = tb ? b[j*ldb+p] : b[p*ldb+j].
-    /// With <paramref name="packed"/> set, A (and alpha) come from it and a is not read.
+    /// With <paramref name="packed"/> set, A (and alpha) come from it and a is not read. With <paramref name="bsrc"/>
+    /// set, B comes from it (its columns from <paramref name="bcol0"/> on) and b is not read.
     /// </summary>
     internal static unsafe void GemmST(bool ta, bool tb, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc,
-        PackedA packed = default)
+        PackedA packed = default, BSource? bsrc = null, int bcol0 = 0)
     {
         if (m <= 0 || n <= 0) return;
         if (k == 0 || alpha == 0f)
@@ -129,7 +139,8 @@ public sealed partial class CpuBackend
             {
                 int kc = Math.Min(KC, k - pc);
                 float bet = pc == 0 ? beta : 1f;
-                PackB(tb, b, ldb, pc, jc, kc, nc, packB);
+                if (bsrc != null) bsrc.Pack(pc, bcol0 + jc, kc, nc, packB);
+                else PackB(tb, b, ldb, pc, jc, kc, nc, packB);
                 for (int ic = 0; ic < m; ic += MC)
                 {
                     int mc = Math.Min(MC, m - ic);

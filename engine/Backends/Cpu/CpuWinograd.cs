@@ -28,8 +28,14 @@ namespace Perturb.Engine.Backends;
 /// </summary>
 public sealed partial class CpuBackend
 {
-    /// <summary>Set PERTURB_WINOGRAD=0 to run every convolution through im2col + GEMM (for comparison).</summary>
+    /// <summary>
+    /// PERTURB_WINOGRAD=0 runs every convolution through im2col + GEMM, PERTURB_WINOGRAD=2 runs Winograd as
+    /// F(2x2,3x3) only (for comparison); unset or anything else: F(4x4,3x3) where AVX-512 is present.
+    /// </summary>
     internal static bool WinogradEnabled { get; set; } = Environment.GetEnvironmentVariable("PERTURB_WINOGRAD") != "0";
+
+    /// <summary>Whether the automatic path may take F(4x4,3x3) (not when PERTURB_WINOGRAD=2).</summary>
+    internal static bool WinogradF4Enabled { get; set; } = Environment.GetEnvironmentVariable("PERTURB_WINOGRAD") != "2";
 
     /// <summary>Channels below which im2col (one GEMM with C*9 deep products) is as fast: the stem conv (C = 1, 3).</summary>
     const int WinogradMinChannels = 16;
