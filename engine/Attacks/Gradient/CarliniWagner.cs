@@ -53,6 +53,8 @@ public sealed class CarliniWagner : Attack
     public float Kappa { get; init; }
     [Setting("learning_rate", "Adam learning rate in tanh space", Min = 0, MinOpen = true)]
     public float LearningRate { get; init; } = 0.01f;
+    [Setting("cosine_lr", "anneal the learning rate over each round from learning_rate to 0 by a half cosine (as FMN, Pintor et al. 2021)")]
+    public bool CosineLr { get; init; }
     [Setting("abort_early", "end a binary-search round when its loss fell by less than 0.01% over the last tenth of the steps (Carlini's code, Foolbox)")]
     public bool AbortEarly { get; init; } = true;
     [Setting("abort_per_row", "apply the early abort to each image's own loss, so a settled image leaves its round while the others go on (false: Carlini's rule on the summed loss)")]
@@ -214,7 +216,8 @@ public sealed class CarliniWagner : Attack
                 be.Mul(rows.T, rows.T, rows.Scratch);
                 sb.Affine(rows.Scratch, -0.5f, 0.5f, rows.Scratch);
                 be.Mul(rows.G, rows.Scratch, rows.G);
-                be.AdamUpdate(rows.W, rows.G, rows.M, rows.V, LearningRate, 0.9f, 0.999f, 1e-8f, 0f, it);
+                float lr = CosineLr ? (float)(LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (it - 1) / Steps))) : LearningRate;
+                be.AdamUpdate(rows.W, rows.G, rows.M, rows.V, lr, 0.9f, 0.999f, 1e-8f, 0f, it);
             }
         }
         finally
