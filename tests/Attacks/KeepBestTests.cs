@@ -58,7 +58,7 @@ public class KeepBestTests
     /// and the iterations in which it was optimising (its successes are unmasked there); per round the iterations run.
     /// </summary>
     (AttackResult Res, double[] MinL2, double[] FirstL2, int[] PerRound, int[] Watched, long RowPasses) WatchCw(bool abortEarly,
-        bool perRow = false, bool compact = true, FirstC firstC = FirstC.Fixed, float tolerance = 0f)
+        bool perRow = false, bool compact = true, FirstC firstC = FirstC.Fixed, float tolerance = 0f, bool defaults = false)
     {
         var d = _f.Take(12);
         var minL2 = Enumerable.Repeat(double.PositiveInfinity, d.Count).ToArray();
@@ -66,24 +66,27 @@ public class KeepBestTests
         var perRound = new int[4];
         var watched = new int[d.Count];
         long passes = 0;
-        var cw = new CarliniWagner
+        Action<AttackBatch, int, int, Tensor, Tensor> observe = (b, round, it, l2, succ) =>
+        {
+            var l = l2.ToArray(); var s = succ.ToArray();
+            perRound[round]++;
+            passes += b.Rows;
+            if (compact) foreach (int i in b.SampleIndex) watched[i]++;
+            for (int r = 0; r < b.Rows; r++)
+            {
+                if (s[r] == 0) continue;
+                int i = b.SampleIndex[r];
+                if (double.IsNaN(firstL2[i])) firstL2[i] = l[r];
+                minL2[i] = Math.Min(minL2[i], l[r]);
+            }
+        };
+        var cw = defaults ? new CarliniWagner { BinarySteps = 4, Compact = compact, Observe = observe } : new CarliniWagner
         {
             Steps = 30, BinarySteps = 4, InitialC = 0.1f, LearningRate = 0.02f, AbortEarly = abortEarly,
             AbortPerRow = perRow, Compact = compact, FirstC = firstC, CTolerance = tolerance,
-            Observe = (b, round, it, l2, succ) =>
-            {
-                var l = l2.ToArray(); var s = succ.ToArray();
-                perRound[round]++;
-                passes += b.Rows;
-                if (compact) foreach (int i in b.SampleIndex) watched[i]++;
-                for (int r = 0; r < b.Rows; r++)
-                {
-                    if (s[r] == 0) continue;
-                    int i = b.SampleIndex[r];
-                    if (double.IsNaN(firstL2[i])) firstL2[i] = l[r];
-                    minL2[i] = Math.Min(minL2[i], l[r]);
-                }
-            },
+            // Carlini's search (every round runs, plain Adam from x) unless a test asks for the default's pieces.
+            StopAtSuccess = false, CosineLr = false, LinearStart = 0f, MarginCScale = 0.6f,
+            Observe = observe,
         };
         return (cw.Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted), minL2, firstL2, perRound, watched, passes);
     }
@@ -174,5 +177,20 @@ public class KeepBestTests
         Assert.Equal(masked.Steps, packed.Steps);
         Assert.True(packed.Gradients.Sum() < masked.Gradients.Sum(), $"compacted {packed.Gradients.Sum()} gradients, uncompacted {masked.Gradients.Sum()}");
         Assert.All(Enumerable.Range(0, packed.Steps.Length), i => Assert.True(masked.Gradients[i] >= masked.Steps[i]));
+    }
+
+    /// <summary>
+    /// The default (a single cosine-annealed round from the linearised boundary point, c from the margin, more rounds
+    /// only for images not yet fooled): the answer is the smallest successful iterate too, and most images are fooled.
+    /// </summary>
+    [Fact]
+    public void CwDefaultKeepsTheSmallestSuccessfulIterate()
+    {
+        var (res, minL2, firstL2, _, watched, _) = WatchCw(abortEarly: false, defaults: true);
+        var (succeeded, improved) = AssertKeepsTheSmallest(res, minL2, firstL2);
+        _out.WriteLine($"{succeeded} of {minL2.Length} fooled, {improved} improved after the first success; gradients {string.Join(", ", res.Results[0].Gradients)}");
+        Assert.True(succeeded >= minL2.Length * 3 / 4, $"only {succeeded} of {minL2.Length} images fooled");
+        Assert.True(improved > 0, "no image improved after its first success");
+        Assert.Equal(watched, res.Results[0].Steps);
     }
 }

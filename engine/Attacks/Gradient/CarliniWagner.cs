@@ -36,27 +36,31 @@ public sealed class CarliniWagner : Attack
     public override string Name => "cw";
     public override bool NeedsEpsilon => false;
     [Setting("steps", "Adam iterations per binary-search round", Min = 1)]
-    public int Steps { get; init; } = 100;
+    public int Steps { get; init; } = 40;
     [Setting("binary_steps", "rounds of the binary search over c", Min = 1)]
-    public int BinarySteps { get; init; } = 9;
+    public int BinarySteps { get; init; } = 3;
     [Setting("initial_c", "the first trade-off constant c (first_c fixed)", Min = 0, MinOpen = true)]
     public float InitialC { get; init; } = 1e-2f;
     [Setting("first_c", "each image's first c: fixed (initial_c) or margin (margin_c_scale x 2 m / ||grad m||^2 at the clean image, where a linearised C&W objective's minimiser reaches the boundary)")]
-    public FirstC FirstC { get; init; } = FirstC.Fixed;
+    public FirstC FirstC { get; init; } = FirstC.Margin;
     [Setting("margin_c_scale", "factor on the linearised c of first_c margin", Min = 0, MinOpen = true)]
-    public float MarginCScale { get; init; } = 0.6f;
+    public float MarginCScale { get; init; } = 1.5f;
     [Setting("c_growth", "factor on c after a round without success, until one succeeds (Carlini: 10)", Min = 1, MinOpen = true)]
     public float CGrowth { get; init; } = 10f;
     [Setting("c_tolerance", "an image skips the remaining rounds once the upper c of its bracket is within a factor 1 + c_tolerance of the lower (0: every round runs)", Min = 0)]
     public float CTolerance { get; init; }
+    [Setting("linear_start", "start each round at x + a delta, delta = -(m + kappa) g / ||g||^2 the boundary point of the margin m linearised at x (g its input gradient), a = linear_start (0: at x, Carlini)", Min = 0)]
+    public float LinearStart { get; init; } = 1f;
+    [Setting("stop_at_success", "an image fooled in a round skips the remaining rounds, which then only raise c (times c_growth) for the images not yet fooled (false: the binary search goes on)")]
+    public bool StopAtSuccess { get; init; } = true;
     [Setting("kappa", "confidence margin", Min = 0)]
     public float Kappa { get; init; }
     [Setting("learning_rate", "Adam learning rate in tanh space", Min = 0, MinOpen = true)]
-    public float LearningRate { get; init; } = 0.01f;
+    public float LearningRate { get; init; } = 0.005f;
     [Setting("cosine_lr", "anneal the learning rate over each round from learning_rate to 0 by a half cosine (as FMN, Pintor et al. 2021)")]
-    public bool CosineLr { get; init; }
+    public bool CosineLr { get; init; } = true;
     [Setting("abort_early", "end a binary-search round when its loss fell by less than 0.01% over the last tenth of the steps (Carlini's code, Foolbox)")]
-    public bool AbortEarly { get; init; } = true;
+    public bool AbortEarly { get; init; }
     [Setting("abort_per_row", "apply the early abort to each image's own loss, so a settled image leaves its round while the others go on (false: Carlini's rule on the summed loss)")]
     public bool AbortPerRow { get; init; }
 
@@ -129,6 +133,7 @@ public sealed class CarliniWagner : Attack
                     s.Lower[r] = Math.Max(s.Lower[r], s.C[r]);
                     s.C[r] = s.Upper[r] < 1e9 ? (s.Lower[r] + s.Upper[r]) / 2 : s.C[r] * CGrowth;
                 }
+                if (StopAtSuccess && s.AnySucc[r]) s.Done[r] = true;
                 if (CTolerance > 0 && s.Upper[r] < 1e9 && s.Upper[r] <= (1 + CTolerance) * s.Lower[r]) s.Done[r] = true;
             }
         }
@@ -141,7 +146,9 @@ public sealed class CarliniWagner : Attack
     void RunRound(AttackBatch b, Search s, int round, int[] live)
     {
         int checkEvery = (Steps + 9) / 10;
-        var rows = new Rows(b, s, live, round == 0 && FirstC == FirstC.Margin);
+        bool measure = round == 0 && (FirstC == FirstC.Margin || LinearStart > 0); // the first pass runs at c = 1
+        var rows = new Rows(b, s, live, measure);
+        int adamOffset = 0;
         try
         {
             rows.StartFromX();
@@ -177,6 +184,8 @@ public sealed class CarliniWagner : Attack
                     var ok = rows.Succ.ToArray();
                     for (int j = 0; j < n; j++) if (ok[j] > 0.5f) { s.Done[rows.Chunk[j]] = true; stop.Add(j); }
                     if (FirstC == FirstC.Margin) rows.SetMarginC(dx, f!, Kappa, MarginCScale, InitialC);
+                    else if (measure) rows.SetC();
+                    if (LinearStart > 0) rows.JumpToLinear(dx, f!, Kappa, LinearStart);
                 }
                 if (check)
                 {
@@ -209,15 +218,16 @@ public sealed class CarliniWagner : Attack
                     if (!ReferenceEquals(next, rows)) { rows.Dispose(); rows = next; dx = rows.Dx!; }
                     sb = rows.B; be = sb.Be;
                 }
+                if (first && LinearStart > 0) { adamOffset = 1; continue; } // this pass was the step to the linearised boundary point
                 // d/dw = (2 (x' - x) + c df/dx') * (1 - tanh(w)^2) / 2
                 be.Copy(dx, rows.G);
-                if (first && FirstC == FirstC.Margin) sb.ScaleRows(rows.G, rows.CT, rows.G); // the gradient was taken at c = 1
+                if (first && measure) sb.ScaleRows(rows.G, rows.CT, rows.G); // the gradient was taken at c = 1
                 be.Axpy(2f, rows.Diff, rows.G);
                 be.Mul(rows.T, rows.T, rows.Scratch);
                 sb.Affine(rows.Scratch, -0.5f, 0.5f, rows.Scratch);
                 be.Mul(rows.G, rows.Scratch, rows.G);
                 float lr = CosineLr ? (float)(LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (it - 1) / Steps))) : LearningRate;
-                be.AdamUpdate(rows.W, rows.G, rows.M, rows.V, lr, 0.9f, 0.999f, 1e-8f, 0f, it);
+                be.AdamUpdate(rows.W, rows.G, rows.M, rows.V, lr, 0.9f, 0.999f, 1e-8f, 0f, it - adamOffset);
             }
         }
         finally
@@ -237,7 +247,6 @@ public sealed class CarliniWagner : Attack
     {
         readonly AttackBatch _chunk;
         readonly Search _s;
-        readonly bool _cAtOne;
         public AttackBatch B { get; }
         public int[] Chunk { get; }
         public int[] Pos { get; }
@@ -253,7 +262,7 @@ public sealed class CarliniWagner : Attack
 
         Rows(AttackBatch chunk, Search s, int[] rows, int[] pos, bool cAtOne)
         {
-            _chunk = chunk; _s = s; _cAtOne = cAtOne; Chunk = rows; Pos = pos;
+            _chunk = chunk; _s = s; Chunk = rows; Pos = pos;
             int n = rows.Length, d = chunk.Cols, k = chunk.Outputs;
             var x0 = chunk.X0.ToArray();
             var sx = new float[(long)n * d]; var zl = new float[n * k];
@@ -303,6 +312,34 @@ public sealed class CarliniWagner : Attack
                 _s.C[Chunk[j]] = c[j];
             }
             be.Upload(CT, c);
+        }
+
+        /// <summary>Uploads each row's c from the search state (after a first pass at c = 1).</summary>
+        public void SetC() => B.Be.Upload(CT, Chunk.Select(r => (float)_s.C[r]).ToArray());
+
+        /// <summary>
+        /// Moves w to x + a delta per row, delta = -(f + kappa) g / ||g||^2 from the first pass's gradient g (at c = 1),
+        /// clamped into [0,1], and makes that the row's start for every later round (the search state's W0).
+        /// </summary>
+        public void JumpToLinear(Tensor dx, float[] f, float kappa, float a)
+        {
+            int n = Chunk.Length, d = B.Cols;
+            var g = dx.ToArray(); var x = B.X0.ToArray();
+            var w = new float[(long)n * d];
+            for (int j = 0; j < n; j++)
+            {
+                long o = (long)j * d;
+                double sq = 0;
+                for (int i = 0; i < d; i++) sq += (double)g[o + i] * g[o + i];
+                double coef = sq > 0 && f[j] + kappa > 0 ? -a * (f[j] + kappa) / sq : 0;
+                for (int i = 0; i < d; i++)
+                {
+                    double xs = Math.Clamp(x[o + i] + coef * g[o + i], 0, 1);
+                    w[o + i] = (float)Math.Atanh(Math.Clamp(2 * xs - 1, -1 + 1e-6, 1 - 1e-6));
+                }
+                Array.Copy(w, o, _s.W0, (long)Chunk[j] * d, d);
+            }
+            B.Be.Upload(W, w);
         }
 
         public void CountStep() { for (int j = 0; j < Chunk.Length; j++) if (_running[j]) _s.Steps[Chunk[j]]++; }
