@@ -17,9 +17,15 @@ public enum FirstC
 /// <summary>
 /// Carlini-Wagner L2. Optimises w in tanh space, x' = (tanh(w) + 1) / 2, minimising ||x' - x||_2^2 + c * f(x') with f
 /// the CW margin loss (IBackend.CwMarginLoss, confidence <see cref="Kappa"/>), by Adam on w (on the device, the
-/// backend's Adam op, lr <see cref="LearningRate"/>). A binary search over c per image (<see cref="BinarySteps"/>
-/// rounds, the first c from <see cref="FirstC"/>; c times <see cref="CGrowth"/> until a first success, then
-/// bisection) runs on the host between rounds; every round restarts from x with fresh Adam moments. The best (lowest
+/// backend's Adam op, lr <see cref="LearningRate"/>, annealed to 0 over each round by a half cosine with
+/// <see cref="CosineLr"/>). A search over c per image (<see cref="BinarySteps"/> rounds, the first c from
+/// <see cref="FirstC"/>; c times <see cref="CGrowth"/> until a first success, then bisection, or with
+/// <see cref="StopAtSuccess"/> no more rounds for an image once fooled) runs on the host between rounds; every round
+/// restarts from its start point (x, or the linearised boundary point with <see cref="LinearStart"/>) with fresh Adam
+/// moments. The default (one round of 40 cosine-annealed steps from the linearised boundary point, c 1.5 times the
+/// linearised one) comes within 1% of the median L2 of Carlini's 9-round search (0.3% below it on 50 PneumoniaMNIST
+/// images, 1% above on 200) for about 1/18 of its gradients (README); Carlini's search is first_c fixed, binary_steps 9, steps 100, lr 0.01, no cosine, linear_start 0,
+/// stop_at_success false, abort_early true. The best (lowest
 /// L2) successful x' per image (successful: margin below -kappa) is kept on the device across every iterate of every
 /// round; images never fooled come back unchanged. No budget (eps null).
 /// Early abort (<see cref="AbortEarly"/>, as Carlini's code and Foolbox): every ceil(steps / 10) iterations the loss
