@@ -18,7 +18,7 @@ eps=0.5/255,1/255,2/255,4/255,8/255
 $perturb attack fgsm --model "$model" --data "$data" --n 0 --eps $eps --json "$out/fgsm.json" --out "$out/fgsm"
 $perturb attack pgd --model "$model" --data "$data" --n 0 --eps $eps --steps 20 --seed 0 --json "$out/pgd20.json" --out "$out/pgd20"
 $perturb attack deepfool --model "$model" --data "$data" --n 200 --json "$out/deepfool.json"
-$perturb attack cw --model "$model" --data "$data" --n 200 --seed 0 --json "$out/cw.json"
+$perturb attack cw --model "$model" --data "$data" --n 200 --seed 0 --first-c fixed --binary-steps 9 --steps 100 --learning-rate 0.01 --cosine-lr false --linear-start 0 --stop-at-success false --abort-early true --json "$out/cw.json"
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

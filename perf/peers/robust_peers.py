@@ -8,7 +8,8 @@ compare on a shared machine). fgsm64 is FGSM with the network and images in floa
 vanishing float32 gradient on confident models (it too vanishes once 1 - p_t < 1e-16); fgsm-lse and fgsm64-lse take
 the gradient of the cross-entropy written from the log-sum-exp at the target (as Perturb computes it), in float32 and
 float64. cw (torchattacks: c 1, 100 Adam steps, lr 0.01, no binary search) and foolbox-cw (Foolbox 3's
-L2CarliniWagnerAttack at Perturb's setting: 9 binary-search rounds of 100 Adam steps, lr 0.01, initial c 0.01; needs
+L2CarliniWagnerAttack at Carlini's setting, Perturb's cw with --first-c fixed --binary-steps 9 --steps 100: 9
+binary-search rounds of 100 Adam steps, lr 0.01, initial c 0.01; needs
 --foolbox and --eagerpy) report the median L2 of the successful adversarials among the images classified correctly
 before (success checked here, independently). perturb-cw checks Perturb's own C&W answers the same way
 (adversarial_noeps.npy in --inputs, from `perturb attack cw --out DIR`; its time is Perturb's, not measured here).

@@ -53,32 +53,42 @@ public class KeepBestTests
     }
 
     /// <summary>
-    /// Runs C&amp;W (30 Adam steps, 4 rounds, first c 0.1, lr 0.02) on 12 images, watching every iterate: per image the
-    /// smallest L2 of its successful iterates (infinity if none) and the L2 of its first success; per round the iterates run.
+    /// Runs C&amp;W (30 Adam steps, 4 rounds, first c 0.1, lr 0.02, and the given variant) on 12 images, watching every
+    /// iterate: per image the smallest L2 of its successful iterates (infinity if none), the L2 of its first success,
+    /// and the iterations in which it was optimising (its successes are unmasked there); per round the iterations run.
     /// </summary>
-    (AttackResult Res, double[] MinL2, double[] FirstL2, int[] PerRound) WatchCw(bool abortEarly)
+    (AttackResult Res, double[] MinL2, double[] FirstL2, int[] PerRound, int[] Watched, long RowPasses) WatchCw(bool abortEarly,
+        bool perRow = false, bool compact = true, FirstC firstC = FirstC.Fixed, float tolerance = 0f, bool defaults = false)
     {
         var d = _f.Take(12);
         var minL2 = Enumerable.Repeat(double.PositiveInfinity, d.Count).ToArray();
         var firstL2 = Enumerable.Repeat(double.NaN, d.Count).ToArray();
         var perRound = new int[4];
-        var cw = new CarliniWagner
+        var watched = new int[d.Count];
+        long passes = 0;
+        Action<AttackBatch, int, int, Tensor, Tensor> observe = (b, round, it, l2, succ) =>
+        {
+            var l = l2.ToArray(); var s = succ.ToArray();
+            perRound[round]++;
+            passes += b.Rows;
+            if (compact) foreach (int i in b.SampleIndex) watched[i]++;
+            for (int r = 0; r < b.Rows; r++)
+            {
+                if (s[r] == 0) continue;
+                int i = b.SampleIndex[r];
+                if (double.IsNaN(firstL2[i])) firstL2[i] = l[r];
+                minL2[i] = Math.Min(minL2[i], l[r]);
+            }
+        };
+        var cw = defaults ? new CarliniWagner { BinarySteps = 4, Compact = compact, Observe = observe } : new CarliniWagner
         {
             Steps = 30, BinarySteps = 4, InitialC = 0.1f, LearningRate = 0.02f, AbortEarly = abortEarly,
-            Observe = (b, round, it, l2, succ) =>
-            {
-                var l = l2.ToArray(); var s = succ.ToArray();
-                perRound[round]++;
-                for (int r = 0; r < b.Rows; r++)
-                {
-                    if (s[r] == 0) continue;
-                    int i = b.SampleIndex[r];
-                    if (double.IsNaN(firstL2[i])) firstL2[i] = l[r];
-                    minL2[i] = Math.Min(minL2[i], l[r]);
-                }
-            },
+            AbortPerRow = perRow, Compact = compact, FirstC = firstC, CTolerance = tolerance,
+            // Carlini's search (every round runs, plain Adam from x) unless a test asks for the default's pieces.
+            StopAtSuccess = false, CosineLr = false, LinearStart = 0f, MarginCScale = 0.6f,
+            Observe = observe,
         };
-        return (cw.Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted), minL2, firstL2, perRound);
+        return (cw.Run(_f.Model, d.X, d.Labels, AttackGoal.Untargeted), minL2, firstL2, perRound, watched, passes);
     }
 
     /// <summary>The returned L2 of every image is the smallest of its successful iterates; the clean image when none succeeded. Returns (fooled, improved after the first success).</summary>
@@ -104,7 +114,7 @@ public class KeepBestTests
     [Fact]
     public void CwReturnsTheSmallestL2OfEverySuccessfulIterate()
     {
-        var (res, minL2, firstL2, perRound) = WatchCw(abortEarly: false);
+        var (res, minL2, firstL2, perRound, _, _) = WatchCw(abortEarly: false);
         Assert.Equal(30 * 4, perRound.Sum());
         var (succeeded, improved) = AssertKeepsTheSmallest(res, minL2, firstL2);
         _out.WriteLine($"{succeeded} of {minL2.Length} images fooled; {improved} found a smaller L2 after their first success");
@@ -121,11 +131,66 @@ public class KeepBestTests
     [Fact]
     public void CwAbortEarlyEndsSettledRoundsAtACheckAndKeepsTheBest()
     {
-        var (res, minL2, firstL2, perRound) = WatchCw(abortEarly: true);
+        var (res, minL2, firstL2, perRound, _, _) = WatchCw(abortEarly: true);
         _out.WriteLine($"iterations per round: {string.Join(", ", perRound)}");
         Assert.All(perRound, n => Assert.True(n == 30 || (n >= 4 && (n - 1) % 3 == 0), $"a round of {n} iterations ended between checks"));
         Assert.Contains(perRound, n => n < 30);
         var (succeeded, _) = AssertKeepsTheSmallest(res, minL2, firstL2);
         Assert.True(succeeded >= minL2.Length / 2, $"only {succeeded} of {minL2.Length} images fooled");
+    }
+
+    /// <summary>
+    /// The variant that drops finished rows from the batch (per-image early abort, first c from the margin, a bracket
+    /// closing at a factor 1.5): the answer is still the smallest successful iterate per image; the steps and
+    /// gradients counted per image are exactly the iterations in which its row was in the batch; and rows did leave
+    /// early (fewer gradients than 4 rounds x 30 steps for every image, the already-fooled ones after a single pass).
+    /// </summary>
+    [Fact]
+    public void CwCompactedRowsKeepTheBestAndCountTheirSteps()
+    {
+        var (res, minL2, firstL2, _, watched, passes) = WatchCw(abortEarly: true, perRow: true, firstC: FirstC.Margin, tolerance: 0.5f);
+        var (succeeded, _) = AssertKeepsTheSmallest(res, minL2, firstL2);
+        Assert.True(succeeded >= minL2.Length / 2, $"only {succeeded} of {minL2.Length} images fooled");
+        var r = res.Results[0];
+        for (int i = 0; i < minL2.Length; i++)
+        {
+            Assert.Equal(watched[i], r.Steps[i]);
+            Assert.Equal(watched[i], r.Gradients[i]);
+            Assert.True(watched[i] < 4 * 30, $"image {i} ran all {watched[i]} iterations");
+            if (res.PredictedBefore[i] != res.Labels[i]) Assert.Equal(1, watched[i]);
+        }
+        Assert.Equal(passes, r.Gradients.Sum());
+        _out.WriteLine($"gradients per image: {string.Join(", ", r.Gradients)}");
+    }
+
+    /// <summary>
+    /// Compaction changes no answer: the same run with the stopped rows kept in the batch (masked) returns the same
+    /// images, bit for bit (each row's arithmetic does not depend on the rows beside it on the CPU backend), and the
+    /// same step counts; it spends more gradients, which is what compaction saves.
+    /// </summary>
+    [Fact]
+    public void CwCompactedAndUncompactedRunsGiveTheSameAnswers()
+    {
+        var packed = WatchCw(abortEarly: true, perRow: true, firstC: FirstC.Margin, tolerance: 0.5f).Res.Results[0];
+        var masked = WatchCw(abortEarly: true, perRow: true, firstC: FirstC.Margin, tolerance: 0.5f, compact: false).Res.Results[0];
+        Ref.AssertBitEqual(masked.Adversarial, packed.Adversarial, "compacted against uncompacted C&W images");
+        Assert.Equal(masked.Steps, packed.Steps);
+        Assert.True(packed.Gradients.Sum() < masked.Gradients.Sum(), $"compacted {packed.Gradients.Sum()} gradients, uncompacted {masked.Gradients.Sum()}");
+        Assert.All(Enumerable.Range(0, packed.Steps.Length), i => Assert.True(masked.Gradients[i] >= masked.Steps[i]));
+    }
+
+    /// <summary>
+    /// The default (a single cosine-annealed round from the linearised boundary point, c from the margin, more rounds
+    /// only for images not yet fooled): the answer is the smallest successful iterate too, and most images are fooled.
+    /// </summary>
+    [Fact]
+    public void CwDefaultKeepsTheSmallestSuccessfulIterate()
+    {
+        var (res, minL2, firstL2, _, watched, _) = WatchCw(abortEarly: false, defaults: true);
+        var (succeeded, improved) = AssertKeepsTheSmallest(res, minL2, firstL2);
+        _out.WriteLine($"{succeeded} of {minL2.Length} fooled, {improved} improved after the first success; gradients {string.Join(", ", res.Results[0].Gradients)}");
+        Assert.True(succeeded >= minL2.Length * 3 / 4, $"only {succeeded} of {minL2.Length} images fooled");
+        Assert.True(improved > 0, "no image improved after its first success");
+        Assert.Equal(watched, res.Results[0].Steps);
     }
 }
