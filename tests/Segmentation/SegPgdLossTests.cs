@@ -53,6 +53,19 @@ public class SegPgdLossTests
     }
 
     [Fact]
+    public void TheDiceLossBeatsTheMarginAtSmallBudgets()
+    {
+        // Measured on this fixture (12 tiles, 10 steps): mean Dice with the clean prediction 0.868 / 0.736 (margin)
+        // against 0.826 / 0.681 (soft Dice) at 4 / 8 /255; README: 0.885 against 0.846 on unet at 8/255.
+        var eps = new[] { 4f / 255, 8f / 255 };
+        var margin = new SegPgd { Loss = SegPgdLoss.Margin, Steps = 10, Seed = 1 }.Run(_f.Model, X(12), Truth(12), SegGoal.Untargeted, eps);
+        var dice = new SegPgd { Loss = SegPgdLoss.Dice, Steps = 10, Seed = 1 }.Run(_f.Model, X(12), Truth(12), SegGoal.Untargeted, eps);
+        for (int e = 0; e < eps.Length; e++)
+            Assert.True(dice.Results[e].MeanDiceTarget < margin.Results[e].MeanDiceTarget - 0.02,
+                $"eps {eps[e] * 255:F0}/255: Dice with the clean prediction {dice.Results[e].MeanDiceTarget:F3} (dice loss) against {margin.Results[e].MeanDiceTarget:F3} (margin)");
+    }
+
+    [Fact]
     public void RestartsNeverLoseTheFirstRunsBest()
     {
         const float eps = 4f / 255;
