@@ -118,7 +118,9 @@ public class SegAttackTests
     public void AsmaForgesARegion()
     {
         var goal = SegGoal.Parse("forge:4,4,10,10");
-        var r = new Asma { Iterations = 200, Tau = 0.05f, Beta = 0.05f }.Run(_f.Model, X(4), Truth(4), goal);
+        // 300 iterations: with main's Winograd F(4x4) convolutions the fixture trains to a slightly other model, on which
+        // 200 iterations end at Dice 0.885 with the target (0.887 needed); 300 reach 0.916 (ASMA keeps its last iterate).
+        var r = new Asma { Iterations = 300, Tau = 0.05f, Beta = 0.05f }.Run(_f.Model, X(4), Truth(4), goal);
         var e = r.Results[0];
         double before = Enumerable.Range(0, 4).Average(i => SegMetrics.ForegroundDice(r.CleanPrediction.AsSpan(i * 256, 256), r.Target!.AsSpan(i * 256, 256)));
         Assert.True(e.MeanDiceTarget > before + 0.05 && e.MeanDiceTarget > 0.85, $"ASMA forge: Dice with target {before:F3} -> {e.MeanDiceTarget:F3}");
