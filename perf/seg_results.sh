@@ -6,13 +6,15 @@
 #               strongest found (soft Dice loss, 100 steps, APGD schedule); then margin, 100 APGD steps at the budgets
 #               around the first below Dice 0.2 (32, 48 /255 default; 16, 24 /255 difficulty 0.9) (about 15 min)
 #   losses      the losses side by side at 8/255, first 20 tiles: margin, ce, dice, flip at 20 fixed steps; dice,
-#               margin, flip at 100 APGD steps; dice 5 x 20 steps (restarts) (about 15 min)
+#               margin, flip at 100 APGD steps; dice 5 x 20 steps (restarts), 100 fixed steps, 100 APGD steps from a
+#               random start; DAG untargeted on the 8/255 ball (about 25 min)
+#   models      unet9 trained with ce, with dice, and ce+dice for 6 epochs, each attacked at 8/255 (about 20 min)
 #   asmadag     ASMA forge and erase, DAG erase on unet0, as the README's rows (about 10 min)
 #   realism     the tiles' contrast statistics against real H&E tiles (perf/seg_realism.py; needs ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-seg}; shift || true
-parts=${*:-train untargeted losses asmadag realism}
+parts=${*:-train untargeted losses models asmadag realism}
 mkdir -p "$out"
 if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
 perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
@@ -40,6 +42,20 @@ if want losses; then
     for l in margin ce dice flip; do pgd l$m-$l-20 --model "$model" --data $data --n 20 --eps 8/255 --steps 20 --loss $l; done
     for l in dice margin flip; do pgd l$m-$l-apgd100 --model "$model" --data $data --n 20 --eps 8/255 --steps 100 --loss $l --schedule apgd; done
     pgd l$m-dice-20x5 --model "$model" --data $data --n 20 --eps 8/255 --steps 20 --loss dice --restarts 5
+    pgd l$m-dice-100 --model "$model" --data $data --n 20 --eps 8/255 --steps 100 --loss dice
+    pgd l$m-dice-apgd100-rs --model "$model" --data $data --n 20 --eps 8/255 --steps 100 --loss dice --schedule apgd --random-start true
+    $perturb attack dag --model "$model" --data $data --n 20 --eps 8/255 --iterations 100 --gamma 1/255 --seed 0 --json "$out/l$m-dag.json" > "$out/l$m-dag.log"
+  done
+fi
+if want models; then   # unet9 trained with ce, with dice, and ce+dice for 6 epochs (about 12 min), each attacked at 8/255
+  for v in ce dice e6; do
+    mv=$out/unet9-$v.safetensors
+    if [[ ! -f $mv ]]; then
+      if [[ $v == e6 ]]; then $perturb train --data $D9 --epochs 6 --batch-size 32 --lr 0.003 --seed 0 --out "$mv" --json "$out/train9-$v.json"
+      else $perturb train --data $D9 --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --loss $v --out "$mv" --json "$out/train9-$v.json"; fi
+    fi
+    pgd m9-$v-margin20 --model "$mv" --data $D9 --n 20 --eps 8/255 --steps 20
+    pgd m9-$v-dice-apgd100 --model "$mv" --data $D9 --n 20 --eps 8/255 --steps 100 --loss dice --schedule apgd
   done
 fi
 if want asmadag; then
