@@ -9,7 +9,7 @@
 #               margin, flip at 100 APGD steps; dice 5 x 20 steps (restarts), 100 fixed steps, 100 APGD steps from a
 #               random start; DAG untargeted on the 8/255 ball (about 25 min)
 #   models      unet9 trained with ce, with dice, and ce+dice for 6 epochs, each attacked at 8/255 (about 20 min)
-#   asmadag     ASMA forge and erase, DAG erase on unet0, as the README's rows (about 10 min)
+#   asmadag     ASMA forge and erase, DAG erase on unet0 and unet9, as the README's rows (about 18 min)
 #   realism     the tiles' contrast statistics against real H&E tiles (perf/seg_realism.py; needs ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +62,9 @@ if want asmadag; then
   $perturb attack asma --model "$m0" --data $D --n 20 --target forge:8,8,24,24 --iterations 100 --seed 0 --json "$out/asma-forge.json" > "$out/asma-forge.log"
   $perturb attack asma --model "$m0" --data $D --n 20 --target erase --iterations 300 --tau 0.01 --beta 0 --seed 0 --json "$out/asma-erase.json" > "$out/asma-erase.log"
   $perturb attack dag --model "$m0" --data $D --n 40 --target erase --iterations 150 --gamma 0.01 --seed 0 --json "$out/dag-erase.json" > "$out/dag-erase.log"
+  $perturb attack asma --model "$m9" --data $D9 --n 20 --target forge:8,8,24,24 --iterations 100 --seed 0 --json "$out/asma9-forge.json" > "$out/asma9-forge.log"
+  $perturb attack asma --model "$m9" --data $D9 --n 20 --target erase --iterations 300 --tau 0.01 --beta 0 --seed 0 --json "$out/asma9-erase.json" > "$out/asma9-erase.log"
+  $perturb attack dag --model "$m9" --data $D9 --n 40 --target erase --iterations 150 --gamma 0.01 --seed 0 --json "$out/dag9-erase.json" > "$out/dag9-erase.log"
 fi
 if want realism; then
   $perturb attack seg-fgsm --model "$m0" --data $D --n 40 --eps 0 --out "$out/tiles0" > /dev/null
