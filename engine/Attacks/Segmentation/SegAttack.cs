@@ -149,27 +149,33 @@ public sealed class SegBatch : IDisposable
         _dlogits = Be.Allocate(Rows, K, H, W);
     }
 
-    /// <summary>Forward at x, the per-pixel cross-entropy (ascending when untargeted, descending toward the target), input-only backward.</summary>
-    public Tensor Gradient(Tensor x)
+    /// <summary>
+    /// Forward at x, a per-pixel loss (by default the batch's own: ascending when untargeted, descending toward the
+    /// target; per-pixel cross-entropy unless <paramref name="kind"/> says otherwise), input-only backward.
+    /// </summary>
+    public Tensor Gradient(Tensor x, SegLossKind kind = SegLossKind.CrossEntropy, PixelLoss? loss = null)
     {
+        loss ??= Loss;
         var z = A.Forward(x);
-        Loss.Compute(z, SegLossKind.CrossEntropy);
+        loss.Compute(z, kind);
         A.CountGradients();
-        return Model.Backward(Loss.Grad, BackwardMode.InputOnly)!;
+        return Model.Backward(loss.Grad, BackwardMode.InputOnly)!;
     }
 
     /// <summary>
     /// Forward at x, then the input gradient of -sum_j max(m_j, -kappa), m_j = max_{c != g_j} z_cj - z_{g_j j}: per
     /// pixel the goal class g_j is the target's (targeted) or the best class other than the clean prediction
     /// (untargeted, so m_j = z_clean - z_best-other); pixels past the goal by kappa add nothing. Ascending it moves
-    /// every pixel not yet at its goal toward it (see <see cref="SegPgdLoss.Margin"/>).
+    /// every pixel not yet at its goal toward it (see <see cref="SegPgdLoss.Margin"/>). <paramref name="rowLoss"/>, when
+    /// given, gets each row's ascended value sum_j min(-m_j, kappa).
     /// </summary>
-    public Tensor MarginGradient(Tensor x, float kappa)
+    public Tensor MarginGradient(Tensor x, float kappa, double[]? rowLoss = null)
     {
         var z = Logits(x);
         var dl = new float[z.Length];
         Parallel.For(0, Rows, r =>
         {
+            double sum = 0;
             for (int j = 0; j < P; j++)
             {
                 long o = (long)r * K * P + j;
@@ -185,10 +191,13 @@ public sealed class SegBatch : IDisposable
                     rival = CleanPrediction[q]; goal = -1;
                     for (int c = 0; c < K; c++) if (c != rival && (goal < 0 || z[o + (long)c * P] > z[o + (long)goal * P])) goal = c;
                 }
-                if (z[o + (long)rival * P] - z[o + (long)goal * P] <= -kappa) continue;
+                float lead = z[o + (long)goal * P] - z[o + (long)rival * P];
+                sum += Math.Min(lead, kappa);
+                if (lead >= kappa) continue;
                 dl[o + (long)goal * P] = 1f;
                 dl[o + (long)rival * P] = -1f;
             }
+            if (rowLoss != null) rowLoss[r] = sum;
         });
         return BackwardFrom(dl);
     }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Issue 12's segmentation figures (README, "Segmentation on histology-seg"). Usage: perf/seg_results.sh [OUTDIR] [PART...]
+# Parts (all by default; each writes OUTDIR/<tag>.json, and the models once):
+#   train       unet on the default tiles (unet0) and on difficulty=0.9 (unet9), 3 epochs, ce+dice (about 3 min each)
+#   untargeted  seg-pgd at 8/255 on the first 40 test tiles of each: the default (margin, 20 fixed steps) and the
+#               strongest found (soft Dice loss, 100 steps, APGD schedule); then margin, 100 APGD steps at the budgets
+#               around the first below Dice 0.2 (32, 48 /255 default; 16, 24 /255 difficulty 0.9) (about 15 min)
+#   losses      the losses side by side at 8/255, first 20 tiles: margin, ce, dice, flip at 20 fixed steps; dice,
+#               margin, flip at 100 APGD steps; dice 5 x 20 steps (restarts), 100 fixed steps, 100 APGD steps from a
+#               random start; DAG untargeted on the 8/255 ball (about 25 min)
+#   models      unet9 trained with ce, with dice, and ce+dice for 6 epochs, each attacked at 8/255 (about 20 min)
+#   asmadag     ASMA forge and erase, DAG erase on unet0 and unet9, as the README's rows (about 18 min)
+#   realism     the tiles' contrast statistics against real H&E tiles (perf/seg_realism.py; needs ../shared/data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-/tmp/perturb-seg}; shift || true
+parts=${*:-train untargeted losses models asmadag realism}
+mkdir -p "$out"
+if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
+perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
+want() { [[ " $parts " == *" $1 "* ]]; }
+D=histology-seg:train=1000,test=200
+D9=$D,difficulty=0.9
+m0=$out/unet0.safetensors m9=$out/unet9.safetensors
+pgd() { local tag=$1; shift; $perturb attack seg-pgd --seed 0 --json "$out/$tag.json" "$@" > "$out/$tag.log"; }
+
+if want train; then
+  [[ -f $m0 ]] || $perturb train --data $D --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$m0" --json "$out/train0.json"
+  [[ -f $m9 ]] || $perturb train --data $D9 --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$m9" --json "$out/train9.json"
+fi
+if want untargeted; then
+  pgd u0-margin20 --model "$m0" --data $D --n 40 --eps 8/255 --steps 20
+  pgd u9-margin20 --model "$m9" --data $D9 --n 40 --eps 8/255 --steps 20
+  pgd u0-dice-apgd100 --model "$m0" --data $D --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  pgd u9-dice-apgd100 --model "$m9" --data $D9 --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  pgd u0-margin-apgd100 --model "$m0" --data $D --n 40 --eps 32/255,48/255 --steps 100 --loss margin --schedule apgd
+  pgd u9-margin-apgd100 --model "$m9" --data $D9 --n 40 --eps 16/255,24/255 --steps 100 --loss margin --schedule apgd
+fi
+if want losses; then
+  for m in 0 9; do
+    model=$out/unet$m.safetensors; data=$D; [[ $m == 9 ]] && data=$D9
+    for l in margin ce dice flip; do pgd l$m-$l-20 --model "$model" --data $data --n 20 --eps 8/255 --steps 20 --loss $l; done
+    for l in dice margin flip; do pgd l$m-$l-apgd100 --model "$model" --data $data --n 20 --eps 8/255 --steps 100 --loss $l --schedule apgd; done
+    pgd l$m-dice-20x5 --model "$model" --data $data --n 20 --eps 8/255 --steps 20 --loss dice --restarts 5
+    pgd l$m-dice-100 --model "$model" --data $data --n 20 --eps 8/255 --steps 100 --loss dice
+    pgd l$m-dice-apgd100-rs --model "$model" --data $data --n 20 --eps 8/255 --steps 100 --loss dice --schedule apgd --random-start true
+    $perturb attack dag --model "$model" --data $data --n 20 --eps 8/255 --iterations 100 --gamma 1/255 --seed 0 --json "$out/l$m-dag.json" > "$out/l$m-dag.log"
+  done
+fi
+if want models; then   # unet9 trained with ce, with dice, and ce+dice for 6 epochs (about 12 min), each attacked at 8/255
+  for v in ce dice e6; do
+    mv=$out/unet9-$v.safetensors
+    if [[ ! -f $mv ]]; then
+      if [[ $v == e6 ]]; then $perturb train --data $D9 --epochs 6 --batch-size 32 --lr 0.003 --seed 0 --out "$mv" --json "$out/train9-$v.json"
+      else $perturb train --data $D9 --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --loss $v --out "$mv" --json "$out/train9-$v.json"; fi
+    fi
+    pgd m9-$v-margin20 --model "$mv" --data $D9 --n 20 --eps 8/255 --steps 20
+    pgd m9-$v-dice-apgd100 --model "$mv" --data $D9 --n 20 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  done
+fi
+if want asmadag; then
+  $perturb attack asma --model "$m0" --data $D --n 20 --target forge:8,8,24,24 --iterations 100 --seed 0 --json "$out/asma-forge.json" > "$out/asma-forge.log"
+  $perturb attack asma --model "$m0" --data $D --n 20 --target erase --iterations 300 --tau 0.01 --beta 0 --seed 0 --json "$out/asma-erase.json" > "$out/asma-erase.log"
+  $perturb attack dag --model "$m0" --data $D --n 40 --target erase --iterations 150 --gamma 0.01 --seed 0 --json "$out/dag-erase.json" > "$out/dag-erase.log"
+  $perturb attack asma --model "$m9" --data $D9 --n 20 --target forge:8,8,24,24 --iterations 100 --seed 0 --json "$out/asma9-forge.json" > "$out/asma9-forge.log"
+  $perturb attack asma --model "$m9" --data $D9 --n 20 --target erase --iterations 300 --tau 0.01 --beta 0 --seed 0 --json "$out/asma9-erase.json" > "$out/asma9-erase.log"
+  $perturb attack dag --model "$m9" --data $D9 --n 40 --target erase --iterations 150 --gamma 0.01 --seed 0 --json "$out/dag9-erase.json" > "$out/dag9-erase.log"
+fi
+if want realism; then
+  $perturb attack seg-fgsm --model "$m0" --data $D --n 40 --eps 0 --out "$out/tiles0" > /dev/null
+  $perturb attack seg-fgsm --model "$m9" --data $D9 --n 40 --eps 0 --out "$out/tiles9" > /dev/null
+  /usr/bin/python3 perf/seg_realism.py "$out/tiles0" "$out/tiles9" | tee "$out/realism.txt"
+fi
+# One line per run: eps, Dice with the clean prediction or the target, success.
+for f in "$out"/*.json; do
+  /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); [print(sys.argv[1].split('/')[-1], r['eps'], 'dice', round(r['dice_target'],3), 'success', r['success_rate'], 'truth', r['dice_truth'], 'count', r['count_after']) for r in j.get('results', [])]" "$f" 2>/dev/null || true
+done
