@@ -408,6 +408,17 @@ public static class BackendParity
             return new[] { c.Get(y) };
         }, 0);
 
+        Add("patch", "patch placement and adjoint [3 of 2,11,13], patch 5x5", new[] { nameof(IBackend.PatchApply), nameof(IBackend.PatchApplyAdjoint) }, new[] { "patch_apply", "patch_apply_adjoint" }, c =>
+        {
+            // (top, left, side, cos, sin): turned 17 degrees, the identity scale partly outside, a shrunk and mirrored one
+            var place = c.C(new float[] { 2, 3, 7, 0.9563f, 0.2924f, -1, 9, 5, 1, 0, 4, 1, 3, -0.6f, 0.8f }, 3, 5);
+            var mask = c.C(Enumerable.Range(0, 25).Select(i => i % 7 == 3 ? 0f : 1f).ToArray(), 25);
+            var patch = c.R(2, 5, 5); var x = c.R(3, 2, 11, 13); var dx = c.R(3, 2, 11, 13); var dp = c.Nan(2, 5, 5);
+            c.Be.PatchApply(patch, mask, place, x, 3, 2, 11, 13, 5);
+            c.Be.PatchApplyAdjoint(dx, mask, place, dp, 3, 2, 11, 13, 5);
+            return c.Get(x, dp);
+        });
+
         foreach (var op in Enum.GetValues<UnaryOp>())
         {
             bool positive = op is UnaryOp.Sqrt or UnaryOp.Log or UnaryOp.Pow or UnaryOp.Reciprocal;

@@ -306,4 +306,24 @@ public partial interface IBackend : IDisposable
     /// Op "scatter_rows", flops rows*(cols + edits) (values written).
     /// </summary>
     void ScatterRows(Tensor x, Tensor src, Tensor idx, Tensor val, Tensor y, int images, int rows, int cols, int edits);
+
+    // ---------------------------------------------------------------- adversarial patch
+    /// <summary>
+    /// Puts a patch on images, in place: patch [c, size, size], mask [size, size] (non-zero inside), place [n, 5] =
+    /// (top, left, side, cos, sin) per image, x [n, c, h, w]. The patch, scaled to a side x side box at (top, left)
+    /// and rotated by the angle of (cos, sin) about the box centre, replaces the box pixel (by, bx) with the patch
+    /// pixel (floor(u), floor(v)), (u, v) = (cos dx + sin dy, -sin dx + cos dy) * size / side + size / 2 and
+    /// (dx, dy) = (bx, by) + 0.5 - side / 2, when that pixel is inside the patch and the mask (nearest neighbour; float
+    /// arithmetic as written, kernels/Patch.cs). Box pixels outside the image are dropped; a placement whose side is
+    /// below 1 or not finite places nothing (no value is read back to check it). top, left and side hold integers
+    /// as floats (truncated). patch and mask must not overlap x. Op "patch_apply", flops 12*n*h*w.
+    /// </summary>
+    void PatchApply(Tensor patch, Tensor mask, Tensor place, Tensor x, int n, int c, int h, int w, int size);
+    /// <summary>
+    /// The adjoint of <see cref="PatchApply"/> with respect to the patch: dpatch[ch, v, u] = the sum of dx[img, ch, py, px]
+    /// over the images in order and the covered pixels, row-major, that take patch pixel (u, v) (0 outside the mask;
+    /// written, not accumulated; deterministic, no atomics). dx [n, c, h, w] must not overlap dpatch [c, size, size].
+    /// Op "patch_apply_adjoint", flops 16*n*c*size*size.
+    /// </summary>
+    void PatchApplyAdjoint(Tensor dx, Tensor mask, Tensor place, Tensor dpatch, int n, int c, int h, int w, int size);
 }
