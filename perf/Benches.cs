@@ -17,6 +17,10 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public int Steps { get; init; } = 20;
     /// <summary>The preset of the attack and search benches (--model; default resnet18 for attack, cnn-small for search).</summary>
     public string? Model { get; init; }
+    /// <summary>conv-paths: only the conv shapes whose name contains this (--shape).</summary>
+    public string? Shape { get; init; }
+    /// <summary>conv-paths: alternating rounds per shape and op (--rounds; default 9).</summary>
+    public int Rounds { get; init; } = 9;
 }
 
 /// <summary>
