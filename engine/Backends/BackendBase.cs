@@ -686,6 +686,19 @@ public abstract partial class BackendBase : IBackend
     }
     protected abstract void AttackStepL2Core(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
 
+    public void JsmaStep(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d)
+    {
+        const string op = "jsma_step";
+        NonNegative(op, (rows, "rows"), (d, "d"));
+        long len = (long)rows * d;
+        NeedRead(alpha, len, op, "alpha"); NeedRead(beta, len, op, "beta");
+        Need(domain, len, op, "domain"); Need(adv, len, op, "adv"); Need(running, rows, op, "running"); Need(changed, rows, op, "changed");
+        if (!(theta != 0f && float.IsFinite(theta))) throw new ArgumentException($"{op}: theta = {theta} must be finite and non-zero");
+        Counters.Hit(op, 2L * rows * d * d);
+        if (len > 0) JsmaStepCore(alpha, beta, domain, running, adv, changed, theta, rows, d);
+    }
+    protected abstract void JsmaStepCore(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d);
+
     // ---------------------------------------------------------------- geometric warps
 
     void CheckWarp(string op, Tensor src, Tensor dst, int planes, int h, int w, in WarpMap map, string srcName, string dstName)

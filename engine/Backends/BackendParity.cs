@@ -388,6 +388,20 @@ public static class BackendParity
             return c.Get(xa, xb);
         });
 
+        Add("attack", "JSMA pair step, theta 1 and -1 [5,30]", new[] { nameof(IBackend.JsmaStep) }, new[] { "jsma_step" }, c =>
+        {
+            var outs = new List<Tensor>();
+            foreach (float theta in new[] { 1f, -1f })
+            {
+                var al = c.R(5, 30); var bt = c.R(5, 30); var adv = c.U(0, 1, 5, 30); var ch = c.U(0, 4, 5);
+                var dom = c.C(c.Floats(150, 0, 1).Select(v => v < 0.8f ? 1f : 0f).ToArray(), 5, 30);
+                var run = c.C(new float[] { 1, 1, 0, 1, 1 }, 5);
+                c.Be.JsmaStep(al, bt, dom, run, adv, ch, theta, 5, 30);
+                outs.AddRange(new[] { adv, dom, run, ch });
+            }
+            return c.Get(outs.ToArray());
+        }, 0);
+
         Add("warp", "bilinear affine warp and adjoint [6,9,11]", new[] { nameof(IBackend.WarpAffine), nameof(IBackend.WarpAffineAdjoint) }, new[] { "warp_affine", "warp_affine_adjoint" }, c =>
         {
             var map = WarpMap.RotateScaleTranslate(17, 0.9, 1.4, -0.6, 9, 11);

@@ -280,6 +280,17 @@ public partial interface IBackend : IDisposable
     /// </summary>
     void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
 
+    /// <summary>
+    /// One JSMA iteration (Papernot et al., over pixel pairs) for every row r of [rows, d] with running[r] != 0:
+    /// with s = sign(theta), among pairs p &lt; q with domain[r, p] and domain[r, q] non-zero, a = s alpha[r, p] +
+    /// s alpha[r, q] &gt; 0 and b = s beta[r, p] + s beta[r, q] &lt; 0 (float), the pair of largest a * -b (double;
+    /// the first in (p, q) order on ties) moves: adv[r, p] and adv[r, q] += theta, clamped to [0, 1], both leave the
+    /// domain (set to 0), changed[r] += 2; a row with no such pair stops (running[r] = 0). alpha and beta (the input
+    /// gradients of the target's logit and of the other classes' sum) are read only. One thread per row on ILGPU.
+    /// Op "jsma_step", flops 2*rows*d*d.
+    /// </summary>
+    void JsmaStep(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d);
+
     // ---------------------------------------------------------------- geometric warps
     /// <summary>
     /// Bilinear affine warp of x viewed as planes [planes, h, w] (a plane is one channel of one image), zero outside

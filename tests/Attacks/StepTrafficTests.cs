@@ -179,6 +179,31 @@ public class StepTrafficTests : IClassFixture<StepTrafficTests.Fixture>
     }
 
     /// <summary>
+    /// A JSMA iteration after the first allocates nothing and reads one number, how many rows still run (the model
+    /// cannot be fooled, so every row takes every iteration the change limit allows).
+    /// </summary>
+    [Fact]
+    public void JsmaIterationAllocatesNothingAndReadsOneNumber()
+    {
+        var (m, x) = Unfoolable();
+        using var _ = m;
+        // 36 values: gamma 4/36 allows 2 pairs, 6/36 allows 3, so the runs differ by exactly one iteration.
+        MemoryTraffic Run(float gamma)
+        {
+            using var b = new AttackBatch(m, Enumerable.Range(0, Rows).ToArray(), new int[Rows], Enumerable.Repeat(float.NaN, Rows).ToArray(),
+                new int[Rows], null, x, new float[Rows * m.NumOutputs], 3);
+            var t = Chunk(new Jsma { Gamma = gamma }, b);
+            Assert.All(b.StepCount.ToArray(), v => Assert.Equal(Math.Floor(gamma * 36) / 2, v));
+            return t;
+        }
+        Run(4.5f / 36);
+        var few = Run(4.5f / 36);
+        var more = Run(6.5f / 36);
+        _out.WriteLine($"2 iterations: {few}; 3 iterations: {more}");
+        Assert.Equal(new MemoryTraffic(0, 0, 0, 4), more - few);
+    }
+
+    /// <summary>
     /// A patch step after the first allocates nothing and moves only the batch's draw: per image its index in the
     /// training set and its placement (top, left, side, cos, sin) up, 24 bytes; nothing comes back (no progress callback).
     /// </summary>

@@ -981,4 +981,32 @@ public static class Ref
             for (int ch = 0; ch < c; ch++) dp[src + ch * size * size] += dx[img + (long)ch * h * w];
         return dp;
     }
+
+    /// <summary>
+    /// JSMA's pair step per running row in double: the pair p &lt; q in the domain with a = s(alpha_p + alpha_q) &gt; 0,
+    /// b = s(beta_p + beta_q) &lt; 0 of largest a * -b (the first on ties) moves by theta (clamped), leaves the domain,
+    /// changed += 2; none: the row stops. Returns (adv, domain, running, changed).
+    /// </summary>
+    public static (double[] Adv, double[] Domain, double[] Running, double[] Changed) JsmaStep(double[] alpha, double[] beta, double[] domain,
+        double[] running, double[] adv, double[] changed, double theta, int rows, int d)
+    {
+        var x = (double[])adv.Clone(); var dm = (double[])domain.Clone(); var run = (double[])running.Clone(); var ch = (double[])changed.Clone();
+        double s = Math.Sign(theta);
+        for (int r = 0; r < rows; r++)
+        {
+            if (run[r] == 0) continue;
+            double best = 0; int bp = -1, bq = -1;
+            for (int p = 0; p < d; p++)
+                for (int q = p + 1; q < d; q++)
+                {
+                    if (dm[r * d + p] == 0 || dm[r * d + q] == 0) continue;
+                    double a = s * (alpha[r * d + p] + alpha[r * d + q]), b = s * (beta[r * d + p] + beta[r * d + q]);
+                    if (a > 0 && b < 0 && a * -b > best) { best = a * -b; bp = p; bq = q; }
+                }
+            if (bp < 0) { run[r] = 0; continue; }
+            foreach (var p in new[] { bp, bq }) { x[r * d + p] = Math.Clamp(x[r * d + p] + theta, 0, 1); dm[r * d + p] = 0; }
+            ch[r] += 2;
+        }
+        return (x, dm, run, ch);
+    }
 }

@@ -44,4 +44,34 @@ public sealed partial class CpuBackend
                 xs[i] = MathF.Min(MathF.Max(x0s[i] + d, 0f), 1f);
             }
         });
+
+    protected override void JsmaStepCore(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d)
+    {
+        var al = B(alpha); var be = B(beta); var dm = B(domain); var run = B(running); var x = B(adv); var ch = B(changed);
+        For(rows, 2L * d * d, r =>
+        {
+            if (run[r] == 0f) return;
+            long o = (long)r * d;
+            float sgn = theta > 0f ? 1f : -1f;
+            double best = 0; int bp = -1, bq = -1;
+            for (int p = 0; p < d; p++)
+            {
+                if (dm[o + p] == 0f) continue;
+                float ap = sgn * al[o + p], bpv = sgn * be[o + p];
+                for (int q = p + 1; q < d; q++)
+                {
+                    if (dm[o + q] == 0f) continue;
+                    float a = ap + sgn * al[o + q], bb = bpv + sgn * be[o + q];
+                    if (a <= 0f || bb >= 0f) continue;
+                    double sc = (double)a * -bb;
+                    if (sc > best) { best = sc; bp = p; bq = q; }
+                }
+            }
+            if (bp < 0) { run[r] = 0f; return; }
+            x[o + bp] = Math.Clamp(x[o + bp] + theta, 0f, 1f);
+            x[o + bq] = Math.Clamp(x[o + bq] + theta, 0f, 1f);
+            dm[o + bp] = 0f; dm[o + bq] = 0f;
+            ch[r] += 2f;
+        });
+    }
 }
