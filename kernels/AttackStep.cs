@@ -39,4 +39,35 @@ public static class AttackStep
             xadv[b + j] = XMath.Min(XMath.Max(x0[b + j] + d, 0f), 1f);
         }
     }
+
+    // JSMA over pixel pairs, one thread per row r of [rows, d] (the host loop it replaced, as written): s = sign(theta);
+    // among p < q with domain[p], domain[q] != 0, a = s alpha[p] + s alpha[q] > 0 and b = s beta[p] + s beta[q] < 0,
+    // the pair of largest (double) a * -b, the first in (p, q) order on ties; adv[p], adv[q] = clamp(adv + theta, 0, 1),
+    // both leave the domain, changed[r] += 2. No such pair: running[r] = 0. Rows with running[r] == 0 are left alone.
+    public static void Jsma(Index1D r, ArrayView<float> alpha, ArrayView<float> beta, ArrayView<float> domain, ArrayView<float> running,
+        ArrayView<float> adv, ArrayView<float> changed, float theta, int d)
+    {
+        if (running[r] == 0f) return;
+        long o = (long)(int)r * d;
+        float sgn = theta > 0f ? 1f : -1f;
+        double best = 0; int bp = -1, bq = -1;
+        for (int p = 0; p < d; p++)
+        {
+            if (domain[o + p] == 0f) continue;
+            float ap = sgn * alpha[o + p], bpv = sgn * beta[o + p];
+            for (int q = p + 1; q < d; q++)
+            {
+                if (domain[o + q] == 0f) continue;
+                float a = ap + sgn * alpha[o + q], bb = bpv + sgn * beta[o + q];
+                if (a <= 0f || bb >= 0f) continue;
+                double sc = (double)a * -bb;
+                if (sc > best) { best = sc; bp = p; bq = q; }
+            }
+        }
+        if (bp < 0) { running[r] = 0f; return; }
+        adv[o + bp] = XMath.Min(XMath.Max(adv[o + bp] + theta, 0f), 1f);
+        adv[o + bq] = XMath.Min(XMath.Max(adv[o + bq] + theta, 0f), 1f);
+        domain[o + bp] = 0f; domain[o + bq] = 0f;
+        changed[r] += 2f;
+    }
 }

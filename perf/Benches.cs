@@ -255,8 +255,11 @@ public sealed class Benches
             double secs = Timing.Now() - t0;
             return (res.Results[0].Queries!.Sum(), secs);
         }
+        // Alternated, twice each, the faster of each kept: on a shared machine one run of each is noisier than the difference.
         var (queries, secs) = Time(false);
         var (qHost, secsHost) = Time(true);
+        secs = Math.Min(secs, Time(false).Secs);
+        secsHost = Math.Min(secsHost, Time(true).Secs);
         double qps = queries / secs, qpsHost = qHost / secsHost;
         _r.Add(new Figure("search", $"one-pixel pop {pop} {arch} 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
         {

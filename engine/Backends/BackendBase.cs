@@ -686,6 +686,19 @@ public abstract partial class BackendBase : IBackend
     }
     protected abstract void AttackStepL2Core(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
 
+    public void JsmaStep(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d)
+    {
+        const string op = "jsma_step";
+        NonNegative(op, (rows, "rows"), (d, "d"));
+        long len = (long)rows * d;
+        NeedRead(alpha, len, op, "alpha"); NeedRead(beta, len, op, "beta");
+        Need(domain, len, op, "domain"); Need(adv, len, op, "adv"); Need(running, rows, op, "running"); Need(changed, rows, op, "changed");
+        if (!(theta != 0f && float.IsFinite(theta))) throw new ArgumentException($"{op}: theta = {theta} must be finite and non-zero");
+        Counters.Hit(op, 2L * rows * d * d);
+        if (len > 0) JsmaStepCore(alpha, beta, domain, running, adv, changed, theta, rows, d);
+    }
+    protected abstract void JsmaStepCore(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d);
+
     // ---------------------------------------------------------------- geometric warps
 
     void CheckWarp(string op, Tensor src, Tensor dst, int planes, int h, int w, in WarpMap map, string srcName, string dstName)
@@ -738,4 +751,39 @@ public abstract partial class BackendBase : IBackend
         if (len > 0) ScatterRowsCore(x, src, idx, val, y, images, rows, cols, edits);
     }
     protected abstract void ScatterRowsCore(Tensor x, Tensor src, Tensor idx, Tensor val, Tensor y, int images, int rows, int cols, int edits);
+
+    // ---------------------------------------------------------------- adversarial patch
+
+    void CheckPatch(string op, Tensor patch, Tensor mask, Tensor place, Tensor x, int n, int c, int h, int w, int size, string patchName, string xName)
+    {
+        NonNegative(op, (n, "n"), (c, "c"), (h, "h"), (w, "w"), (size, "size"));
+        long pl = (long)c * size * size, xl = (long)n * c * h * w;
+        NeedRead(mask, (long)size * size, op, "mask"); NeedRead(place, 5L * n, op, "place");
+        NeedRead(patch, pl, op, patchName); NeedRead(x, xl, op, xName);
+        if (ReferenceEquals(patch.Storage, x.Storage) && patch.Offset < x.Offset + xl && x.Offset < patch.Offset + pl && pl > 0 && xl > 0)
+            throw new ArgumentException($"{op}: {patchName} and {xName} overlap");
+    }
+
+    public void PatchApply(Tensor patch, Tensor mask, Tensor place, Tensor x, int n, int c, int h, int w, int size)
+    {
+        const string op = "patch_apply";
+        CheckPatch(op, patch, mask, place, x, n, c, h, w, size, "patch", "x");
+        if (ReferenceEquals(mask.Storage, x.Storage)) throw new ArgumentException($"{op}: mask and x share storage");
+        Own(x, op);
+        long px = (long)n * h * w;
+        Counters.Hit(op, 12 * px);
+        if (px > 0 && c > 0 && size > 0) PatchApplyCore(patch, mask, place, x, n, c, h, w, size);
+    }
+    protected abstract void PatchApplyCore(Tensor patch, Tensor mask, Tensor place, Tensor x, int n, int c, int h, int w, int size);
+
+    public void PatchApplyAdjoint(Tensor dx, Tensor mask, Tensor place, Tensor dpatch, int n, int c, int h, int w, int size)
+    {
+        const string op = "patch_apply_adjoint";
+        CheckPatch(op, dpatch, mask, place, dx, n, c, h, w, size, "dpatch", "dx");
+        Own(dpatch, op);
+        long pv = (long)c * size * size;
+        Counters.Hit(op, 16 * n * pv);
+        if (pv > 0) PatchApplyAdjointCore(dx, mask, place, dpatch, n, c, h, w, size);
+    }
+    protected abstract void PatchApplyAdjointCore(Tensor dx, Tensor mask, Tensor place, Tensor dpatch, int n, int c, int h, int w, int size);
 }

@@ -388,6 +388,20 @@ public static class BackendParity
             return c.Get(xa, xb);
         });
 
+        Add("attack", "JSMA pair step, theta 1 and -1 [5,30]", new[] { nameof(IBackend.JsmaStep) }, new[] { "jsma_step" }, c =>
+        {
+            var outs = new List<Tensor>();
+            foreach (float theta in new[] { 1f, -1f })
+            {
+                var al = c.R(5, 30); var bt = c.R(5, 30); var adv = c.U(0, 1, 5, 30); var ch = c.U(0, 4, 5);
+                var dom = c.C(c.Floats(150, 0, 1).Select(v => v < 0.8f ? 1f : 0f).ToArray(), 5, 30);
+                var run = c.C(new float[] { 1, 1, 0, 1, 1 }, 5);
+                c.Be.JsmaStep(al, bt, dom, run, adv, ch, theta, 5, 30);
+                outs.AddRange(new[] { adv, dom, run, ch });
+            }
+            return c.Get(outs.ToArray());
+        }, 0);
+
         Add("warp", "bilinear affine warp and adjoint [6,9,11]", new[] { nameof(IBackend.WarpAffine), nameof(IBackend.WarpAffineAdjoint) }, new[] { "warp_affine", "warp_affine_adjoint" }, c =>
         {
             var map = WarpMap.RotateScaleTranslate(17, 0.9, 1.4, -0.6, 9, 11);
@@ -407,6 +421,17 @@ public static class BackendParity
             c.Be.ScatterRows(x, src, idx, val, y, 3, 5, 40, 3);
             return new[] { c.Get(y) };
         }, 0);
+
+        Add("patch", "patch placement and adjoint [3 of 2,11,13], patch 5x5", new[] { nameof(IBackend.PatchApply), nameof(IBackend.PatchApplyAdjoint) }, new[] { "patch_apply", "patch_apply_adjoint" }, c =>
+        {
+            // (top, left, side, cos, sin): turned 17 degrees, the identity scale partly outside, a shrunk and mirrored one
+            var place = c.C(new float[] { 2, 3, 7, 0.9563f, 0.2924f, -1, 9, 5, 1, 0, 4, 1, 3, -0.6f, 0.8f }, 3, 5);
+            var mask = c.C(Enumerable.Range(0, 25).Select(i => i % 7 == 3 ? 0f : 1f).ToArray(), 25);
+            var patch = c.R(2, 5, 5); var x = c.R(3, 2, 11, 13); var dx = c.R(3, 2, 11, 13); var dp = c.Nan(2, 5, 5);
+            c.Be.PatchApply(patch, mask, place, x, 3, 2, 11, 13, 5);
+            c.Be.PatchApplyAdjoint(dx, mask, place, dp, 3, 2, 11, 13, 5);
+            return c.Get(x, dp);
+        });
 
         foreach (var op in Enum.GetValues<UnaryOp>())
         {

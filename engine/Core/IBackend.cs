@@ -280,6 +280,17 @@ public partial interface IBackend : IDisposable
     /// </summary>
     void AttackStepL2(Tensor xadv, Tensor x0, Tensor grad, Tensor step, Tensor eps, int rows, int cols);
 
+    /// <summary>
+    /// One JSMA iteration (Papernot et al., over pixel pairs) for every row r of [rows, d] with running[r] != 0:
+    /// with s = sign(theta), among pairs p &lt; q with domain[r, p] and domain[r, q] non-zero, a = s alpha[r, p] +
+    /// s alpha[r, q] &gt; 0 and b = s beta[r, p] + s beta[r, q] &lt; 0 (float), the pair of largest a * -b (double;
+    /// the first in (p, q) order on ties) moves: adv[r, p] and adv[r, q] += theta, clamped to [0, 1], both leave the
+    /// domain (set to 0), changed[r] += 2; a row with no such pair stops (running[r] = 0). alpha and beta (the input
+    /// gradients of the target's logit and of the other classes' sum) are read only. One thread per row on ILGPU.
+    /// Op "jsma_step", flops 2*rows*d*d.
+    /// </summary>
+    void JsmaStep(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d);
+
     // ---------------------------------------------------------------- geometric warps
     /// <summary>
     /// Bilinear affine warp of x viewed as planes [planes, h, w] (a plane is one channel of one image), zero outside
@@ -306,4 +317,24 @@ public partial interface IBackend : IDisposable
     /// Op "scatter_rows", flops rows*(cols + edits) (values written).
     /// </summary>
     void ScatterRows(Tensor x, Tensor src, Tensor idx, Tensor val, Tensor y, int images, int rows, int cols, int edits);
+
+    // ---------------------------------------------------------------- adversarial patch
+    /// <summary>
+    /// Puts a patch on images, in place: patch [c, size, size], mask [size, size] (non-zero inside), place [n, 5] =
+    /// (top, left, side, cos, sin) per image, x [n, c, h, w]. The patch, scaled to a side x side box at (top, left)
+    /// and rotated by the angle of (cos, sin) about the box centre, replaces the box pixel (by, bx) with the patch
+    /// pixel (floor(u), floor(v)), (u, v) = (cos dx + sin dy, -sin dx + cos dy) * size / side + size / 2 and
+    /// (dx, dy) = (bx, by) + 0.5 - side / 2, when that pixel is inside the patch and the mask (nearest neighbour; float
+    /// arithmetic as written, kernels/Patch.cs). Box pixels outside the image are dropped; a placement whose side is
+    /// below 1 or not finite places nothing (no value is read back to check it). top, left and side hold integers
+    /// as floats (truncated). patch and mask must not overlap x. Op "patch_apply", flops 12*n*h*w.
+    /// </summary>
+    void PatchApply(Tensor patch, Tensor mask, Tensor place, Tensor x, int n, int c, int h, int w, int size);
+    /// <summary>
+    /// The adjoint of <see cref="PatchApply"/> with respect to the patch: dpatch[ch, v, u] = the sum of dx[img, ch, py, px]
+    /// over the images in order and the covered pixels, row-major, that take patch pixel (u, v) (0 outside the mask;
+    /// written, not accumulated; deterministic, no atomics). dx [n, c, h, w] must not overlap dpatch [c, size, size].
+    /// Op "patch_apply_adjoint", flops 16*n*c*size*size.
+    /// </summary>
+    void PatchApplyAdjoint(Tensor dx, Tensor mask, Tensor place, Tensor dpatch, int n, int c, int h, int w, int size);
 }

@@ -1,7 +1,9 @@
 using Perturb.Engine;
 using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Gradient;
+using Perturb.Engine.Attacks.Patch;
 using Perturb.Engine.Attacks.Search;
+using Perturb.Engine.Data;
 using Perturb.Engine.Backends;
 using Perturb.Engine.Nn;
 using Xunit.Abstractions;
@@ -174,6 +176,58 @@ public class StepTrafficTests : IClassFixture<StepTrafficTests.Fixture>
         _out.WriteLine($"2 generations: {few}; 3 generations: {more}");
         long cand = Rows * pop, edits = k * 1; // one channel
         Assert.Equal(new MemoryTraffic(0, 0, 4 * cand * (1 + 2 * edits), 4 * cand * classes), more - few);
+    }
+
+    /// <summary>
+    /// A JSMA iteration after the first allocates nothing and reads one number, how many rows still run (the model
+    /// cannot be fooled, so every row takes every iteration the change limit allows).
+    /// </summary>
+    [Fact]
+    public void JsmaIterationAllocatesNothingAndReadsOneNumber()
+    {
+        var (m, x) = Unfoolable();
+        using var _ = m;
+        // 36 values: gamma 4/36 allows 2 pairs, 6/36 allows 3, so the runs differ by exactly one iteration.
+        MemoryTraffic Run(float gamma)
+        {
+            using var b = new AttackBatch(m, Enumerable.Range(0, Rows).ToArray(), new int[Rows], Enumerable.Repeat(float.NaN, Rows).ToArray(),
+                new int[Rows], null, x, new float[Rows * m.NumOutputs], 3);
+            var t = Chunk(new Jsma { Gamma = gamma }, b);
+            Assert.All(b.StepCount.ToArray(), v => Assert.Equal(Math.Floor(gamma * 36) / 2, v));
+            return t;
+        }
+        Run(4.5f / 36);
+        var few = Run(4.5f / 36);
+        var more = Run(6.5f / 36);
+        _out.WriteLine($"2 iterations: {few}; 3 iterations: {more}");
+        Assert.Equal(new MemoryTraffic(0, 0, 0, 4), more - few);
+    }
+
+    /// <summary>
+    /// A patch step after the first allocates nothing and moves only the batch's draw: per image its index in the
+    /// training set and its placement (top, left, side, cos, sin) up, 24 bytes; nothing comes back (no progress callback).
+    /// </summary>
+    [Fact]
+    public void PatchStepMovesOnlyTheBatchsIndicesAndPlacements()
+    {
+        var m = _f.Model;
+        var rng = new Random(2);
+        Dataset Set(int count) => new(Enumerable.Range(0, count * 36).Select(_ => (float)rng.NextDouble()).ToArray(),
+            Enumerable.Range(0, count).Select(i => i % 3).ToArray(), 1, 6, 6, ["a", "b", "c"]);
+        var train = Set(8); var test = Set(3);
+        const int batch = 4;
+        MemoryTraffic Run(int steps)
+        {
+            var t0 = _f.Be.Counters.Traffic;
+            AdversarialPatch.Run(m, train, test, new PatchOptions { Target = 1, SizeFraction = 0.3, Steps = steps, BatchSize = batch, Seed = 4 });
+            _f.Be.Synchronize();
+            return _f.Be.Counters.Traffic - t0;
+        }
+        Run(1);
+        var few = Run(2);
+        var more = Run(3);
+        _out.WriteLine($"2 steps: {few}; 3 steps: {more}");
+        Assert.Equal(new MemoryTraffic(0, 0, 24 * batch, 0), more - few);
     }
 
     [Fact]

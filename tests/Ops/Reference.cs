@@ -925,4 +925,88 @@ public static class Ref
         }
         return y;
     }
+
+    /// <summary>
+    /// The source patch pixel of box pixel (by, bx) under placement (top, left, side, cos, sin) in double, or null when
+    /// outside the patch; <paramref name="margin"/> is lowered to the distance of (u, v) to the nearest integer, so a
+    /// test can require placements whose pixels are far from a rounding boundary.
+    /// </summary>
+    public static (int U, int V)? PatchSource(double side, double cos, double sin, int by, int bx, int size, ref double margin)
+    {
+        double c = side / 2, k = size / side;
+        double dy = by + 0.5 - c, dx = bx + 0.5 - c;
+        double u = (cos * dx + sin * dy) * k + size / 2.0, v = (-sin * dx + cos * dy) * k + size / 2.0;
+        margin = Math.Min(margin, Math.Min(Math.Abs(u - Math.Round(u)), Math.Abs(v - Math.Round(v))));
+        int su = (int)Math.Floor(u), sv = (int)Math.Floor(v);
+        return su >= 0 && su < size && sv >= 0 && sv < size ? (su, sv) : null;
+    }
+
+    /// <summary>
+    /// The patch placement as a list of (image index in [n, c, h, w] of channel 0, patch index in [c, size, size] of
+    /// channel 0), masked, box pixels inside the image: apply is y[img] = patch[src], the adjoint its transpose.
+    /// </summary>
+    public static List<(long Img, int Src)> PatchPairs(double[] mask, double[] place, int n, int c, int h, int w, int size, ref double margin)
+    {
+        var l = new List<(long, int)>();
+        for (int img = 0; img < n; img++)
+        {
+            int t = (int)place[img * 5], le = (int)place[img * 5 + 1], sd = (int)place[img * 5 + 2];
+            for (int by = 0; by < sd; by++)
+                for (int bx = 0; bx < sd; bx++)
+                {
+                    int py = t + by, px = le + bx;
+                    if (py < 0 || py >= h || px < 0 || px >= w) continue;
+                    var s = PatchSource(sd, place[img * 5 + 3], place[img * 5 + 4], by, bx, size, ref margin);
+                    if (s is not var (u, v) || mask[v * size + u] == 0) continue;
+                    l.Add(((long)img * c * h * w + py * w + px, v * size + u));
+                }
+        }
+        return l;
+    }
+
+    /// <summary>x with the patch put on (see <see cref="PatchPairs"/>).</summary>
+    public static double[] PatchApply(double[] patch, double[] mask, double[] place, double[] x, int n, int c, int h, int w, int size, ref double margin)
+    {
+        var y = (double[])x.Clone();
+        foreach (var (img, src) in PatchPairs(mask, place, n, c, h, w, size, ref margin))
+            for (int ch = 0; ch < c; ch++) y[img + (long)ch * h * w] = patch[src + ch * size * size];
+        return y;
+    }
+
+    /// <summary>The transpose of <see cref="PatchApply"/> in the patch: dpatch = sum of dx over the pairs.</summary>
+    public static double[] PatchAdjoint(double[] dx, double[] mask, double[] place, int n, int c, int h, int w, int size, ref double margin)
+    {
+        var dp = new double[c * size * size];
+        foreach (var (img, src) in PatchPairs(mask, place, n, c, h, w, size, ref margin))
+            for (int ch = 0; ch < c; ch++) dp[src + ch * size * size] += dx[img + (long)ch * h * w];
+        return dp;
+    }
+
+    /// <summary>
+    /// JSMA's pair step per running row in double: the pair p &lt; q in the domain with a = s(alpha_p + alpha_q) &gt; 0,
+    /// b = s(beta_p + beta_q) &lt; 0 of largest a * -b (the first on ties) moves by theta (clamped), leaves the domain,
+    /// changed += 2; none: the row stops. Returns (adv, domain, running, changed).
+    /// </summary>
+    public static (double[] Adv, double[] Domain, double[] Running, double[] Changed) JsmaStep(double[] alpha, double[] beta, double[] domain,
+        double[] running, double[] adv, double[] changed, double theta, int rows, int d)
+    {
+        var x = (double[])adv.Clone(); var dm = (double[])domain.Clone(); var run = (double[])running.Clone(); var ch = (double[])changed.Clone();
+        double s = Math.Sign(theta);
+        for (int r = 0; r < rows; r++)
+        {
+            if (run[r] == 0) continue;
+            double best = 0; int bp = -1, bq = -1;
+            for (int p = 0; p < d; p++)
+                for (int q = p + 1; q < d; q++)
+                {
+                    if (dm[r * d + p] == 0 || dm[r * d + q] == 0) continue;
+                    double a = s * (alpha[r * d + p] + alpha[r * d + q]), b = s * (beta[r * d + p] + beta[r * d + q]);
+                    if (a > 0 && b < 0 && a * -b > best) { best = a * -b; bp = p; bq = q; }
+                }
+            if (bp < 0) { run[r] = 0; continue; }
+            foreach (var p in new[] { bp, bq }) { x[r * d + p] = Math.Clamp(x[r * d + p] + theta, 0, 1); dm[r * d + p] = 0; }
+            ch[r] += 2;
+        }
+        return (x, dm, run, ch);
+    }
 }

@@ -11,8 +11,11 @@ namespace Perturb.Engine.Attacks.Gradient;
 /// the domain, until the target is reached, no pair qualifies, or gamma * pixels have changed.
 /// For one-output models (logits (0, z)) alpha = d (z_t - z_other)/dx and beta = -alpha.
 ///
-/// Limits: the pair search is O(D^2) per sample and iteration and runs on the host (as do the per-iteration copies of
-/// the gradients), so JSMA is meant for small images (MNIST-sized, D up to a few thousand values). No budget (eps null).
+/// Every iteration runs on the device: the forward pass, the stop test (prediction = target, or too many changed),
+/// both gradients (two input-only backward passes of constant one-hot rows, uploaded once per chunk), and the pair
+/// search and move (<see cref="IBackend.JsmaStep"/>); 4 bytes come back per iteration (how many rows still run).
+/// Limits: the pair search is O(D^2) per sample and iteration (one thread per row on ILGPU), so JSMA is meant for
+/// small images (MNIST-sized, D up to a few thousand values). No budget (eps null).
 /// </summary>
 public sealed class Jsma : Attack
 {
@@ -35,89 +38,62 @@ public sealed class Jsma : Attack
     {
         var be = b.Be; int rows = b.Rows, d = b.Cols, k = b.Outputs, nc = b.Classes;
         if ((long)d * d > 100_000_000L) throw new PerturbException($"{Name}: images of {d} values are too large for the pair search (at most 10000 values)", 2);
-        var adv = b.X0.ToArray();
-        var target = new int[rows];
+        var target = new float[rows];
         for (int r = 0; r < rows; r++)
         {
             if (b.Targeted) { target[r] = b.LossLabels[r]; continue; }
             var z = Losses.ClassLogits(b.CleanLogits, r, k);
             target[r] = Enumerable.Range(0, nc).Where(c => c != b.TrueLabels[r]).OrderByDescending(c => z[c]).ThenBy(c => c).First();
         }
-        var domain = new bool[(long)rows * d];
-        for (long i = 0; i < domain.Length; i++) domain[i] = Theta > 0 ? adv[i] < 1f : adv[i] > 0f;
-        var changed = new int[rows];
-        var done = new bool[rows];
-        var steps = new int[rows];
-        int maxChanged = (int)Math.Floor(Gamma * d);
-        using var dz = be.Allocate(rows, k);
-        var dzHost = new float[rows * k];
+        // Set once per chunk: the search domain, the targets, the stop limit and the one-hot rows of both gradients.
+        var x0 = b.X0.ToArray();
+        using var domain = be.FromArray(x0.Select(v => (Theta > 0 ? v < 1f : v > 0f) ? 1f : 0f).ToArray(), rows, d);
+        using var tgt = be.FromArray(target, rows);
+        using var limit = be.Allocate(rows);
+        be.Fill(limit, (float)Math.Floor(Gamma * d) - 1.5f); // running while changed + 2 <= the most changes
+        using var changed = be.Allocate(rows);
+        using var running = be.Allocate(rows); be.Fill(running, 1f);
+        using var pred = be.Allocate(rows); using var t1 = be.Allocate(rows); using var t2 = be.Allocate(rows);
+        using var count = be.Allocate(1);
+        using var alpha = be.Allocate(rows, d); using var beta = be.Allocate(rows, d);
+        // One-output models (logits (0, z)): alpha = s dz/dx with s = +1 toward class 1, beta = -alpha.
+        using var dzA = be.FromArray(k == 1 ? Enumerable.Repeat(1f, rows).ToArray() : OneHot(target, k, 1f), rows, k);
+        using var dzB = k == 1 ? be.FromArray(target.Select(t => t == 1 ? 1f : -1f).ToArray(), rows) : be.FromArray(OneHot(target, k, 0f), rows, k);
+        using var zero = be.Allocate(rows);
+        be.Copy(b.X0, b.Adv);
         while (true)
         {
-            be.Upload(b.Adv, adv);
-            var logits = b.Forward(b.Adv).ToArray();
-            bool any = false;
-            for (int r = 0; r < rows; r++)
-            {
-                if (done[r]) continue;
-                int pred = Losses.PredictRow(logits, r, k);
-                if (pred == target[r] || changed[r] + 2 > maxChanged) done[r] = true;
-                else any = true;
-            }
-            if (!any) break;
-            float[] alpha, beta;
+            var logits = b.Forward(b.Adv);
+            if (k == 1) be.Greater(logits, zero, pred); else be.ArgmaxRows(logits, pred, rows, k);
+            // running *= (pred != target) * (changed + 2 <= most changes)
+            be.Greater(pred, tgt, t1); be.Greater(tgt, pred, t2); be.Add(t1, t2, t1); be.Mul(running, t1, running);
+            be.Greater(limit, changed, t1); be.Mul(running, t1, running);
+            be.ReduceRows(Reduction.Sum, running, count, 1, rows);
+            if (count.ToArray()[0] == 0f) break;
             if (k == 1)
             {
-                be.Fill(dz, 1f);
-                var g = b.Model.Backward(dz, BackwardMode.InputOnly)!.ToArray();
+                var g = b.Model.Backward(dzA, BackwardMode.InputOnly)!;
                 b.CountGradients();
-                alpha = new float[g.Length]; beta = new float[g.Length];
-                for (int r = 0; r < rows; r++)
-                {
-                    float s = target[r] == 1 ? 1f : -1f;
-                    for (int j = 0; j < d; j++) { alpha[(long)r * d + j] = s * g[(long)r * d + j]; beta[(long)r * d + j] = -s * g[(long)r * d + j]; }
-                }
+                be.MulRows(g, dzB, alpha, rows, d);
+                be.Scale(-1f, alpha, beta);
             }
             else
             {
-                Array.Clear(dzHost);
-                for (int r = 0; r < rows; r++) dzHost[r * k + target[r]] = 1f;
-                be.Upload(dz, dzHost);
-                alpha = b.Model.Backward(dz, BackwardMode.InputOnly)!.ToArray();
-                for (int i = 0; i < dzHost.Length; i++) dzHost[i] = 1f - dzHost[i];
-                be.Upload(dz, dzHost);
-                beta = b.Model.Backward(dz, BackwardMode.InputOnly)!.ToArray();
+                be.Copy(b.Model.Backward(dzA, BackwardMode.InputOnly)!, alpha);
+                be.Copy(b.Model.Backward(dzB, BackwardMode.InputOnly)!, beta);
                 b.CountGradients(2);
             }
-            Parallel.For(0, rows, r =>
-            {
-                if (done[r]) return;
-                steps[r]++;
-                long o = (long)r * d;
-                float sgn = Theta > 0 ? 1f : -1f;
-                double best = 0; int bp = -1, bq = -1;
-                for (int p = 0; p < d; p++)
-                {
-                    if (!domain[o + p]) continue;
-                    float ap = sgn * alpha[o + p], bpv = sgn * beta[o + p];
-                    for (int q = p + 1; q < d; q++)
-                    {
-                        if (!domain[o + q]) continue;
-                        float a = ap + sgn * alpha[o + q], bb = bpv + sgn * beta[o + q];
-                        if (a <= 0 || bb >= 0) continue;
-                        double sc = (double)a * -bb;
-                        if (sc > best) { best = sc; bp = p; bq = q; }
-                    }
-                }
-                if (bp < 0) { done[r] = true; return; }
-                foreach (var p in new[] { bp, bq })
-                {
-                    adv[o + p] = Math.Clamp(adv[o + p] + Theta, 0f, 1f);
-                    domain[o + p] = false;
-                }
-                changed[r] += 2;
-            });
+            be.Add(b.StepCount, running, b.StepCount);
+            be.JsmaStep(alpha, beta, domain, running, b.Adv, changed, Theta, rows, d);
         }
-        be.Upload(b.Adv, adv);
-        b.StepsHost = steps;
+    }
+
+    /// <summary>Rows of k values: <paramref name="on"/> at the target's column, 1 - on elsewhere.</summary>
+    static float[] OneHot(float[] target, int k, float on)
+    {
+        var h = new float[target.Length * k];
+        for (int r = 0; r < target.Length; r++)
+            for (int j = 0; j < k; j++) h[r * k + j] = j == (int)target[r] ? on : 1f - on;
+        return h;
     }
 }

@@ -55,23 +55,25 @@ public sealed class PatchRenderer
 
     /// <summary>
     /// Pairs (image pixel within one channel plane, patch pixel within one channel plane) covered by the placement:
-    /// the inverse map of each box pixel (un-rotate, un-scale) to the nearest patch pixel inside the mask.
+    /// the inverse map of each box pixel (un-rotate, un-scale) to the nearest patch pixel inside the mask, computed by
+    /// the kernels' own helper (<see cref="Perturb.Kernels.Patch.Source"/>, float arithmetic) from <see cref="Place"/>,
+    /// so the host covers the pixels <see cref="IBackend.PatchApply"/> covers.
     /// </summary>
     public (int[] Dst, int[] Src) Map(PatchPlacement p, int h, int w)
     {
         var dst = new List<int>(); var src = new List<int>();
-        double c = p.Side / 2.0, cos = Math.Cos(p.Angle), sin = Math.Sin(p.Angle), k = (double)Size / p.Side;
+        var q = Place(p);
         for (int y = 0; y < p.Side; y++)
             for (int x = 0; x < p.Side; x++)
             {
-                double dy = y + 0.5 - c, dx = x + 0.5 - c;
-                double u = (cos * dx + sin * dy) * k + Size / 2.0, v = (-sin * dx + cos * dy) * k + Size / 2.0;
-                int su = (int)Math.Floor(u), sv = (int)Math.Floor(v);
-                if (su < 0 || sv < 0 || su >= Size || sv >= Size || !Mask[sv * Size + su]) continue;
+                if (!Perturb.Kernels.Patch.Source(p.Side, q[3], q[4], y, x, Size, out int su, out int sv) || !Mask[sv * Size + su]) continue;
                 dst.Add((p.Y + y) * w + p.X + x); src.Add(sv * Size + su);
             }
         return (dst.ToArray(), src.ToArray());
     }
+
+    /// <summary>A placement as the five numbers <see cref="IBackend.PatchApply"/> reads: (top, left, side, cos, sin).</summary>
+    public static float[] Place(PatchPlacement p) => [p.Y, p.X, p.Side, (float)Math.Cos(p.Angle), (float)Math.Sin(p.Angle)];
 
     /// <summary>Puts the patch on one CHW image in place.</summary>
     public void Apply(float[] patch, Span<float> img, (int[] Dst, int[] Src) map, int h, int w)
@@ -169,52 +171,59 @@ public static class AdversarialPatch
         return new PatchResult(patch, side, learned, ctrl, clean, control, sw.Elapsed.TotalSeconds);
     }
 
+    /// <summary>
+    /// Adam on the mean target cross-entropy, every step on the device: the training images are uploaded once; a step
+    /// uploads the batch's image indices and placements (4 + 20 bytes an image), gathers the images
+    /// (<see cref="IBackend.ScatterRows"/>), puts the patch on (<see cref="IBackend.PatchApply"/>), runs the forward
+    /// pass, the loss and the input-only backward, takes the patch gradient (<see cref="IBackend.PatchApplyAdjoint"/>)
+    /// and the Adam step and clamp (<see cref="IBackend.AdamUpdate"/>, <see cref="IBackend.Clamp"/>), and allocates
+    /// nothing after the first. Only with a <paramref name="progress"/> callback does the loss come back (4 bytes an
+    /// image a step).
+    /// </summary>
     static float[] Learn(Model model, Dataset train, PatchRenderer ren, PatchOptions o, Action<int, int, double>? progress)
     {
         var be = model.Backend;
-        int c = train.Channels, h = train.Height, w = train.Width, s = train.SampleSize;
+        int c = train.Channels, h = train.Height, w = train.Width, s = train.SampleSize, S = ren.Size, k = model.NumOutputs;
         var rng = new SplitMix64(o.Seed ^ 0x9A7C_4000UL);
-        int len = c * ren.Size * ren.Size;
-        var patch = new float[len];
-        for (int i = 0; i < len; i++) patch[i] = o.PrintMin + (o.PrintMax - o.PrintMin) * (float)rng.NextDouble();
-        var m1 = new double[len]; var m2 = new double[len];
-        var g = new float[len];
+        int len = c * S * S;
+        var init = new float[len];
+        for (int i = 0; i < len; i++) init[i] = o.PrintMin + (o.PrintMax - o.PrintMin) * (float)rng.NextDouble();
         model.Eval();
         int n = Math.Min(o.BatchSize, train.Count);
-        var tgt = Enumerable.Repeat((float)o.Target, n).ToArray();
-        using var y = be.FromArray(tgt, n);
+        using var patch = be.FromArray(init, c, S, S);
+        using var m1 = be.Allocate(len); using var m2 = be.Allocate(len); using var g = be.Allocate(c, S, S);
+        using var mask = be.FromArray(ren.Mask.Select(v => v ? 1f : 0f).ToArray(), S * S);
+        using var images = be.FromArray(train.X, train.Count, s);
+        using var none = be.Allocate(0);
+        using var x = be.Allocate(n, c, h, w);
+        using var idx = be.Allocate(n); using var place = be.Allocate(n, 5);
+        // CE toward the target = -log p(target): descending it ascends the target log-probability.
+        using var y = be.FromArray(Enumerable.Repeat((float)o.Target, n).ToArray(), n);
+        using var scale = be.Allocate(n); using var loss = be.Allocate(n); using var dz = be.Allocate(n, k);
+        be.Fill(scale, 1f / n);
+        var idxH = new float[n]; var placeH = new float[n * 5];
         for (int t = 1; t <= o.Steps; t++)
         {
-            var idx = new int[n];
-            for (int i = 0; i < n; i++) idx[i] = rng.NextInt(train.Count);
-            var xb = train.Gather(idx);
-            var maps = new (int[], int[])[n];
-            for (int i = 0; i < n; i++)
-            {
-                maps[i] = ren.Map(ren.Sample(rng, h, w, o.ScaleMin, o.ScaleMax, o.MaxRotationDegrees), h, w);
-                ren.Apply(patch, xb.AsSpan(i * s, s), maps[i], h, w);
-            }
-            using var x = be.FromArray(xb, n, c, h, w);
+            for (int i = 0; i < n; i++) idxH[i] = rng.NextInt(train.Count);
+            for (int i = 0; i < n; i++) Place(ren.Sample(rng, h, w, o.ScaleMin, o.ScaleMax, o.MaxRotationDegrees)).CopyTo(placeH, i * 5);
+            be.Upload(idx, idxH); be.Upload(place, placeH);
+            be.ScatterRows(images, idx, none, none, x, train.Count, n, s, 0);
+            be.PatchApply(patch, mask, place, x, n, c, h, w, S);
             var logits = model.Forward(x);
-            // CE toward the target = -log p(target): descending it ascends the target log-probability.
-            using var loss = Losses.CrossEntropy(be, logits, y, 1f / n);
-            var dx = model.Backward(loss.Grad!, BackwardMode.InputOnly)!.ToArray();
-            Array.Clear(g);
-            for (int i = 0; i < n; i++) ren.Adjoint(dx.AsSpan(i * s, s), g, maps[i], h, w);
+            if (k == 1) be.BceWithLogits(logits, y, loss, dz, scale, n);
+            else be.CrossEntropy(logits, y, loss, dz, scale, n, k);
+            var dx = model.Backward(dz, BackwardMode.InputOnly)!;
+            be.PatchApplyAdjoint(dx, mask, place, g, n, c, h, w, S);
             // Adam step (descent on the CE), then clamp to the printable range ([0,1] by default).
-            const double b1 = 0.9, b2 = 0.999;
-            for (int i = 0; i < len; i++)
-            {
-                m1[i] = b1 * m1[i] + (1 - b1) * g[i];
-                m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
-                double mh = m1[i] / (1 - Math.Pow(b1, t)), vh = m2[i] / (1 - Math.Pow(b2, t));
-                patch[i] = Math.Clamp((float)(patch[i] - o.LearningRate * mh / (Math.Sqrt(vh) + 1e-8)), o.PrintMin, o.PrintMax);
-            }
-            progress?.Invoke(t, o.Steps, loss.Mean());
+            be.AdamUpdate(patch, g, m1, m2, o.LearningRate, 0.9f, 0.999f, 1e-8f, 0f, t);
+            be.Clamp(patch, o.PrintMin, o.PrintMax, patch);
+            if (progress != null) progress(t, o.Steps, loss.ToArray().Average());
         }
         model.ReleaseActivations();
-        return patch;
+        return patch.ToArray();
     }
+
+    static float[] Place(PatchPlacement p) => PatchRenderer.Place(p);
 
     /// <summary>A natural control: a crop of a (seeded) test image, the patch's size, at a random place.</summary>
     public static float[] ControlPatch(Dataset d, PatchRenderer ren, ulong seed)

@@ -44,4 +44,39 @@ public sealed partial class CpuBackend
                 xs[i] = MathF.Min(MathF.Max(x0s[i] + d, 0f), 1f);
             }
         });
+
+    protected override void JsmaStepCore(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d)
+    {
+        var al = B(alpha); var bt = B(beta); var dm = B(domain); var run = B(running); var xa = B(adv); var ch = B(changed);
+        For(rows, 2L * d * d, r =>
+        {
+            if (run[r] == 0f) return;
+            // row spans: the pair loop indexes them directly (the kernel's arithmetic, in the same order)
+            ReadOnlySpan<float> A = al.Span((long)r * d, d), Bv = bt.Span((long)r * d, d);
+            Span<float> D = dm.Span((long)r * d, d), X = xa.Span((long)r * d, d);
+            float sgn = theta > 0f ? 1f : -1f;
+            double best = 0; int bp = -1, bq = -1;
+            for (int p = 0; p < d; p++)
+            {
+                if (D[p] == 0f) continue;
+                float ap = sgn * A[p], bpv = sgn * Bv[p];
+                // the same tail of each row as spans of one length, so the loop's bounds checks fold away
+                var Aq = A[(p + 1)..]; var Bq = Bv.Slice(p + 1, Aq.Length); var Dq = D.Slice(p + 1, Aq.Length);
+                for (int j = 0; j < Aq.Length; j++)
+                {
+                    if (Dq[j] == 0f) continue;
+                    float a = ap + sgn * Aq[j], bb = bpv + sgn * Bq[j];
+                    int q = p + 1 + j;
+                    if (a <= 0f || bb >= 0f) continue;
+                    double sc = (double)a * -bb;
+                    if (sc > best) { best = sc; bp = p; bq = q; }
+                }
+            }
+            if (bp < 0) { run[r] = 0f; return; }
+            X[bp] = Math.Clamp(X[bp] + theta, 0f, 1f);
+            X[bq] = Math.Clamp(X[bq] + theta, 0f, 1f);
+            D[bp] = 0f; D[bq] = 0f;
+            ch[r] += 2f;
+        });
+    }
 }

@@ -21,4 +21,11 @@ public sealed partial class IlgpuBackend
     {
         (_stepL2 ??= _acc.LoadStreamKernel<V1, V1, V1, V1, V1, int>(KS.L2))(PerRow(rows), V(xadv), V(x0), V(grad), V(step), V(eps), cols);
     }
+
+    Action<Index1D, V1, V1, V1, V1, V1, V1, float, int>? _jsma;
+
+    protected override void JsmaStepCore(Tensor alpha, Tensor beta, Tensor domain, Tensor running, Tensor adv, Tensor changed, float theta, int rows, int d)
+    {
+        (_jsma ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1, V1, V1, V1, float, int>(KS.Jsma))(rows, V(alpha), V(beta), V(domain), V(running), V(adv), V(changed), theta, d);
+    }
 }
