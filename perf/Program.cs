@@ -11,10 +11,10 @@ namespace Perturb.Perf;
 /// </summary>
 public static class Program
 {
-    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "all", "compare", "onnx" };
+    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "profile", "all", "compare", "onnx" };
 
     const string Usage =
-        "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
+        "usage: perf <peak|gemm|conv|resnet|attack|search|profile|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
         "            [--onnx DIR (onnx: every NAME.onnx there, compared with NAME.npz when present)]\n" +
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]\n" +
         "            [--steps N (attack: PGD steps, default 20)] [--model PRESET (attack: resnet18, search: cnn-small)]\n" +
@@ -113,6 +113,7 @@ public static class Program
             if (o.Bench is "resnet" or "all") b.Resnet();
             if (o.Bench is "attack") b.AttackBench();
             if (o.Bench is "search") b.SearchBench();
+            if (o.Bench is "profile") b.ProfileBench();
             if (o.Bench is "onnx") OnnxBench.Run(be, report, Effort.For(be.Name, o.Quick), o.OnnxDir!, o.Batch ?? 8);
         }
         else { report.DeviceKind = "host"; report.DeviceName = Machine.CpuModel; }
