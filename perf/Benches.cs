@@ -254,6 +254,8 @@ public sealed class Benches
         int batch = _o.Batch ?? _e.ResnetBatch, steps = _o.Steps;
         string arch = _o.Model ?? "resnet18";
         Progress($"profile: {arch} 1x28x28 input gradient and PGD-{steps} (batch {batch})");
+        // PERTURB_FUSE_ADD_RELU=0 runs a residual block's Add and ReLU as two ops, for the comparison.
+        Perturb.Engine.Nn.EvalFold.FuseAddRelu = Environment.GetEnvironmentVariable("PERTURB_FUSE_ADD_RELU") != "0";
         using var w = new PgdWork(_be, arch, batch);
         var (model, xs, ys, grad) = (w.Model, w.Xs, w.Ys, w.Step);
         Perturb.Engine.Attacks.Gradient.Pgd Make(int s) => PgdWork.Pgd(s, batch);
@@ -271,12 +273,13 @@ public sealed class Benches
         bool was = c.Profiling;
         c.Reset();
         c.Profiling = true;
-        // Wall time here, whatever --clock says: the slices are wall time too.
-        var sw = System.Diagnostics.Stopwatch.StartNew();
+        // The slices and the total on the clock of --clock (CPU seconds of the process with --clock cpu).
+        c.ProfileCpuClock = Timing.CpuClock;
+        double t0 = Timing.Now();
         for (int i = 0; i < reps; i++) work();
         _be.Synchronize();
         c.EndSlice();
-        double total = sw.Elapsed.TotalSeconds / reps;
+        double total = (Timing.Now() - t0) / reps;
         c.Profiling = was;
         var secs = c.Seconds;
         var calls = c.AllCalls;
@@ -284,7 +287,7 @@ public sealed class Benches
         static bool IsConv(string op) => op.StartsWith("conv_", StringComparison.Ordinal) || op == "gemm";
         double conv = secs.Where(kv => IsConv(kv.Key)).Sum(kv => kv.Value) / reps;
         var ops = new JsonObject();
-        Console.Error.WriteLine($"  {name}: {total * 1e3:F1} ms per call ({reps} calls, wall clock)");
+        Console.Error.WriteLine($"  {name}: {total * 1e3:F1} ms per call ({reps} calls, {(Timing.CpuClock ? "process CPU" : "wall")} clock; Add+ReLU fused: {Perturb.Engine.Nn.EvalFold.FuseAddRelu})");
         Console.Error.WriteLine($"    {"op",-22} {"calls",7} {"ms",9} {"share",7}");
         foreach (var (op, s) in secs.OrderByDescending(kv => kv.Value))
         {
@@ -299,6 +302,7 @@ public sealed class Benches
             ["reps"] = reps, ["ms_per_call"] = total * 1e3,
             ["conv_share"] = conv / total, ["other_ops_share"] = (inOps - conv) / total, ["outside_ops_share"] = (total - inOps) / total,
             ["ops"] = ops,
+            ["clock"] = Timing.CpuClock ? "process CPU" : "wall", ["add_relu_fused"] = Perturb.Engine.Nn.EvalFold.FuseAddRelu,
             ["what"] = "per-op time slices (an op's call to the next op's call: the op plus the host work after it); convolution = conv_* and gemm",
         }));
     }

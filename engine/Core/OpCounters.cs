@@ -31,13 +31,18 @@ public sealed class OpCounters
     /// next op starts. On a queueing backend (ILGPU) it is the time to enqueue, not to run: profile on cpu.
     /// </summary>
     public bool Profiling { get; set; } = Environment.GetEnvironmentVariable("PERTURB_PROFILE") == "1";
+    /// <summary>
+    /// Time the slices in the process's CPU seconds instead of wall seconds (PERTURB_PROFILE_CLOCK=cpu, or perf
+    /// --clock cpu): on a machine others load, a wall slice also holds the time the process waited for a core.
+    /// </summary>
+    public bool ProfileCpuClock { get; set; } = Environment.GetEnvironmentVariable("PERTURB_PROFILE_CLOCK") == "cpu";
     readonly ConcurrentDictionary<string, long> _ticks = new();
     string? _openOp;
     long _openAt;
 
     void Slice(string? next)
     {
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = ProfileCpuClock ? CpuTicks() : System.Diagnostics.Stopwatch.GetTimestamp();
         lock (_ticks)
         {
             if (_openOp != null) { long d = now - _openAt; _ticks.AddOrUpdate(_openOp, d, (_, v) => v + d); }
@@ -48,9 +53,15 @@ public sealed class OpCounters
     /// <summary>Closes the open time slice (call after the last op of the work to profile, after Synchronize).</summary>
     public void EndSlice() { if (Profiling) Slice(null); }
 
-    /// <summary>Seconds per op name recorded while <see cref="Profiling"/> was on.</summary>
+    static long CpuTicks()
+    {
+        using var p = System.Diagnostics.Process.GetCurrentProcess();
+        return p.TotalProcessorTime.Ticks;
+    }
+
+    /// <summary>Seconds per op name recorded while <see cref="Profiling"/> was on (CPU seconds with <see cref="ProfileCpuClock"/>).</summary>
     public IReadOnlyDictionary<string, double> Seconds =>
-        _ticks.ToDictionary(kv => kv.Key, kv => kv.Value / (double)System.Diagnostics.Stopwatch.Frequency);
+        _ticks.ToDictionary(kv => kv.Key, kv => kv.Value / (ProfileCpuClock ? TimeSpan.TicksPerSecond : (double)System.Diagnostics.Stopwatch.Frequency));
 
     public long Calls(string op) => _calls.TryGetValue(op, out var v) ? v : 0;
     public long Flops(string op) => _flops.TryGetValue(op, out var v) ? v : 0;
