@@ -17,6 +17,10 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public int Steps { get; init; } = 20;
     /// <summary>The preset of the attack and search benches (--model; default resnet18 for attack, cnn-small for search).</summary>
     public string? Model { get; init; }
+    /// <summary>conv-paths: only the conv shapes whose name contains this (--shape).</summary>
+    public string? Shape { get; init; }
+    /// <summary>conv-paths: alternating rounds per shape and op (--rounds; default 9).</summary>
+    public int Rounds { get; init; } = 9;
 }
 
 /// <summary>
@@ -226,22 +230,32 @@ public sealed class Benches
         model.ReleaseActivations();
         double fwdRate = chunk / t.MedianS;
         var xs = Enumerable.Range(0, n * 784).Select(_ => (float)rng.NextDouble()).ToArray();
-        var attack = new Perturb.Engine.Attacks.Search.OnePixel { Pixels = 1, Population = pop, Iterations = gens, Seed = 1 };
         // Labels the model already predicts, so every image is attacked; the random model is rarely fooled early.
         var pred = Perturb.Engine.Attacks.Search.SearchAttack.EvaluateLogits(model, n, 4096, (j, d) => xs.AsSpan(j * 784, 784).CopyTo(d));
         var ys = Enumerable.Range(0, n).Select(i => pred[2 * i + 1] > pred[2 * i] ? 1 : 0).ToArray();
-        double t0 = Timing.Now();   // the clock of --clock, as the forward rate above
-        var res = attack.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted);
-        double secs = Timing.Now() - t0;
-        long queries = res.Results[0].Queries!.Sum();
-        double qps = queries / secs;
+        // The attack as it runs (candidates rendered on the device), then the same run with every candidate rendered
+        // on the host and uploaded (the path before the device scatter): the same queries and results, so the ratio of
+        // the two rates is what rendering on the device gains or costs.
+        (long Queries, double Secs) Time(bool onHost)
+        {
+            var attack = new Perturb.Engine.Attacks.Search.OnePixel { Pixels = 1, Population = pop, Iterations = gens, Seed = 1, RenderOnHost = onHost };
+            double t0 = Timing.Now();   // the clock of --clock, as the forward rate above
+            var res = attack.Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted);
+            double secs = Timing.Now() - t0;
+            return (res.Results[0].Queries!.Sum(), secs);
+        }
+        var (queries, secs) = Time(false);
+        var (qHost, secsHost) = Time(true);
+        double qps = queries / secs, qpsHost = qHost / secsHost;
         _r.Add(new Figure("search", $"one-pixel pop {pop} {arch} 1x28x28", qps, "queries/s", qps * flops / chunk / 1e9, new JsonObject
         {
             ["images"] = n, ["population"] = pop, ["generations"] = gens, ["queries"] = queries, ["seconds"] = secs,
             ["forward_chunk"] = chunk, ["plain_forward_images_per_s"] = fwdRate, ["ratio_to_plain_forward"] = qps / fwdRate,
-            ["what"] = "model queries per second of the whole attack (clean and final passes included in the time) against the plain forward rate at the same chunk",
+            ["host_rendering_queries_per_s"] = qpsHost, ["host_rendering_seconds"] = secsHost, ["device_rendering_speedup"] = qps / qpsHost,
+            ["what"] = "model queries per second of the whole attack (clean and final passes included in the time) against the plain forward rate at the same chunk; host_rendering: the same run with every candidate rendered on the host and uploaded (before issue 16's scatter op)",
         }));
         Console.Error.WriteLine($"  one-pixel: {queries} queries in {secs:F2}s = {qps:F0} queries/s; plain forward {fwdRate:F0} images/s; ratio {qps / fwdRate:F3}");
+        Console.Error.WriteLine($"  one-pixel, host rendering: {qHost} queries in {secsHost:F2}s = {qpsHost:F0} queries/s; device rendering / host rendering {qps / qpsHost:F3}");
     }
 
     /// <summary>

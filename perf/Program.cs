@@ -11,14 +11,15 @@ namespace Perturb.Perf;
 /// </summary>
 public static class Program
 {
-    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "profile", "all", "compare", "onnx" };
+    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "profile", "all", "compare", "onnx", "conv-paths" };
 
     const string Usage =
-        "usage: perf <peak|gemm|conv|resnet|attack|search|profile|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
+        "usage: perf <peak|gemm|conv|resnet|attack|search|profile|all|compare|onnx|conv-paths> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
         "            [--onnx DIR (onnx: every NAME.onnx there, compared with NAME.npz when present)]\n" +
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]\n" +
         "            [--steps N (attack: PGD steps, default 20)] [--model PRESET (attack: resnet18, search: cnn-small)]\n" +
-        "            [--threads N (cpu)] [--clock wall|cpu]";
+        "            [--threads N (cpu)] [--clock wall|cpu]\n" +
+        "            conv-paths (cpu): [--shape TEXT (only the conv shapes whose name contains it)] [--rounds N (default 9)]";
 
     public static int Main(string[] args)
     {
@@ -45,9 +46,9 @@ public static class Program
 
     static Options Parse(string[] args)
     {
-        string? bench = null, device = "auto", json = null, onnxDir = null, model = null;
+        string? bench = null, device = "auto", json = null, onnxDir = null, model = null, shape = null;
         bool quick = false;
-        int? batch = null, convBatch = null, compareBatch = null, threads = null, steps = null;
+        int? batch = null, convBatch = null, compareBatch = null, threads = null, steps = null, rounds = null;
         string clock = "wall";
         for (int i = 0; i < args.Length; i++)
         {
@@ -70,6 +71,8 @@ public static class Program
                 case "--compare-batch": compareBatch = NextInt(); break;
                 case "--threads": threads = NextInt(); break;
                 case "--steps": steps = NextInt(); break;
+                case "--shape": shape = Next(); break;
+                case "--rounds": rounds = NextInt(); break;
                 case "--clock":
                     clock = Next();
                     if (clock is not ("wall" or "cpu")) throw new ArgumentException($"--clock must be wall or cpu, got '{clock}'");
@@ -87,7 +90,7 @@ public static class Program
         if (threads != null && device is not ("cpu" or "auto")) throw new ArgumentException("--threads applies to --device cpu only");
         if (model != null && !Perturb.Engine.Nn.Presets.Names.Contains(model)) throw new ArgumentException($"--model: unknown preset '{model}' (choose {string.Join(", ", Perturb.Engine.Nn.Presets.Names)})");
         if (bench == "onnx" && (onnxDir == null || !Directory.Exists(onnxDir))) throw new ArgumentException("onnx needs --onnx DIR, an existing folder of .onnx files");
-        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20, Model = model };
+        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20, Model = model, Shape = shape, Rounds = rounds ?? 9 };
     }
 
     static int Run(Options o)
@@ -114,6 +117,11 @@ public static class Program
             if (o.Bench is "attack") b.AttackBench();
             if (o.Bench is "search") b.SearchBench();
             if (o.Bench is "profile") b.ProfileBench();
+            if (o.Bench is "conv-paths")
+            {
+                if (be is not Perturb.Engine.Backends.CpuBackend cpu) throw new ArgumentException("conv-paths needs --device cpu");
+                ConvPaths.Run(cpu, report, o, o.ConvBatch ?? (o.Quick ? 8 : 64), o.Quick ? 2 : o.Rounds);
+            }
             if (o.Bench is "onnx") OnnxBench.Run(be, report, Effort.For(be.Name, o.Quick), o.OnnxDir!, o.Batch ?? 8);
         }
         else { report.DeviceKind = "host"; report.DeviceName = Machine.CpuModel; }

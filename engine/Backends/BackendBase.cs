@@ -727,4 +727,22 @@ public abstract partial class BackendBase : IBackend
         if (n > 0) WarpAffineAdjointCore(dy, dx, planes, h, w, map.Coefs(), alpha, beta);
     }
     protected abstract void WarpAffineAdjointCore(Tensor dy, Tensor dx, int planes, int h, int w, in Perturb.Kernels.WarpCoefs m, float alpha, float beta);
+
+    // ---------------------------------------------------------------- candidate images (search attacks)
+
+    public void ScatterRows(Tensor x, Tensor src, Tensor idx, Tensor val, Tensor y, int images, int rows, int cols, int edits)
+    {
+        const string op = "scatter_rows";
+        NonNegative(op, (images, "images"), (rows, "rows"), (cols, "cols"), (edits, "edits"));
+        NeedRead(x, (long)images * cols, op, "x"); NeedRead(src, rows, op, "src");
+        NeedRead(idx, (long)rows * edits, op, "idx"); NeedRead(val, (long)rows * edits, op, "val");
+        long len = (long)rows * cols;
+        Need(y, len, op, "y");
+        long xl = (long)images * cols;
+        if (ReferenceEquals(x.Storage, y.Storage) && x.Offset < y.Offset + len && y.Offset < x.Offset + xl && len > 0 && xl > 0)
+            throw new ArgumentException($"{op}: x and y overlap");
+        Counters.Hit(op, (long)rows * (cols + edits));
+        if (len > 0) ScatterRowsCore(x, src, idx, val, y, images, rows, cols, edits);
+    }
+    protected abstract void ScatterRowsCore(Tensor x, Tensor src, Tensor idx, Tensor val, Tensor y, int images, int rows, int cols, int edits);
 }

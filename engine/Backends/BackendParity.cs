@@ -406,6 +406,16 @@ public static class BackendParity
             return c.Get(y, dx, acc);
         });
 
+        Add("scatter", "candidate images: row copies and edits [5 of 3,40]", new[] { nameof(IBackend.ScatterRows) }, new[] { "scatter_rows" }, c =>
+        {
+            var x = c.R(3, 40); var y = c.Nan(5, 40);
+            var src = c.C(new float[] { 2, 0, 1, 2, 7 }, 5); // the last row's source is out of range: NaN on both
+            var idx = c.C(new float[] { 0, 39, 5, 5, -1, 12, 40, 3, 17, 17, 1, 2, 3, 4, 5 }, 5, 3);
+            var val = c.R(5, 3);
+            c.Be.ScatterRows(x, src, idx, val, y, 3, 5, 40, 3);
+            return new[] { c.Get(y) };
+        }, 0);
+
         foreach (var op in Enum.GetValues<UnaryOp>())
         {
             bool positive = op is UnaryOp.Sqrt or UnaryOp.Log or UnaryOp.Pow or UnaryOp.Reciprocal;

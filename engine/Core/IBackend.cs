@@ -300,4 +300,15 @@ public partial interface IBackend : IDisposable
     /// dx is not read). dy and dx must not overlap. Op "warp_affine_adjoint", flops 8*planes*h*w.
     /// </summary>
     void WarpAffineAdjoint(Tensor dy, Tensor dx, int planes, int h, int w, in WarpMap map, float alpha, float beta);
+
+    // ---------------------------------------------------------------- candidate images (search attacks)
+    /// <summary>
+    /// Candidate images as copies of source images with a few values set: x viewed as [images, cols], y as
+    /// [rows, cols], src as [rows], idx and val as [rows, edits]. y[r, :] = x[src[r], :], then for j = 0 .. edits-1 in
+    /// order, y[r, idx[r, j]] = val[r, j] (a later edit of the same index wins). src and idx hold integers as floats
+    /// (exact below 2^24, truncated toward zero): a row whose src is not in [0, images) is NaN but for its edits, an edit whose idx is
+    /// not in [0, cols) (-1, NaN) is skipped, so no index is read back to check it. x and y must not overlap.
+    /// Op "scatter_rows", flops rows*(cols + edits) (values written).
+    /// </summary>
+    void ScatterRows(Tensor x, Tensor src, Tensor idx, Tensor val, Tensor y, int images, int rows, int cols, int edits);
 }

@@ -1,6 +1,7 @@
 using Perturb.Engine;
 using Perturb.Engine.Attacks;
 using Perturb.Engine.Attacks.Gradient;
+using Perturb.Engine.Attacks.Search;
 using Perturb.Engine.Backends;
 using Perturb.Engine.Nn;
 using Xunit.Abstractions;
@@ -131,6 +132,48 @@ public class StepTrafficTests : IClassFixture<StepTrafficTests.Fixture>
             Assert.All(b.StepCount.ToArray(), v => Assert.Equal(3f, v));
             Assert.Equal(new MemoryTraffic(0, 0, 0, 4), step);
         }
+    }
+
+    /// <summary>
+    /// A model whose true class (0) is 100 logits ahead, beyond what any image in [0,1] can change: every search keeps
+    /// running every generation, so the extra generation is real work, and x, its images.
+    /// </summary>
+    (Model M, float[] X) Unfoolable()
+    {
+        var m = SmallResNet(_f.Be);
+        _f.Be.Upload(m.NamedParameters().Single(p => p.Name == "fc.bias").P.Value, [100f, 0f, 0f]);
+        int d = Layer.Product(m.InputShape);
+        return (m, Enumerable.Range(0, Rows * d).Select(i => (i % 7) / 7f).ToArray());
+    }
+
+    /// <summary>
+    /// A generation of one-pixel (and pixel-saliency, the same search over salient positions) after the first allocates
+    /// nothing and moves only what the search needs: per candidate its edits up (its image's row and K*C (index, value)
+    /// pairs, 4 * (1 + 2 K C) bytes) and its logits down (4 * classes bytes); the images stay on the device.
+    /// </summary>
+    [Theory, InlineData(false), InlineData(true)]
+    public void OnePixelGenerationMovesOnlyEditsAndLogits(bool saliency)
+    {
+        var (m, x) = Unfoolable();
+        using var _ = m;
+        const int pop = 5, k = 2, classes = 3;
+        SearchAttack Make(int gens) => saliency
+            ? new PixelSaliency { Pixels = k, Population = pop, Iterations = gens, Candidates = 6, Seed = 3 }
+            : new OnePixel { Pixels = k, Population = pop, Iterations = gens, Seed = 3 };
+        MemoryTraffic Run(int gens)
+        {
+            var t0 = _f.Be.Counters.Traffic;
+            var r = Make(gens).Run(m, x, new int[Rows], AttackGoal.Untargeted);
+            _f.Be.Synchronize();
+            Assert.All(r.Results[0].Steps, v => Assert.Equal(gens, v));
+            return _f.Be.Counters.Traffic - t0;
+        }
+        Run(1);
+        var few = Run(2);
+        var more = Run(3);
+        _out.WriteLine($"2 generations: {few}; 3 generations: {more}");
+        long cand = Rows * pop, edits = k * 1; // one channel
+        Assert.Equal(new MemoryTraffic(0, 0, 4 * cand * (1 + 2 * edits), 4 * cand * classes), more - few);
     }
 
     [Fact]

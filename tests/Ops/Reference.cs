@@ -904,4 +904,25 @@ public static class Ref
             }
         return o;
     }
+
+    /// <summary>
+    /// Candidate images: y[r] = x[src[r]] (all NaN when src[r] is not an integer-valued index in [0, images) after
+    /// truncation), then y[r, idx[r, j]] = val[r, j] for j in order, skipping indices outside [0, cols).
+    /// </summary>
+    public static double[] ScatterRows(double[] x, double[] src, double[] idx, double[] val, int images, int rows, int cols, int edits)
+    {
+        var y = new double[rows * cols];
+        for (int r = 0; r < rows; r++)
+        {
+            double s = src[r];
+            bool ok = s >= 0 && s < images;
+            for (int c = 0; c < cols; c++) y[r * cols + c] = ok ? x[(int)Math.Truncate(s) * cols + c] : double.NaN;
+            for (int j = 0; j < edits; j++)
+            {
+                double k = idx[r * edits + j];
+                if (k >= 0 && k < cols) y[r * cols + (int)Math.Truncate(k)] = val[r * edits + j];
+            }
+        }
+        return y;
+    }
 }

@@ -53,6 +53,9 @@ public sealed class OpHarness : IDisposable
 
     public OpHarness(string backend) { Be = TestBackends.Get(backend); }
 
+    /// <summary>On a backend the test made itself (a thread count or a forced path); the test disposes it.</summary>
+    public OpHarness(IBackend be) { Be = be; }
+
     /// <summary>A plain tensor holding data (rounded to float).</summary>
     public Tensor T(double[] data, params int[] shape)
     {

@@ -9,7 +9,8 @@ namespace Perturb.Engine.Attacks.Search;
 /// (untargeted) or minus the target's (targeted). Initial population: positions uniform over the image, colours
 /// uniform in [0,1]. An image stops as soon as any candidate meets the goal (early stop) and returns the best such
 /// candidate; otherwise the fittest candidate after <see cref="Iterations"/> generations.
-/// Every generation evaluates the population of every still-running image as one batch (chunks of QueryBatch).
+/// Every generation evaluates the population of every still-running image as one batch (chunks of QueryBatch); the
+/// candidates are rendered on the device from each image's K*C edits (<see cref="EditedCandidates"/>).
 /// Queries per image: Population for the start plus Population per generation run. Images that already meet the goal
 /// before the attack (misclassified, or already the target) are left as they are with 0 queries.
 /// Rendering: pixels that land on the same position move to the next free pixel (row-major), and a pixel whose colour
@@ -54,7 +55,8 @@ public sealed class OnePixel : SearchAttack
                 genes[p * G + 1] = (float)(rng.NextDouble() * H);
                 for (int ch = 0; ch < C; ch++) genes[p * G + 2 + ch] = (float)rng.NextDouble();
             }
-        }, (i, genes, dst) => Render(c.X.AsSpan(i * d, d), genes, dst, C, H, W));
+        }, (i, genes, dst) => Render(c.X.AsSpan(i * d, d), genes, dst, C, H, W),
+            RenderOnHost ? null : (Pixels * C, (i, genes, idx, val) => Edits(c.X.AsSpan(i * d, d), genes, idx, val, C, H, W)));
         var adv = (float[])c.X.Clone();
         for (int k = 0; k < samples.Count; k++)
             Render(c.X.AsSpan(samples[k].Item1 * d, d), chosen[k], adv.AsSpan(samples[k].Item1 * d, d), C, H, W);
@@ -65,25 +67,37 @@ public sealed class OnePixel : SearchAttack
     internal static void Render(ReadOnlySpan<float> x, ReadOnlySpan<float> genes, Span<float> dst, int C, int H, int W)
     {
         x.CopyTo(dst);
+        int n = genes.Length / (2 + C) * C;
+        Span<float> idx = n <= 1024 ? stackalloc float[n] : new float[n];
+        Span<float> val = n <= 1024 ? stackalloc float[n] : new float[n];
+        Edits(x, genes, idx, val, C, H, W);
+        for (int j = 0; j < n; j++) dst[(int)idx[j]] = val[j];
+    }
+
+    /// <summary>
+    /// The K encoded pixels as K*C edits of x: (index into the C*H*W values, value), pixel by pixel, channel by channel.
+    /// Collisions and no-ops as in the class comment, so the K positions are distinct and each differs from x.
+    /// </summary>
+    internal static void Edits(ReadOnlySpan<float> x, ReadOnlySpan<float> genes, Span<float> idx, Span<float> val, int C, int H, int W)
+    {
         int G = 2 + C, K = genes.Length / G, hw = H * W;
-        Span<int> used = stackalloc int[Math.Min(K, 256)];
-        var usedArr = K > 256 ? new int[K] : null;
-        var u = usedArr != null ? usedArr.AsSpan() : used[..K];
+        Span<int> u = K <= 256 ? stackalloc int[K] : new int[K];
         for (int p = 0; p < K; p++)
         {
             var g = genes.Slice(p * G, G);
             int px = Math.Min((int)g[0], W - 1), py = Math.Min((int)g[1], H - 1);
-            int idx = py * W + px;
-            while (u[..p].Contains(idx)) idx = (idx + 1) % hw;
-            u[p] = idx;
+            int at = py * W + px;
+            while (u[..p].Contains(at)) at = (at + 1) % hw;
+            u[p] = at;
             bool same = true;
             for (int ch = 0; ch < C; ch++)
             {
                 float v = Math.Clamp(g[2 + ch], 0f, 1f);
-                dst[ch * hw + idx] = v;
-                if (v != x[ch * hw + idx]) same = false;
+                idx[p * C + ch] = ch * hw + at;
+                val[p * C + ch] = v;
+                if (v != x[ch * hw + at]) same = false;
             }
-            if (same) dst[idx] = x[idx] < 0.5f ? x[idx] + 1 / 255f : x[idx] - 1 / 255f;
+            if (same) val[p * C] = x[at] < 0.5f ? x[at] + 1 / 255f : x[at] - 1 / 255f;
         }
     }
 }

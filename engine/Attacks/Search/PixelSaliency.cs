@@ -105,7 +105,8 @@ public sealed class PixelSaliency : SearchAttack
                 genes[p * G] = (float)(rng.NextDouble() * M);
                 for (int ch = 0; ch < C; ch++) genes[p * G + 1 + ch] = (float)rng.NextDouble();
             }
-        }, (i, genes, dst) => Render(c.X.AsSpan(i * d, d), cand[i], genes, dst, C, H, W));
+        }, (i, genes, dst) => Render(c.X.AsSpan(i * d, d), cand[i], genes, dst, C, H, W),
+            RenderOnHost ? null : (Pixels * C, (i, genes, idx, val) => Edits(c.X.AsSpan(i * d, d), cand[i], genes, idx, val, C, H, W)));
         var adv = (float[])c.X.Clone();
         for (int k = 0; k < run.Count; k++)
             Render(c.X.AsSpan(run[k] * d, d), cand[run[k]], chosen[k], adv.AsSpan(run[k] * d, d), C, H, W);
@@ -115,8 +116,21 @@ public sealed class PixelSaliency : SearchAttack
     /// <summary>Maps (rank, colours) genes onto positions and renders them with <see cref="OnePixel.Render"/>.</summary>
     internal static void Render(ReadOnlySpan<float> x, int[] candidates, ReadOnlySpan<float> genes, Span<float> dst, int C, int H, int W)
     {
+        Span<float> full = (genes.Length / (1 + C)) * (2 + C) <= 1024 ? stackalloc float[genes.Length / (1 + C) * (2 + C)] : new float[genes.Length / (1 + C) * (2 + C)];
+        OnePixel.Render(x, Positions(candidates, genes, full, C, W), dst, C, H, W);
+    }
+
+    /// <summary>The same pixels as <see cref="Render"/>, as edits (<see cref="OnePixel.Edits"/>).</summary>
+    internal static void Edits(ReadOnlySpan<float> x, int[] candidates, ReadOnlySpan<float> genes, Span<float> idx, Span<float> val, int C, int H, int W)
+    {
+        Span<float> full = (genes.Length / (1 + C)) * (2 + C) <= 1024 ? stackalloc float[genes.Length / (1 + C) * (2 + C)] : new float[genes.Length / (1 + C) * (2 + C)];
+        OnePixel.Edits(x, Positions(candidates, genes, full, C, W), idx, val, C, H, W);
+    }
+
+    /// <summary>(rank, colours) genes as one-pixel's (x, y, colours) genes, written into <paramref name="full"/>.</summary>
+    static Span<float> Positions(int[] candidates, ReadOnlySpan<float> genes, Span<float> full, int C, int W)
+    {
         int G = 1 + C, K = genes.Length / G;
-        Span<float> full = K * (2 + C) <= 1024 ? stackalloc float[K * (2 + C)] : new float[K * (2 + C)];
         for (int p = 0; p < K; p++)
         {
             int pos = candidates[Math.Min((int)genes[p * G], candidates.Length - 1)];
@@ -124,6 +138,6 @@ public sealed class PixelSaliency : SearchAttack
             full[p * (2 + C) + 1] = pos / W;
             for (int ch = 0; ch < C; ch++) full[p * (2 + C) + 2 + ch] = genes[p * G + 1 + ch];
         }
-        OnePixel.Render(x, full, dst, C, H, W);
+        return full;
     }
 }

@@ -16,6 +16,12 @@ public abstract class SearchAttack : Attack
 
     protected override bool CountsQueries => true;
 
+    /// <summary>
+    /// Render every candidate image on the host and upload it (the path before candidates were rendered on the device,
+    /// <see cref="EditedCandidates"/>): kept as the reference the device path is tested against, bit for bit.
+    /// </summary>
+    internal bool RenderOnHost { get; init; }
+
     /// <summary>Search attacks do not use gradient chunks; everything happens in <see cref="Attack.Produce"/>.</summary>
     protected sealed override void AttackChunk(AttackBatch b) =>
         throw new InvalidOperationException($"{Name} runs whole populations in Produce, not in gradient chunks");

@@ -34,32 +34,47 @@ public sealed partial class CpuBackend
     /// <summary>Channels below which im2col (one GEMM with C*9 deep products) is as fast: the stem conv (C = 1, 3).</summary>
     const int WinogradMinChannels = 16;
 
-    static bool UsesWinograd(in ConvShape s) =>
-        WinogradEnabled && s.R == 3 && s.S == 3 && s.StrideH == 1 && s.StrideW == 1 && s.DilH == 1 && s.DilW == 1
+    static bool WinogradApplies(in ConvShape s) =>
+        s.R == 3 && s.S == 3 && s.StrideH == 1 && s.StrideW == 1 && s.DilH == 1 && s.DilW == 1
         && s.Groups == 1 && s.PadH <= 2 && s.PadW <= 2 && s.C >= WinogradMinChannels && s.K >= WinogradMinChannels
         && s.N > 0;
 
-    /// <summary>The transformed weights of one weight tensor, for one direction, packed as 16 GEMM A operands.</summary>
+    /// <summary>
+    /// The transformed weights of one weight tensor, for one direction and tile size T (output tiles T x T, T = 2
+    /// or 4), packed as (T + 2)^2 GEMM A operands.
+    /// </summary>
     sealed class WinogradWeights
     {
         public required long Version;
-        public required int Offset, KOut, CIn;
+        public required int Offset, KOut, CIn, T;
         public required float[] Buf;
         public required PackedA[] U;
     }
 
-    /// <summary>Forward [0] and backward-data [1] transforms of one weight tensor.</summary>
-    sealed class WinogradSlot { public readonly WinogradWeights?[] Dir = new WinogradWeights?[2]; }
+    /// <summary>Forward [0] and backward-data [1] transforms of one weight tensor for F(2x2,3x3), [2] and [3] for F(4x4,3x3).</summary>
+    sealed class WinogradSlot { public readonly WinogradWeights?[] Dir = new WinogradWeights?[4]; }
+
+    /// <summary>The kernel transform G (A x 3, A = T + 2) of F(TxT, 3x3), row-major: F(2x2) at points 0, 1, -1, inf; F(4x4) at 0, 1, -1, 2, -2, inf.</summary>
+    static readonly double[] G2 = { 1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1 };
+    static readonly double[] G4 =
+    {
+        1.0 / 4, 0, 0,
+        -1.0 / 6, -1.0 / 6, -1.0 / 6,
+        -1.0 / 6, 1.0 / 6, -1.0 / 6,
+        1.0 / 24, 1.0 / 12, 1.0 / 6,
+        1.0 / 24, -1.0 / 12, 1.0 / 6,
+        0, 0, 1,
+    };
 
     static readonly ConditionalWeakTable<Tensor.VersionBox, WinogradSlot> s_winograd = new();
     long _winogradBuilds;
     /// <summary>How many weight transforms this backend has built, for tests of the cache.</summary>
     internal long WinogradBuilds => Interlocked.Read(ref _winogradBuilds);
 
-    unsafe WinogradWeights WinogradFor(Tensor w, int k, int c, bool backward)
+    unsafe WinogradWeights WinogradFor(Tensor w, int k, int c, bool backward, int t)
     {
         var slot = s_winograd.GetValue(w.Ver, _ => new WinogradSlot());
-        int d = backward ? 1 : 0;
+        int d = (backward ? 1 : 0) + (t == 4 ? 2 : 0);
         long ver = w.Version;
         int kOut = backward ? c : k, cIn = backward ? k : c;
         var e = slot.Dir[d];
@@ -69,39 +84,35 @@ public sealed partial class CpuBackend
             e = slot.Dir[d];
             if (e != null && e.Version == ver && e.Offset == w.Offset && e.KOut == kOut && e.CIn == cIn) return e;
             var src = (float[])w.Storage;
-            var u = GC.AllocateUninitializedArray<float>(16 * kOut * cIn);
-            // U[xi][ko, ci] = (G g G^T)[xi], g = w[k, c] (forward) or flip(w[k = ci, c = ko]) (backward).
-            Span<float> g = stackalloc float[9];
-            Span<float> gg = stackalloc float[12];   // G g: 4 x 3
+            int a = t + 2, planes = a * a;
+            var gm = t == 4 ? G4 : G2;
+            long kc = (long)kOut * cIn;
+            var u = GC.AllocateUninitializedArray<float>((int)(planes * kc));
+            // U[xi = i*A + j][ko, ci] = (G g G^T)[i, j] in double, g = w[k, c] (forward) or flip(w[k = ci, c = ko]) (backward).
+            Span<double> g = stackalloc double[9];
+            Span<double> gg = stackalloc double[18];   // G g: A x 3
             for (int ko = 0; ko < kOut; ko++)
                 for (int ci = 0; ci < cIn; ci++)
                 {
                     int kk = backward ? ci : ko, cc = backward ? ko : ci;
                     int b0 = w.Offset + (kk * c + cc) * 9;
                     for (int i = 0; i < 9; i++) g[i] = src[b0 + (backward ? 8 - i : i)];
-                    for (int j = 0; j < 3; j++)
-                    {
-                        float a0 = g[j], a1 = g[3 + j], a2 = g[6 + j];
-                        gg[j] = a0; gg[3 + j] = 0.5f * (a0 + a1 + a2); gg[6 + j] = 0.5f * (a0 - a1 + a2); gg[9 + j] = a2;
-                    }
-                    for (int i = 0; i < 4; i++)
-                    {
-                        float a0 = gg[i * 3], a1 = gg[i * 3 + 1], a2 = gg[i * 3 + 2];
-                        long o = (long)ko * cIn + ci;
-                        u[(i * 4 + 0) * (long)kOut * cIn + o] = a0;
-                        u[(i * 4 + 1) * (long)kOut * cIn + o] = 0.5f * (a0 + a1 + a2);
-                        u[(i * 4 + 2) * (long)kOut * cIn + o] = 0.5f * (a0 - a1 + a2);
-                        u[(i * 4 + 3) * (long)kOut * cIn + o] = a2;
-                    }
+                    for (int i = 0; i < a; i++)
+                        for (int j = 0; j < 3; j++)
+                            gg[i * 3 + j] = gm[i * 3] * g[j] + gm[i * 3 + 1] * g[3 + j] + gm[i * 3 + 2] * g[6 + j];
+                    long o = (long)ko * cIn + ci;
+                    for (int i = 0; i < a; i++)
+                        for (int j = 0; j < a; j++)
+                            u[(i * a + j) * kc + o] = (float)(gg[i * 3] * gm[j * 3] + gg[i * 3 + 1] * gm[j * 3 + 1] + gg[i * 3 + 2] * gm[j * 3 + 2]);
                 }
             long per = PackedALength(kOut, cIn);
-            var buf = GC.AllocateUninitializedArray<float>((int)(16 * per), pinned: true);
-            var packs = new PackedA[16];
+            var buf = GC.AllocateUninitializedArray<float>((int)(planes * per), pinned: true);
+            var packs = new PackedA[planes];
             fixed (float* pu = u)
             fixed (float* pb = buf)
-                for (int xi = 0; xi < 16; xi++)
-                    packs[xi] = PackAll(false, pu + (long)xi * kOut * cIn, cIn, kOut, cIn, 1f, pb + xi * per);
-            e = new WinogradWeights { Version = ver, Offset = w.Offset, KOut = kOut, CIn = cIn, Buf = buf, U = packs };
+                for (int xi = 0; xi < planes; xi++)
+                    packs[xi] = PackAll(false, pu + xi * kc, cIn, kOut, cIn, 1f, pb + xi * per);
+            e = new WinogradWeights { Version = ver, Offset = w.Offset, KOut = kOut, CIn = cIn, T = t, Buf = buf, U = packs };
             slot.Dir[d] = e;
             Interlocked.Increment(ref _winogradBuilds);
             return e;
@@ -117,29 +128,35 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// y[N, K, OH, OW] = conv3x3(x[N, C, H, W]) (+ bias) with stride 1 and pads (ph, pw) through Winograd F(2x2,3x3)
-    /// on the packed transformed weights ww (K x C). Overwrites every element of y; relu: y = max(y, 0) in the output transform.
+    /// y[N, K, OH, OW] = conv3x3(x[N, C, H, W]) (+ bias) with stride 1 and pads (ph, pw) through Winograd F(TxT,3x3)
+    /// (T = ww.T) on the packed transformed weights ww (K x C). Overwrites every element of y; relu: y = max(y, 0)
+    /// in the output transform.
     /// </summary>
     unsafe void WinogradConv(int n, int c, int h, int wd, int k, int ph, int pw, Buf x, WinogradWeights ww, Buf? bias, Buf y, bool relu)
     {
-        int oh = h + 2 * ph - 2, ow = wd + 2 * pw - 2;
-        int th = (oh + 1) / 2, tw = (ow + 1) / 2;
+        int t = ww.T, oh = h + 2 * ph - 2, ow = wd + 2 * pw - 2;
+        int th = (oh + t - 1) / t, tw = (ow + t - 1) / t;
         long tiles = (long)n * th * tw;
-        var g = new WgGeom(c, h, wd, k, ph, pw, oh, ow, th, tw, relu);
+        var g = new WgGeom(c, h, wd, k, ph, pw, oh, ow, th, tw, relu, t);
+        int planes = g.Planes;
         // Chunks of tiles: one per thread at a time when there are enough tiles (each runs all three phases alone),
         // else one chunk with every phase split over the threads.
-        int capTiles = Math.Max(32, 262144 / (c + k) / 32 * 32);
+        int capTiles = Math.Max(32, 4194304 / planes / (c + k) / 32 * 32);
         if (_threads > 1 && tiles >= 32L * _threads)
         {
-            long per = Math.Min(capTiles, (tiles + _threads - 1) / _threads);
+            // A multiple of the thread count of chunks of about equal size (7 chunks of 2048 tiles on 2 threads
+            // would leave one thread idle for a seventh of the call).
+            long chunks0 = (tiles + capTiles - 1) / capTiles;
+            chunks0 = (chunks0 + _threads - 1) / _threads * _threads;
+            long per = (tiles + chunks0 - 1) / chunks0;
             per = (per + 31) / 32 * 32;
             int chunks = (int)((tiles + per - 1) / per);
             Parallel.For(0, chunks, _po, i =>
             {
                 long t0 = i * per;
                 int tc = (int)Math.Min(per, tiles - t0);
-                var v = Grow(ref t_wgV, 16L * PlaneLen(c, tc));
-                var m = Grow(ref t_wgM, 16L * PlaneLen(k, tc));
+                var v = Grow(ref t_wgV, (long)planes * PlaneLen(c, tc));
+                var m = Grow(ref t_wgM, (long)planes * PlaneLen(k, tc));
                 fixed (float* pv = v, pm = m, px = x.A, py = y.A)
                     WinogradChunk(g, t0, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, false);
             });
@@ -147,8 +164,8 @@ public sealed partial class CpuBackend
         else
         {
             long per = Math.Min(tiles, capTiles);
-            var v = Grow(ref t_wgV, 16L * PlaneLen(c, (int)per));
-            var m = Grow(ref t_wgM, 16L * PlaneLen(k, (int)per));
+            var v = Grow(ref t_wgV, (long)planes * PlaneLen(c, (int)per));
+            var m = Grow(ref t_wgM, (long)planes * PlaneLen(k, (int)per));
             fixed (float* pv = v, pm = m, px = x.A, py = y.A)
                 for (long t0 = 0; t0 < tiles; t0 += per)
                     WinogradChunk(g, t0, (int)Math.Min(per, tiles - t0), px + x.Off, ww, bias, py + y.Off, pv, pm, _threads > 1);
@@ -162,19 +179,24 @@ public sealed partial class CpuBackend
     static long PlaneLen(int rows, int tc) => (long)rows * tc + 16;
 
     /// <summary>Geometry of one Winograd call; Relu: the output transform writes max(y, 0).</summary>
-    readonly record struct WgGeom(int C, int H, int W, int K, int PH, int PW, int OH, int OW, int TH, int TW, bool Relu);
+    readonly record struct WgGeom(int C, int H, int W, int K, int PH, int PW, int OH, int OW, int TH, int TW, bool Relu, int T)
+    {
+        /// <summary>Transformed positions per tile: (T + 2)^2 = 16 for F(2x2,3x3), 36 for F(4x4,3x3).</summary>
+        public int Planes => (T + 2) * (T + 2);
+    }
 
     unsafe void WinogradChunk(WgGeom g, long t0, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
     {
         nint xp = (nint)x, yp = (nint)y, vp = (nint)v, mp = (nint)m;
-        bool vec = Avx512F.IsSupported && g.TW <= 15;
+        bool vec = Avx512F.IsSupported && g.TW <= 15, f4 = g.T == 4;
         Split(split, g.C, cc =>
         {
             for (int ci = cc.Item1; ci < cc.Item2; ci++)
-                if (vec) InputTransform512(g, t0, tc, ci, (float*)xp, (float*)vp);
+                if (f4) InputTransformF4(g, t0, tc, ci, (float*)xp, (float*)vp);
+                else if (vec) InputTransform512(g, t0, tc, ci, (float*)xp, (float*)vp);
                 else InputTransform(g, t0, tc, ci, (float*)xp, (float*)vp);
         });
-        Split(split, 16, xs =>
+        Split(split, g.Planes, xs =>
         {
             for (int xi = xs.Item1; xi < xs.Item2; xi++)
                 GemmST(false, false, g.K, tc, g.C, 1f, null, 0, (float*)vp + xi * PlaneLen(g.C, tc), tc, 0f,
@@ -183,10 +205,10 @@ public sealed partial class CpuBackend
         Split(split, g.K, ks =>
         {
             for (int ki = ks.Item1; ki < ks.Item2; ki++)
-                if (vec) OutputTransform512(g, t0, tc, ki, (float*)mp, bias is { } b ? b[ki] : 0f, (float*)yp);
+                if (f4) OutputTransformF4(g, t0, tc, ki, (float*)mp, bias is { } b4 ? b4[ki] : 0f, (float*)yp);
+                else if (vec) OutputTransform512(g, t0, tc, ki, (float*)mp, bias is { } b ? b[ki] : 0f, (float*)yp);
                 else OutputTransform(g, t0, tc, ki, (float*)mp, bias is { } b2 ? b2[ki] : 0f, (float*)yp);
         });
-
     }
 
     /// <summary>body over [0, count) in one range, or split into one contiguous range per thread.</summary>

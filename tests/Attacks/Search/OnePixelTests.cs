@@ -92,6 +92,27 @@ public class OnePixelTests(TrainedLeNet f, ITestOutputHelper log)
         Assert.NotEqual(r1.Results[0].Adversarial, r3.Results[0].Adversarial);
     }
 
+    /// <summary>
+    /// Candidates rendered on the device (the image's edits through ScatterRows) give the host renderer's results bit
+    /// for bit: the same adversarial images, successes, queries and generations, for one-pixel and pixel-saliency.
+    /// </summary>
+    [Theory, InlineData(false), InlineData(true)]
+    public void DeviceRenderingGivesTheHostRenderingsResults(bool saliency)
+    {
+        var d = Weakest(f, 8);
+        var goal = AttackGoal.Untargeted;
+        SearchAttack Make(bool host) => saliency
+            ? new PixelSaliency { Pixels = 3, Population = 24, Iterations = 6, Seed = 9, QueryBatch = 50, RenderOnHost = host }
+            : new OnePixel { Pixels = 3, Population = 24, Iterations = 6, Seed = 9, QueryBatch = 50, RenderOnHost = host };
+        var dev = Make(false).Run(f.Model, d.X, d.Labels, goal).Results[0];
+        var host = Make(true).Run(f.Model, d.X, d.Labels, goal).Results[0];
+        Assert.Equal(host.Adversarial, dev.Adversarial);
+        Assert.Equal(host.Success, dev.Success);
+        Assert.Equal(host.Queries, dev.Queries);
+        Assert.Equal(host.Steps, dev.Steps);
+        Assert.Contains(dev.Steps, s => s > 0);
+    }
+
     [Fact]
     public void RenderMovesCollisionsAndNoOpColours()
     {
