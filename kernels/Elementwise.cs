@@ -18,6 +18,13 @@ public static class Elementwise
     // y = a > b ? 1 : 0 (0 when either is NaN)
     public static void Greater(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => y[i] = a[i] > b[i] ? 1f : 0f;
 
+    // y = s > 0 ? s : 0 for s = a + b (0 for NaN): a residual sum and its ReLU in one pass (y may alias a or b)
+    public static void AddRelu(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    {
+        float s = a[i] + b[i];
+        y[i] = s > 0f ? s : 0f;
+    }
+
     // y = |x|: the sign bit cleared (|-0| = 0, NaN stays NaN), bit-identical to the CPU's
     public static void Abs(Index1D i, ArrayView<float> x, ArrayView<float> y) => y[i] = Interop.IntAsFloat(Interop.FloatAsInt(x[i]) & 0x7FFFFFFFu);
 

@@ -173,22 +173,11 @@ public sealed class Benches
         int batch = _o.Batch ?? _e.ResnetBatch, steps = _o.Steps;
         string arch = _o.Model ?? "resnet18";
         Progress($"PGD-{steps} on {arch} 1x28x28 (batch {batch})");
-        using var model = Presets.Create(arch, _be, 1, 28, 28, 2, 7);
-        model.Eval();
-        var rng = new Random(5);
-        var xs = Enumerable.Range(0, batch * 784).Select(_ => (float)rng.NextDouble()).ToArray();
-        var ys = Enumerable.Range(0, batch).Select(i => i % 2).ToArray();
-        using var x = _be.FromArray(xs, batch, 1, 28, 28);
-        using var labels = _be.FromArray(ys.Select(v => (float)v).ToArray(), batch);
-        Action step = () =>
-        {
-            var logits = model.Forward(x);
-            using var loss = Losses.CrossEntropy(_be, logits, labels, 1f);
-            model.Backward(loss.Grad!, BackwardMode.InputOnly);
-        };
+        using var w = new PgdWork(_be, arch, batch);
+        var (model, xs, ys, step) = (w.Model, w.Xs, w.Ys, w.Step);
+        Perturb.Engine.Attacks.Gradient.Pgd Make(int s) => PgdWork.Pgd(s, batch);
         step();
         var ts = Timing.Measure(step, _be.Synchronize, 0, _e.ResnetMinReps, _e.MaxReps, _e.ResnetBudgetS);
-        Perturb.Engine.Attacks.Gradient.Pgd Make(int s) => new() { Steps = s, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch };
         // The memory plan's figure: what one step after the first allocates and moves (PGD-steps minus PGD-1, per step,
         // after a PGD-1 that warms the plan, the folded weights and the workspaces).
         Make(1).Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
@@ -272,6 +261,69 @@ public sealed class Benches
         Console.Error.WriteLine($"  one-pixel, host rendering: {qHost} queries in {secsHost:F2}s = {qpsHost:F0} queries/s; device rendering / host rendering {qps / qpsHost:F3}");
     }
 
+    /// <summary>
+    /// Where the time of the ResNet-18 input gradient and of PGD-N goes, by op (the backend's per-op time slices,
+    /// <see cref="OpCounters.Profiling"/>): one figure per work item (its wall time), its detail the seconds, calls and
+    /// share per op, and the share of the convolutions (conv_*, gemm) against everything else.
+    /// </summary>
+    public void ProfileBench()
+    {
+        int batch = _o.Batch ?? _e.ResnetBatch, steps = _o.Steps;
+        string arch = _o.Model ?? "resnet18";
+        Progress($"profile: {arch} 1x28x28 input gradient and PGD-{steps} (batch {batch})");
+        // PERTURB_FUSE_ADD_RELU=0 runs a residual block's Add and ReLU as two ops, for the comparison.
+        Perturb.Engine.Nn.EvalFold.FuseAddRelu = Environment.GetEnvironmentVariable("PERTURB_FUSE_ADD_RELU") != "0";
+        using var w = new PgdWork(_be, arch, batch);
+        var (model, xs, ys, grad) = (w.Model, w.Xs, w.Ys, w.Step);
+        Perturb.Engine.Attacks.Gradient.Pgd Make(int s) => PgdWork.Pgd(s, batch);
+        Action pgd = () => Make(steps).Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });
+        grad(); Make(1).Run(model, xs, ys, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f });   // warm-up
+        int reps = _o.Quick ? 1 : 3;
+        ProfileOne($"profile {arch} input gradient (eval) B={batch}", grad, reps);
+        ProfileOne($"profile pgd-{steps} linf {arch} B={batch}", pgd, 1);
+        model.ReleaseActivations();
+    }
+
+    void ProfileOne(string name, Action work, int reps)
+    {
+        var c = _be.Counters;
+        bool was = c.Profiling;
+        c.Reset();
+        c.Profiling = true;
+        // The slices and the total on the clock of --clock (CPU seconds of the process with --clock cpu).
+        c.ProfileCpuClock = Timing.CpuClock;
+        double t0 = Timing.Now();
+        for (int i = 0; i < reps; i++) work();
+        _be.Synchronize();
+        c.EndSlice();
+        double total = (Timing.Now() - t0) / reps;
+        c.Profiling = was;
+        var secs = c.Seconds;
+        var calls = c.AllCalls;
+        double inOps = secs.Values.Sum() / reps;
+        static bool IsConv(string op) => op.StartsWith("conv_", StringComparison.Ordinal) || op == "gemm";
+        double conv = secs.Where(kv => IsConv(kv.Key)).Sum(kv => kv.Value) / reps;
+        var ops = new JsonObject();
+        Console.Error.WriteLine($"  {name}: {total * 1e3:F1} ms per call ({reps} calls, {(Timing.CpuClock ? "process CPU" : "wall")} clock; Add+ReLU fused: {Perturb.Engine.Nn.EvalFold.FuseAddRelu})");
+        Console.Error.WriteLine($"    {"op",-22} {"calls",7} {"ms",9} {"share",7}");
+        foreach (var (op, s) in secs.OrderByDescending(kv => kv.Value))
+        {
+            double ms = s / reps * 1e3, share = s / reps / total;
+            long n = calls.TryGetValue(op, out var k) ? k / reps : 0;
+            ops[op] = new JsonObject { ["ms"] = ms, ["calls"] = n, ["share"] = share };
+            Console.Error.WriteLine($"    {op,-22} {n,7} {ms,9:F2} {100 * share,6:F1}%");
+        }
+        Console.Error.WriteLine($"    convolution ops {100 * conv / total:F1}%, other ops {100 * (inOps - conv) / total:F1}%, before the first op {100 * (total - inOps) / total:F1}%");
+        _r.Add(new Figure("profile", name, total * 1e3, "ms", null, new JsonObject
+        {
+            ["reps"] = reps, ["ms_per_call"] = total * 1e3,
+            ["conv_share"] = conv / total, ["other_ops_share"] = (inOps - conv) / total, ["outside_ops_share"] = (total - inOps) / total,
+            ["ops"] = ops,
+            ["clock"] = Timing.CpuClock ? "process CPU" : "wall", ["add_relu_fused"] = Perturb.Engine.Nn.EvalFold.FuseAddRelu,
+            ["what"] = "per-op time slices (an op's call to the next op's call: the op plus the host work after it); convolution = conv_* and gemm",
+        }));
+    }
+
     void ResnetFigure(string name, int batch, Action work, string what)
     {
         long flops = CountFlops(work); // also the warm-up call
@@ -316,4 +368,40 @@ public sealed class Benches
     }
 
     internal static void Progress(string what) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {what} ...");
+}
+
+/// <summary>
+/// What the attack and profile benches run: a seeded preset in eval mode on 1x28x28, random images and alternating
+/// labels on the host and the device, the input-gradient step (forward, cross-entropy gradient, input-only backward),
+/// and PGD (L-inf, random start, no early stop, one chunk).
+/// </summary>
+sealed class PgdWork : IDisposable
+{
+    public Model Model { get; }
+    public float[] Xs { get; }
+    public int[] Ys { get; }
+    public Action Step { get; }
+    readonly Tensor _x, _labels;
+
+    public PgdWork(IBackend be, string arch, int batch)
+    {
+        Model = Presets.Create(arch, be, 1, 28, 28, 2, 7);
+        Model.Eval();
+        var rng = new Random(5);
+        Xs = Enumerable.Range(0, batch * 784).Select(_ => (float)rng.NextDouble()).ToArray();
+        Ys = Enumerable.Range(0, batch).Select(i => i % 2).ToArray();
+        _x = be.FromArray(Xs, batch, 1, 28, 28);
+        _labels = be.FromArray(Ys.Select(v => (float)v).ToArray(), batch);
+        Step = () =>
+        {
+            var logits = Model.Forward(_x);
+            using var loss = Losses.CrossEntropy(be, logits, _labels, 1f);
+            Model.Backward(loss.Grad!, BackwardMode.InputOnly);
+        };
+    }
+
+    public static Perturb.Engine.Attacks.Gradient.Pgd Pgd(int steps, int batch) =>
+        new() { Steps = steps, EarlyStop = false, Restarts = 1, Seed = 1, MaxBatch = batch };
+
+    public void Dispose() { Model.ReleaseActivations(); _x.Dispose(); _labels.Dispose(); Model.Dispose(); }
 }

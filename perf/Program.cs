@@ -11,10 +11,10 @@ namespace Perturb.Perf;
 /// </summary>
 public static class Program
 {
-    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "all", "compare", "onnx", "conv-paths" };
+    static readonly string[] BenchNames = { "peak", "gemm", "conv", "resnet", "attack", "search", "profile", "all", "compare", "onnx", "conv-paths" };
 
     const string Usage =
-        "usage: perf <peak|gemm|conv|resnet|attack|search|all|compare|onnx> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
+        "usage: perf <peak|gemm|conv|resnet|attack|search|profile|all|compare|onnx|conv-paths> [--device auto|cpu|ilgpu-cpu|cuda] [--json FILE] [--quick]\n" +
         "            [--onnx DIR (onnx: every NAME.onnx there, compared with NAME.npz when present)]\n" +
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]\n" +
         "            [--steps N (attack: PGD steps, default 20)] [--model PRESET (attack: resnet18, search: cnn-small)]\n" +
@@ -116,6 +116,7 @@ public static class Program
             if (o.Bench is "resnet" or "all") b.Resnet();
             if (o.Bench is "attack") b.AttackBench();
             if (o.Bench is "search") b.SearchBench();
+            if (o.Bench is "profile") b.ProfileBench();
             if (o.Bench is "conv-paths")
             {
                 if (be is not Perturb.Engine.Backends.CpuBackend cpu) throw new ArgumentException("conv-paths needs --device cpu");

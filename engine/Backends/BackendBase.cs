@@ -491,7 +491,7 @@ public abstract partial class BackendBase : IBackend
     // ---------------------------------------------------------------- element-wise
 
     /// <summary>The element-wise ops that read two inputs and write one output, all of one length.</summary>
-    protected enum BinaryOp { Add, Mul, Div, Greater }
+    protected enum BinaryOp { Add, Mul, Div, Greater, AddRelu }
 
     void Binary(string op, BinaryOp kind, Tensor a, Tensor b, Tensor y)
     {
@@ -505,6 +505,13 @@ public abstract partial class BackendBase : IBackend
     public void Mul(Tensor a, Tensor b, Tensor y) => Binary("mul", BinaryOp.Mul, a, b, y);
     public void Div(Tensor a, Tensor b, Tensor y) => Binary("div", BinaryOp.Div, a, b, y);
     public void Greater(Tensor a, Tensor b, Tensor y) => Binary("greater", BinaryOp.Greater, a, b, y);
+
+    public void AddRelu(Tensor a, Tensor b, Tensor y)
+    {
+        Same("add_relu", a, b, y);
+        Counters.Hit("add_relu", 2L * y.Length);
+        if (y.Length > 0) BinaryCore(BinaryOp.AddRelu, a, b, y);
+    }
 
     public void Abs(Tensor x, Tensor y)
     {

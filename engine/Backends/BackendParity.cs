@@ -329,6 +329,14 @@ public static class BackendParity
                 return c.Get(ys);
             });
 
+        Add("elementwise", "add_relu [57]", new[] { nameof(IBackend.AddRelu) }, new[] { "add_relu" }, c =>
+        {
+            var a = c.R(57); var b = c.R(57); var y = c.Nan(57);
+            c.Be.AddRelu(a, b, y);
+            c.Be.AddRelu(a, b, b);   // y aliasing an input
+            return c.Get(y, b);
+        });
+
         Add("elementwise", "where mul_rows add_rows [6,9]", new[] { nameof(IBackend.Where), nameof(IBackend.MulRows), nameof(IBackend.AddRows) },
             new[] { "where", "mul_rows", "add_rows" }, c =>
             {

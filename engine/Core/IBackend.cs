@@ -197,6 +197,11 @@ public partial interface IBackend : IDisposable
     void Div(Tensor a, Tensor b, Tensor y);
     /// <summary>y = a &gt; b ? 1 : 0 (0 when either is NaN): a 0/1 mask. y may alias a or b. Op "greater", flops n.</summary>
     void Greater(Tensor a, Tensor b, Tensor y);
+    /// <summary>
+    /// y = max(a + b, 0) as (a + b) &gt; 0 ? a + b : 0 (0 for NaN): a residual sum and the ReLU after it in one pass
+    /// (the folded eval path). y may alias a or b. Op "add_relu", flops 2n.
+    /// </summary>
+    void AddRelu(Tensor a, Tensor b, Tensor y);
     /// <summary>y = |x| (|-0| = 0, |NaN| is NaN). In place allowed. Op "abs", flops n.</summary>
     void Abs(Tensor x, Tensor y);
     /// <summary>

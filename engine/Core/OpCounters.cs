@@ -19,7 +19,49 @@ public sealed class OpCounters
     {
         _calls.AddOrUpdate(op, 1, (_, v) => v + 1);
         if (flops != 0) _flops.AddOrUpdate(op, flops, (_, v) => v + flops);
+        if (Profiling) Slice(op);
     }
+
+    // ---------------------------------------------------------------- per-op time (profiling)
+
+    /// <summary>
+    /// Per-op time, off by default; on when the environment sets PERTURB_PROFILE=1, or when a caller (the perf harness's
+    /// profile bench) sets it. Each op's call opens a time slice that the next op's call (or <see cref="EndSlice"/>)
+    /// closes: on a backend whose ops run synchronously (cpu) a slice is the op plus the host work after it, until the
+    /// next op starts. On a queueing backend (ILGPU) it is the time to enqueue, not to run: profile on cpu.
+    /// </summary>
+    public bool Profiling { get; set; } = Environment.GetEnvironmentVariable("PERTURB_PROFILE") == "1";
+    /// <summary>
+    /// Time the slices in the process's CPU seconds instead of wall seconds (PERTURB_PROFILE_CLOCK=cpu, or perf
+    /// --clock cpu): on a machine others load, a wall slice also holds the time the process waited for a core.
+    /// </summary>
+    public bool ProfileCpuClock { get; set; } = Environment.GetEnvironmentVariable("PERTURB_PROFILE_CLOCK") == "cpu";
+    readonly ConcurrentDictionary<string, long> _ticks = new();
+    string? _openOp;
+    long _openAt;
+
+    void Slice(string? next)
+    {
+        long now = ProfileCpuClock ? CpuTicks() : System.Diagnostics.Stopwatch.GetTimestamp();
+        lock (_ticks)
+        {
+            if (_openOp != null) { long d = now - _openAt; _ticks.AddOrUpdate(_openOp, d, (_, v) => v + d); }
+            _openOp = next; _openAt = now;
+        }
+    }
+
+    /// <summary>Closes the open time slice (call after the last op of the work to profile, after Synchronize).</summary>
+    public void EndSlice() { if (Profiling) Slice(null); }
+
+    static long CpuTicks()
+    {
+        using var p = System.Diagnostics.Process.GetCurrentProcess();
+        return p.TotalProcessorTime.Ticks;
+    }
+
+    /// <summary>Seconds per op name recorded while <see cref="Profiling"/> was on (CPU seconds with <see cref="ProfileCpuClock"/>).</summary>
+    public IReadOnlyDictionary<string, double> Seconds =>
+        _ticks.ToDictionary(kv => kv.Key, kv => kv.Value / (ProfileCpuClock ? TimeSpan.TicksPerSecond : (double)System.Diagnostics.Stopwatch.Frequency));
 
     public long Calls(string op) => _calls.TryGetValue(op, out var v) ? v : 0;
     public long Flops(string op) => _flops.TryGetValue(op, out var v) ? v : 0;
@@ -41,6 +83,7 @@ public sealed class OpCounters
     public void Reset()
     {
         _calls.Clear(); _flops.Clear();
+        lock (_ticks) { _ticks.Clear(); _openOp = null; }
         Interlocked.Exchange(ref _allocs, 0); Interlocked.Exchange(ref _allocBytes, 0);
         Interlocked.Exchange(ref _h2d, 0); Interlocked.Exchange(ref _d2h, 0);
     }

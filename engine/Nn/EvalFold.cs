@@ -3,17 +3,19 @@ namespace Perturb.Engine.Nn;
 /// <summary>
 /// Eval-mode folding of a model's graph (<see cref="Model.FoldEval"/>): Conv2d -> BatchNorm2d -> ReLU chains in
 /// which each node is the only reader of the one before become one convolution with folded weights and a ReLU
-/// epilogue; the absorbed nodes pass their input through, forward and backward. The plan depends only on the graph,
-/// so it is found once per node list.
+/// epilogue, and an Add whose only reader is a ReLU (a residual block's end) becomes one add-and-ReLU pass
+/// (<see cref="IBackend.AddRelu"/>); the absorbed nodes pass their input through, forward and backward. The plan
+/// depends only on the graph, so it is found once per node list.
 /// </summary>
 internal static class EvalFold
 {
     sealed record Link(Conv2d Conv, BatchNorm2d? Norm, ActivationLayer? Relu);
+    sealed record FoldPlan(Link[] Convs, (AddLayer Add, ActivationLayer Relu)[] Adds);
 
-    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<List<Node>, Link[]> s_plans = new();
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<List<Node>, FoldPlan> s_plans = new();
 
     /// <summary>The foldable chains of a graph.</summary>
-    static Link[] Plan(List<Node> nodes) => s_plans.GetValue(nodes, ns =>
+    static FoldPlan Plan(List<Node> nodes) => s_plans.GetValue(nodes, ns =>
     {
         var readers = new List<int>[ns.Count];
         for (int i = 0; i < ns.Count; i++) readers[i] = new List<int>();
@@ -30,16 +32,26 @@ internal static class EvalFold
             var relu = r >= 0 && ns[r].Layer is ActivationLayer { Function: Activation.Relu } a ? a : null;
             if (bn != null || relu != null) links.Add(new Link(conv, bn, relu));
         }
-        return links.ToArray();
+        var adds = new List<(AddLayer, ActivationLayer)>();
+        for (int i = 0; i < ns.Count; i++)
+            if (ns[i].Layer is AddLayer add && Sole(i) is var r and >= 0 && ns[r].Layer is ActivationLayer { Function: Activation.Relu } a)
+                adds.Add((add, a));
+        return new FoldPlan(links.ToArray(), adds.ToArray());
     });
 
+    /// <summary>Whether folding fuses Add + ReLU (default on; tests turn it off to compare with the unfused pair).</summary>
+    internal static bool FuseAddRelu { get; set; } = true;
+
     /// <summary>Whether the graph has any chain to fold.</summary>
-    public static bool Any(List<Node> nodes) => Plan(nodes).Length > 0;
+    public static bool Any(List<Node> nodes) => Plan(nodes) is var p && (p.Convs.Length > 0 || p.Adds.Length > 0);
 
     /// <summary>Switches every chain to its folded form (on) or back to the nodes as built.</summary>
     public static void Apply(List<Node> nodes, bool on)
     {
-        foreach (var l in Plan(nodes))
+        var plan = Plan(nodes);
+        bool adds = on && FuseAddRelu;
+        foreach (var (add, relu) in plan.Adds) { add.FusedRelu = adds; relu.Absorbed = adds; }
+        foreach (var l in plan.Convs)
         {
             l.Conv.SetFold(on ? l.Norm : null, on && l.Relu != null);
             if (l.Norm != null) l.Norm.Absorbed = on;

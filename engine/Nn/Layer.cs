@@ -62,13 +62,22 @@ public sealed class PassContext
     static string Key(int[] shape) => string.Join(",", shape);
 
     /// <summary>A zeroed tensor that lives until the pass is released (a spare of the same shape when there is one).</summary>
-    public Tensor Alloc(params int[] shape)
+    public Tensor Alloc(params int[] shape) => Take(shape, zero: true);
+
+    /// <summary>
+    /// A tensor for an op's whole output, which the op overwrites element by element (the backend contract: the op
+    /// tests run every op on NaN-filled outputs): a spare comes back as the last pass left it, not zero-filled, which
+    /// saves a write of the whole tensor per node per pass. Use <see cref="Alloc"/> where anything accumulates into it.
+    /// </summary>
+    public Tensor AllocOutput(params int[] shape) => Take(shape, zero: false);
+
+    Tensor Take(int[] shape, bool zero)
     {
         Tensor t;
         if (_spare.TryGetValue(Key(shape), out var st) && st.Count > 0)
         {
             t = st.Pop();
-            Be.Fill(t, 0f);
+            if (zero) Be.Fill(t, 0f);
         }
         else t = Be.Allocate(shape);
         _lastUse[t] = _pass;

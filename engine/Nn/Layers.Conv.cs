@@ -88,7 +88,7 @@ public sealed class Conv2d : ConvLayerBase
         CheckInput(x[0], 0);
         _x = x[0];
         _s = ShapeFor(x[0].N);
-        var y = c.Alloc(Batch(_s.N, OutShape));
+        var y = c.AllocOutput(Batch(_s.N, OutShape));
         if (FoldedNorm != null) EnsureFolded(c);
         c.Be.ConvForward(_s, _x, _foldW ?? Weight.Value, FoldedNorm != null ? _foldB : Bias?.Value, y, FusedRelu);
         _y = FusedRelu ? y : null;
@@ -106,10 +106,10 @@ public sealed class Conv2d : ConvLayerBase
             if (FusedRelu)
             {
                 // The ReLU's mask is the fused output's sign: max(z, 0) > 0 exactly where z > 0.
-                g = c.Alloc(dy.Shape);
+                g = c.AllocOutput(dy.Shape);
                 c.Be.ActivationBackward(Activation.Relu, 0f, _y, null, dy, g);
             }
-            dx = c.Alloc(_x!.Shape);
+            dx = c.AllocOutput(_x!.Shape);
             c.Be.ConvBackwardData(_s, g, _foldW ?? Weight.Value, dx);
             if (!ReferenceEquals(g, dy)) c.Free(g.Storage);   // the masked gradient: a spare for the next node
         }
@@ -225,7 +225,7 @@ public sealed class Linear : Layer
         CheckInput(x[0], 0);
         _x = x[0];
         int n = _x.Length / In;
-        var y = c.Alloc(Batch(_x.N, OutShape));
+        var y = c.AllocOutput(Batch(_x.N, OutShape));
         c.Be.Gemm(false, true, n, Out, In, 1f, _x, Weight.Value, 0f, y);
         if (Bias != null) c.Be.BiasAdd(y, Bias.Value, n, Out, 1);
         return y;
@@ -237,7 +237,7 @@ public sealed class Linear : Layer
         Tensor? dx = null;
         if (needDx[0])
         {
-            dx = c.Alloc(_x.Shape);
+            dx = c.AllocOutput(_x.Shape);
             c.Be.Gemm(false, false, n, In, Out, 1f, dy, Weight.Value, 0f, dx);
         }
         if (weights)

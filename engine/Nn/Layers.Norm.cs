@@ -163,7 +163,7 @@ public sealed class Normalize : Layer
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
-        var y = c.Alloc(x[0].Shape);
+        var y = c.AllocOutput(x[0].Shape);
         c.Be.ChannelAffine(x[0], _scale!, _shift!, y, x[0].N, _c, _hw);
         return y;
     }
@@ -171,7 +171,7 @@ public sealed class Normalize : Layer
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
         if (!needDx[0]) return new Tensor?[] { null };
-        var dx = c.Alloc(dy.Shape);
+        var dx = c.AllocOutput(dy.Shape);
         c.Be.ChannelAffineBackward(dy, _scale!, dx, null, null, null, dy.N, _c, _hw);
         return new[] { dx };
     }

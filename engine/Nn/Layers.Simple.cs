@@ -26,7 +26,7 @@ public sealed class ActivationLayer : Layer
         CheckInput(x[0], 0);
         if (Absorbed) return x[0];
         _x = x[0];
-        _y = c.Alloc(_x.Shape);
+        _y = c.AllocOutput(_x.Shape);
         c.Be.ActivationForward(Function, Alpha, _x, _y);
         return _y;
     }
@@ -35,7 +35,7 @@ public sealed class ActivationLayer : Layer
     {
         if (!needDx[0]) return new Tensor?[] { null };
         if (Absorbed) return new[] { dy };
-        var dx = c.Alloc(dy.Shape);
+        var dx = c.AllocOutput(dy.Shape);
         c.Be.ActivationBackward(Function, Alpha, _x, _y, dy, dx);
         return new[] { dx };
     }
@@ -126,7 +126,7 @@ public sealed class GlobalAvgPool : Layer
     public override Tensor Forward(PassContext c, Tensor[] x)
     {
         CheckInput(x[0], 0);
-        var y = c.Alloc(x[0].N, _c, 1, 1);
+        var y = c.AllocOutput(x[0].N, _c, 1, 1);
         c.Be.GlobalAvgPoolForward(x[0], y, x[0].N, _c, _hw);
         return y;
     }
@@ -134,7 +134,7 @@ public sealed class GlobalAvgPool : Layer
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
         if (!needDx[0]) return new Tensor?[] { null };
-        var dx = c.Alloc(Batch(dy.N, InShapes[0]));
+        var dx = c.AllocOutput(Batch(dy.N, InShapes[0]));
         c.Be.GlobalAvgPoolBackward(dy, dx, dy.N, _c, _hw);
         return new[] { dx };
     }
@@ -204,12 +204,27 @@ public sealed class AddLayer : Layer
     {
         CheckInput(x[0], 0); CheckInput(x[1], 1);
         if (x[0].N != x[1].N) throw new PerturbException($"layer '{Name}' (Add) got batch sizes {x[0].N} and {x[1].N}");
-        var y = c.Alloc(x[0].Shape);
-        c.Be.Add(x[0], x[1], y);
+        var y = c.AllocOutput(x[0].Shape);
+        if (FusedRelu) c.Be.AddRelu(x[0], x[1], y);
+        else c.Be.Add(x[0], x[1], y);
+        _y = FusedRelu ? y : null;
         return y;
     }
-    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx) =>
-        new Tensor?[] { needDx[0] ? dy : null, needDx[1] ? dy : null };
+    public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
+    {
+        var g = dy;
+        if (FusedRelu && (needDx[0] || needDx[1]))
+        {
+            // The ReLU's mask is the fused output's sign: max(s, 0) > 0 exactly where s > 0. Both inputs get this one tensor.
+            g = c.AllocOutput(dy.Shape);
+            c.Be.ActivationBackward(Activation.Relu, 0f, _y, null, dy, g);
+        }
+        return new Tensor?[] { needDx[0] ? g : null, needDx[1] ? g : null };
+    }
+
+    /// <summary>Whether the ReLU that alone reads this sum runs in the same pass (eval-mode folding, set by Model); that ReLU node then passes its input through.</summary>
+    internal bool FusedRelu { get; set; }
+    Tensor? _y;
     public override JsonObject Config() => new();
 }
 

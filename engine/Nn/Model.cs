@@ -71,6 +71,32 @@ public sealed class Model : IDisposable
     /// <summary>Values one sample holds in a forward pass: its input plus every layer's output (what the pass keeps for backward).</summary>
     public long ActivationValuesPerSample => Layer.Product(InputShape) + _nodes.Sum(n => (long)Layer.Product(n.Layer.OutShape));
 
+    /// <summary>
+    /// Values one sample holds at the peak of an <see cref="Infer"/> pass, which frees each output after its last
+    /// reader: the input plus, at the worst node, every output made so far that a later node still reads and the
+    /// node's own output (counted as if every node allocated, so a pass-through is counted twice: an upper bound).
+    /// A ResNet-18 holds a few stage-1 maps at once, not all of them, so search attacks may query far larger chunks
+    /// than <see cref="ActivationValuesPerSample"/> suggests for the same memory.
+    /// </summary>
+    public long InferValuesPerSample
+    {
+        get
+        {
+            int n = _nodes.Count;
+            var last = new int[n];
+            for (int i = 0; i < n; i++) last[i] = i;
+            for (int i = 0; i < n; i++) foreach (var j in _nodes[i].Inputs) if (j >= 0) last[j] = Math.Max(last[j], i);
+            long peak = 0;
+            for (int i = 0; i < n; i++)
+            {
+                long live = 0;
+                for (int j = 0; j <= i; j++) if (last[j] >= i || j == n - 1) live += Layer.Product(_nodes[j].Layer.OutShape);
+                peak = Math.Max(peak, live);
+            }
+            return Layer.Product(InputShape) + peak;
+        }
+    }
+
     /// <summary>Tells cached values derived from parameters (BatchNorm's eval affine) that they are stale.</summary>
     public void MarkParametersChanged() => _ctx.ParamVersion++;
 
@@ -166,7 +192,7 @@ public sealed class Model : IDisposable
     Tensor Accumulate(Tensor? acc, Tensor d)
     {
         if (acc == null) return d;
-        var sum = _ctx.Alloc(acc.Shape);
+        var sum = _ctx.AllocOutput(acc.Shape);
         Backend.Add(acc, d, sum);
         return sum;
     }
@@ -222,7 +248,7 @@ public sealed class Model : IDisposable
         if (_outs == null || _inferred) throw new InvalidOperationException("NodeOutput needs a Forward first (Infer keeps no activations)");
         int i = _nodes.FindIndex(n => n.Layer.Name == layerName);
         if (i < 0) throw new PerturbException($"the model has no layer '{layerName}'");
-        if (_folded && _nodes[i].Layer is Conv2d { IsFused: true })
+        if (_folded && _nodes[i].Layer is Conv2d { IsFused: true } or AddLayer { FusedRelu: true })
             throw new PerturbException($"layer '{layerName}' ran folded with the BatchNorm/ReLU after it (eval mode): its own output was not kept; set FoldEval = false to read it");
         return _outs[i];
     }

@@ -78,12 +78,14 @@ public class EvalFoldTests
         AssertNear(z0, z1, "resnet18 logits");
         AssertNear(dx0, dx1, "resnet18 input gradient");
         Assert.NotEqual(z0, z1);   // the folded path really ran (its rounding differs)
-        // Folded: no BatchNorm affine in forward or backward (the input Normalize's only); only the ReLUs after a residual Add still run alone.
+        // Folded: no BatchNorm affine in forward or backward (the input Normalize's only); no ReLU runs alone: those
+        // after a convolution run in its epilogue, those after a residual Add in one add-and-ReLU pass.
         int adds = m.Nodes.Count(nd => nd.Layer is AddLayer);
         int normalizes = m.Nodes.Count(nd => nd.Layer is Normalize);
         Assert.Equal(normalizes, be.Counters.Calls("channel_affine"));
         Assert.Equal(normalizes, be.Counters.Calls("channel_affine_bwd"));
-        Assert.Equal(adds, be.Counters.Calls("act_fwd"));
+        Assert.Equal(0, be.Counters.Calls("act_fwd"));
+        Assert.Equal(adds, be.Counters.Calls("add_relu"));
     }
 
     [Fact]
@@ -195,5 +197,117 @@ public class EvalFoldTests
         m.FoldEval = false;
         m.Forward(xt);
         Assert.Equal(m.NodeOutput(conv).Length, 64 * 64);
+    }
+
+    // ------------------------------------------------------------------ Add + ReLU fused (the residual block's end)
+
+    /// <summary>
+    /// A residual block small enough for ilgpu-cpu: conv-bn-relu-conv-bn plus a 1x1 projection, Add, ReLU, GAP, linear,
+    /// on 2x6x6 inputs, 3 classes, non-trivial BatchNorm statistics.
+    /// </summary>
+    static Model ResidualBlock(IBackend be)
+    {
+        var g = new GraphBuilder(2, 6, 6);
+        g.Add("conv1", new Conv2d(2, 4, 3, padding: 1, bias: false), GraphBuilder.Input);
+        g.Add("bn1", new BatchNorm2d(4));
+        g.Add("relu1", new ActivationLayer(Activation.Relu));
+        g.Add("conv2", new Conv2d(4, 4, 3, padding: 1, bias: false));
+        int main = g.Add("bn2", new BatchNorm2d(4));
+        int skip = g.Add("proj", new Conv2d(2, 4, 1), GraphBuilder.Input);
+        g.Add("add", new AddLayer(), main, skip);
+        g.Add("relu", new ActivationLayer(Activation.Relu));
+        g.Add("gap", new GlobalAvgPool());
+        g.Add("flatten", new Flatten());
+        g.Add("fc", new Linear(4, 3));
+        var m = g.Build(be, 11);
+        RandomizeNorms(m, 12);
+        return m;
+    }
+
+    /// <summary>Runs <paramref name="work"/> with the Add + ReLU fusion on or off (folding otherwise as usual).</summary>
+    static T WithAddRelu<T>(bool fuse, Func<T> work)
+    {
+        bool was = EvalFold.FuseAddRelu;
+        EvalFold.FuseAddRelu = fuse;
+        try { return work(); }
+        finally { EvalFold.FuseAddRelu = was; }
+    }
+
+    /// <summary>
+    /// The fused Add + ReLU gives bit for bit the logits and input gradient of Add then ReLU (tolerance 0: the same
+    /// sum, the same max(s, 0), and backward's mask read from the output's sign, which is the sum's), on both backends,
+    /// and really runs fused: one add_relu, no act_fwd, forward; backward reads the fused output's sign.
+    /// </summary>
+    [Theory, InlineData("cpu"), InlineData("ilgpu-cpu")]
+    public void AddReluFusedEqualsAddThenRelu(string backend)
+    {
+        using var be = Devices.Create(backend);
+        var m = ResidualBlock(be);
+        int n = 2;
+        var shape = new[] { n, 2, 6, 6 };
+        var x = Rand(n * 72, 13, 0, 1);
+        var r = Rand(n * 3, 14, -1, 1);
+        var (z0, dx0) = WithAddRelu(false, () => Run(m, x, shape, r, fold: true));
+        be.Counters.Reset();
+        var (z1, dx1) = WithAddRelu(true, () => Run(m, x, shape, r, fold: true));
+        Assert.Equal(1, be.Counters.Calls("add_relu"));
+        Assert.Equal(0, be.Counters.Calls("act_fwd"));
+        Assert.Equal(z0, z1);
+        Assert.Equal(dx0, dx1);
+        Assert.Contains(dx1, v => v != 0);
+        // And both are the unfolded graph's, within the folding tolerance.
+        var (zu, dxu) = Run(m, x, shape, r, fold: false);
+        AssertNear(zu, z1, "logits against the unfolded graph");
+        AssertNear(dxu, dx1, "input gradient against the unfolded graph");
+        m.Dispose();
+    }
+
+    /// <summary>
+    /// PGD (L-inf, random start, 3 steps, same seed) gives the same adversarial images with the Add + ReLU fusion as
+    /// without it: tolerance 0 (the fused pair is bitwise the unfused one, so every sign step is the same), on both
+    /// backends (the residual block; and resnet18 on cpu).
+    /// </summary>
+    [Theory, InlineData("cpu", false), InlineData("ilgpu-cpu", false), InlineData("cpu", true)]
+    public void PgdIsUnchangedByTheAddReluFusion(string backend, bool resnet)
+    {
+        using var be = Devices.Create(backend);
+        var m = resnet ? Presets.Create("resnet18", be, 1, 12, 12, 3, 5) : ResidualBlock(be);
+        if (resnet) RandomizeNorms(m, 1);
+        int n = 3, d = Layer.Product(m.InputShape);
+        var x = Rand(n * d, 15, 0, 1);
+        var y = new[] { 0, 1, 2 };
+        var pgd = new Perturb.Engine.Attacks.Gradient.Pgd { Steps = 3, EarlyStop = false, Seed = 9 };
+        float[] Adv(bool fuse) => WithAddRelu(fuse, () => pgd.Run(m, x, y, Perturb.Engine.Attacks.AttackGoal.Untargeted, new[] { 8 / 255f }).Results[0].Adversarial);
+        var a0 = Adv(false);
+        var a1 = Adv(true);
+        Assert.Equal(a0, a1);
+        Assert.Contains(Enumerable.Range(0, a1.Length), i => a1[i] != x[i]);
+        m.Dispose();
+    }
+
+    /// <summary>
+    /// The memory plan hands spares back without zero-filling the ones an op overwrites whole: a folded resnet18
+    /// input-gradient pass after the first fills nothing, and passes on other inputs in between (spares left dirty)
+    /// do not change a pass's result (bitwise).
+    /// </summary>
+    [Fact]
+    public void SparesAreNotZeroFilledAndDirtySparesChangeNothing()
+    {
+        using var be = new CpuBackend(2);
+        var m = Presets.Create("resnet18", be, 1, 12, 12, 3, 5);
+        RandomizeNorms(m, 2);
+        int n = 3;
+        var shape = new[] { n, 1, 12, 12 };
+        var x1 = Rand(n * 144, 16, 0, 1);
+        var x2 = Rand(n * 144, 17, 0, 1);
+        var r = Rand(n * 3, 18, -1, 1);
+        var first = Run(m, x1, shape, r, fold: true);
+        Run(m, x2, shape, r, fold: true);
+        be.Counters.Reset();
+        var again = Run(m, x1, shape, r, fold: true);
+        Assert.Equal(0, be.Counters.Calls("fill"));
+        Assert.Equal(first.Logits, again.Logits);
+        Assert.Equal(first.Dx, again.Dx);
+        m.Dispose();
     }
 }

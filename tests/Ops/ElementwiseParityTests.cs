@@ -102,6 +102,34 @@ public class ElementwiseParityTests
         h.CheckGuards();
     }
 
+    /// <summary>
+    /// add_relu (the residual sum and its ReLU in one pass) against the double reference max(a + b, 0) (rtol 1e-6,
+    /// atol 1e-7, as add), out of place into a NaN-filled output and aliasing an input, guards checked; and bit for bit
+    /// against the composition it replaces, add then act_fwd ReLU, on the same backend (sums of exactly 0 and of -0
+    /// included: both give +0).
+    /// </summary>
+    [Theory, InlineData(TestBackends.Cpu), InlineData(TestBackends.IlgpuCpu)]
+    public void AddReluIsAddThenRelu(string backend)
+    {
+        using var h = new OpHarness(backend);
+        var a = Ref.Rand(N, 31, -2, 2); var b = Ref.Rand(N, 32, -2, 2);
+        a[0] = 0; b[0] = 0; a[1] = -0.0; b[1] = -0.0; a[2] = 0.75; b[2] = -0.75;
+        var ta = h.V(a, N); var tb = h.V(b, N);
+        var want = Ref.Add(Ref.D(Ref.F(a)), Ref.D(Ref.F(b))).Select(v => Math.Max(v, 0)).ToArray();
+
+        var ty = h.Out(true, N);
+        h.Op("add_relu", () => h.Be.AddRelu(ta, tb, ty), flops: 2 * N);
+        Ref.AssertClose(want, h.GetF(ty), 1e-6, 1e-7, $"{backend} add_relu");
+        var sum = h.Out(true, N); var relu = h.Out(true, N);
+        h.Op("add", () => h.Be.Add(ta, tb, sum));
+        h.Op("act_fwd", () => h.Be.ActivationForward(Activation.Relu, 0f, sum, relu));
+        Ref.AssertBitEqual(h.GetF(relu), h.GetF(ty), $"{backend} add_relu against add then relu");
+        var ta2 = h.V(a, N);
+        h.Op("add_relu", () => h.Be.AddRelu(ta2, tb, ta2));
+        Ref.AssertBitEqual(h.GetF(ty), h.GetF(ta2), $"{backend} add_relu (y aliases a)");
+        h.CheckGuards();
+    }
+
     /// <summary>Values a select or a mask must pass through unchanged: NaN, infinities, signed zeros, 1e10, 1e-10, a denormal.</summary>
     static readonly double[] Specials = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.0, -0.0, 1e10, -1e10, 1e-10, 1e-40, 3.5, -2.25];
 

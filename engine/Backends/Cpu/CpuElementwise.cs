@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace Perturb.Engine.Backends;
 
@@ -21,12 +22,32 @@ public sealed partial class CpuBackend
             BinaryOp.Mul => TensorPrimitives.Multiply,
             BinaryOp.Div => TensorPrimitives.Divide,
             BinaryOp.Greater => GreaterSpan,
+            BinaryOp.AddRelu => AddReluSpan,
             _ => throw new InvalidOperationException($"binary op {kind} has no CPU implementation"),
         });
 
     static void GreaterSpan(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
     {
         for (int i = 0; i < y.Length; i++) y[i] = a[i] > b[i] ? 1f : 0f;
+    }
+
+    /// <summary>y = s &gt; 0 ? s : 0 for s = a + b, branch-free: the sum ANDed with its compare mask (0 for NaN and -0).</summary>
+    static void AddReluSpan(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
+    {
+        int i = 0, n = y.Length;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+            {
+                var s = Vector512.Create(a.Slice(i, 16)) + Vector512.Create(b.Slice(i, 16));
+                (s & Vector512.GreaterThan(s, Vector512<float>.Zero)).CopyTo(y.Slice(i, 16));
+            }
+        else if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8)
+            {
+                var s = Vector256.Create(a.Slice(i, 8)) + Vector256.Create(b.Slice(i, 8));
+                (s & Vector256.GreaterThan(s, Vector256<float>.Zero)).CopyTo(y.Slice(i, 8));
+            }
+        for (; i < n; i++) { float s = a[i] + b[i]; y[i] = s > 0f ? s : 0f; }
     }
 
     protected override void AbsCore(Tensor x, Tensor y) => Binary(x, x, y, (xs, _, o) => TensorPrimitives.Abs(xs, o));

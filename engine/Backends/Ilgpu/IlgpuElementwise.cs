@@ -9,7 +9,7 @@ namespace Perturb.Engine.Backends;
 /// <summary>Element-wise ops and channel copy (kernels/Elementwise.cs), one thread per element. The CPU twin is CpuElementwise.cs.</summary>
 public sealed partial class IlgpuBackend
 {
-    Action<Index1D, V1, V1, V1>? _add, _mul, _div, _greater;
+    Action<Index1D, V1, V1, V1>? _add, _mul, _div, _greater, _addRelu;
     Action<Index1D, V1, V1, V1, V1, int>? _where;
     Action<Index1D, V1, V1, V1, int>? _mulRows, _addRows;
     Action<Index1D, float, V1, V1>? _axpy, _scale;
@@ -26,6 +26,7 @@ public sealed partial class IlgpuBackend
             BinaryOp.Mul => _mul ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Mul),
             BinaryOp.Div => _div ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Div),
             BinaryOp.Greater => _greater ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.Greater),
+            BinaryOp.AddRelu => _addRelu ??= _acc.LoadAutoGroupedStreamKernel<Index1D, V1, V1, V1>(KE.AddRelu),
             _ => throw new InvalidOperationException($"binary op {kind} has no ILGPU kernel"),
         };
         k(y.Length, V(a), V(b), V(y));
