@@ -12,7 +12,7 @@
 #   multi    the same on a 4-class LeNet (synthetic shapes), where torchattacks' AutoAttack runs (it needs 4 classes)
 #   hsj      HopSkipJump (L2, 5,000 queries) against DeepFool on the demo model, first $NHSJ (50) test tiles: Chen et
 #            al.'s algorithm (hsj.json), with bilinear low-frequency probes and start images (hsj-lowfreq.json:
-#            --probe-scale 2 --start-images 20), with DCT probes and start images (hsj-dct.json: --probe-scale 2
+#            --probe-scale 2 --start-images 20), with DCT probes and start images (hsj-dct.json: --probe-scale 1.25
 #            --probe-basis dct --start-images 20, the best found); DeepFool at its overshoot 0.02 (hsj-deepfool.json)
 #            and 0 (hsj-deepfool-o0.json, a boundary point like HopSkipJump's)
 #   cw       C&W median L2 on the PneumoniaMNIST model's first $NCW (200) test images against torchattacks (and Foolbox),
@@ -69,7 +69,7 @@ if want hsj; then
   spec="histology:train=2000,test=500,overlap=0.9"   # the demo's data set (seed 0 = --data-seed 0)
   $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --json "$out/hsj.json"
   $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --probe-scale 2 --start-images 20 --json "$out/hsj-lowfreq.json"
-  $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --probe-scale 2 --probe-basis dct --start-images 20 --json "$out/hsj-dct.json"
+  $perturb attack hopskipjump --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --queries 5000 --seed 0 --probe-scale 1.25 --probe-basis dct --start-images 20 --json "$out/hsj-dct.json"
   $perturb attack deepfool --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --json "$out/hsj-deepfool.json"
   $perturb attack deepfool --model "$out/demo/model.safetensors" --data "$spec" --n $nhsj --overshoot 0 --json "$out/hsj-deepfool-o0.json"
 fi
