@@ -10,11 +10,16 @@
 #               random start; DAG untargeted on the 8/255 ball (about 25 min)
 #   models      unet9 trained with ce, with dice, and ce+dice for 6 epochs, each attacked at 8/255 (about 20 min)
 #   asmadag     ASMA forge and erase, DAG erase on unet0 and unet9, as the README's rows (about 18 min)
-#   realism     the tiles' contrast statistics against real H&E tiles (perf/seg_realism.py; needs ../shared/data)
+#   sizes       unet at tile size 64 and 128 (nuclei 2x and 4x the size-32 ones in pixels): size 64 on the default tiles
+#               and difficulty 0.9, size 128 on difficulty 0.9 (3 epochs: about 8, 8 and 25 min); each attacked at
+#               8/255 on 40 tiles, margin 20 steps and soft Dice 100 APGD steps (about 1, 4 and 15 min per model)
+#   realism     the tiles' nucleus size and contrast statistics against real H&E tiles at sizes 32, 64, 96 and 128,
+#               default and difficulty 0.9 (perf/seg_realism.py; needs ../shared/data; the tiles are written by a
+#               seg-fgsm run at eps 0 on a unet-small trained 1 epoch on 16 tiles, only to have a model of that size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-seg}; shift || true
-parts=${*:-train untargeted losses models asmadag realism}
+parts=${*:-train untargeted losses models asmadag sizes realism}
 mkdir -p "$out"
 if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
 perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
@@ -66,10 +71,23 @@ if want asmadag; then
   $perturb attack asma --model "$m9" --data $D9 --n 20 --target erase --iterations 300 --tau 0.01 --beta 0 --seed 0 --json "$out/asma9-erase.json" > "$out/asma9-erase.log"
   $perturb attack dag --model "$m9" --data $D9 --n 40 --target erase --iterations 150 --gamma 0.01 --seed 0 --json "$out/dag9-erase.json" > "$out/dag9-erase.log"
 fi
+if want sizes; then
+  for v in 64:0 64:0.9 128:0.9; do
+    s=${v%:*} d=${v#*:}; ds=$D,size=$s,difficulty=$d; ms=$out/unet${s}_$d.safetensors
+    [[ -f $ms ]] || $perturb train --data $ds --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$ms" --json "$out/train${s}_$d.json"
+    pgd s$s-$d-margin20 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 20
+    pgd s$s-$d-dice-apgd100 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  done
+fi
 if want realism; then
-  $perturb attack seg-fgsm --model "$m0" --data $D --n 40 --eps 0 --out "$out/tiles0" > /dev/null
-  $perturb attack seg-fgsm --model "$m9" --data $D9 --n 40 --eps 0 --out "$out/tiles9" > /dev/null
-  /usr/bin/python3 perf/seg_realism.py "$out/tiles0" "$out/tiles9" | tee "$out/realism.txt"
+  dirs=()
+  for s in 32 64 96 128; do for d in 0 0.9; do
+    ds=histology-seg:train=16,test=200,size=$s,difficulty=$d; ms=$out/tiles-small-$s-$d.safetensors
+    [[ -f $ms ]] || $perturb train --arch unet-small --data $ds --epochs 1 --batch-size 16 --lr 0.003 --seed 0 --out "$ms" > /dev/null
+    $perturb attack seg-fgsm --model "$ms" --data $ds --n 40 --eps 0 --out "$out/tiles-$s-$d" > /dev/null
+    dirs+=("$out/tiles-$s-$d")
+  done; done
+  /usr/bin/python3 perf/seg_realism.py "${dirs[@]}" | tee "$out/realism.txt"
 fi
 # One line per run: eps, Dice with the clean prediction or the target, success.
 for f in "$out"/*.json; do
