@@ -13,13 +13,16 @@
 #   sizes       unet at tile size 64 and 128 (nuclei 2x and 4x the size-32 ones in pixels): size 64 on the default tiles
 #               and difficulty 0.9, size 128 on difficulty 0.9 (3 epochs: about 8, 8 and 25 min); each attacked at
 #               8/255 on 40 tiles, margin 20 steps and soft Dice 100 APGD steps (about 1, 4 and 15 min per model)
+#   demoerase   erase at 64 and 128 /255 on the demo's 24 tiles: unet-small and unet trained as the demo does (Adam
+#               5e-3, batch 16, 600 tiles, 3 epochs), 20 / 50 / 100 (unet-small also 200) steps, APGD and soft Dice on
+#               unet-small (about 5 min)
 #   realism     the tiles' nucleus size and contrast statistics against real H&E tiles at sizes 32, 64, 96 and 128,
 #               default and difficulty 0.9 (perf/seg_realism.py; needs ../shared/data; the tiles are written by a
 #               seg-fgsm run at eps 0 on a unet-small trained 1 epoch on 16 tiles, only to have a model of that size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-seg}; shift || true
-parts=${*:-train untargeted losses models asmadag sizes realism}
+parts=${*:-train untargeted losses models asmadag sizes demoerase realism}
 mkdir -p "$out"
 if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
 perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
@@ -78,6 +81,18 @@ if want sizes; then
     pgd s$s-$d-margin20 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 20
     pgd s$s-$d-dice-apgd100 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
   done
+fi
+if want demoerase; then
+  DD=histology-seg:train=600,test=24,size=32
+  for a in unet-small unet; do
+    md=$out/demo-$a.safetensors
+    [[ -f $md ]] || $perturb train --arch $a --data $DD --epochs 3 --batch-size 16 --lr 0.005 --optimizer adam --seed 0 --out "$md" --json "$out/train-demo-$a.json"
+    for st in 20 50 100; do pgd de-$a-$st --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps $st --target erase; done
+  done
+  md=$out/demo-unet-small.safetensors
+  pgd de-unet-small-200 --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps 200 --target erase
+  pgd de-unet-small-apgd100 --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps 100 --schedule apgd --target erase
+  pgd de-unet-small-dice50 --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps 50 --loss dice --schedule apgd --target erase
 fi
 if want realism; then
   dirs=()
