@@ -13,6 +13,8 @@
 #   sizes       unet at tile size 64 and 128 (nuclei 2x and 4x the size-32 ones in pixels): size 64 on the default tiles
 #               and difficulty 0.9, size 128 on difficulty 0.9 (3 epochs: about 8, 8 and 25 min); each attacked at
 #               8/255 on 40 tiles, margin 20 steps and soft Dice 100 APGD steps (about 1, 4 and 15 min per model)
+#   levers      at size 64, difficulty 0.9: unet:depth=4 and unet trained with the Dice loss, each attacked at 8/255
+#               (40 tiles, soft Dice 100 APGD steps; depth 4 also margin 20 steps) (about 20 min)
 #   demoerase   erase at 64 and 128 /255 on the demo's 24 tiles: unet-small and unet trained as the demo does (Adam
 #               5e-3, batch 16, 600 tiles, 3 epochs), 20 / 50 / 100 (unet-small also 200) steps, APGD and soft Dice on
 #               unet-small (about 5 min)
@@ -22,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-seg}; shift || true
-parts=${*:-train untargeted losses models asmadag sizes demoerase realism}
+parts=${*:-train untargeted losses models asmadag sizes levers demoerase realism}
 mkdir -p "$out"
 if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
 perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
@@ -81,6 +83,14 @@ if want sizes; then
     pgd s$s-$d-margin20 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 20
     pgd s$s-$d-dice-apgd100 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
   done
+fi
+if want levers; then
+  ds=$D,size=64,difficulty=0.9
+  [[ -f $out/unet64d4_0.9.safetensors ]] || $perturb train --arch unet:depth=4 --data $ds --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$out/unet64d4_0.9.safetensors" --json "$out/train64d4_0.9.json"
+  [[ -f $out/unet64dice_0.9.safetensors ]] || $perturb train --data $ds --loss dice --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$out/unet64dice_0.9.safetensors" --json "$out/train64dice_0.9.json"
+  pgd v64d4-dice-apgd100 --model "$out/unet64d4_0.9.safetensors" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  pgd v64d4-margin20 --model "$out/unet64d4_0.9.safetensors" --data $ds --n 40 --eps 8/255 --steps 20
+  pgd v64dice-dice-apgd100 --model "$out/unet64dice_0.9.safetensors" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
 fi
 if want demoerase; then
   DD=histology-seg:train=600,test=24,size=32
