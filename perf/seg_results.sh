@@ -10,11 +10,21 @@
 #               random start; DAG untargeted on the 8/255 ball (about 25 min)
 #   models      unet9 trained with ce, with dice, and ce+dice for 6 epochs, each attacked at 8/255 (about 20 min)
 #   asmadag     ASMA forge and erase, DAG erase on unet0 and unet9, as the README's rows (about 18 min)
-#   realism     the tiles' contrast statistics against real H&E tiles (perf/seg_realism.py; needs ../shared/data)
+#   sizes       unet at tile size 64 and 128 (nuclei 2x and 4x the size-32 ones in pixels): size 64 on the default tiles
+#               and difficulty 0.9, size 128 on difficulty 0.9 (3 epochs: about 8, 8 and 25 min); each attacked at
+#               8/255 on 40 tiles, margin 20 steps and soft Dice 100 APGD steps (about 1, 4 and 15 min per model)
+#   levers      at size 64, difficulty 0.9: unet:depth=4 and unet trained with the Dice loss, each attacked at 8/255
+#               (40 tiles, soft Dice 100 APGD steps; depth 4 also margin 20 steps) (about 20 min)
+#   demoerase   erase at 64 and 128 /255 on the demo's 24 tiles: unet-small and unet trained as the demo does (Adam
+#               5e-3, batch 16, 600 tiles, 3 epochs), 20 / 50 / 100 (unet-small also 200) steps, APGD and soft Dice on
+#               unet-small (about 5 min)
+#   realism     the tiles' nucleus size and contrast statistics against real H&E tiles at sizes 32, 64, 96 and 128,
+#               default and difficulty 0.9 (perf/seg_realism.py; needs ../shared/data; the tiles are written by a
+#               seg-fgsm run at eps 0 on a unet-small trained 1 epoch on 16 tiles, only to have a model of that size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-seg}; shift || true
-parts=${*:-train untargeted losses models asmadag realism}
+parts=${*:-train untargeted losses models asmadag sizes levers demoerase realism}
 mkdir -p "$out"
 if [[ -z ${PERTURB:-} ]]; then dotnet build cli -c Release -v q -nologo >/dev/null; fi
 perturb=${PERTURB:-cli/bin/Release/net10.0/perturb}
@@ -66,10 +76,43 @@ if want asmadag; then
   $perturb attack asma --model "$m9" --data $D9 --n 20 --target erase --iterations 300 --tau 0.01 --beta 0 --seed 0 --json "$out/asma9-erase.json" > "$out/asma9-erase.log"
   $perturb attack dag --model "$m9" --data $D9 --n 40 --target erase --iterations 150 --gamma 0.01 --seed 0 --json "$out/dag9-erase.json" > "$out/dag9-erase.log"
 fi
+if want sizes; then
+  for v in 64:0 64:0.9 128:0.9; do
+    s=${v%:*} d=${v#*:}; ds=$D,size=$s,difficulty=$d; ms=$out/unet${s}_$d.safetensors
+    [[ -f $ms ]] || $perturb train --data $ds --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$ms" --json "$out/train${s}_$d.json"
+    pgd s$s-$d-margin20 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 20
+    pgd s$s-$d-dice-apgd100 --model "$ms" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  done
+fi
+if want levers; then
+  ds=$D,size=64,difficulty=0.9
+  [[ -f $out/unet64d4_0.9.safetensors ]] || $perturb train --arch unet:depth=4 --data $ds --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$out/unet64d4_0.9.safetensors" --json "$out/train64d4_0.9.json"
+  [[ -f $out/unet64dice_0.9.safetensors ]] || $perturb train --data $ds --loss dice --epochs 3 --batch-size 32 --lr 0.003 --seed 0 --out "$out/unet64dice_0.9.safetensors" --json "$out/train64dice_0.9.json"
+  pgd v64d4-dice-apgd100 --model "$out/unet64d4_0.9.safetensors" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+  pgd v64d4-margin20 --model "$out/unet64d4_0.9.safetensors" --data $ds --n 40 --eps 8/255 --steps 20
+  pgd v64dice-dice-apgd100 --model "$out/unet64dice_0.9.safetensors" --data $ds --n 40 --eps 8/255 --steps 100 --loss dice --schedule apgd
+fi
+if want demoerase; then
+  DD=histology-seg:train=600,test=24,size=32
+  for a in unet-small unet; do
+    md=$out/demo-$a.safetensors
+    [[ -f $md ]] || $perturb train --arch $a --data $DD --epochs 3 --batch-size 16 --lr 0.005 --optimizer adam --seed 0 --out "$md" --json "$out/train-demo-$a.json"
+    for st in 20 50 100; do pgd de-$a-$st --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps $st --target erase; done
+  done
+  md=$out/demo-unet-small.safetensors
+  pgd de-unet-small-200 --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps 200 --target erase
+  pgd de-unet-small-apgd100 --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps 100 --schedule apgd --target erase
+  pgd de-unet-small-dice50 --model "$md" --data $DD --n 24 --eps 64/255,128/255 --steps 50 --loss dice --schedule apgd --target erase
+fi
 if want realism; then
-  $perturb attack seg-fgsm --model "$m0" --data $D --n 40 --eps 0 --out "$out/tiles0" > /dev/null
-  $perturb attack seg-fgsm --model "$m9" --data $D9 --n 40 --eps 0 --out "$out/tiles9" > /dev/null
-  /usr/bin/python3 perf/seg_realism.py "$out/tiles0" "$out/tiles9" | tee "$out/realism.txt"
+  dirs=()
+  for s in 32 64 96 128; do for d in 0 0.9; do
+    ds=histology-seg:train=16,test=200,size=$s,difficulty=$d; ms=$out/tiles-small-$s-$d.safetensors
+    [[ -f $ms ]] || $perturb train --arch unet-small --data $ds --epochs 1 --batch-size 16 --lr 0.003 --seed 0 --out "$ms" > /dev/null
+    $perturb attack seg-fgsm --model "$ms" --data $ds --n 40 --eps 0 --out "$out/tiles-$s-$d" > /dev/null
+    dirs+=("$out/tiles-$s-$d")
+  done; done
+  /usr/bin/python3 perf/seg_realism.py "${dirs[@]}" | tee "$out/realism.txt"
 fi
 # One line per run: eps, Dice with the clean prediction or the target, success.
 for f in "$out"/*.json; do

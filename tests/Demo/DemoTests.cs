@@ -84,16 +84,18 @@ public class DemoTests : TempDirTest, IClassFixture<DemoFixture>
         var op = _f.Rows.Single(r => r.Attack == "one-pixel");
         Assert.Equal(12, op.N);
         Assert.True(op.MeanQueries > 0, "one-pixel counts its queries");
-        // Segmentation: the quick unet-small finds nuclei, untargeted seg-pgd lowers Dice with the clean prediction as the
-        // budget grows, and erase at the larger budget leaves fewer nuclei than the clean prediction.
+        // Segmentation: the quick unet finds nuclei, untargeted seg-pgd lowers Dice with the clean prediction as the
+        // budget grows, and erase at the larger budget erases most nuclei and half the tiles or more (14.3 -> 1.0 nuclei,
+        // 4 of 6 tiles; unet-small with the untargeted step's 8 steps, as before: none of 6 at 128/255, 14.8 -> 13.8).
         var seg = _f.Rows.Where(r => r.IsSegmentation).ToList();
         Assert.Equal(4, seg.Count);
         Assert.All(seg, r => { Assert.Equal(6, r.N); Assert.True(r.MaxLinf <= r.Eps!.Value + 1e-6, $"seg max Linf {r.MaxLinf}"); });
-        Assert.True(seg[0].CleanAccuracy >= 0.6, $"quick unet-small nucleus Dice {seg[0].CleanAccuracy}");
+        Assert.True(seg[0].CleanAccuracy >= 0.6, $"quick unet nucleus Dice {seg[0].CleanAccuracy}");
         var unt = seg.Where(r => !r.Targeted).OrderBy(r => r.Eps).ToList();
         Assert.True(unt[1].Param("dice_target") < unt[0].Param("dice_target"), $"seg-pgd Dice with clean {unt[0].Param("dice_target")} -> {unt[1].Param("dice_target")}");
         var erase = seg.Where(r => r.Targeted).OrderBy(r => r.Eps).Last();
-        Assert.True(erase.Param("count_after") < erase.Param("count_before"), $"erase nuclei {erase.Param("count_before")} -> {erase.Param("count_after")}");
+        Assert.True(erase.Param("count_after") < 0.25 * erase.Param("count_before"), $"erase nuclei {erase.Param("count_before")} -> {erase.Param("count_after")}");
+        Assert.True(erase.SuccessRate >= 0.5, $"erase success {erase.SuccessRate} at eps {erase.Eps}");
         var bd = _f.Rows.Single(r => r.Attack == "badnets");
         // The backdoor works: the trigger sends far more triggered tiles to the target on the poisoned model than on its
         // clean twin (trained with the same seed), and costs little clean accuracy.
