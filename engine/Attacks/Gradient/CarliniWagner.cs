@@ -69,6 +69,8 @@ public sealed class CarliniWagner : Attack
     public bool AbortEarly { get; init; }
     [Setting("abort_per_row", "apply the early abort to each image's own loss, so a settled image leaves its round while the others go on (false: Carlini's rule on the summed loss)")]
     public bool AbortPerRow { get; init; }
+    [Setting("refine_steps", "forward passes (no gradients) after the last round, searching each image's best perturbation delta for the smallest t in (0, 1] with x + t delta still adversarial: a regula falsi on the CW margin along the segment, starting from t = 1 (0: no refinement)", Min = 0)]
+    public int RefineSteps { get; init; } = 4;
 
     /// <summary>
     /// Drop rows that need no more work from the batch (true, the default) or keep them in it, masked (false): the
@@ -92,6 +94,7 @@ public sealed class CarliniWagner : Attack
         if (!(CGrowth > 1)) throw new PerturbException($"{Name}: c growth must be above 1, got {CGrowth}", 2);
         if (!(CTolerance >= 0)) throw new PerturbException($"{Name}: c tolerance must be non-negative, got {CTolerance}", 2);
         if (!(Kappa >= 0)) throw new PerturbException($"{Name}: kappa must be non-negative, got {Kappa}", 2);
+        if (RefineSteps < 0) throw new PerturbException($"{Name}: refine steps must be non-negative, got {RefineSteps}", 2);
         if (!(LearningRate > 0)) throw new PerturbException($"{Name}: learning rate must be positive, got {LearningRate}", 2);
     }
 
@@ -143,6 +146,94 @@ public sealed class CarliniWagner : Attack
                 if (CTolerance > 0 && s.Upper[r] < 1e9 && s.Upper[r] <= (1 + CTolerance) * s.Lower[r]) s.Done[r] = true;
             }
         }
+        if (RefineSteps > 0) Refine(b, s);
+    }
+
+    /// <summary>
+    /// The line search of <see cref="RefineSteps"/>: per image fooled at a positive L2, its best x' so far gives
+    /// delta = x' - x, and forward passes at x + t delta look for the boundary crossing of the margin g(t) = m + kappa
+    /// (g(0) &gt; 0 from the clean logits, g(1) &lt; 0 measured by the first pass at t = 1): regula falsi on the
+    /// bracket [lo, hi] of t (lo not adversarial, hi adversarial), each try nudged 1% of the bracket toward hi so that
+    /// it lands on the adversarial side, and the Illinois halving of a side kept twice. Every tried point goes through
+    /// the same keep-best as the Adam iterates (success on the device, L2 of the clamped point), so the returned L2 is
+    /// still the smallest over every successful point evaluated.
+    /// </summary>
+    void Refine(AttackBatch b, Search s)
+    {
+        var best = s.BestL2.ToArray();
+        // Rows fooled at a positive L2 whose clean image does not meet the goal (those that do keep their first iterate).
+        var live = Enumerable.Range(0, b.Rows).Where(r => best[r] > 0 && best[r] < 1e9f
+            && Margin(b.CleanLogits, r, b.Outputs, b.TrueLabels[r], b.Targeted ? b.LossLabels[r] : -1) + Kappa > 0).ToArray();
+        if (live.Length == 0) return;
+        var rows = new Rows(b, s, live, false);
+        try
+        {
+            var sb = rows.B; var be = sb.Be; int n = sb.Rows, d = sb.Cols, k = sb.Outputs;
+            be.Fill(rows.AnySucc, 0f);
+            be.Copy(sb.Adv, rows.G); // delta
+            be.Axpy(-1f, sb.X0, rows.G);
+            var lo = new double[n]; var hi = Enumerable.Repeat(1.0, n).ToArray();
+            var glo = new double[n]; var ghi = Enumerable.Repeat(double.NaN, n).ToArray();
+            var side = new int[n]; // +1: hi kept its end in the last try, -1: lo did (Illinois)
+            for (int j = 0; j < n; j++) glo[j] = Margin(sb.CleanLogits, j, k, sb.TrueLabels[j], sb.Targeted ? sb.LossLabels[j] : -1) + Kappa;
+            var t = new float[n];
+            for (int it = 1; it <= RefineSteps; it++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    if (double.IsNaN(ghi[j])) { t[j] = 1f; continue; }
+                    double w = hi[j] - lo[j], ts = glo[j] > 0 && ghi[j] < 0 ? hi[j] - ghi[j] * w / (ghi[j] - glo[j]) : lo[j] + w / 2;
+                    t[j] = (float)Math.Clamp(ts + 0.01 * (hi[j] - ts), lo[j] + 0.001 * w, hi[j]);
+                }
+                be.Upload(rows.CT, t);
+                sb.ScaleRows(rows.G, rows.CT, rows.Xp);
+                be.Axpy(1f, sb.X0, rows.Xp);
+                be.Clamp(rows.Xp, 0f, 1f, rows.Xp);
+                var z = sb.Forward(rows.Xp);
+                sb.SuccessMask(z, rows.Succ, Kappa);
+                be.Copy(rows.Xp, rows.Diff);
+                be.Axpy(-1f, sb.X0, rows.Diff);
+                be.ReduceRows(Reduction.L2, rows.Diff, rows.L2, n, d);
+                be.Greater(rows.BestL2, rows.L2, rows.Better);
+                be.Mul(rows.Better, rows.Succ, rows.Better);
+                sb.SelectRows(rows.BestL2, rows.L2, rows.Better);
+                sb.SelectRows(sb.Adv, rows.Xp, rows.Better);
+                Observe?.Invoke(sb, -1, it, rows.L2, rows.Succ);
+                if (it == RefineSteps) break;
+                var zh = z.ToArray(); var ok = rows.Succ.ToArray();
+                for (int j = 0; j < n; j++)
+                {
+                    double g = Margin(zh, j, k, sb.TrueLabels[j], sb.Targeted ? sb.LossLabels[j] : -1) + Kappa;
+                    if (ok[j] > 0.5f)
+                    {
+                        hi[j] = t[j]; ghi[j] = Math.Min(g, -1e-12);
+                        if (side[j] == -1) glo[j] /= 2; // lo kept its end twice: halve its weight
+                        side[j] = -1;
+                    }
+                    else
+                    {
+                        lo[j] = t[j]; glo[j] = Math.Max(g, 1e-12);
+                        if (side[j] == 1 && !double.IsNaN(ghi[j])) ghi[j] /= 2;
+                        side[j] = 1;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            rows.Finish();
+            rows.Dispose();
+        }
+    }
+
+    /// <summary>The CW margin of host logits row r: z_y - max other (untargeted), max other - z_t (target &gt;= 0).</summary>
+    static double Margin(float[] logits, int r, int k, int label, int target)
+    {
+        var z = Losses.ClassLogits(logits, r, k);
+        int c = target >= 0 ? target : label;
+        double other = double.NegativeInfinity;
+        for (int j = 0; j < z.Length; j++) if (j != c) other = Math.Max(other, z[j]);
+        return target >= 0 ? other - z[c] : z[c] - other;
     }
 
     /// <summary>

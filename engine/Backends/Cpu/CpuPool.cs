@@ -49,9 +49,40 @@ public sealed partial class CpuBackend
         For(planes, (long)s.KH * s.KW * p, i => body(i, ib.Span((long)i * il, il), ob.Span((long)i * ol, ol)));
     }
 
+    /// <summary>
+    /// A 2x2 window with stride 2, no padding, every window inside the input (any odd last row or column is in no
+    /// window): the fast path of max pooling (cnn-small, LeNet), the same comparisons in the same order as the general
+    /// loop, so the same first maximum (ties, signed zeros and NaN included).
+    /// </summary>
+    static bool IsPool2x2(in PoolShape s) =>
+        s.KH == 2 && s.KW == 2 && s.StrideH == 2 && s.StrideW == 2 && s.PadH == 0 && s.PadW == 0
+        && 2 * s.OutH <= s.H && 2 * s.OutW <= s.W;
+
+    /// <summary>Index within the 2x2 window at (r, c) of a plane of width w of its first maximum: 0, 1, w or w + 1.</summary>
+    static int Argmax2x2(ReadOnlySpan<float> p, int w, int at)
+    {
+        int best = at; float m = p[at];
+        if (p[at + 1] > m) { best = at + 1; m = p[at + 1]; }
+        if (p[at + w] > m) { best = at + w; m = p[at + w]; }
+        if (p[at + w + 1] > m) best = at + w + 1;
+        return best;
+    }
+
     protected override void MaxPoolForwardCore(in PoolShape s, Tensor x, Tensor y)
     {
         var sh = s;
+        if (IsPool2x2(s))
+        {
+            ForPlanes(s, x, y, false, (_, xp, yp) =>
+            {
+                for (int oh = 0; oh < sh.OutH; oh++)
+                {
+                    int row = 2 * oh * sh.W, o = oh * sh.OutW;
+                    for (int ow = 0; ow < sh.OutW; ow++) yp[o + ow] = xp[Argmax2x2(xp, sh.W, row + 2 * ow)];
+                }
+            });
+            return;
+        }
         ForPlanes(s, x, y, false, (_, xp, yp) =>
         {
             for (int oh = 0; oh < sh.OutH; oh++)
@@ -68,6 +99,20 @@ public sealed partial class CpuBackend
         var sh = s;
         int hw = s.H * s.W;
         var xb = B(x);
+        if (IsPool2x2(s))
+        {
+            ForPlanes(s, dy, dx, true, (i, dyp, dxp) =>
+            {
+                var xp = xb.Span((long)i * hw, hw);
+                dxp.Clear();
+                for (int oh = 0; oh < sh.OutH; oh++)
+                {
+                    int row = 2 * oh * sh.W, o = oh * sh.OutW;
+                    for (int ow = 0; ow < sh.OutW; ow++) dxp[Argmax2x2(xp, sh.W, row + 2 * ow)] = dyp[o + ow]; // windows do not overlap
+                }
+            });
+            return;
+        }
         ForPlanes(s, dy, dx, true, (i, dyp, dxp) =>
         {
             var xp = xb.Span((long)i * hw, hw);
