@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Perturb.Engine.Backends;
 
 /// <summary>
@@ -58,14 +62,63 @@ public sealed partial class CpuBackend
         s.KH == 2 && s.KW == 2 && s.StrideH == 2 && s.StrideW == 2 && s.PadH == 0 && s.PadW == 0
         && 2 * s.OutH <= s.H && 2 * s.OutW <= s.W;
 
-    /// <summary>Index within the 2x2 window at (r, c) of a plane of width w of its first maximum: 0, 1, w or w + 1.</summary>
-    static int Argmax2x2(ReadOnlySpan<float> p, int w, int at)
+    /// <summary>
+    /// (v &gt; m) ? v : m without a branch (MAXSS keeps its second operand unless the first is greater, NaN and equal
+    /// values included): the general loop's strict-&gt; update. Post-ReLU windows make that branch unpredictable
+    /// (measured 3x slower than branch-free on cnn-small's activations).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Above(float v, float m) => Sse.IsSupported
+        ? Sse.MaxScalar(Vector128.CreateScalarUnsafe(v), Vector128.CreateScalarUnsafe(m)).ToScalar()
+        : v > m ? v : m;
+
+    /// <summary>1 where v == m (IEEE: NaN equals nothing, -0 equals +0), else 0, without a branch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int Same(float v, float m) => Sse.IsSupported
+        ? BitConverter.SingleToInt32Bits(Sse.CompareScalarEqual(Vector128.CreateScalarUnsafe(v), Vector128.CreateScalarUnsafe(m)).ToScalar()) & 1
+        : v == m ? 1 : 0;
+
+    /// <summary>
+    /// One plane of the 2x2/2 forward: each window's first maximum by the general loop's comparisons in its order
+    /// (row 0 left, right, row 1 left, right; strict &gt;), so NaN and signed zeros come out the same.
+    /// </summary>
+    static unsafe void MaxPool2x2Plane(float* x, float* y, int w, int oh, int ow)
     {
-        int best = at; float m = p[at];
-        if (p[at + 1] > m) { best = at + 1; m = p[at + 1]; }
-        if (p[at + w] > m) { best = at + w; m = p[at + w]; }
-        if (p[at + w + 1] > m) best = at + w + 1;
-        return best;
+        for (int i = 0; i < oh; i++)
+        {
+            float* r0 = x + 2 * i * w, r1 = r0 + w, o = y + i * ow;
+            for (int j = 0; j < ow; j++)
+                o[j] = Above(r1[2 * j + 1], Above(r1[2 * j], Above(r0[2 * j + 1], r0[2 * j])));
+        }
+    }
+
+    /// <summary>
+    /// One plane of the 2x2/2 backward, every element of dx written once: 0 + dy at each window's first maximum (as
+    /// the general loop's clear and +=), +0 elsewhere, found without branches: the strict-&gt; maximum m as in the
+    /// forward, then the first of the four equal to m (the position the general loop's updates end on), or the
+    /// first when none is (m NaN, from the first value). Rows and columns in no window are cleared.
+    /// </summary>
+    static unsafe void MaxPool2x2BackwardPlane(float* x, float* dy, float* dx, int h, int w, int oh, int ow)
+    {
+        for (int i = 0; i < oh; i++)
+        {
+            int row = 2 * i * w;
+            float* r0 = x + row, r1 = r0 + w, g = dy + i * ow, d0 = dx + row, d1 = d0 + w;
+            for (int j = 0; j < ow; j++)
+            {
+                float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+                float m = Above(d, Above(c, Above(b, a)));
+                int ea = Same(a, m), eb = Same(b, m), ec = Same(c, m), ed = Same(d, m);
+                int na = 1 - ea, kb = na & eb, kc = na & (1 - eb) & ec, kd = na & (1 - eb) & (1 - ec) & ed, ka = 1 - kb - kc - kd;
+                int gv = BitConverter.SingleToInt32Bits(0f + g[j]);
+                d0[2 * j] = BitConverter.Int32BitsToSingle(gv & -ka);
+                d0[2 * j + 1] = BitConverter.Int32BitsToSingle(gv & -kb);
+                d1[2 * j] = BitConverter.Int32BitsToSingle(gv & -kc);
+                d1[2 * j + 1] = BitConverter.Int32BitsToSingle(gv & -kd);
+            }
+            for (int k = 2 * ow; k < w; k++) d0[k] = d1[k] = 0f;
+        }
+        new Span<float>(dx + 2 * oh * w, (h - 2 * oh) * w).Clear();
     }
 
     protected override void MaxPoolForwardCore(in PoolShape s, Tensor x, Tensor y)
@@ -75,11 +128,7 @@ public sealed partial class CpuBackend
         {
             ForPlanes(s, x, y, false, (_, xp, yp) =>
             {
-                for (int oh = 0; oh < sh.OutH; oh++)
-                {
-                    int row = 2 * oh * sh.W, o = oh * sh.OutW;
-                    for (int ow = 0; ow < sh.OutW; ow++) yp[o + ow] = xp[Argmax2x2(xp, sh.W, row + 2 * ow)];
-                }
+                unsafe { fixed (float* px = xp, py = yp) MaxPool2x2Plane(px, py, sh.W, sh.OutH, sh.OutW); }
             });
             return;
         }
@@ -104,12 +153,7 @@ public sealed partial class CpuBackend
             ForPlanes(s, dy, dx, true, (i, dyp, dxp) =>
             {
                 var xp = xb.Span((long)i * hw, hw);
-                dxp.Clear();
-                for (int oh = 0; oh < sh.OutH; oh++)
-                {
-                    int row = 2 * oh * sh.W, o = oh * sh.OutW;
-                    for (int ow = 0; ow < sh.OutW; ow++) dxp[Argmax2x2(xp, sh.W, row + 2 * ow)] = dyp[o + ow]; // windows do not overlap
-                }
+                unsafe { fixed (float* px = xp, pg = dyp, pd = dxp) MaxPool2x2BackwardPlane(px, pg, pd, sh.H, sh.W, sh.OutH, sh.OutW); }
             });
             return;
         }
