@@ -104,7 +104,20 @@ public sealed partial class CpuBackend
         {
             int row = 2 * i * w;
             float* r0 = x + row, r1 = r0 + w, g = dy + i * ow, d0 = dx + row, d1 = d0 + w;
-            for (int j = 0; j < ow; j++)
+            int j = 0;
+            if (Sse.IsSupported && ow >= 4)
+            {
+                // Four windows at once, lane-wise the same selection; a last group that would pass the row's end
+                // moves back to end at it and recomputes windows already written (each write is the same value).
+                for (int j0 = 0; ; j0 += 4)
+                {
+                    if (j0 + 4 > ow) { if (j0 == ow) break; j0 = ow - 4; }
+                    Window4(r0 + 2 * j0, r1 + 2 * j0, g + j0, d0 + 2 * j0, d1 + 2 * j0);
+                    if (j0 + 4 == ow) break;
+                }
+                j = ow;
+            }
+            for (; j < ow; j++)
             {
                 float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
                 float m = Above(d, Above(c, Above(b, a)));
@@ -119,6 +132,27 @@ public sealed partial class CpuBackend
             for (int k = 2 * ow; k < w; k++) d0[k] = d1[k] = 0f;
         }
         new Span<float>(dx + 2 * oh * w, (h - 2 * oh) * w).Clear();
+    }
+
+    /// <summary>
+    /// Four adjacent 2x2 windows of the backward (rows r0, r1 from their first column; dy g; dx rows d0, d1): the
+    /// scalar loop's selection lane by lane (MAXPS is the same strict-&gt; update, CMPEQPS the same equality).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Window4(float* r0, float* r1, float* g, float* d0, float* d1)
+    {
+        Vector128<float> x0 = Sse.LoadVector128(r0), x1 = Sse.LoadVector128(r0 + 4), y0 = Sse.LoadVector128(r1), y1 = Sse.LoadVector128(r1 + 4);
+        var a = Sse.Shuffle(x0, x1, 0b10_00_10_00); var b = Sse.Shuffle(x0, x1, 0b11_01_11_01);
+        var c = Sse.Shuffle(y0, y1, 0b10_00_10_00); var d = Sse.Shuffle(y0, y1, 0b11_01_11_01);
+        var m = Sse.Max(d, Sse.Max(c, Sse.Max(b, a)));
+        var ea = Sse.CompareEqual(a, m); var eb = Sse.CompareEqual(b, m); var ec = Sse.CompareEqual(c, m); var ed = Sse.CompareEqual(d, m);
+        var kb = Sse.AndNot(ea, eb); var ab = Sse.Or(ea, eb);
+        var kc = Sse.AndNot(ab, ec); var kd = Sse.AndNot(Sse.Or(ab, ec), ed);
+        var gv = Sse.Add(Vector128<float>.Zero, Sse.LoadVector128(g));
+        var oa = Sse.AndNot(Sse.Or(kb, Sse.Or(kc, kd)), gv);
+        var ob = Sse.And(kb, gv); var oc = Sse.And(kc, gv); var od = Sse.And(kd, gv);
+        Sse.Store(d0, Sse.UnpackLow(oa, ob)); Sse.Store(d0 + 4, Sse.UnpackHigh(oa, ob));
+        Sse.Store(d1, Sse.UnpackLow(oc, od)); Sse.Store(d1 + 4, Sse.UnpackHigh(oc, od));
     }
 
     protected override void MaxPoolForwardCore(in PoolShape s, Tensor x, Tensor y)
