@@ -172,7 +172,7 @@ public sealed class CarliniWagner : Attack
         var rows = new Rows(b, s, live, false);
         try
         {
-            var sb = rows.B; var be = sb.Be; int n = sb.Rows, d = sb.Cols, k = sb.Outputs;
+            var sb = rows.B; var be = sb.Be; int n = sb.Rows, k = sb.Outputs;
             be.Fill(rows.AnySucc, 0f);
             be.Copy(sb.Adv, rows.G); // delta
             be.Axpy(-1f, sb.X0, rows.G);
@@ -196,13 +196,7 @@ public sealed class CarliniWagner : Attack
                 be.Clamp(rows.Xp, 0f, 1f, rows.Xp);
                 var z = sb.Forward(rows.Xp);
                 sb.SuccessMask(z, rows.Succ, conf);
-                be.Copy(rows.Xp, rows.Diff);
-                be.Axpy(-1f, sb.X0, rows.Diff);
-                be.ReduceRows(Reduction.L2, rows.Diff, rows.L2, n, d);
-                be.Greater(rows.BestL2, rows.L2, rows.Better);
-                be.Mul(rows.Better, rows.Succ, rows.Better);
-                sb.SelectRows(rows.BestL2, rows.L2, rows.Better);
-                sb.SelectRows(sb.Adv, rows.Xp, rows.Better);
+                rows.KeepBest();
                 Observe?.Invoke(sb, -1, it, rows.L2, rows.Succ);
                 if (it == RefineSteps) break;
                 var zh = z.ToArray(); var ok = rows.Succ.ToArray();
@@ -258,7 +252,7 @@ public sealed class CarliniWagner : Attack
             double lastSum = double.PositiveInfinity;
             for (int it = 1; it <= Steps; it++)
             {
-                var sb = rows.B; var be = sb.Be; int n = sb.Rows, d = sb.Cols;
+                var sb = rows.B; var be = sb.Be; int n = sb.Rows;
                 // x' = (tanh(w) + 1) / 2
                 be.ActivationForward(Activation.Tanh, 0f, rows.W, rows.T);
                 sb.Affine(rows.T, 0.5f, 0.5f, rows.Xp);
@@ -269,13 +263,7 @@ public sealed class CarliniWagner : Attack
                 // Keep the lowest-L2 successful point (masked rows count as unsuccessful).
                 sb.SuccessMask(sb.Logits!, rows.Succ, Kappa);
                 if (!rows.AllRunning) be.Mul(rows.Succ, rows.Running, rows.Succ);
-                be.Copy(rows.Xp, rows.Diff);
-                be.Axpy(-1f, sb.X0, rows.Diff);
-                be.ReduceRows(Reduction.L2, rows.Diff, rows.L2, n, d);
-                be.Greater(rows.BestL2, rows.L2, rows.Better);
-                be.Mul(rows.Better, rows.Succ, rows.Better);
-                sb.SelectRows(rows.BestL2, rows.L2, rows.Better);
-                sb.SelectRows(sb.Adv, rows.Xp, rows.Better);
+                rows.KeepBest();
                 be.Where(rows.Succ, rows.Succ, rows.AnySucc, rows.AnySucc, n, 1); // anySucc |= succ
                 Observe?.Invoke(sb, round, it, rows.L2, rows.Succ);
                 rows.CountStep();
@@ -442,6 +430,22 @@ public sealed class CarliniWagner : Attack
                 Array.Copy(w, o, _s.W0, (long)Chunk[j] * d, d);
             }
             B.Be.Upload(W, w);
+        }
+
+        /// <summary>
+        /// Diff = Xp - x and its L2 per row; where Succ is 1 and that L2 is below the row's best, the best L2 and
+        /// image become Xp's (selects, exact for any values).
+        /// </summary>
+        public void KeepBest()
+        {
+            var be = B.Be; int n = B.Rows;
+            be.Copy(Xp, Diff);
+            be.Axpy(-1f, B.X0, Diff);
+            be.ReduceRows(Reduction.L2, Diff, L2, n, B.Cols);
+            be.Greater(BestL2, L2, Better);
+            be.Mul(Better, Succ, Better);
+            B.SelectRows(BestL2, L2, Better);
+            B.SelectRows(B.Adv, Xp, Better);
         }
 
         public void CountStep() { for (int j = 0; j < Chunk.Length; j++) if (_running[j]) _s.Steps[Chunk[j]]++; }
