@@ -17,7 +17,9 @@
 #            and 0 (hsj-deepfool-o0.json, a boundary point like HopSkipJump's)
 #   cw       C&W median L2 on the PneumoniaMNIST model's first $NCW (200) test images against torchattacks (and Foolbox),
 #            Perturb's answers re-checked in PyTorch (perturb-cw); both sides on $THREADS (1) threads, CPU seconds
-#            (Perturb: cw-time.txt, the process's user + system time; the peers: cpu_seconds)
+#            (Perturb: cw-time.txt, the process's user + system time, and cw-base-time.txt, the same for a one-gradient
+#            FGSM run with the same start-up, loading and --out: the difference is the attack alone; the peers:
+#            cpu_seconds, the attack alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/perturb-robust}; shift || true
@@ -78,7 +80,11 @@ if want cw; then
   threads=${THREADS:-1}
   DOTNET_PROCESSOR_COUNT=$threads /usr/bin/time -f "perturb cw: user %U s, system %S s, wall %e s" -o "$out/cw-time.txt" \
     $perturb attack cw --model "$model" --data "$data" --n $ncw --seed 0 --json "$out/cw.json" --out "$out/cw-inputs" --overwrite
-  cat "$out/cw-time.txt"
+  # The same start-up, data loading and --out writing around one gradient (FGSM): cw-time.txt minus this is Perturb's
+  # attack-only CPU time (plus one gradient), the figure to set beside the peers' cpu_seconds.
+  DOTNET_PROCESSOR_COUNT=$threads /usr/bin/time -f "perturb fgsm (start-up baseline): user %U s, system %S s, wall %e s" -o "$out/cw-base-time.txt" \
+    $perturb attack fgsm --model "$model" --data "$data" --n $ncw --eps 0.01 --json "$out/cw-base.json" --out "$out/cw-base-inputs" --overwrite
+  cat "$out/cw-time.txt" "$out/cw-base-time.txt"
   if [[ -n ${FOOLBOX:-} ]]; then fb="--foolbox $FOOLBOX --eagerpy $EAGERPY"; cwpeers=perturb-cw,cw,foolbox-cw; else fb=; cwpeers=perturb-cw,cw; fi
   $peer $fb --model "$model" --inputs "$out/cw-inputs" --attacks $cwpeers --threads "$threads" --json "$out/cw-peers.json"
 fi

@@ -86,7 +86,7 @@ public sealed class Pool2d : Layer
     {
         CheckInput(x[0], 0);
         _x = x[0]; _s = ShapeFor(_x.N);
-        var y = c.Alloc(Batch(_s.N, OutShape));
+        var y = c.AllocOutput(Batch(_s.N, OutShape)); // every pooling op writes its whole output (dx too: the backward clears it)
         if (IsMax) c.Be.MaxPoolForward(_s, _x, y); else c.Be.AvgPoolForward(_s, _x, y);
         return y;
     }
@@ -94,7 +94,7 @@ public sealed class Pool2d : Layer
     public override Tensor?[] Backward(PassContext c, Tensor dy, bool weights, bool[] needDx)
     {
         if (!needDx[0]) return new Tensor?[] { null };
-        var dx = c.Alloc(_x!.Shape);
+        var dx = c.AllocOutput(_x!.Shape);
         if (IsMax) c.Be.MaxPoolBackward(_s, _x, dy, dx); else c.Be.AvgPoolBackward(_s, dy, dx);
         return new[] { dx };
     }

@@ -17,6 +17,9 @@ public class PoolNormParityTests
         (new PoolShape(2, 1, 6, 7, 2, 3, 1, 2, PadH: 0, PadW: 1, CeilMode: true, CountIncludePad: true), 2), // rectangular window and stride
         (new PoolShape(1, 2, 7, 5, 3, 3, 3, 3, PadH: 1, PadW: 1, CountIncludePad: true), 0),            // non-overlapping 3x3/3, include pad
         (new PoolShape(1, 2, 8, 8, 3, 3, 2, 2, CeilMode: true, CountIncludePad: true), 0),               // ceil, no pad: last window past the input, divisor 2x3 / 3x2 / 2x2
+        (new PoolShape(2, 3, 7, 9, 2, 2, 2, 2), 1),                                                     // 2x2/2 fast path, odd sizes (last row and column in no window), ties
+        (new PoolShape(1, 2, 7, 9, 2, 2, 2, 2, CeilMode: true), 2),                                     // 2x2/2 in ceil mode: clipped last windows, the general loop
+        (new PoolShape(2, 2, 5, 13, 2, 2, 2, 2), 1),                                                    // 2x2/2, 6 windows a row: four at once, then the last four overlapping; ties
     };
 
     public static IEnumerable<object[]> PoolCaseIds()
