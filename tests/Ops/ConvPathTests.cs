@@ -30,10 +30,16 @@ public class ConvPathTests
         (new ConvShape(5, 9, 8, 8, 17, 1, 1, StrideH: 2, StrideW: 2), false),                       // 1x1 stride-2 projection
         (new ConvShape(3, 6, 11, 12, 10, 3, 2, StrideH: 3, StrideW: 3, PadH: 1, PadW: 2, DilH: 2), true),   // stride 3, dilated, rectangular
         (new ConvShape(2, 3, 40, 37, 16, 3, 3, PadH: 1, PadW: 1), true),                            // a stem: 3 channels, rows of 37
+        (new ConvShape(3, 16, 13, 11, 20, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2, odd sizes: 7x6 output, partial tiles
+        (new ConvShape(2, 16, 7, 7, 24, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), false),    // stage 4's stride-2 geometry: 4x4 output
+        (new ConvShape(17, 16, 14, 14, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),  // 7x7 output, 17 samples: more tiles than lanes, odd over threads
+        (new ConvShape(2, 16, 9, 8, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 2, PadW: 0), false),    // stride 2, pad 2 and 0
+        (new ConvShape(1, 16, 28, 28, 32, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2, batch 1: the phases split over threads
     };
 
     static readonly CpuBackend.ConvPath[] Paths =
-        { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4 };
+        { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4,
+          CpuBackend.ConvPath.WinogradS2, CpuBackend.ConvPath.WinogradS2F4 };
 
     public static IEnumerable<object[]> Ids() =>
         from i in Enumerable.Range(0, Cases.Length) from p in Paths
@@ -44,7 +50,7 @@ public class ConvPathTests
     {
         var path = Enum.Parse<CpuBackend.ConvPath>(pathName);
         var (s, withBias) = Cases[id];
-        double atol = path == CpuBackend.ConvPath.Winograd4 ? 3e-4 : 1e-4;
+        double atol = path is CpuBackend.ConvPath.Winograd4 or CpuBackend.ConvPath.WinogradS2F4 ? 3e-4 : 1e-4;
         var x = Ref.Rand(s.N * s.C * s.H * s.W, 10 + id); var w = Ref.Rand(s.K * s.C * s.R * s.S, 20 + id);
         var b = withBias ? Ref.Rand(s.K, 30 + id) : null; var dy = Ref.Rand(s.N * s.K * s.OutH * s.OutW, 40 + id);
         var want = Ref.ConvForward(s, x, w, b);
@@ -67,7 +73,7 @@ public class ConvPathTests
             h.Op("conv_bwd_data", () => be.ConvBackwardData(s, tdy, tw, tdx));
             Ref.AssertClose(wantDx, h.GetF(tdx), 1e-4, atol, $"{path} conv_bwd_data case {id} threads {threads}");
             h.CheckGuards();
-            bool winograd = path is CpuBackend.ConvPath.Winograd or CpuBackend.ConvPath.Winograd4;
+            bool winograd = path is CpuBackend.ConvPath.Winograd or CpuBackend.ConvPath.Winograd4 or CpuBackend.ConvPath.WinogradS2 or CpuBackend.ConvPath.WinogradS2F4;
             Assert.True(winograd == (be.WinogradBuilds == builds + 2), $"{path} case {id}: {be.WinogradBuilds - builds} weight transforms built");
         }
     }

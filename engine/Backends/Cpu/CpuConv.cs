@@ -58,6 +58,10 @@ public sealed partial class CpuBackend
         /// Backward-data has no implicit form here and runs the sample blocks.
         /// </summary>
         Implicit,
+        /// <summary>Stride-2 3x3: polyphase Winograd with 2x2 output tiles, 25 products per tile for 36 (CpuConvWinogradS2.cs).</summary>
+        WinogradS2,
+        /// <summary>Stride-2 3x3: polyphase Winograd with 4x4 output tiles, 81 products per tile for 144 (CpuConvWinogradS2.cs).</summary>
+        WinogradS2F4,
     }
 
     /// <summary>
@@ -73,6 +77,7 @@ public sealed partial class CpuBackend
         ConvPath.Blocked or ConvPath.Implicit => s.Groups == 1 && !IsPointwise(s),
         ConvPath.Winograd => WinogradApplies(s),
         ConvPath.Winograd4 => WinogradApplies(s) && Avx512F.IsSupported,
+        ConvPath.WinogradS2 or ConvPath.WinogradS2F4 => WinogradS2Applies(s) && Avx512F.IsSupported,
         _ => false,
     };
 
@@ -127,6 +132,11 @@ public sealed partial class CpuBackend
         if (path is ConvPath.Winograd or ConvPath.Winograd4)
         {
             WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false, path == ConvPath.Winograd4 ? 4 : 2), bb, yb, relu);
+            return;
+        }
+        if (path is ConvPath.WinogradS2 or ConvPath.WinogradS2F4)
+        {
+            WinogradS2Conv(s, xb, WinogradS2For(w, s.K, s.C, false, path == ConvPath.WinogradS2F4 ? 4 : 2), bb, yb, relu, false);
             return;
         }
         bool pointwise = IsPointwise(s);
@@ -232,6 +242,11 @@ public sealed partial class CpuBackend
         if (path is ConvPath.Winograd or ConvPath.Winograd4)
         {
             WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true, path == ConvPath.Winograd4 ? 4 : 2), null, xb, false);
+            return;
+        }
+        if (path is ConvPath.WinogradS2 or ConvPath.WinogradS2F4)
+        {
+            WinogradS2Conv(s, db, WinogradS2For(w, s.K, s.C, true, path == ConvPath.WinogradS2F4 ? 4 : 2), null, xb, false, true);
             return;
         }
         bool pointwise = IsPointwise(s);

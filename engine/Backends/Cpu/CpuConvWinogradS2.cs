@@ -1,0 +1,352 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Perturb.Engine.Backends;
+
+/// <summary>
+/// Stride-2 3x3 convolutions (forward and backward-data) through a polyphase Winograd transform. Along one axis,
+/// with xp the padded input, an output y[o] = w0 xp[2o] + w1 xp[2o+1] + w2 xp[2o+2] is a 2-tap correlation of the
+/// even samples E[i] = xp[2i] with (w0, w2) plus a 1-tap one of the odd samples O[i] = xp[2i+1] with w1. A tile of
+/// T outputs reads xp[2T t .. 2T t + 2T] (n = 2T + 1 values): the even part runs Winograd F(T, 2) (T + 1 products
+/// instead of 2T), the odd part T plain products. So one axis costs n = 2T + 1 products per T outputs instead of 3T,
+/// and a T x T tile n^2 instead of 9 T^2 (T = 2: 25 for 36, 1.44x fewer; T = 4: 81 for 144, 1.78x fewer):
+///
+///   Y = A^T [ (G g G^T) (.) (B^T d B) ] A     summed over the input channels inside the brackets,
+///
+/// with B^T (n x n), G (n x 3), A^T (T x n) assembled from F(T, 2)'s matrices (<see cref="S2Tables"/>: F(2, 2) at
+/// the points 0, 1, inf; F(4, 2) at 0, 1, -1, 2, inf). As in CpuWinograd.cs the sum over channels is one GEMM per
+/// transformed position xi (n^2 of them) on weights transformed and packed once per weight tensor and cached.
+///
+/// Backward-data is the adjoint of the same linear map in x: dM = A dY A^T per output tile, dV[xi] = U[xi]^T dM[xi]
+/// (the GEMM with the transposed packed weights), and dd = B dV B^T scatter-added into dx (tiles overlap by one
+/// input row and column; a chunk holds whole samples, so no two threads add into the same dx).
+/// The transforms run 16 tiles at a time, one tile per vector lane.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    /// <summary>Stride-2 3x3 convolutions with enough channels, as for Winograd (the stem conv has 1-3 channels).</summary>
+    static bool WinogradS2Applies(in ConvShape s) =>
+        s.R == 3 && s.S == 3 && s.StrideH == 2 && s.StrideW == 2 && s.DilH == 1 && s.DilW == 1 && s.Groups == 1
+        && s.PadH <= 2 && s.PadW <= 2 && s.C >= WinogradMinChannels && s.K >= WinogradMinChannels && s.N > 0
+        && s.OutH > 0 && s.OutW > 0;
+
+    /// <summary>The 1-D transforms of the polyphase F(T, 3) stride 2, n = 2T + 1 points, row-major.</summary>
+    sealed class S2Tables
+    {
+        public required int T, Nn;
+        /// <summary>B^T (n x n, over xp[0..2T]), G (n x 3, double: the weights are transformed in double), A^T (T x n).</summary>
+        public required float[] BT, AT;
+        public required double[] G;
+        /// <summary>Nonzeros of the rows of B^T and A^T, and of their columns (for the adjoint): (index, coefficient).</summary>
+        public required (int I, float C)[][] BTRows, BTCols, ATRows, ATCols;
+
+        public static S2Tables Build(int t)
+        {
+            // F(T, 2) correlation: y[o] = g0 d[o] + g1 d[o + 1], o < T, d[0..T].
+            double[,] at, g, bt;
+            if (t == 2)
+            {
+                at = new double[,] { { 1, 1, 0 }, { 0, 1, 1 } };
+                g = new double[,] { { 1, 0 }, { 1, 1 }, { 0, 1 } };
+                bt = new double[,] { { 1, -1, 0 }, { 0, 1, 0 }, { 0, -1, 1 } };
+            }
+            else if (t == 4)
+            {
+                at = new double[,] { { 1, 1, 1, 1, 0 }, { 0, 1, -1, 2, 0 }, { 0, 1, 1, 4, 0 }, { 0, 1, -1, 8, 1 } };
+                g = new double[,] { { 0.5, 0 }, { -0.5, -0.5 }, { -1.0 / 6, 1.0 / 6 }, { 1.0 / 6, 1.0 / 3 }, { 0, 1 } };
+                bt = new double[,] { { 2, -1, -2, 1, 0 }, { 0, -2, -1, 1, 0 }, { 0, 2, -3, 1, 0 }, { 0, -1, 0, 1, 0 }, { 0, 2, -1, -2, 1 } };
+            }
+            else throw new ArgumentOutOfRangeException(nameof(t));
+            int ne = t + 1, n = 2 * t + 1;
+            var BT = new float[n * n]; var AT = new float[t * n]; var G = new double[n * 3];
+            for (int j = 0; j < ne; j++)
+            {
+                for (int i = 0; i < ne; i++) BT[j * n + 2 * i] = (float)bt[j, i];
+                G[j * 3] = g[j, 0]; G[j * 3 + 2] = g[j, 1];
+                for (int o = 0; o < t; o++) AT[o * n + j] = (float)at[o, j];
+            }
+            for (int i = 0; i < t; i++) { BT[(ne + i) * n + 2 * i + 1] = 1; G[(ne + i) * 3 + 1] = 1; AT[i * n + ne + i] = 1; }
+            static (int, float)[][] Nz(float[] m, int rows, int cols, bool byCol) =>
+                Enumerable.Range(0, byCol ? cols : rows).Select(a => Enumerable.Range(0, byCol ? rows : cols)
+                    .Select(b => (b, byCol ? m[b * cols + a] : m[a * cols + b])).Where(e => e.Item2 != 0f).ToArray()).ToArray();
+            return new S2Tables
+            {
+                T = t, Nn = n, BT = BT, AT = AT, G = G,
+                BTRows = Nz(BT, n, n, false), BTCols = Nz(BT, n, n, true), ATRows = Nz(AT, t, n, false), ATCols = Nz(AT, t, n, true),
+            };
+        }
+    }
+
+    static readonly S2Tables s_s2T2 = S2Tables.Build(2), s_s2T4 = S2Tables.Build(4);
+
+    /// <summary>The transformed, packed weights of one weight tensor for one tile size and direction.</summary>
+    sealed class WinogradS2Weights
+    {
+        public required long Version;
+        public required int Offset, K, C;
+        public required S2Tables Tab;
+        public required float[] Buf;
+        public required PackedA[] U;
+    }
+
+    /// <summary>[T == 4 ? 2 : 0 + backward ? 1 : 0].</summary>
+    sealed class WinogradS2Slot { public readonly WinogradS2Weights?[] Dir = new WinogradS2Weights?[4]; }
+
+    static readonly ConditionalWeakTable<Tensor.VersionBox, WinogradS2Slot> s_winogradS2 = new();
+
+    unsafe WinogradS2Weights WinogradS2For(Tensor w, int k, int c, bool backward, int t)
+    {
+        var slot = s_winogradS2.GetValue(w.Ver, _ => new WinogradS2Slot());
+        int d = (backward ? 1 : 0) + (t == 4 ? 2 : 0);
+        long ver = w.Version;
+        var e = slot.Dir[d];
+        if (e != null && e.Version == ver && e.Offset == w.Offset && e.K == k && e.C == c) return e;
+        lock (slot)
+        {
+            e = slot.Dir[d];
+            if (e != null && e.Version == ver && e.Offset == w.Offset && e.K == k && e.C == c) return e;
+            var tab = t == 4 ? s_s2T4 : s_s2T2;
+            var src = (float[])w.Storage;
+            int n = tab.Nn, planes = n * n;
+            long kc = (long)k * c;
+            // U[xi = i*n + j][k, c] = (G g G^T)[i, j] in double, g = w[k, c] (rows: H, columns: W).
+            var u = GC.AllocateUninitializedArray<float>((int)(planes * kc));
+            Span<double> gg = stackalloc double[n * 3];
+            var G = tab.G;
+            for (int ko = 0; ko < k; ko++)
+                for (int ci = 0; ci < c; ci++)
+                {
+                    int b0 = w.Offset + (ko * c + ci) * 9;
+                    for (int i = 0; i < n; i++)
+                        for (int q = 0; q < 3; q++)
+                            gg[i * 3 + q] = G[i * 3] * src[b0 + q] + G[i * 3 + 1] * src[b0 + 3 + q] + G[i * 3 + 2] * src[b0 + 6 + q];
+                    long o = (long)ko * c + ci;
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < n; j++)
+                            u[(i * n + j) * kc + o] = (float)(gg[i * 3] * G[j * 3] + gg[i * 3 + 1] * G[j * 3 + 1] + gg[i * 3 + 2] * G[j * 3 + 2]);
+                }
+            // Forward: A = U[xi] (K x C); backward: A = U[xi]^T (C x K).
+            int m = backward ? c : k, kd = backward ? k : c;
+            long per = PackedALength(m, kd);
+            var buf = GC.AllocateUninitializedArray<float>((int)(planes * per), pinned: true);
+            var packs = new PackedA[planes];
+            fixed (float* pu = u)
+            fixed (float* pb = buf)
+                for (int xi = 0; xi < planes; xi++)
+                    packs[xi] = PackAll(backward, pu + xi * kc, c, m, kd, 1f, pb + xi * per);
+            e = new WinogradS2Weights { Version = ver, Offset = w.Offset, K = k, C = c, Tab = tab, Buf = buf, U = packs };
+            slot.Dir[d] = e;
+            Interlocked.Increment(ref _winogradBuilds);
+            return e;
+        }
+    }
+
+    [ThreadStatic] static float[]? t_s2V, t_s2M;
+
+    /// <summary>
+    /// Forward (backward = false): y = conv(x) (+ bias, ReLU) with stride 2, src = x, dst = y (every element written).
+    /// Backward-data: dx = conv^T(dy), src = dy, dst = dx (overwritten).
+    /// </summary>
+    unsafe void WinogradS2Conv(ConvShape s, Buf src, WinogradS2Weights ww, Buf? bias, Buf dst, bool relu, bool backward)
+    {
+        var tab = ww.Tab;
+        int t = tab.T, planes = tab.Nn * tab.Nn;
+        int th = (s.OutH + t - 1) / t, tw = (s.OutW + t - 1) / t, tps = th * tw;
+        var g = new S2Geom(s, t, th, tw, relu, backward);
+        // Samples per chunk: V and M of a chunk within about 16 MB.
+        long perSample = (long)tps * planes * (s.C + s.K);
+        int spc = (int)Math.Clamp(4194304 / perSample, 1, s.N);
+        int chunks = (s.N + spc - 1) / spc;
+        bool par = _threads > 1 && s.N >= _threads;
+        if (par) chunks = Math.Min(s.N, (chunks + _threads - 1) / _threads * _threads);
+        void Chunk(int ci, bool split)
+        {
+            int n0 = (int)((long)s.N * ci / chunks), n1 = (int)((long)s.N * (ci + 1) / chunks);
+            int tc = (n1 - n0) * tps;
+            var v = Grow(ref t_s2V, planes * PlaneLen(s.C, tc));
+            var m = Grow(ref t_s2M, planes * PlaneLen(s.K, tc));
+            fixed (float* pv = v, pm = m, ps = src.A, pd = dst.A)
+                WinogradS2Chunk(g, tab, n0, tc, ps + src.Off, ww, bias, pd + dst.Off, pv, pm, split);
+        }
+        if (par) Parallel.For(0, chunks, _po, ci => Chunk(ci, false));
+        else for (int ci = 0; ci < chunks; ci++) Chunk(ci, _threads > 1);
+    }
+
+    readonly record struct S2Geom(ConvShape S, int T, int TH, int TW, bool Relu, bool Backward);
+
+    unsafe void WinogradS2Chunk(S2Geom g, S2Tables tab, int n0, int tc, float* src, WinogradS2Weights ww, Buf? bias, float* dst, float* v, float* m, bool split)
+    {
+        var s = g.S;
+        int planes = tab.Nn * tab.Nn;
+        nint sp = (nint)src, dp = (nint)dst, vp = (nint)v, mp = (nint)m;
+        long vStride = PlaneLen(s.C, tc), mStride = PlaneLen(s.K, tc);
+        if (!g.Backward)
+        {
+            Split(split, s.C, r => { for (int c = r.Item1; c < r.Item2; c++) S2InputTransform(g, tab, n0, tc, c, (float*)sp, (float*)vp + (long)c * tc, vStride); });
+            Split(split, planes, r =>
+            {
+                for (int xi = r.Item1; xi < r.Item2; xi++)
+                    GemmST(false, false, s.K, tc, s.C, 1f, null, 0, (float*)vp + xi * vStride, tc, 0f, (float*)mp + xi * mStride, tc, ww.U[xi]);
+            });
+            Split(split, s.K, r =>
+            {
+                for (int k = r.Item1; k < r.Item2; k++)
+                    S2OutputTransform(g, tab, n0, tc, k, (float*)mp + (long)k * tc, mStride, bias is { } b ? b[k] : 0f, (float*)dp);
+            });
+        }
+        else
+        {
+            Split(split, s.K, r => { for (int k = r.Item1; k < r.Item2; k++) S2DyTransform(g, tab, n0, tc, k, (float*)sp, (float*)mp + (long)k * tc, mStride); });
+            Split(split, planes, r =>
+            {
+                for (int xi = r.Item1; xi < r.Item2; xi++)
+                    GemmST(false, false, s.C, tc, s.K, 1f, null, 0, (float*)mp + xi * mStride, tc, 0f, (float*)vp + xi * vStride, tc, ww.U[xi]);
+            });
+            Split(split, s.C, r => { for (int c = r.Item1; c < r.Item2; c++) S2DxTransform(g, tab, n0, tc, c, (float*)vp + (long)c * tc, vStride, (float*)dp); });
+        }
+    }
+
+    const int S2Lanes = 16;
+
+    /// <summary>
+    /// One stage of a separable transform on 16-lane vectors: b[j*so + col*scb] = sum over rows[j]'s nonzeros (i, coef)
+    /// of coef * a[i*si + col*sca], for every output j and col &lt; cols.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void S2Apply((int I, float C)[][] rows, Vector512<float>* a, int si, int sca, int cols, Vector512<float>* b, int so, int scb)
+    {
+        for (int j = 0; j < rows.Length; j++)
+        {
+            var nz = rows[j];
+            for (int col = 0; col < cols; col++)
+            {
+                var acc = Vector512<float>.Zero;
+                foreach (var (i, c) in nz) acc += a[i * si + col * sca] * Vector512.Create(c);
+                b[j * so + col * scb] = acc;
+            }
+        }
+    }
+
+    /// <summary>V[xi][c][t] = (B^T d B)[xi] for the chunk's tiles t (samples from n0), d the zero-padded input patch.</summary>
+    static unsafe void S2InputTransform(in S2Geom g, S2Tables tab, int n0, int tc, int c, float* x, float* v, long stride)
+    {
+        var s = g.S;
+        int n = tab.Nn, span = 2 * g.T, tps = g.TH * g.TW, hw = s.H * s.W;
+        var d = stackalloc Vector512<float>[n * n];
+        var e = stackalloc Vector512<float>[n * n];
+        for (int t0 = 0; t0 < tc; t0 += S2Lanes)
+        {
+            int cnt = Math.Min(S2Lanes, tc - t0);
+            new Span<float>(d, n * n * S2Lanes).Clear();
+            float* df = (float*)d;
+            for (int l = 0; l < cnt; l++)
+            {
+                int t = t0 + l, img = n0 + t / tps, rem = t % tps, ty = rem / g.TW, tx = rem % g.TW;
+                int r0 = span * ty - s.PadH, c0 = span * tx - s.PadW;
+                float* xc = x + ((long)img * s.C + c) * hw;
+                int a0 = Math.Max(0, -r0), a1 = Math.Min(n, s.H - r0), b0 = Math.Max(0, -c0), b1 = Math.Min(n, s.W - c0);
+                for (int a = a0; a < a1; a++)
+                {
+                    float* xr = xc + (r0 + a) * s.W + c0;
+                    for (int b = b0; b < b1; b++) df[(a * n + b) * S2Lanes + l] = xr[b];
+                }
+            }
+            S2Apply(tab.BTRows, d, n, 1, n, e, n, 1);   // rows: e = B^T d
+            S2Apply(tab.BTRows, e, 1, n, n, d, 1, n);   // columns: d = e B
+            var mask = Lanes(0, cnt);
+            for (int xi = 0; xi < n * n; xi++) Avx512F.MaskStore(v + xi * stride + t0, mask, d[xi]);
+        }
+    }
+
+    /// <summary>y[img, k, T ty + o, T tx + p] = (A^T M A)[o, p] + bias (ReLU), inside the output only.</summary>
+    static unsafe void S2OutputTransform(in S2Geom g, S2Tables tab, int n0, int tc, int k, float* m, long stride, float bias, float* y)
+    {
+        var s = g.S;
+        int n = tab.Nn, t = g.T, tps = g.TH * g.TW, ohw = s.OutH * s.OutW;
+        var q = stackalloc Vector512<float>[n * n];
+        var e = stackalloc Vector512<float>[t * n];
+        var o = stackalloc Vector512<float>[t * n];
+        for (int t0 = 0; t0 < tc; t0 += S2Lanes)
+        {
+            int cnt = Math.Min(S2Lanes, tc - t0);
+            var mask = Lanes(0, cnt);
+            for (int xi = 0; xi < n * n; xi++) q[xi] = Avx512F.MaskLoad(m + xi * stride + t0, mask, Vector512<float>.Zero);
+            S2Apply(tab.ATRows, q, n, 1, n, e, n, 1);   // rows: e = A^T q (T x n, row stride n)
+            S2Apply(tab.ATRows, e, 1, n, t, o, 1, n);   // columns: o = e A (T x T, row stride n)
+            float* of = (float*)o;
+            for (int l = 0; l < cnt; l++)
+            {
+                int tt = t0 + l, img = n0 + tt / tps, rem = tt % tps, ty = rem / g.TW, tx = rem % g.TW;
+                float* yk = y + ((long)img * s.K + k) * ohw;
+                int r0 = t * ty, c0 = t * tx;
+                for (int a = 0; a < t && r0 + a < s.OutH; a++)
+                    for (int b = 0; b < t && c0 + b < s.OutW; b++)
+                    {
+                        float val = of[(a * n + b) * S2Lanes + l] + bias;
+                        yk[(r0 + a) * s.OutW + c0 + b] = g.Relu ? MathF.Max(val, 0f) : val;
+                    }
+            }
+        }
+    }
+
+    /// <summary>Backward: dM[xi][k][t] = (A dY A^T)[xi], dY the tile's T x T block of dy (zero outside the output).</summary>
+    static unsafe void S2DyTransform(in S2Geom g, S2Tables tab, int n0, int tc, int k, float* dy, float* m, long stride)
+    {
+        var s = g.S;
+        int n = tab.Nn, t = g.T, tps = g.TH * g.TW, ohw = s.OutH * s.OutW;
+        var d = stackalloc Vector512<float>[t * t];
+        var e = stackalloc Vector512<float>[n * t];
+        var q = stackalloc Vector512<float>[n * n];
+        for (int t0 = 0; t0 < tc; t0 += S2Lanes)
+        {
+            int cnt = Math.Min(S2Lanes, tc - t0);
+            new Span<float>(d, t * t * S2Lanes).Clear();
+            float* df = (float*)d;
+            for (int l = 0; l < cnt; l++)
+            {
+                int tt = t0 + l, img = n0 + tt / tps, rem = tt % tps, ty = rem / g.TW, tx = rem % g.TW;
+                float* dk = dy + ((long)img * s.K + k) * ohw;
+                int r0 = t * ty, c0 = t * tx;
+                for (int a = 0; a < t && r0 + a < s.OutH; a++)
+                    for (int b = 0; b < t && c0 + b < s.OutW; b++)
+                        df[(a * t + b) * S2Lanes + l] = dk[(r0 + a) * s.OutW + c0 + b];
+            }
+            S2Apply(tab.ATCols, d, t, 1, t, e, t, 1);   // rows: e = A d (n x T)
+            S2Apply(tab.ATCols, e, 1, t, n, q, 1, n);   // columns: q = e A^T (n x n)
+            var mask = Lanes(0, cnt);
+            for (int xi = 0; xi < n * n; xi++) Avx512F.MaskStore(m + xi * stride + t0, mask, q[xi]);
+        }
+    }
+
+    /// <summary>Backward: dx[img, c] += (B dV B^T) over each tile's input patch, inside the input only (dx cleared per sample first).</summary>
+    static unsafe void S2DxTransform(in S2Geom g, S2Tables tab, int n0, int tc, int c, float* v, long stride, float* dx)
+    {
+        var s = g.S;
+        int n = tab.Nn, span = 2 * g.T, tps = g.TH * g.TW, hw = s.H * s.W;
+        var q = stackalloc Vector512<float>[n * n];
+        var e = stackalloc Vector512<float>[n * n];
+        for (int i = 0; i < tc / tps; i++) new Span<float>(dx + ((long)(n0 + i) * s.C + c) * hw, hw).Clear();
+        for (int t0 = 0; t0 < tc; t0 += S2Lanes)
+        {
+            int cnt = Math.Min(S2Lanes, tc - t0);
+            var mask = Lanes(0, cnt);
+            for (int xi = 0; xi < n * n; xi++) q[xi] = Avx512F.MaskLoad(v + xi * stride + t0, mask, Vector512<float>.Zero);
+            S2Apply(tab.BTCols, q, n, 1, n, e, n, 1);   // rows: e = B q
+            S2Apply(tab.BTCols, e, 1, n, n, q, 1, n);   // columns: q = e B^T
+            float* qf = (float*)q;
+            for (int l = 0; l < cnt; l++)
+            {
+                int tt = t0 + l, img = n0 + tt / tps, rem = tt % tps, ty = rem / g.TW, tx = rem % g.TW;
+                int r0 = span * ty - s.PadH, c0 = span * tx - s.PadW;
+                float* xc = dx + ((long)img * s.C + c) * hw;
+                int a0 = Math.Max(0, -r0), a1 = Math.Min(n, s.H - r0), b0 = Math.Max(0, -c0), b1 = Math.Min(n, s.W - c0);
+                for (int a = a0; a < a1; a++)
+                {
+                    float* xr = xc + (r0 + a) * s.W + c0;
+                    for (int b = b0; b < b1; b++) xr[b] += qf[(a * n + b) * S2Lanes + l];
+                }
+            }
+        }
+    }
+}
