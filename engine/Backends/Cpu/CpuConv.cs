@@ -85,6 +85,7 @@ public sealed partial class CpuBackend
     /// The path of a forward or backward-data convolution: the forced one where it applies, else Winograd for
     /// stride-1 3x3 with enough channels (unless PERTURB_WINOGRAD=0): F(4x4,3x3) with AVX-512 (measured 4-40 %
     /// faster than F(2x2,3x3) on every stride-1 3x3 shape of the harness, perf conv-paths), F(2x2,3x3) without;
+    /// the polyphase Winograd with 4x4 tiles for stride-2 3x3 convolutions where it pays (<see cref="WinogradS2Pays"/>);
     /// sample blocks where the output is small (P &lt; 512): implicit (im2col in the GEMM's packer) when the kernel
     /// is larger than 1x1 (stride-2 3x3 forward measured 10 % faster than the explicit blocks, the 1x1 stride-2
     /// projection 29 % slower), im2col per sample otherwise.
@@ -93,6 +94,7 @@ public sealed partial class CpuBackend
     {
         if (ForcePath != ConvPath.Auto && PathApplies(ForcePath, s)) return ForcePath;
         if (WinogradEnabled && WinogradApplies(s)) return WinogradF4Enabled && PathApplies(ConvPath.Winograd4, s) ? ConvPath.Winograd4 : ConvPath.Winograd;
+        if (WinogradEnabled && WinogradS2Pays(s)) return ConvPath.WinogradS2F4;
         if (PathApplies(ConvPath.Blocked, s) && (long)s.OutH * s.OutW < 512 && SampleBlock(s) > 1)
             return s.R * s.S > 1 ? ConvPath.Implicit : ConvPath.Blocked;
         return ConvPath.Im2Col;

@@ -31,6 +31,16 @@ public sealed partial class CpuBackend
         && s.PadH <= 2 && s.PadW <= 2 && s.C >= WinogradMinChannels && s.K >= WinogradMinChannels && s.N > 0
         && s.OutH > 0 && s.OutW > 0;
 
+    /// <summary>
+    /// Where the automatic path takes WinogradS2F4: output sides multiples of 4 (no tile reaches past the output)
+    /// and at least 128 input channels (the transforms' cost per product falls with the channels). Measured with
+    /// perf conv-paths at batch 128 on one thread: the ResNet-18's 256->512 7x7 (4x4 output) 1.39x faster forward
+    /// and 1.67x backward-data than the implicit GEMM and sample blocks; 64->128 28x28 (14x14 output) and 128->256
+    /// 14x14 (7x7 output, tiles past the edge) 0.6-0.75x, so they keep the GEMM paths.
+    /// </summary>
+    static bool WinogradS2Pays(in ConvShape s) =>
+        WinogradS2Applies(s) && Avx512F.IsSupported && s.OutH % 4 == 0 && s.OutW % 4 == 0 && s.C >= 128;
+
     /// <summary>The 1-D transforms of the polyphase F(T, 3) stride 2, n = 2T + 1 points, row-major.</summary>
     sealed class S2Tables
     {
@@ -240,17 +250,20 @@ public sealed partial class CpuBackend
             int cnt = Math.Min(S2Lanes, tc - t0);
             new Span<float>(d, n * n * S2Lanes).Clear();
             float* df = (float*)d;
+            int img = n0 + t0 / tps, rem = t0 % tps, ty = rem / g.TW, tx = rem % g.TW;
             for (int l = 0; l < cnt; l++)
             {
-                int t = t0 + l, img = n0 + t / tps, rem = t % tps, ty = rem / g.TW, tx = rem % g.TW;
                 int r0 = span * ty - s.PadH, c0 = span * tx - s.PadW;
                 float* xc = x + ((long)img * s.C + c) * hw;
                 int a0 = Math.Max(0, -r0), a1 = Math.Min(n, s.H - r0), b0 = Math.Max(0, -c0), b1 = Math.Min(n, s.W - c0);
+                float* dl = df + l;
                 for (int a = a0; a < a1; a++)
                 {
                     float* xr = xc + (r0 + a) * s.W + c0;
-                    for (int b = b0; b < b1; b++) df[(a * n + b) * S2Lanes + l] = xr[b];
+                    float* da = dl + a * n * S2Lanes;
+                    for (int b = b0; b < b1; b++) da[b * S2Lanes] = xr[b];
                 }
+                if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
             }
             S2Apply(tab.BTRows, d, n, 1, n, e, n, 1);   // rows: e = B^T d
             S2Apply(tab.BTRows, e, 1, n, n, d, 1, n);   // columns: d = e B
@@ -275,17 +288,29 @@ public sealed partial class CpuBackend
             S2Apply(tab.ATRows, q, n, 1, n, e, n, 1);   // rows: e = A^T q (T x n, row stride n)
             S2Apply(tab.ATRows, e, 1, n, t, o, 1, n);   // columns: o = e A (T x T, row stride n)
             float* of = (float*)o;
+            var bv = Vector512.Create(bias);
+            for (int i = 0; i < t; i++)
+                for (int j = 0; j < t; j++)
+                {
+                    var val = o[i * n + j] + bv;
+                    o[i * n + j] = g.Relu ? Vector512.Max(val, Vector512<float>.Zero) : val;
+                }
+            int img = n0 + t0 / tps, rem = t0 % tps, ty = rem / g.TW, tx = rem % g.TW;
             for (int l = 0; l < cnt; l++)
             {
-                int tt = t0 + l, img = n0 + tt / tps, rem = tt % tps, ty = rem / g.TW, tx = rem % g.TW;
-                float* yk = y + ((long)img * s.K + k) * ohw;
-                int r0 = t * ty, c0 = t * tx;
-                for (int a = 0; a < t && r0 + a < s.OutH; a++)
-                    for (int b = 0; b < t && c0 + b < s.OutW; b++)
+                float* yt = y + ((long)img * s.K + k) * ohw + t * ty * s.OutW + t * tx;
+                int rows = Math.Min(t, s.OutH - t * ty), cols = Math.Min(t, s.OutW - t * tx);
+                float* src = of + l;
+                if (rows == 4 && cols == 4)
+                    for (int a = 0; a < 4; a++, yt += s.OutW)
                     {
-                        float val = of[(a * n + b) * S2Lanes + l] + bias;
-                        yk[(r0 + a) * s.OutW + c0 + b] = g.Relu ? MathF.Max(val, 0f) : val;
+                        float* sa = src + a * n * S2Lanes;
+                        yt[0] = sa[0]; yt[1] = sa[S2Lanes]; yt[2] = sa[2 * S2Lanes]; yt[3] = sa[3 * S2Lanes];
                     }
+                else
+                    for (int a = 0; a < rows; a++, yt += s.OutW)
+                        for (int b = 0; b < cols; b++) yt[b] = src[(a * n + b) * S2Lanes];
+                if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
             }
         }
     }
