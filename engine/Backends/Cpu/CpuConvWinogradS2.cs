@@ -41,50 +41,31 @@ public sealed partial class CpuBackend
     static bool WinogradS2Pays(in ConvShape s) =>
         WinogradS2Applies(s) && Avx512F.IsSupported && s.OutH % 4 == 0 && s.OutW % 4 == 0 && s.C >= 128;
 
-    /// <summary>The 1-D transforms of the polyphase F(T, 3) stride 2, n = 2T + 1 points, row-major.</summary>
+    /// <summary>
+    /// The polyphase F(T, 3) stride 2 (n = 2T + 1 points): G (n x 3, row-major, double: the weights are transformed in
+    /// double) assembled from F(T, 2)'s kernel transform (rows 0..T: even taps w0, w2) and T rows of w1 (odd tap).
+    /// F(T, 2) (y[o] = g0 d[o] + g1 d[o + 1]), A^T y, G g, B^T d:
+    ///   T = 2, points 0, 1, inf:     A^T = [1 1 0; 0 1 1], G = [1 0; 1 1; 0 1], B^T = [1 -1 0; 0 1 0; 0 -1 1]
+    ///   T = 4, points 0, 1, -1, 2, inf: A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 0; 0 1 -1 8 1],
+    ///     G = [1/2 0; -1/2 -1/2; -1/6 1/6; 1/6 1/3; 0 1], B^T = [2 -1 -2 1 0; 0 -2 -1 1 0; 0 2 -3 1 0; 0 -1 0 1 0; 0 2 -1 -2 1]
+    /// The full B^T (over xp[0..2T]) applies F(T, 2)'s B^T to the even samples and passes the odd ones; A^T adds the
+    /// odd products to F(T, 2)'s outputs (<see cref="S2Bt"/>, <see cref="S2At"/> and their adjoints write them out).
+    /// </summary>
     sealed class S2Tables
     {
         public required int T, Nn;
-        /// <summary>B^T (n x n, over xp[0..2T]), G (n x 3, double: the weights are transformed in double), A^T (T x n).</summary>
-        public required float[] BT, AT;
         public required double[] G;
-        /// <summary>Nonzeros of the rows of B^T and A^T, and of their columns (for the adjoint): (index, coefficient).</summary>
-        public required (int I, float C)[][] BTRows, BTCols, ATRows, ATCols;
 
         public static S2Tables Build(int t)
         {
-            // F(T, 2) correlation: y[o] = g0 d[o] + g1 d[o + 1], o < T, d[0..T].
-            double[,] at, g, bt;
-            if (t == 2)
-            {
-                at = new double[,] { { 1, 1, 0 }, { 0, 1, 1 } };
-                g = new double[,] { { 1, 0 }, { 1, 1 }, { 0, 1 } };
-                bt = new double[,] { { 1, -1, 0 }, { 0, 1, 0 }, { 0, -1, 1 } };
-            }
-            else if (t == 4)
-            {
-                at = new double[,] { { 1, 1, 1, 1, 0 }, { 0, 1, -1, 2, 0 }, { 0, 1, 1, 4, 0 }, { 0, 1, -1, 8, 1 } };
-                g = new double[,] { { 0.5, 0 }, { -0.5, -0.5 }, { -1.0 / 6, 1.0 / 6 }, { 1.0 / 6, 1.0 / 3 }, { 0, 1 } };
-                bt = new double[,] { { 2, -1, -2, 1, 0 }, { 0, -2, -1, 1, 0 }, { 0, 2, -3, 1, 0 }, { 0, -1, 0, 1, 0 }, { 0, 2, -1, -2, 1 } };
-            }
-            else throw new ArgumentOutOfRangeException(nameof(t));
-            int ne = t + 1, n = 2 * t + 1;
-            var BT = new float[n * n]; var AT = new float[t * n]; var G = new double[n * 3];
-            for (int j = 0; j < ne; j++)
-            {
-                for (int i = 0; i < ne; i++) BT[j * n + 2 * i] = (float)bt[j, i];
-                G[j * 3] = g[j, 0]; G[j * 3 + 2] = g[j, 1];
-                for (int o = 0; o < t; o++) AT[o * n + j] = (float)at[o, j];
-            }
-            for (int i = 0; i < t; i++) { BT[(ne + i) * n + 2 * i + 1] = 1; G[(ne + i) * 3 + 1] = 1; AT[i * n + ne + i] = 1; }
-            static (int, float)[][] Nz(float[] m, int rows, int cols, bool byCol) =>
-                Enumerable.Range(0, byCol ? cols : rows).Select(a => Enumerable.Range(0, byCol ? rows : cols)
-                    .Select(b => (b, byCol ? m[b * cols + a] : m[a * cols + b])).Where(e => e.Item2 != 0f).ToArray()).ToArray();
-            return new S2Tables
-            {
-                T = t, Nn = n, BT = BT, AT = AT, G = G,
-                BTRows = Nz(BT, n, n, false), BTCols = Nz(BT, n, n, true), ATRows = Nz(AT, t, n, false), ATCols = Nz(AT, t, n, true),
-            };
+            double[,] g = t == 2 ? new double[,] { { 1, 0 }, { 1, 1 }, { 0, 1 } }
+                : t == 4 ? new double[,] { { 0.5, 0 }, { -0.5, -0.5 }, { -1.0 / 6, 1.0 / 6 }, { 1.0 / 6, 1.0 / 3 }, { 0, 1 } }
+                : throw new ArgumentOutOfRangeException(nameof(t));
+            int n = 2 * t + 1;
+            var G = new double[n * 3];
+            for (int j = 0; j <= t; j++) { G[j * 3] = g[j, 0]; G[j * 3 + 2] = g[j, 1]; }
+            for (int i = 0; i < t; i++) G[(t + 1 + i) * 3 + 1] = 1;
+            return new S2Tables { T = t, Nn = n, G = G };
         }
     }
 
@@ -219,22 +200,83 @@ public sealed partial class CpuBackend
 
     const int S2Lanes = 16;
 
-    /// <summary>
-    /// One stage of a separable transform on 16-lane vectors: b[j*so + col*scb] = sum over rows[j]'s nonzeros (i, coef)
-    /// of coef * a[i*si + col*sca], for every output j and col &lt; cols.
-    /// </summary>
+    // The 1-D transforms of S2Tables written out (16 tiles per vector; s and d strided by ss and ds vectors):
+    // Bt: p = B^T x (n -> n), At: y = A^T p (n -> T), and their adjoints A: p = A y (T -> n), B: x = B p (n -> n).
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static unsafe void S2Apply((int I, float C)[][] rows, Vector512<float>* a, int si, int sca, int cols, Vector512<float>* b, int so, int scb)
+    static unsafe void S2Bt(int t, Vector512<float>* s, int ss, Vector512<float>* d, int ds)
     {
-        for (int j = 0; j < rows.Length; j++)
+        if (t == 4)
         {
-            var nz = rows[j];
-            for (int col = 0; col < cols; col++)
-            {
-                var acc = Vector512<float>.Zero;
-                foreach (var (i, c) in nz) acc += a[i * si + col * sca] * Vector512.Create(c);
-                b[j * so + col * scb] = acc;
-            }
+            Vector512<float> e0 = s[0], e1 = s[2 * ss], e2 = s[4 * ss], e3 = s[6 * ss], e4 = s[8 * ss];
+            var e1x2 = e1 + e1;
+            d[0] = e0 + e0 - e1 - (e2 + e2) + e3;
+            d[ds] = e3 - e1x2 - e2;
+            d[2 * ds] = e1x2 - e2 - e2 - e2 + e3;
+            d[3 * ds] = e3 - e1;
+            d[4 * ds] = e1x2 - e2 - (e3 + e3) + e4;
+            d[5 * ds] = s[ss]; d[6 * ds] = s[3 * ss]; d[7 * ds] = s[5 * ss]; d[8 * ds] = s[7 * ss];
+        }
+        else
+        {
+            Vector512<float> x2 = s[2 * ss];
+            d[0] = s[0] - x2; d[ds] = x2; d[2 * ds] = s[4 * ss] - x2; d[3 * ds] = s[ss]; d[4 * ds] = s[3 * ss];
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void S2At(int t, Vector512<float>* s, int ss, Vector512<float>* d, int ds)
+    {
+        if (t == 4)
+        {
+            Vector512<float> p1 = s[ss], p2 = s[2 * ss], p3 = s[3 * ss];
+            Vector512<float> sum = p1 + p2, dif = p1 - p2, p3x2 = p3 + p3, p3x4 = p3x2 + p3x2;
+            d[0] = s[0] + sum + p3 + s[5 * ss];
+            d[ds] = dif + p3x2 + s[6 * ss];
+            d[2 * ds] = sum + p3x4 + s[7 * ss];
+            d[3 * ds] = dif + p3x4 + p3x4 + s[4 * ss] + s[8 * ss];
+        }
+        else
+        {
+            Vector512<float> p1 = s[ss];
+            d[0] = s[0] + p1 + s[3 * ss]; d[ds] = p1 + s[2 * ss] + s[4 * ss];
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void S2A(int t, Vector512<float>* s, int ss, Vector512<float>* d, int ds)
+    {
+        if (t == 4)
+        {
+            Vector512<float> y0 = s[0], y1 = s[ss], y2 = s[2 * ss], y3 = s[3 * ss];
+            Vector512<float> even = y0 + y2, odd = y1 + y3, y2x4 = y2 * 4f, y3x8 = y3 * 8f;
+            d[0] = y0; d[ds] = even + odd; d[2 * ds] = even - odd; d[3 * ds] = y0 + y1 + y1 + y2x4 + y3x8; d[4 * ds] = y3;
+            d[5 * ds] = y0; d[6 * ds] = y1; d[7 * ds] = y2; d[8 * ds] = y3;
+        }
+        else
+        {
+            Vector512<float> y0 = s[0], y1 = s[ss];
+            d[0] = y0; d[ds] = y0 + y1; d[2 * ds] = y1; d[3 * ds] = y0; d[4 * ds] = y1;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void S2B(int t, Vector512<float>* s, int ss, Vector512<float>* d, int ds)
+    {
+        if (t == 4)
+        {
+            Vector512<float> p0 = s[0], p1 = s[ss], p2 = s[2 * ss], p3 = s[3 * ss], p4 = s[4 * ss];
+            d[0] = p0 + p0;
+            d[2 * ds] = (p2 - p1 + p4) * 2f - p0 - p3;
+            d[4 * ds] = -(p0 + p0 + p1 + p2 * 3f + p4);
+            d[6 * ds] = p0 + p1 + p2 + p3 - p4 - p4;
+            d[8 * ds] = p4;
+            d[ds] = s[5 * ss]; d[3 * ds] = s[6 * ss]; d[5 * ds] = s[7 * ss]; d[7 * ds] = s[8 * ss];
+        }
+        else
+        {
+            Vector512<float> p0 = s[0], p2 = s[2 * ss];
+            d[0] = p0; d[ds] = s[3 * ss]; d[2 * ds] = s[ss] - p0 - p2; d[3 * ds] = s[4 * ss]; d[4 * ds] = p2;
         }
     }
 
@@ -265,8 +307,8 @@ public sealed partial class CpuBackend
                 }
                 if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
             }
-            S2Apply(tab.BTRows, d, n, 1, n, e, n, 1);   // rows: e = B^T d
-            S2Apply(tab.BTRows, e, 1, n, n, d, 1, n);   // columns: d = e B
+            for (int b = 0; b < n; b++) S2Bt(g.T, d + b, n, e + b, n);       // rows: e = B^T d
+            for (int a = 0; a < n; a++) S2Bt(g.T, e + a * n, 1, d + a * n, 1);   // columns: d = e B
             var mask = Lanes(0, cnt);
             for (int xi = 0; xi < n * n; xi++) Avx512F.MaskStore(v + xi * stride + t0, mask, d[xi]);
         }
@@ -285,8 +327,8 @@ public sealed partial class CpuBackend
             int cnt = Math.Min(S2Lanes, tc - t0);
             var mask = Lanes(0, cnt);
             for (int xi = 0; xi < n * n; xi++) q[xi] = Avx512F.MaskLoad(m + xi * stride + t0, mask, Vector512<float>.Zero);
-            S2Apply(tab.ATRows, q, n, 1, n, e, n, 1);   // rows: e = A^T q (T x n, row stride n)
-            S2Apply(tab.ATRows, e, 1, n, t, o, 1, n);   // columns: o = e A (T x T, row stride n)
+            for (int b = 0; b < n; b++) S2At(t, q + b, n, e + b, n);        // rows: e = A^T q (T x n, row stride n)
+            for (int a = 0; a < t; a++) S2At(t, e + a * n, 1, o + a * n, 1);   // columns: o = e A (T x T, row stride n)
             float* of = (float*)o;
             var bv = Vector512.Create(bias);
             for (int i = 0; i < t; i++)
@@ -337,8 +379,8 @@ public sealed partial class CpuBackend
                     for (int b = 0; b < t && c0 + b < s.OutW; b++)
                         df[(a * t + b) * S2Lanes + l] = dk[(r0 + a) * s.OutW + c0 + b];
             }
-            S2Apply(tab.ATCols, d, t, 1, t, e, t, 1);   // rows: e = A d (n x T)
-            S2Apply(tab.ATCols, e, 1, t, n, q, 1, n);   // columns: q = e A^T (n x n)
+            for (int b = 0; b < t; b++) S2A(t, d + b, t, e + b, t);         // rows: e = A d (n x T)
+            for (int a = 0; a < n; a++) S2A(t, e + a * t, 1, q + a * n, 1);   // columns: q = e A^T (n x n)
             var mask = Lanes(0, cnt);
             for (int xi = 0; xi < n * n; xi++) Avx512F.MaskStore(m + xi * stride + t0, mask, q[xi]);
         }
@@ -357,8 +399,8 @@ public sealed partial class CpuBackend
             int cnt = Math.Min(S2Lanes, tc - t0);
             var mask = Lanes(0, cnt);
             for (int xi = 0; xi < n * n; xi++) q[xi] = Avx512F.MaskLoad(v + xi * stride + t0, mask, Vector512<float>.Zero);
-            S2Apply(tab.BTCols, q, n, 1, n, e, n, 1);   // rows: e = B q
-            S2Apply(tab.BTCols, e, 1, n, n, q, 1, n);   // columns: q = e B^T
+            for (int b = 0; b < n; b++) S2B(g.T, q + b, n, e + b, n);       // rows: e = B q
+            for (int a = 0; a < n; a++) S2B(g.T, e + a * n, 1, q + a * n, 1);   // columns: q = e B^T
             float* qf = (float*)q;
             for (int l = 0; l < cnt; l++)
             {
