@@ -103,29 +103,16 @@ public sealed partial class CpuBackend
             long kc = (long)k * c;
             // U[xi = i*n + j][k, c] = (G g G^T)[i, j] in double, g = w[k, c] (rows: H, columns: W).
             var u = GC.AllocateUninitializedArray<float>((int)(planes * kc));
-            Span<double> gg = stackalloc double[n * 3];
-            var G = tab.G;
+            Span<double> g9 = stackalloc double[9], gg = stackalloc double[n * 3];
             for (int ko = 0; ko < k; ko++)
                 for (int ci = 0; ci < c; ci++)
                 {
                     int b0 = w.Offset + (ko * c + ci) * 9;
-                    for (int i = 0; i < n; i++)
-                        for (int q = 0; q < 3; q++)
-                            gg[i * 3 + q] = G[i * 3] * src[b0 + q] + G[i * 3 + 1] * src[b0 + 3 + q] + G[i * 3 + 2] * src[b0 + 6 + q];
-                    long o = (long)ko * c + ci;
-                    for (int i = 0; i < n; i++)
-                        for (int j = 0; j < n; j++)
-                            u[(i * n + j) * kc + o] = (float)(gg[i * 3] * G[j * 3] + gg[i * 3 + 1] * G[j * 3 + 1] + gg[i * 3 + 2] * G[j * 3 + 2]);
+                    for (int i = 0; i < 9; i++) g9[i] = src[b0 + i];
+                    KernelTransform(tab.G, n, g9, gg, u, kc, (long)ko * c + ci);
                 }
             // Forward: A = U[xi] (K x C); backward: A = U[xi]^T (C x K).
-            int m = backward ? c : k, kd = backward ? k : c;
-            long per = PackedALength(m, kd);
-            var buf = GC.AllocateUninitializedArray<float>((int)(planes * per), pinned: true);
-            var packs = new PackedA[planes];
-            fixed (float* pu = u)
-            fixed (float* pb = buf)
-                for (int xi = 0; xi < planes; xi++)
-                    packs[xi] = PackAll(backward, pu + xi * kc, c, m, kd, 1f, pb + xi * per);
+            var (buf, packs) = PackPlanes(u, planes, kc, backward, c, backward ? c : k, backward ? k : c);
             e = new WinogradS2Weights { Version = ver, Offset = w.Offset, K = k, C = c, Tab = tab, Buf = buf, U = packs };
             slot.Dir[d] = e;
             Interlocked.Increment(ref _winogradBuilds);
@@ -283,30 +270,14 @@ public sealed partial class CpuBackend
     /// <summary>V[xi][c][t] = (B^T d B)[xi] for the chunk's tiles t (samples from n0), d the zero-padded input patch.</summary>
     static unsafe void S2InputTransform(in S2Geom g, S2Tables tab, int n0, int tc, int c, float* x, float* v, long stride)
     {
-        var s = g.S;
-        int n = tab.Nn, span = 2 * g.T, tps = g.TH * g.TW, hw = s.H * s.W;
+        int n = tab.Nn;
         var d = stackalloc Vector512<float>[n * n];
         var e = stackalloc Vector512<float>[n * n];
         for (int t0 = 0; t0 < tc; t0 += S2Lanes)
         {
             int cnt = Math.Min(S2Lanes, tc - t0);
             new Span<float>(d, n * n * S2Lanes).Clear();
-            float* df = (float*)d;
-            int img = n0 + t0 / tps, rem = t0 % tps, ty = rem / g.TW, tx = rem % g.TW;
-            for (int l = 0; l < cnt; l++)
-            {
-                int r0 = span * ty - s.PadH, c0 = span * tx - s.PadW;
-                float* xc = x + ((long)img * s.C + c) * hw;
-                int a0 = Math.Max(0, -r0), a1 = Math.Min(n, s.H - r0), b0 = Math.Max(0, -c0), b1 = Math.Min(n, s.W - c0);
-                float* dl = df + l;
-                for (int a = a0; a < a1; a++)
-                {
-                    float* xr = xc + (r0 + a) * s.W + c0;
-                    float* da = dl + a * n * S2Lanes;
-                    for (int b = b0; b < b1; b++) da[b * S2Lanes] = xr[b];
-                }
-                if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
-            }
+            S2Walk(g, n0, t0, cnt, true, c, x, (float*)d, n, 0);
             for (int b = 0; b < n; b++) S2Bt(g.T, d + b, n, e + b, n);       // rows: e = B^T d
             for (int a = 0; a < n; a++) S2Bt(g.T, e + a * n, 1, d + a * n, 1);   // columns: d = e B
             var mask = Lanes(0, cnt);
@@ -317,8 +288,7 @@ public sealed partial class CpuBackend
     /// <summary>y[img, k, T ty + o, T tx + p] = (A^T M A)[o, p] + bias (ReLU), inside the output only.</summary>
     static unsafe void S2OutputTransform(in S2Geom g, S2Tables tab, int n0, int tc, int k, float* m, long stride, float bias, float* y)
     {
-        var s = g.S;
-        int n = tab.Nn, t = g.T, tps = g.TH * g.TW, ohw = s.OutH * s.OutW;
+        int n = tab.Nn, t = g.T;
         var q = stackalloc Vector512<float>[n * n];
         var e = stackalloc Vector512<float>[t * n];
         var o = stackalloc Vector512<float>[t * n];
@@ -329,7 +299,6 @@ public sealed partial class CpuBackend
             for (int xi = 0; xi < n * n; xi++) q[xi] = Avx512F.MaskLoad(m + xi * stride + t0, mask, Vector512<float>.Zero);
             for (int b = 0; b < n; b++) S2At(t, q + b, n, e + b, n);        // rows: e = A^T q (T x n, row stride n)
             for (int a = 0; a < t; a++) S2At(t, e + a * n, 1, o + a * n, 1);   // columns: o = e A (T x T, row stride n)
-            float* of = (float*)o;
             var bv = Vector512.Create(bias);
             for (int i = 0; i < t; i++)
                 for (int j = 0; j < t; j++)
@@ -337,31 +306,14 @@ public sealed partial class CpuBackend
                     var val = o[i * n + j] + bv;
                     o[i * n + j] = g.Relu ? Vector512.Max(val, Vector512<float>.Zero) : val;
                 }
-            int img = n0 + t0 / tps, rem = t0 % tps, ty = rem / g.TW, tx = rem % g.TW;
-            for (int l = 0; l < cnt; l++)
-            {
-                float* yt = y + ((long)img * s.K + k) * ohw + t * ty * s.OutW + t * tx;
-                int rows = Math.Min(t, s.OutH - t * ty), cols = Math.Min(t, s.OutW - t * tx);
-                float* src = of + l;
-                if (rows == 4 && cols == 4)
-                    for (int a = 0; a < 4; a++, yt += s.OutW)
-                    {
-                        float* sa = src + a * n * S2Lanes;
-                        yt[0] = sa[0]; yt[1] = sa[S2Lanes]; yt[2] = sa[2 * S2Lanes]; yt[3] = sa[3 * S2Lanes];
-                    }
-                else
-                    for (int a = 0; a < rows; a++, yt += s.OutW)
-                        for (int b = 0; b < cols; b++) yt[b] = src[(a * n + b) * S2Lanes];
-                if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
-            }
+            S2Walk(g, n0, t0, cnt, false, k, y, (float*)o, n, 2);
         }
     }
 
     /// <summary>Backward: dM[xi][k][t] = (A dY A^T)[xi], dY the tile's T x T block of dy (zero outside the output).</summary>
     static unsafe void S2DyTransform(in S2Geom g, S2Tables tab, int n0, int tc, int k, float* dy, float* m, long stride)
     {
-        var s = g.S;
-        int n = tab.Nn, t = g.T, tps = g.TH * g.TW, ohw = s.OutH * s.OutW;
+        int n = tab.Nn, t = g.T;
         var d = stackalloc Vector512<float>[t * t];
         var e = stackalloc Vector512<float>[n * t];
         var q = stackalloc Vector512<float>[n * n];
@@ -369,16 +321,7 @@ public sealed partial class CpuBackend
         {
             int cnt = Math.Min(S2Lanes, tc - t0);
             new Span<float>(d, t * t * S2Lanes).Clear();
-            float* df = (float*)d;
-            for (int l = 0; l < cnt; l++)
-            {
-                int tt = t0 + l, img = n0 + tt / tps, rem = tt % tps, ty = rem / g.TW, tx = rem % g.TW;
-                float* dk = dy + ((long)img * s.K + k) * ohw;
-                int r0 = t * ty, c0 = t * tx;
-                for (int a = 0; a < t && r0 + a < s.OutH; a++)
-                    for (int b = 0; b < t && c0 + b < s.OutW; b++)
-                        df[(a * t + b) * S2Lanes + l] = dk[(r0 + a) * s.OutW + c0 + b];
-            }
+            S2Walk(g, n0, t0, cnt, false, k, dy, (float*)d, t, 0);
             for (int b = 0; b < t; b++) S2A(t, d + b, t, e + b, t);         // rows: e = A d (n x T)
             for (int a = 0; a < n; a++) S2A(t, e + a * t, 1, q + a * n, 1);   // columns: q = e A^T (n x n)
             var mask = Lanes(0, cnt);
@@ -390,7 +333,7 @@ public sealed partial class CpuBackend
     static unsafe void S2DxTransform(in S2Geom g, S2Tables tab, int n0, int tc, int c, float* v, long stride, float* dx)
     {
         var s = g.S;
-        int n = tab.Nn, span = 2 * g.T, tps = g.TH * g.TW, hw = s.H * s.W;
+        int n = tab.Nn, tps = g.TH * g.TW, hw = s.H * s.W;
         var q = stackalloc Vector512<float>[n * n];
         var e = stackalloc Vector512<float>[n * n];
         for (int i = 0; i < tc / tps; i++) new Span<float>(dx + ((long)(n0 + i) * s.C + c) * hw, hw).Clear();
@@ -401,19 +344,36 @@ public sealed partial class CpuBackend
             for (int xi = 0; xi < n * n; xi++) q[xi] = Avx512F.MaskLoad(v + xi * stride + t0, mask, Vector512<float>.Zero);
             for (int b = 0; b < n; b++) S2B(g.T, q + b, n, e + b, n);       // rows: e = B q
             for (int a = 0; a < n; a++) S2B(g.T, e + a * n, 1, q + a * n, 1);   // columns: q = e B^T
-            float* qf = (float*)q;
-            for (int l = 0; l < cnt; l++)
+            S2Walk(g, n0, t0, cnt, true, c, dx, (float*)q, n, 1);
+        }
+    }
+
+    /// <summary>
+    /// Moves the lanes of 16 tiles [t0, t0 + cnt) of channel ch between a tensor and lane vectors (element (a, b) of
+    /// lane l at lanes[(a*ld + b)*16 + l]), inside the tensor only: input side (input = true) the tile's (2T + 1)^2
+    /// patch at (2T ty - padH, 2T tx - padW) of [N, C, H, W], else its T x T block at (T ty, T tx) of [N, K, OH, OW].
+    /// mode 0: lanes = tensor (lanes outside the tensor keep their value), 1: tensor += lanes, 2: tensor = lanes.
+    /// </summary>
+    static unsafe void S2Walk(in S2Geom g, int n0, int t0, int cnt, bool input, int ch, float* tensor, float* lanes, int ld, int mode)
+    {
+        var s = g.S;
+        int tps = g.TH * g.TW, size = input ? 2 * g.T + 1 : g.T, step = input ? 2 * g.T : g.T;
+        int h = input ? s.H : s.OutH, w = input ? s.W : s.OutW, chans = input ? s.C : s.K;
+        int ph = input ? s.PadH : 0, pw = input ? s.PadW : 0;
+        int img = n0 + t0 / tps, rem = t0 % tps, ty = rem / g.TW, tx = rem % g.TW;
+        for (int l = 0; l < cnt; l++)
+        {
+            int r0 = step * ty - ph, c0 = step * tx - pw;
+            float* plane = tensor + ((long)img * chans + ch) * h * w;
+            int a0 = Math.Max(0, -r0), a1 = Math.Min(size, h - r0), b0 = Math.Max(0, -c0), b1 = Math.Min(size, w - c0);
+            for (int a = a0; a < a1; a++)
             {
-                int tt = t0 + l, img = n0 + tt / tps, rem = tt % tps, ty = rem / g.TW, tx = rem % g.TW;
-                int r0 = span * ty - s.PadH, c0 = span * tx - s.PadW;
-                float* xc = dx + ((long)img * s.C + c) * hw;
-                int a0 = Math.Max(0, -r0), a1 = Math.Min(n, s.H - r0), b0 = Math.Max(0, -c0), b1 = Math.Min(n, s.W - c0);
-                for (int a = a0; a < a1; a++)
-                {
-                    float* xr = xc + (r0 + a) * s.W + c0;
-                    for (int b = b0; b < b1; b++) xr[b] += qf[(a * n + b) * S2Lanes + l];
-                }
+                float* row = plane + (r0 + a) * w + c0, ln = lanes + a * ld * S2Lanes + l;
+                if (mode == 0) for (int b = b0; b < b1; b++) ln[b * S2Lanes] = row[b];
+                else if (mode == 1) for (int b = b0; b < b1; b++) row[b] += ln[b * S2Lanes];
+                else for (int b = b0; b < b1; b++) row[b] = ln[b * S2Lanes];
             }
+            if (++tx == g.TW) { tx = 0; if (++ty == g.TH) { ty = 0; img++; } }
         }
     }
 }
