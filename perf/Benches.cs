@@ -101,6 +101,10 @@ public sealed class Benches
         ("conv3x3 256->256 7x7", new ConvShape(n, 256, 7, 7, 256, 3, 3, PadH: 1, PadW: 1)),
         ("conv3x3 512->512 4x4", new ConvShape(n, 512, 4, 4, 512, 3, 3, PadH: 1, PadW: 1)),
         ("conv1x1 64->128 28x28 s2", new ConvShape(n, 64, 28, 28, 128, 1, 1, StrideH: 2, StrideW: 2)),
+        ("conv3x3 128->256 14x14 s2", new ConvShape(n, 128, 14, 14, 256, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1)),
+        ("conv3x3 256->512 7x7 s2", new ConvShape(n, 256, 7, 7, 512, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1)),
+        ("conv1x1 128->256 14x14 s2", new ConvShape(n, 128, 14, 14, 256, 1, 1, StrideH: 2, StrideW: 2)),
+        ("conv1x1 256->512 7x7 s2", new ConvShape(n, 256, 7, 7, 512, 1, 1, StrideH: 2, StrideW: 2)),
     };
 
     /// <summary>ConvForward, ConvBackwardData, ConvBackwardWeights per shape; GFLOP/s from ConvShape.Flops.</summary>

@@ -11,7 +11,8 @@ namespace Perturb.Tests.Ops;
 /// Tolerances (|diff| &lt;= atol + rtol |ref|), on these sums of up to 9 x 40 products of values in [-1, 1]:
 /// rtol 1e-4, atol 1e-4 for im2col and the sample blocks (measured worst |diff| 1.0e-5) and Winograd F(2x2,3x3)
 /// (5.2e-6); rtol 1e-4, atol 3e-4 for F(4x4,3x3) (measured worst 6.2e-5: its transforms scale terms by up to 8 and
-/// 1/24, about ten times F(2x2)'s rounding).
+/// 1/24, about ten times F(2x2)'s rounding); rtol 1e-4, atol 1e-4 for the stride-2 polyphase Winograd (measured worst
+/// forward |diff| 3e-6 with 2x2 tiles, 1.5e-5 with 4x4 tiles, whose F(4,2) transforms scale by up to 8 and 1/6).
 /// </summary>
 [Collection("ops")]
 public class ConvPathTests
@@ -30,10 +31,16 @@ public class ConvPathTests
         (new ConvShape(5, 9, 8, 8, 17, 1, 1, StrideH: 2, StrideW: 2), false),                       // 1x1 stride-2 projection
         (new ConvShape(3, 6, 11, 12, 10, 3, 2, StrideH: 3, StrideW: 3, PadH: 1, PadW: 2, DilH: 2), true),   // stride 3, dilated, rectangular
         (new ConvShape(2, 3, 40, 37, 16, 3, 3, PadH: 1, PadW: 1), true),                            // a stem: 3 channels, rows of 37
+        (new ConvShape(3, 16, 13, 11, 20, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2, odd sizes: 7x6 output, partial tiles
+        (new ConvShape(2, 16, 7, 7, 24, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), false),    // stage 4's stride-2 geometry: 4x4 output
+        (new ConvShape(17, 16, 14, 14, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),  // 7x7 output, 17 samples: more tiles than lanes, odd over threads
+        (new ConvShape(2, 16, 9, 8, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 2, PadW: 0), false),    // stride 2, pad 2 and 0
+        (new ConvShape(1, 16, 28, 28, 32, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2, batch 1: the phases split over threads
     };
 
     static readonly CpuBackend.ConvPath[] Paths =
-        { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4 };
+        { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4,
+          CpuBackend.ConvPath.WinogradS2, CpuBackend.ConvPath.WinogradS2F4 };
 
     public static IEnumerable<object[]> Ids() =>
         from i in Enumerable.Range(0, Cases.Length) from p in Paths
@@ -67,7 +74,7 @@ public class ConvPathTests
             h.Op("conv_bwd_data", () => be.ConvBackwardData(s, tdy, tw, tdx));
             Ref.AssertClose(wantDx, h.GetF(tdx), 1e-4, atol, $"{path} conv_bwd_data case {id} threads {threads}");
             h.CheckGuards();
-            bool winograd = path is CpuBackend.ConvPath.Winograd or CpuBackend.ConvPath.Winograd4;
+            bool winograd = path is CpuBackend.ConvPath.Winograd or CpuBackend.ConvPath.Winograd4 or CpuBackend.ConvPath.WinogradS2 or CpuBackend.ConvPath.WinogradS2F4;
             Assert.True(winograd == (be.WinogradBuilds == builds + 2), $"{path} case {id}: {be.WinogradBuilds - builds} weight transforms built");
         }
     }

@@ -58,6 +58,10 @@ public sealed partial class CpuBackend
         /// Backward-data has no implicit form here and runs the sample blocks.
         /// </summary>
         Implicit,
+        /// <summary>Stride-2 3x3: polyphase Winograd with 2x2 output tiles, 25 products per tile for 36 (CpuConvWinogradS2.cs).</summary>
+        WinogradS2,
+        /// <summary>Stride-2 3x3: polyphase Winograd with 4x4 output tiles, 81 products per tile for 144 (CpuConvWinogradS2.cs).</summary>
+        WinogradS2F4,
     }
 
     /// <summary>
@@ -73,6 +77,7 @@ public sealed partial class CpuBackend
         ConvPath.Blocked or ConvPath.Implicit => s.Groups == 1 && !IsPointwise(s),
         ConvPath.Winograd => WinogradApplies(s),
         ConvPath.Winograd4 => WinogradApplies(s) && Avx512F.IsSupported,
+        ConvPath.WinogradS2 or ConvPath.WinogradS2F4 => WinogradS2Applies(s) && Avx512F.IsSupported,
         _ => false,
     };
 
@@ -80,6 +85,7 @@ public sealed partial class CpuBackend
     /// The path of a forward or backward-data convolution: the forced one where it applies, else Winograd for
     /// stride-1 3x3 with enough channels (unless PERTURB_WINOGRAD=0): F(4x4,3x3) with AVX-512 (measured 4-40 %
     /// faster than F(2x2,3x3) on every stride-1 3x3 shape of the harness, perf conv-paths), F(2x2,3x3) without;
+    /// the polyphase Winograd with 4x4 tiles for stride-2 3x3 convolutions where it pays (<see cref="WinogradS2Pays"/>);
     /// sample blocks where the output is small (P &lt; 512): implicit (im2col in the GEMM's packer) when the kernel
     /// is larger than 1x1 (stride-2 3x3 forward measured 10 % faster than the explicit blocks, the 1x1 stride-2
     /// projection 29 % slower), im2col per sample otherwise.
@@ -88,6 +94,7 @@ public sealed partial class CpuBackend
     {
         if (ForcePath != ConvPath.Auto && PathApplies(ForcePath, s)) return ForcePath;
         if (WinogradEnabled && WinogradApplies(s)) return WinogradF4Enabled && PathApplies(ConvPath.Winograd4, s) ? ConvPath.Winograd4 : ConvPath.Winograd;
+        if (WinogradEnabled && WinogradS2Pays(s)) return ConvPath.WinogradS2F4;
         if (PathApplies(ConvPath.Blocked, s) && (long)s.OutH * s.OutW < 512 && SampleBlock(s) > 1)
             return s.R * s.S > 1 ? ConvPath.Implicit : ConvPath.Blocked;
         return ConvPath.Im2Col;
@@ -127,6 +134,11 @@ public sealed partial class CpuBackend
         if (path is ConvPath.Winograd or ConvPath.Winograd4)
         {
             WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false, path == ConvPath.Winograd4 ? 4 : 2), bb, yb, relu);
+            return;
+        }
+        if (path is ConvPath.WinogradS2 or ConvPath.WinogradS2F4)
+        {
+            WinogradS2Conv(s, xb, WinogradS2For(w, s.K, s.C, false, path == ConvPath.WinogradS2F4 ? 4 : 2), bb, yb, relu, false);
             return;
         }
         bool pointwise = IsPointwise(s);
@@ -232,6 +244,11 @@ public sealed partial class CpuBackend
         if (path is ConvPath.Winograd or ConvPath.Winograd4)
         {
             WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true, path == ConvPath.Winograd4 ? 4 : 2), null, xb, false);
+            return;
+        }
+        if (path is ConvPath.WinogradS2 or ConvPath.WinogradS2F4)
+        {
+            WinogradS2Conv(s, db, WinogradS2For(w, s.K, s.C, true, path == ConvPath.WinogradS2F4 ? 4 : 2), null, xb, false, true);
             return;
         }
         bool pointwise = IsPointwise(s);

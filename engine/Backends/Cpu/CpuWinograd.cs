@@ -103,26 +103,41 @@ public sealed partial class CpuBackend
                     int kk = backward ? ci : ko, cc = backward ? ko : ci;
                     int b0 = w.Offset + (kk * c + cc) * 9;
                     for (int i = 0; i < 9; i++) g[i] = src[b0 + (backward ? 8 - i : i)];
-                    for (int i = 0; i < a; i++)
-                        for (int j = 0; j < 3; j++)
-                            gg[i * 3 + j] = gm[i * 3] * g[j] + gm[i * 3 + 1] * g[3 + j] + gm[i * 3 + 2] * g[6 + j];
-                    long o = (long)ko * cIn + ci;
-                    for (int i = 0; i < a; i++)
-                        for (int j = 0; j < a; j++)
-                            u[(i * a + j) * kc + o] = (float)(gg[i * 3] * gm[j * 3] + gg[i * 3 + 1] * gm[j * 3 + 1] + gg[i * 3 + 2] * gm[j * 3 + 2]);
+                    KernelTransform(gm, a, g, gg, u, kc, (long)ko * cIn + ci);
                 }
-            long per = PackedALength(kOut, cIn);
-            var buf = GC.AllocateUninitializedArray<float>((int)(planes * per), pinned: true);
-            var packs = new PackedA[planes];
-            fixed (float* pu = u)
-            fixed (float* pb = buf)
-                for (int xi = 0; xi < planes; xi++)
-                    packs[xi] = PackAll(false, pu + xi * kc, cIn, kOut, cIn, 1f, pb + xi * per);
+            var (buf, packs) = PackPlanes(u, planes, kc, false, cIn, kOut, cIn);
             e = new WinogradWeights { Version = ver, Offset = w.Offset, KOut = kOut, CIn = cIn, T = t, Buf = buf, U = packs };
             slot.Dir[d] = e;
             Interlocked.Increment(ref _winogradBuilds);
             return e;
         }
+    }
+
+    /// <summary>
+    /// u[(i*a + j)*kc + o] = (G g G^T)[i, j] in double for a 3x3 kernel g (row-major) and an a x 3 kernel transform G
+    /// (row-major); gg (a x 3) is scratch.
+    /// </summary>
+    static void KernelTransform(double[] gm, int a, ReadOnlySpan<double> g, Span<double> gg, float[] u, long kc, long o)
+    {
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < 3; j++)
+                gg[i * 3 + j] = gm[i * 3] * g[j] + gm[i * 3 + 1] * g[3 + j] + gm[i * 3 + 2] * g[6 + j];
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < a; j++)
+                u[(i * a + j) * kc + o] = (float)(gg[i * 3] * gm[j * 3] + gg[i * 3 + 1] * gm[j * 3 + 1] + gg[i * 3 + 2] * gm[j * 3 + 2]);
+    }
+
+    /// <summary>The planes u[xi*kc ..] (each [rows, lda] row-major) packed as GEMM A operands op(plane) (m x k).</summary>
+    static unsafe (float[] Buf, PackedA[] Packs) PackPlanes(float[] u, int planes, long kc, bool transposed, int lda, int m, int k)
+    {
+        long per = PackedALength(m, k);
+        var buf = GC.AllocateUninitializedArray<float>((int)(planes * per), pinned: true);
+        var packs = new PackedA[planes];
+        fixed (float* pu = u)
+        fixed (float* pb = buf)
+            for (int xi = 0; xi < planes; xi++)
+                packs[xi] = PackAll(transposed, pu + xi * kc, lda, m, k, 1f, pb + xi * per);
+        return (buf, packs);
     }
 
     [ThreadStatic] static float[]? t_wgV, t_wgM;
