@@ -1,6 +1,9 @@
+"""PyTorch 1.13 on the ResNet-18's stride-2 3x3 shapes, forward and backward-data, median of 9.
+Usage: torch_conv_s2.py THREADS BATCH [cpu|wall]   (clock: process CPU seconds, the default, or wall seconds)."""
 import torch, time, sys
 import torch.nn.functional as F
 torch.set_num_threads(int(sys.argv[1])); CLK = time.process_time if (len(sys.argv) < 4 or sys.argv[3] == "cpu") else time.perf_counter
+CLKNAME = "cpu" if CLK is time.process_time else "wall"
 N=int(sys.argv[2])
 shapes=[(64,28,128),(128,14,256),(256,7,512)]
 for C,H,K in shapes:
@@ -12,4 +15,4 @@ for C,H,K in shapes:
         ts=[]
         for _ in range(9):
             t0=CLK(); fn(); ts.append(CLK()-t0)
-        ts.sort(); print(f"{C}->{K} {H}x{H} s2 {name} N={N}: {fl/ts[4]/1e9:.1f} GFLOP/s per cpu-s ({ts[4]*1e3:.1f} ms cpu)")
+        ts.sort(); print(f"{C}->{K} {H}x{H} s2 {name} N={N}: {fl/ts[4]/1e9:.1f} GFLOP/s per {CLKNAME}-s ({ts[4]*1e3:.1f} ms {CLKNAME})")
