@@ -110,6 +110,14 @@ public static class Losses
         return z;
     }
 
+    /// <summary>The largest logit of z other than class c (the other side of the CW margin), on the host; NaN propagates.</summary>
+    public static float MaxOther(ReadOnlySpan<float> z, int c)
+    {
+        float other = float.NegativeInfinity;
+        for (int j = 0; j < z.Length; j++) if (j != c) other = Math.Max(other, z[j]);
+        return other;
+    }
+
     /// <summary>Predicted class of row r of host logits [n, k]: the first maximum of its class logits (z &gt; 0 for one output).</summary>
     public static int PredictRow(ReadOnlySpan<float> logits, int r, int k)
     {

@@ -232,8 +232,7 @@ public sealed class CarliniWagner : Attack
     {
         var z = Losses.ClassLogits(logits, r, k);
         int c = target >= 0 ? target : label;
-        double other = double.NegativeInfinity;
-        for (int j = 0; j < z.Length; j++) if (j != c) other = Math.Max(other, z[j]);
+        double other = Losses.MaxOther(z, c);
         return target >= 0 ? other - z[c] : z[c] - other;
     }
 

@@ -269,8 +269,7 @@ public sealed class Square : SearchAttack
             var s = states[q];
             var row = z.AsSpan(q * classes, classes);
             int t = goal[s.Sample];
-            float other = float.NegativeInfinity;
-            for (int j = 0; j < classes; j++) if (j != t) other = Math.Max(other, row[j]);
+            float other = Losses.MaxOther(row, t);
             double margin = targeted ? other - row[t] : row[t] - other;
             c.Queries[e][s.Sample]++;
             bool ok = Meets(Losses.Argmax(row), t, targeted);
