@@ -36,11 +36,12 @@ public class ConvPathTests
         (new ConvShape(17, 16, 14, 14, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),  // 7x7 output, 17 samples: more tiles than lanes, odd over threads
         (new ConvShape(2, 16, 9, 8, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 2, PadW: 0), false),    // stride 2, pad 2 and 0
         (new ConvShape(1, 16, 28, 28, 32, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2, batch 1: the phases split over threads
+        (new ConvShape(2, 8, 7, 41, 8, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), false),     // stride 2, rows of 21 outputs: a tap row in two segments
     };
 
     static readonly CpuBackend.ConvPath[] Paths =
         { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4,
-          CpuBackend.ConvPath.WinogradS2, CpuBackend.ConvPath.WinogradS2F4 };
+          CpuBackend.ConvPath.WinogradS2, CpuBackend.ConvPath.WinogradS2F4, CpuBackend.ConvPath.Direct };
 
     public static IEnumerable<object[]> Ids() =>
         from i in Enumerable.Range(0, Cases.Length) from p in Paths
