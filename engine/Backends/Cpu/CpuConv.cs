@@ -64,7 +64,7 @@ public sealed partial class CpuBackend
         WinogradS2F4,
         /// <summary>
         /// Forward: direct, vectors over output channels and broadcasts over output pixels from a padded copy of the
-        /// sample (groups 1, AVX-512, CpuConvDirect.cs). Backward-data runs the sample blocks.
+        /// sample (groups 1, AVX-512, CpuConvDirect.cs). Backward-data: the same kernel over each stride phase of dx.
         /// </summary>
         Direct,
     }
@@ -265,7 +265,8 @@ public sealed partial class CpuBackend
         }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
-        if (path is ConvPath.Blocked or ConvPath.Implicit or ConvPath.Direct) { ConvBackwardDataBlocked(sh, db, wb, xb, SampleBlock(s), pack.Groups[0]); return; }
+        if (path == ConvPath.Direct) { ConvBackwardDataDirect(sh, db, wb, xb); return; }
+        if (path is ConvPath.Blocked or ConvPath.Implicit) { ConvBackwardDataBlocked(sh, db, wb, xb, SampleBlock(s), pack.Groups[0]); return; }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);

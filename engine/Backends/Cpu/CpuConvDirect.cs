@@ -84,17 +84,152 @@ public sealed partial class CpuBackend
             {
                 var pad = t_dirPad;
                 if (pad == null || pad.Length < (long)nb * sampleLen) t_dirPad = pad = GC.AllocateUninitializedArray<float>(nb * sampleLen, pinned: true);
-                PadSamples(s, xb, g * nb, Math.Min(nb, s.N - g * nb), pad, hp, wp);
+                PadSamples(xb, s.C, s.H, s.W, s.PadH, s.PadW, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), pad);
                 Group(g, pad, 0, blocks);
             });
         else
             for (int g = 0; g < groups; g++)
             {
-                PadSamples(s, xb, g * nb, Math.Min(nb, s.N - g * nb), shared!, hp, wp);
+                PadSamples(xb, s.C, s.H, s.W, s.PadH, s.PadW, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), shared!);
                 int parts = Math.Min(_threads, blocks);
                 if (parts <= 1) Group(g, shared!, 0, blocks);
                 else Parallel.For(0, parts, _po, i => Group(g, shared!, blocks * i / parts, blocks * (i + 1) / parts));
             }
+    }
+
+    /// <summary>
+    /// Backward-data of any convolution of groups 1 by the same kernel, one stride phase at a time: the input pixels
+    /// (ih, iw) = (a + strideH*i, b + strideW*j) of phase (a, b) receive only the taps r with a + padH - r*dilH
+    /// divisible by strideH (and likewise q), each from dy at (i + dr, j + dq), dr = (a + padH - r*dilH) / strideH. So
+    /// every phase is a small dense convolution of a padded copy of dy (vectors over 32 input channels, broadcasts over
+    /// 14 phase pixels, the forward's kernel), with no col2im and every dx element written once (phases without taps
+    /// written zero). Stride 2 with a 3x3 kernel: phases of 1, 2, 2 and 4 taps per output channel.
+    /// </summary>
+    unsafe void ConvBackwardDataDirect(ConvShape s, Buf dyb, Buf wb, Buf dxb)
+    {
+        int sh = s.StrideH, sw = s.StrideW, hw = s.H * s.W;
+        var rowTaps = PhaseTaps(sh, s.PadH, s.DilH, s.R);
+        var colTaps = PhaseTaps(sw, s.PadW, s.DilW, s.S);
+        int PhaseLen(int a, int st, int size) => a < size ? (size - a + st - 1) / st : 0;
+        (int pad, int len) Extent(List<(int Tap, int D)>[] taps, int st, int size, int outSize)
+        {
+            int lo = 0, hi = outSize;
+            for (int a = 0; a < st; a++)
+                foreach (var (_, d) in taps[a])
+                {
+                    lo = Math.Min(lo, d);
+                    hi = Math.Max(hi, PhaseLen(a, st, size) - 1 + d + 1);
+                }
+            return (-lo, hi - lo);
+        }
+        var (top, hp) = Extent(rowTaps, sh, s.H, s.OutH);
+        var (left, wp) = Extent(colTaps, sw, s.W, s.OutW);
+        int plane = hp * wp, sampleLen = s.K * plane, cblocks = (s.C + 31) / 32;
+        int nb = DirectSamples(s, Math.Max(1, PhaseLen(0, sh, s.H) * PhaseLen(0, sw, s.W)), sampleLen);
+        int groups = (s.N + nb - 1) / nb;
+        // per phase: tap offsets into a padded dy sample, weights [cblock][taps][32], pixel offsets over a group
+        var phases = new List<(int Ha, int Wb, int[] Taps, float[] W, int[] Pix, long[] Dst)>();
+        for (int a = 0; a < sh; a++)
+            for (int b = 0; b < sw; b++)
+            {
+                int ha = PhaseLen(a, sh, s.H), wbn = PhaseLen(b, sw, s.W);
+                if (ha == 0 || wbn == 0) continue;
+                var rt = rowTaps[a]; var ct = colTaps[b];
+                int nt = s.K * rt.Count * ct.Count;
+                var taps = new int[nt];
+                var wpk = GC.AllocateUninitializedArray<float>(cblocks * nt * 32, pinned: true);
+                for (int k = 0, t = 0; k < s.K; k++)
+                    foreach (var (r, dr) in rt)
+                        foreach (var (q, dq) in ct)
+                            taps[t++] = k * plane + dr * wp + dq;
+                For(cblocks, 32L * nt, cb =>
+                {
+                    for (int j = 0; j < 32; j++)
+                    {
+                        int c = cb * 32 + j, t = 0;
+                        for (int k = 0; k < s.K; k++)
+                            foreach (var (r, _) in rt)
+                                foreach (var (q, _) in ct)
+                                    wpk[((long)cb * nt + t++) * 32 + j] = c < s.C ? wb[(((long)k * s.C + c) * s.R + r) * s.S + q] : 0f;
+                    }
+                });
+                int span = nb * ha * wbn, tiles = (span + DirectPixels - 1) / DirectPixels;
+                var pix = new int[tiles * DirectPixels];
+                var dst = new long[span];   // each pixel's element of channel 0 in dx, from the group's first sample
+                for (int e = 0; e < pix.Length; e++)
+                {
+                    int v = Math.Min(e, span - 1), n = v / (ha * wbn), rem = v - n * ha * wbn, i = rem / wbn, j = rem - i * wbn;
+                    pix[e] = n * sampleLen + (top + i) * wp + left + j;
+                    if (e < span) dst[e] = (long)n * s.C * hw + (long)(a + sh * i) * s.W + b + sw * j;
+                }
+                phases.Add((ha, wbn, taps, wpk, pix, dst));
+            }
+        bool byGroup = _threads > 1 && groups >= _threads;
+        float[]? shared = byGroup ? null : new float[(long)nb * sampleLen];
+        void Group(int g, float[] pad, int cb0, int cb1)
+        {
+            int n0 = g * nb, cnt = Math.Min(nb, s.N - n0);
+            var tile = t_dirTile ??= GC.AllocateUninitializedArray<float>(DirectPixels * 32, pinned: true);
+            foreach (var ph in phases)
+            {
+                int valid = cnt * ph.Ha * ph.Wb, nt = ph.Taps.Length;
+                fixed (float* px = pad, pw = ph.W, pt = tile, pdx0 = dxb.A)
+                fixed (int* ptap = ph.Taps, ppix = ph.Pix)
+                {
+                    float* pdx = pdx0 + dxb.Off;
+                    for (int cb = cb0; cb < cb1; cb++)
+                    {
+                        int cn = Math.Min(32, s.C - cb * 32);
+                        for (int t = 0; t * DirectPixels < valid; t++)
+                        {
+                            if (nt > 0) DirectKernel(nt, px, ptap, ppix + t * DirectPixels, pw + (long)cb * nt * 32, pt);
+                            else new Span<float>(pt, DirectPixels * 32).Clear();
+                            float* g0 = pdx + ((long)n0 * s.C + cb * 32) * hw;
+                            for (int e = t * DirectPixels, e1 = Math.Min(valid, e + DirectPixels); e < e1; e++)
+                            {
+                                float* d = g0 + ph.Dst[e], src = pt + (e - t * DirectPixels) * 32;
+                                for (int c = 0; c < cn; c++, d += hw) *d = src[c];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if (byGroup)
+            Parallel.For(0, groups, _po, g =>
+            {
+                var pad = t_dirPad;
+                if (pad == null || pad.Length < (long)nb * sampleLen) t_dirPad = pad = GC.AllocateUninitializedArray<float>(nb * sampleLen, pinned: true);
+                PadSamples(dyb, s.K, s.OutH, s.OutW, top, left, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), pad);
+                Group(g, pad, 0, cblocks);
+            });
+        else
+            for (int g = 0; g < groups; g++)
+            {
+                PadSamples(dyb, s.K, s.OutH, s.OutW, top, left, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), shared!);
+                int parts = Math.Min(_threads, cblocks);
+                if (parts <= 1) Group(g, shared!, 0, cblocks);
+                else Parallel.For(0, parts, _po, i => Group(g, shared!, cblocks * i / parts, cblocks * (i + 1) / parts));
+            }
+    }
+
+    /// <summary>
+    /// For each stride phase a of one axis: the taps r whose a + pad - r*dil is a multiple of the stride, with the
+    /// dy offset (a + pad - r*dil) / stride.
+    /// </summary>
+    static List<(int Tap, int D)>[] PhaseTaps(int stride, int pad, int dil, int taps)
+    {
+        var lists = new List<(int, int)>[stride];
+        for (int a = 0; a < stride; a++)
+        {
+            lists[a] = new();
+            for (int r = 0; r < taps; r++)
+            {
+                int e = a + pad - r * dil;
+                if (((e % stride) + stride) % stride == 0) lists[a].Add((r, e / stride));
+            }
+        }
+        return lists;
     }
 
     /// <summary>
@@ -116,23 +251,26 @@ public sealed partial class CpuBackend
         return best;
     }
 
-    /// <summary>pad[j, c, ih + padH, iw + padW] = x[n0 + j, c, ih, iw] for j &lt; cnt, zero around.</summary>
-    static void PadSamples(in ConvShape s, Buf xb, int n0, int cnt, float[] pad, int hp, int wp)
+    /// <summary>
+    /// pad[j, c, i + top, w + left] = src[n0 + j, c, i, w] (ch channels of h x w) for j &lt; cnt, zero around, each
+    /// padded plane hp x wp.
+    /// </summary>
+    static void PadSamples(Buf src, int ch, int h, int w, int top, int left, int hp, int wp, int n0, int cnt, float[] pad)
     {
-        int hw = s.H * s.W, plane = hp * wp;
+        int hw = h * w, plane = hp * wp;
         for (int j = 0; j < cnt; j++)
-            for (int c = 0; c < s.C; c++)
+            for (int c = 0; c < ch; c++)
             {
-                var dst = pad.AsSpan((j * s.C + c) * plane, plane);
-                dst[..(s.PadH * wp)].Clear();
-                dst[((s.PadH + s.H) * wp)..].Clear();
-                var src = xb.Span(((long)(n0 + j) * s.C + c) * hw, hw);
-                for (int ih = 0; ih < s.H; ih++)
+                var dst = pad.AsSpan((j * ch + c) * plane, plane);
+                dst[..(top * wp)].Clear();
+                dst[((top + h) * wp)..].Clear();
+                var sp = src.Span(((long)(n0 + j) * ch + c) * hw, hw);
+                for (int i = 0; i < h; i++)
                 {
-                    var row = dst.Slice((s.PadH + ih) * wp, wp);
-                    row[..s.PadW].Clear();
-                    src.Slice(ih * s.W, s.W).CopyTo(row[s.PadW..]);
-                    row[(s.PadW + s.W)..].Clear();
+                    var row = dst.Slice((top + i) * wp, wp);
+                    row[..left].Clear();
+                    sp.Slice(i * w, w).CopyTo(row[left..]);
+                    row[(left + w)..].Clear();
                 }
             }
     }
