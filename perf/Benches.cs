@@ -19,6 +19,10 @@ public sealed record Options(string Bench, string Device, string? JsonPath, bool
     public string? Model { get; init; }
     /// <summary>conv-paths: only the conv shapes whose name contains this (--shape).</summary>
     public string? Shape { get; init; }
+    /// <summary>conv-paths: only these paths (--paths, comma-separated names as printed, e.g. direct,implicit); auto and gemm-alone always run.</summary>
+    public string[]? Paths { get; init; }
+    /// <summary>conv-paths: only this op (--op fwd or bwd-data).</summary>
+    public string? Op { get; init; }
     /// <summary>conv-paths: alternating rounds per shape and op (--rounds; default 9).</summary>
     public int Rounds { get; init; } = 9;
 }

@@ -31,8 +31,9 @@ public static class ConvPaths
             {
                 ("fwd", () => be.ConvForward(s, x, w, null, y)),
                 ("bwd-data", () => be.ConvBackwardData(s, dy, w, dx)),
-            };
-            var paths = Enum.GetValues<CpuBackend.ConvPath>().Where(c => c == CpuBackend.ConvPath.Auto || CpuBackend.PathApplies(c, s)).ToList();
+            }.Where(v => o.Op == null || v.Op == o.Op).ToArray();
+            var paths = Enum.GetValues<CpuBackend.ConvPath>().Where(c => c == CpuBackend.ConvPath.Auto ||
+                CpuBackend.PathApplies(c, s) && (o.Paths == null || o.Paths.Contains(c.ToString().ToLowerInvariant()))).ToList();
             // The bare GEMM that im2col runs (K x P x CRS per sample, in blocks of about 768 columns) on ready
             // operands: the ceiling of any im2col path, for reference.
             int crs = s.CPerGroup * s.R * s.S, p = s.OutH * s.OutW, nb = Math.Max(1, Math.Min(s.N, (768 + p - 1) / p));

@@ -19,7 +19,8 @@ public static class Program
         "            [--batch N (resnet batch)] [--conv-batch N] [--compare-batch N (ilgpu-cpu batch in compare, default 2)]\n" +
         "            [--steps N (attack: PGD steps, default 20)] [--model PRESET (attack: resnet18, search: cnn-small)]\n" +
         "            [--threads N (cpu)] [--clock wall|cpu]\n" +
-        "            conv-paths (cpu): [--shape TEXT (only the conv shapes whose name contains it)] [--rounds N (default 9)]";
+        "            conv-paths (cpu): [--shape TEXT (only the conv shapes whose name contains it)] [--rounds N (default 9)]\n" +
+        "            [--paths P,Q (only these paths besides auto, e.g. direct,implicit)] [--op fwd|bwd-data]";
 
     public static int Main(string[] args)
     {
@@ -46,7 +47,7 @@ public static class Program
 
     static Options Parse(string[] args)
     {
-        string? bench = null, device = "auto", json = null, onnxDir = null, model = null, shape = null;
+        string? bench = null, device = "auto", json = null, onnxDir = null, model = null, shape = null, paths = null, op = null;
         bool quick = false;
         int? batch = null, convBatch = null, compareBatch = null, threads = null, steps = null, rounds = null;
         string clock = "wall";
@@ -72,6 +73,11 @@ public static class Program
                 case "--threads": threads = NextInt(); break;
                 case "--steps": steps = NextInt(); break;
                 case "--shape": shape = Next(); break;
+                case "--paths": paths = Next(); break;
+                case "--op":
+                    op = Next();
+                    if (op is not ("fwd" or "bwd-data")) throw new ArgumentException($"--op must be fwd or bwd-data, got '{op}'");
+                    break;
                 case "--rounds": rounds = NextInt(); break;
                 case "--clock":
                     clock = Next();
@@ -89,8 +95,12 @@ public static class Program
         if (!Devices.Kinds.Contains(device)) throw new ArgumentException($"unknown device '{device}' (choose {string.Join(", ", Devices.Kinds)})");
         if (threads != null && device is not ("cpu" or "auto")) throw new ArgumentException("--threads applies to --device cpu only");
         if (model != null && !Perturb.Engine.Nn.Presets.Names.Contains(model)) throw new ArgumentException($"--model: unknown preset '{model}' (choose {string.Join(", ", Perturb.Engine.Nn.Presets.Names)})");
+        var pathNames = Enum.GetNames<Perturb.Engine.Backends.CpuBackend.ConvPath>().Select(n => n.ToLowerInvariant()).ToArray();
+        if (paths != null && paths.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault(n => !pathNames.Contains(n)) is { } bad)
+            throw new ArgumentException($"--paths: unknown path '{bad}' (choose from {string.Join(", ", pathNames)})");
         if (bench == "onnx" && (onnxDir == null || !Directory.Exists(onnxDir))) throw new ArgumentException("onnx needs --onnx DIR, an existing folder of .onnx files");
-        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20, Model = model, Shape = shape, Rounds = rounds ?? 9 };
+        return new Options(bench, device, json, quick, batch, convBatch, compareBatch) { Threads = threads, CpuClock = clock == "cpu", OnnxDir = onnxDir, Steps = steps ?? 20, Model = model, Shape = shape, Rounds = rounds ?? 9,
+            Paths = paths?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), Op = op };
     }
 
     static int Run(Options o)
