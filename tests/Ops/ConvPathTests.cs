@@ -79,4 +79,22 @@ public class ConvPathTests
             Assert.True(winograd == (be.WinogradBuilds == builds + 2), $"{path} case {id}: {be.WinogradBuilds - builds} weight transforms built");
         }
     }
+
+    /// <summary>The direct path packs its weights once per weight version and follows every write (<see cref="WeightCacheScenario"/>).</summary>
+    [Avx512Fact]
+    public void DirectWeightsArePackedOncePerVersion()
+    {
+        var s = new ConvShape(3, 16, 9, 9, 40, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1);
+        using var be = new CpuBackend(2) { ForcePath = CpuBackend.ConvPath.Direct };
+        WeightCacheScenario.Run(be, s, () => be.DirectBuilds);
+    }
+}
+
+/// <summary>A fact about an AVX-512 path, skipped with the reason on a CPU without AVX-512.</summary>
+sealed class Avx512FactAttribute : FactAttribute
+{
+    public Avx512FactAttribute()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) Skip = "this CPU has no AVX-512, which the path needs";
+    }
 }

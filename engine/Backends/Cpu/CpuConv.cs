@@ -152,7 +152,7 @@ public sealed partial class CpuBackend
             WinogradS2Conv(s, xb, WinogradS2For(w, s.K, s.C, false, path == ConvPath.WinogradS2F4 ? 4 : 2), bb, yb, relu, false);
             return;
         }
-        if (path == ConvPath.Direct) { ConvForwardDirect(sh, xb, wb, bb, yb, relu); return; }
+        if (path == ConvPath.Direct) { ConvForwardDirect(sh, xb, w, bb, yb, relu); return; }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: false);
         if (path is ConvPath.Blocked or ConvPath.Implicit)
@@ -265,7 +265,7 @@ public sealed partial class CpuBackend
         }
         bool pointwise = IsPointwise(s);
         using var pack = new WeightPack(s, wb, transposed: true);
-        if (path == ConvPath.Direct) { ConvBackwardDataDirect(sh, db, wb, xb); return; }
+        if (path == ConvPath.Direct) { ConvBackwardDataDirect(sh, db, w, xb); return; }
         if (path is ConvPath.Blocked or ConvPath.Implicit) { ConvBackwardDataBlocked(sh, db, wb, xb, SampleBlock(s), pack.Groups[0]); return; }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {

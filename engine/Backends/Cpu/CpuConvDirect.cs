@@ -24,27 +24,19 @@ public sealed partial class CpuBackend
 
     static bool DirectApplies(in ConvShape s) => s.Groups == 1 && Avx512F.IsSupported;
 
-    unsafe void ConvForwardDirect(ConvShape s, Buf xb, Buf wb, Buf? bb, Buf yb, bool relu)
+    unsafe void ConvForwardDirect(ConvShape s, Buf xb, Tensor w, Buf? bb, Buf yb, bool relu)
     {
         int crs = s.C * s.R * s.S, p = s.OutH * s.OutW;
         int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, plane = hp * wp, sampleLen = s.C * plane;
         int blocks = (s.K + 31) / 32, nb = DirectSamples(s, p, sampleLen);
         int groups = (s.N + nb - 1) / nb, span = nb * p, tiles = (span + DirectPixels - 1) / DirectPixels;
-        // weights [block][crs][32], channels past K zero; tap offsets into a padded sample
-        var wpk = GC.AllocateUninitializedArray<float>(blocks * crs * 32, pinned: true);
+        // weights [block][crs][32], channels past K zero (cached per weight version); tap offsets into a padded sample
+        var wpk = DirectWeights(s, w, false)[0];
         var taps = new int[crs];
         for (int c = 0, k = 0; c < s.C; c++)
             for (int r = 0; r < s.R; r++)
                 for (int q = 0; q < s.S; q++, k++)
                     taps[k] = c * plane + r * s.DilH * wp + q * s.DilW;
-        For(blocks, 32L * crs, kb =>
-        {
-            for (int j = 0; j < 32; j++)
-            {
-                int ko = kb * 32 + j;
-                for (int k = 0; k < crs; k++) wpk[((long)kb * crs + k) * 32 + j] = ko < s.K ? wb[(long)ko * crs + k] : 0f;
-            }
-        });
         // pixel offsets over the nb samples of a group (padded copies side by side); the last tile repeats the
         // group's last pixel (its results are not stored)
         var pix = new int[tiles * DirectPixels];
@@ -105,7 +97,7 @@ public sealed partial class CpuBackend
     /// 14 phase pixels, the forward's kernel), with no col2im and every dx element written once (phases without taps
     /// written zero). Stride 2 with a 3x3 kernel: phases of 1, 2, 2 and 4 taps per output channel.
     /// </summary>
-    unsafe void ConvBackwardDataDirect(ConvShape s, Buf dyb, Buf wb, Buf dxb)
+    unsafe void ConvBackwardDataDirect(ConvShape s, Buf dyb, Tensor w, Buf dxb)
     {
         int sh = s.StrideH, sw = s.StrideW, hw = s.H * s.W;
         var rowTaps = PhaseTaps(sh, s.PadH, s.DilH, s.R);
@@ -129,6 +121,7 @@ public sealed partial class CpuBackend
         int groups = (s.N + nb - 1) / nb;
         // per phase: tap offsets into a padded dy sample, weights [cblock][taps][32], pixel offsets over a group
         var phases = new List<(int Ha, int Wb, int[] Taps, float[] W, int[] Pix, long[] Dst)>();
+        var packs = DirectWeights(s, w, true);
         for (int a = 0; a < sh; a++)
             for (int b = 0; b < sw; b++)
             {
@@ -137,22 +130,11 @@ public sealed partial class CpuBackend
                 var rt = rowTaps[a]; var ct = colTaps[b];
                 int nt = s.K * rt.Count * ct.Count;
                 var taps = new int[nt];
-                var wpk = GC.AllocateUninitializedArray<float>(cblocks * nt * 32, pinned: true);
+                var wpk = packs[a * sw + b];
                 for (int k = 0, t = 0; k < s.K; k++)
                     foreach (var (r, dr) in rt)
                         foreach (var (q, dq) in ct)
                             taps[t++] = k * plane + dr * wp + dq;
-                For(cblocks, 32L * nt, cb =>
-                {
-                    for (int j = 0; j < 32; j++)
-                    {
-                        int c = cb * 32 + j, t = 0;
-                        for (int k = 0; k < s.K; k++)
-                            foreach (var (r, _) in rt)
-                                foreach (var (q, _) in ct)
-                                    wpk[((long)cb * nt + t++) * 32 + j] = c < s.C ? wb[(((long)k * s.C + c) * s.R + r) * s.S + q] : 0f;
-                    }
-                });
                 int span = nb * ha * wbn, tiles = (span + DirectPixels - 1) / DirectPixels;
                 var pix = new int[tiles * DirectPixels];
                 var dst = new long[span];   // each pixel's element of channel 0 in dx, from the group's first sample
@@ -212,6 +194,84 @@ public sealed partial class CpuBackend
                 else Parallel.For(0, parts, _po, i => Group(g, shared!, cblocks * i / parts, cblocks * (i + 1) / parts));
             }
     }
+
+    /// <summary>Packed weights of one weight tensor for the direct path: forward [0] and backward-data [1].</summary>
+    sealed class DirectSlot { public readonly DirectPack?[] Dir = new DirectPack?[2]; }
+
+    /// <summary>
+    /// One packing: forward, one [block of 32 output channels][C*R*S][32] array; backward-data, one array per stride
+    /// phase (a*strideW + b), [block of 32 input channels][taps of the phase, k-major][32]. Valid for the weight
+    /// version and the shape (less the batch) it was built for.
+    /// </summary>
+    sealed class DirectPack { public long Version; public int Offset; public ConvShape Shape; public float[][] W = Array.Empty<float[]>(); }
+
+    static readonly ConditionalWeakTable<Tensor.VersionBox, DirectSlot> s_direct = new();
+
+    /// <summary>The direct path's packed weights of w for shape s, built once per weight version (weights do not change during an attack).</summary>
+    float[][] DirectWeights(in ConvShape s, Tensor w, bool backward)
+    {
+        var slot = s_direct.GetValue(w.Ver, _ => new DirectSlot());
+        var key = s with { N = 0 };
+        long ver = w.Version;
+        int d = backward ? 1 : 0;
+        var e = slot.Dir[d];
+        if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e.W;
+        lock (slot)
+        {
+            e = slot.Dir[d];
+            if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e.W;
+            var wb = B(w);
+            var sh = s;
+            float[][] packs;
+            if (!backward)
+            {
+                int crs = s.C * s.R * s.S, blocks = (s.K + 31) / 32;
+                var wpk = GC.AllocateUninitializedArray<float>(blocks * crs * 32, pinned: true);
+                For(blocks, 32L * crs, kb =>
+                {
+                    for (int j = 0; j < 32; j++)
+                    {
+                        int ko = kb * 32 + j;
+                        for (int k = 0; k < crs; k++) wpk[((long)kb * crs + k) * 32 + j] = ko < sh.K ? wb[(long)ko * crs + k] : 0f;
+                    }
+                });
+                packs = new[] { wpk };
+            }
+            else
+            {
+                var rowTaps = PhaseTaps(s.StrideH, s.PadH, s.DilH, s.R);
+                var colTaps = PhaseTaps(s.StrideW, s.PadW, s.DilW, s.S);
+                int cblocks = (s.C + 31) / 32;
+                packs = new float[s.StrideH * s.StrideW][];
+                for (int a = 0; a < s.StrideH; a++)
+                    for (int b = 0; b < s.StrideW; b++)
+                    {
+                        var rt = rowTaps[a]; var ct = colTaps[b];
+                        int nt = s.K * rt.Count * ct.Count;
+                        var wpk = GC.AllocateUninitializedArray<float>(cblocks * nt * 32, pinned: true);
+                        For(cblocks, 32L * nt, cb =>
+                        {
+                            for (int j = 0; j < 32; j++)
+                            {
+                                int c = cb * 32 + j, t = 0;
+                                for (int k = 0; k < sh.K; k++)
+                                    foreach (var (r, _) in rt)
+                                        foreach (var (q, _) in ct)
+                                            wpk[((long)cb * nt + t++) * 32 + j] = c < sh.C ? wb[(((long)k * sh.C + c) * sh.R + r) * sh.S + q] : 0f;
+                            }
+                        });
+                        packs[a * s.StrideW + b] = wpk;
+                    }
+            }
+            slot.Dir[d] = new DirectPack { Version = ver, Offset = w.Offset, Shape = key, W = packs };
+            Interlocked.Increment(ref _directBuilds);
+            return packs;
+        }
+    }
+
+    long _directBuilds;
+    /// <summary>How many direct-path weight packings this backend has built, for tests of the cache.</summary>
+    internal long DirectBuilds => Interlocked.Read(ref _directBuilds);
 
     /// <summary>
     /// For each stride phase a of one axis: the taps r whose a + pad - r*dil is a multiple of the stride, with the
