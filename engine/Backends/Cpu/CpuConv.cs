@@ -75,6 +75,9 @@ public sealed partial class CpuBackend
     /// </summary>
     internal ConvPath ForcePath { get; set; }
 
+    /// <summary>The shortest reduction (C*R*S) for which the automatic path runs a forward convolution direct.</summary>
+    const int DirectMinReduction = 512;
+
     /// <summary>Whether <paramref name="p"/> can run the convolution s (not depthwise).</summary>
     internal static bool PathApplies(ConvPath p, in ConvShape s) => p switch
     {
@@ -94,11 +97,14 @@ public sealed partial class CpuBackend
     /// the polyphase Winograd with 4x4 tiles for stride-2 3x3 convolutions where it pays (<see cref="WinogradS2Pays"/>);
     /// sample blocks where the output is small (P &lt; 512): for kernels larger than 1x1 the direct convolution when
     /// strided (CpuConvDirect.cs; stride-2 3x3 forward 64->128 and 128->256 measured 5-10 % faster than the implicit
-    /// GEMM in one process, which is 10 % faster than the explicit blocks), else the implicit GEMM (im2col in the
-    /// GEMM's packer); the explicit blocks for 1x1 (the stride-2 projection measured 29 % slower implicit);
+    /// GEMM in one process, which is 10 % faster than the explicit blocks; backward-data 1.1-1.4x the blocks, and
+    /// 1.9-2.2x on the U-Net's 2x2 stride-2 transposed convolutions), but forward only with a reduction C*R*S of at
+    /// least <see cref="DirectMinReduction"/> (the 2x2 stride-2 forwards, C*R*S 64-256, ran at 0.5-0.8x the implicit
+    /// GEMM), else the implicit GEMM (im2col in the GEMM's packer); the explicit blocks for 1x1 (the stride-2
+    /// projection measured 29 % slower implicit);
     /// im2col per sample otherwise.
     /// </summary>
-    ConvPath PathFor(in ConvShape s)
+    ConvPath PathFor(in ConvShape s, bool backward)
     {
         if (ForcePath != ConvPath.Auto && PathApplies(ForcePath, s)) return ForcePath;
         if (WinogradEnabled && WinogradApplies(s)) return WinogradF4Enabled && PathApplies(ConvPath.Winograd4, s) ? ConvPath.Winograd4 : ConvPath.Winograd;
@@ -106,7 +112,8 @@ public sealed partial class CpuBackend
         if (PathApplies(ConvPath.Blocked, s) && (long)s.OutH * s.OutW < 512 && SampleBlock(s) > 1)
         {
             if (s.R * s.S == 1) return ConvPath.Blocked;
-            return (s.StrideH > 1 || s.StrideW > 1) && DirectApplies(s) ? ConvPath.Direct : ConvPath.Implicit;
+            bool direct = (s.StrideH > 1 || s.StrideW > 1) && DirectApplies(s) && (backward || s.C * s.R * s.S >= DirectMinReduction);
+            return direct ? ConvPath.Direct : ConvPath.Implicit;
         }
         return ConvPath.Im2Col;
     }
@@ -141,7 +148,7 @@ public sealed partial class CpuBackend
         var yb = B(y);
         Buf? bb = bias == null ? null : B(bias);
         if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb, relu); return; }
-        var path = PathFor(s);
+        var path = PathFor(s, false);
         if (path is ConvPath.Winograd or ConvPath.Winograd4)
         {
             WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false, path == ConvPath.Winograd4 ? 4 : 2), bb, yb, relu);
@@ -252,7 +259,7 @@ public sealed partial class CpuBackend
         var wb = B(w);
         var xb = B(dx);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
-        var path = PathFor(s);
+        var path = PathFor(s, true);
         if (path is ConvPath.Winograd or ConvPath.Winograd4)
         {
             WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true, path == ConvPath.Winograd4 ? 4 : 2), null, xb, false);
