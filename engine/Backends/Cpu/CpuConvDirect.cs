@@ -6,7 +6,7 @@ namespace Perturb.Engine.Backends;
 
 /// <summary>
 /// Direct forward convolution (groups 1, AVX-512): the GEMM turned around so that nothing is gathered. The vector
-/// lanes run over 32 output channels (two zmm of packed weights, [CRS][32] per block of 32 channels, packed per call)
+/// lanes run over 32 output channels (two zmm of packed weights, [CRS][32] per block of 32 channels, packed once per weight version)
 /// and the broadcasts over <see cref="DirectPixels"/> output pixels, each read straight from a zero-padded copy of
 /// the sample at offset pixel + tap: pix[i] = oh*strideH*Wp + ow*strideW, tap(c, r, s) = c*Hp*Wp + r*dilH*Wp + s*dilW.
 /// Stride and dilation only change the offsets, so a stride-2 convolution costs what a stride-1 one does, with no
@@ -29,7 +29,7 @@ public sealed partial class CpuBackend
         int crs = s.C * s.R * s.S, p = s.OutH * s.OutW;
         int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, plane = hp * wp, sampleLen = s.C * plane;
         int blocks = (s.K + 31) / 32, nb = DirectSamples(s, p, sampleLen);
-        int groups = (s.N + nb - 1) / nb, span = nb * p, tiles = (span + DirectPixels - 1) / DirectPixels;
+        int span = nb * p, tiles = (span + DirectPixels - 1) / DirectPixels;
         // weights [block][crs][32], channels past K zero (cached per weight version); tap offsets into a padded sample
         var wpk = DirectWeights(s, w, false)[0];
         var taps = new int[crs];
@@ -45,8 +45,6 @@ public sealed partial class CpuBackend
             int e = Math.Min(i, span - 1), n = e / p, q = e - n * p, oh = q / s.OutW, ow = q - oh * s.OutW;
             pix[i] = n * sampleLen + oh * s.StrideH * wp + ow * s.StrideW;
         }
-        bool byGroup = _threads > 1 && groups >= _threads;
-        float[]? shared = byGroup ? null : new float[(long)nb * sampleLen];
         // group g: samples [g*nb, g*nb + cnt); channel blocks [kb0, kb1)
         void Group(int g, float[] pad, int kb0, int kb1)
         {
@@ -71,22 +69,8 @@ public sealed partial class CpuBackend
                     }
                 }
         }
-        if (byGroup)
-            Parallel.For(0, groups, _po, g =>
-            {
-                var pad = t_dirPad;
-                if (pad == null || pad.Length < (long)nb * sampleLen) t_dirPad = pad = GC.AllocateUninitializedArray<float>(nb * sampleLen, pinned: true);
-                PadSamples(xb, s.C, s.H, s.W, s.PadH, s.PadW, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), pad);
-                Group(g, pad, 0, blocks);
-            });
-        else
-            for (int g = 0; g < groups; g++)
-            {
-                PadSamples(xb, s.C, s.H, s.W, s.PadH, s.PadW, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), shared!);
-                int parts = Math.Min(_threads, blocks);
-                if (parts <= 1) Group(g, shared!, 0, blocks);
-                else Parallel.For(0, parts, _po, i => Group(g, shared!, blocks * i / parts, blocks * (i + 1) / parts));
-            }
+        DirectGroups(s.N, nb, (long)nb * sampleLen, blocks,
+            (n0, cnt, pad) => PadSamples(xb, s.C, s.H, s.W, s.PadH, s.PadW, hp, wp, n0, cnt, pad), Group);
     }
 
     /// <summary>
@@ -118,7 +102,6 @@ public sealed partial class CpuBackend
         var (left, wp) = Extent(colTaps, sw, s.W, s.OutW);
         int plane = hp * wp, sampleLen = s.K * plane, cblocks = (s.C + 31) / 32;
         int nb = DirectSamples(s, Math.Max(1, PhaseLen(0, sh, s.H) * PhaseLen(0, sw, s.W)), sampleLen);
-        int groups = (s.N + nb - 1) / nb;
         // per phase: tap offsets into a padded dy sample, weights [cblock][taps][32], pixel offsets over a group
         var phases = new List<(int Ha, int Wb, int[] Taps, float[] W, int[] Pix, long[] Dst)>();
         var packs = DirectWeights(s, w, true);
@@ -146,8 +129,6 @@ public sealed partial class CpuBackend
                 }
                 phases.Add((ha, wbn, taps, wpk, pix, dst));
             }
-        bool byGroup = _threads > 1 && groups >= _threads;
-        float[]? shared = byGroup ? null : new float[(long)nb * sampleLen];
         void Group(int g, float[] pad, int cb0, int cb1)
         {
             int n0 = g * nb, cnt = Math.Min(nb, s.N - n0);
@@ -162,11 +143,11 @@ public sealed partial class CpuBackend
                     for (int cb = cb0; cb < cb1; cb++)
                     {
                         int cn = Math.Min(32, s.C - cb * 32);
+                        float* g0 = pdx + ((long)n0 * s.C + cb * 32) * hw;
                         for (int t = 0; t * DirectPixels < valid; t++)
                         {
                             if (nt > 0) DirectKernel(nt, px, ptap, ppix + t * DirectPixels, pw + (long)cb * nt * 32, pt);
                             else new Span<float>(pt, DirectPixels * 32).Clear();
-                            float* g0 = pdx + ((long)n0 * s.C + cb * 32) * hw;
                             for (int e = t * DirectPixels, e1 = Math.Min(valid, e + DirectPixels); e < e1; e++)
                             {
                                 float* d = g0 + ph.Dst[e], src = pt + (e - t * DirectPixels) * 32;
@@ -177,22 +158,37 @@ public sealed partial class CpuBackend
                 }
             }
         }
-        if (byGroup)
+        DirectGroups(s.N, nb, (long)nb * sampleLen, cblocks,
+            (n0, cnt, pad) => PadSamples(dyb, s.K, s.OutH, s.OutW, top, left, hp, wp, n0, cnt, pad), Group);
+    }
+
+    /// <summary>
+    /// Runs group(g, pad, b0, b1) for every group g of nb of the n samples, pad holding the group's padded copy
+    /// (written by fill(first sample, count, pad)) and [b0, b1) the channel blocks to compute: the groups in parallel,
+    /// each thread on its own copy, when there are groups for every thread; else one group after another on the
+    /// calling thread's copy, its channel blocks split over the threads.
+    /// </summary>
+    void DirectGroups(int n, int nb, long padLen, int blocks, Action<int, int, float[]> fill, Action<int, float[], int, int> group)
+    {
+        int groups = (n + nb - 1) / nb;
+        if (_threads > 1 && groups >= _threads)
+        {
             Parallel.For(0, groups, _po, g =>
             {
-                var pad = t_dirPad;
-                if (pad == null || pad.Length < (long)nb * sampleLen) t_dirPad = pad = GC.AllocateUninitializedArray<float>(nb * sampleLen, pinned: true);
-                PadSamples(dyb, s.K, s.OutH, s.OutW, top, left, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), pad);
-                Group(g, pad, 0, cblocks);
+                var pad = Grow(ref t_dirPad, padLen);
+                fill(g * nb, Math.Min(nb, n - g * nb), pad);
+                group(g, pad, 0, blocks);
             });
-        else
-            for (int g = 0; g < groups; g++)
-            {
-                PadSamples(dyb, s.K, s.OutH, s.OutW, top, left, hp, wp, g * nb, Math.Min(nb, s.N - g * nb), shared!);
-                int parts = Math.Min(_threads, cblocks);
-                if (parts <= 1) Group(g, shared!, 0, cblocks);
-                else Parallel.For(0, parts, _po, i => Group(g, shared!, cblocks * i / parts, cblocks * (i + 1) / parts));
-            }
+            return;
+        }
+        var own = Grow(ref t_dirPad, padLen);
+        int parts = Math.Min(_threads, blocks);
+        for (int g = 0; g < groups; g++)
+        {
+            fill(g * nb, Math.Min(nb, n - g * nb), own);
+            if (parts <= 1) group(g, own, 0, blocks);
+            else Parallel.For(0, parts, _po, i => group(g, own, blocks * i / parts, blocks * (i + 1) / parts));
+        }
     }
 
     /// <summary>Packed weights of one weight tensor for the direct path: forward [0] and backward-data [1].</summary>
