@@ -37,11 +37,18 @@ public class ConvPathTests
         (new ConvShape(2, 16, 9, 8, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 2, PadW: 0), false),    // stride 2, pad 2 and 0
         (new ConvShape(1, 16, 28, 28, 32, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),   // stride 2, batch 1: the phases split over threads
         (new ConvShape(2, 8, 7, 41, 8, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), false),     // stride 2, rows of 21 outputs: a tap row in two segments
+        // F(4x4) with the lanes over 16 images: one group (phases split over threads), groups and a rest of images
+        // through the tile-row transforms, planes that are not a multiple of 16 pixels, pads 2 and 0, partial tiles
+        (new ConvShape(16, 16, 14, 14, 16, 3, 3, PadH: 1, PadW: 1), true),
+        (new ConvShape(35, 16, 4, 4, 20, 3, 3, PadH: 1, PadW: 1), false),
+        (new ConvShape(19, 16, 7, 7, 24, 3, 3, PadH: 1, PadW: 1), true),
+        (new ConvShape(17, 16, 9, 6, 16, 3, 3, PadH: 2, PadW: 0), true),
+        (new ConvShape(32, 16, 28, 28, 16, 3, 3, PadH: 1, PadW: 1), false),
     };
 
     static readonly CpuBackend.ConvPath[] Paths =
         { CpuBackend.ConvPath.Im2Col, CpuBackend.ConvPath.Blocked, CpuBackend.ConvPath.Implicit, CpuBackend.ConvPath.Winograd, CpuBackend.ConvPath.Winograd4,
-          CpuBackend.ConvPath.WinogradS2, CpuBackend.ConvPath.WinogradS2F4, CpuBackend.ConvPath.Direct };
+          CpuBackend.ConvPath.Winograd4Rows, CpuBackend.ConvPath.WinogradS2, CpuBackend.ConvPath.WinogradS2F4, CpuBackend.ConvPath.Direct };
 
     public static IEnumerable<object[]> Ids() =>
         from i in Enumerable.Range(0, Cases.Length) from p in Paths
@@ -52,7 +59,7 @@ public class ConvPathTests
     {
         var path = Enum.Parse<CpuBackend.ConvPath>(pathName);
         var (s, withBias) = Cases[id];
-        double atol = path == CpuBackend.ConvPath.Winograd4 ? 3e-4 : 1e-4;
+        double atol = path is CpuBackend.ConvPath.Winograd4 or CpuBackend.ConvPath.Winograd4Rows ? 3e-4 : 1e-4;
         var x = Ref.Rand(s.N * s.C * s.H * s.W, 10 + id); var w = Ref.Rand(s.K * s.C * s.R * s.S, 20 + id);
         var b = withBias ? Ref.Rand(s.K, 30 + id) : null; var dy = Ref.Rand(s.N * s.K * s.OutH * s.OutW, 40 + id);
         var want = Ref.ConvForward(s, x, w, b);
@@ -75,7 +82,7 @@ public class ConvPathTests
             h.Op("conv_bwd_data", () => be.ConvBackwardData(s, tdy, tw, tdx));
             Ref.AssertClose(wantDx, h.GetF(tdx), 1e-4, atol, $"{path} conv_bwd_data case {id} threads {threads}");
             h.CheckGuards();
-            bool winograd = path is CpuBackend.ConvPath.Winograd or CpuBackend.ConvPath.Winograd4 or CpuBackend.ConvPath.WinogradS2 or CpuBackend.ConvPath.WinogradS2F4;
+            bool winograd = path is CpuBackend.ConvPath.Winograd or CpuBackend.ConvPath.Winograd4 or CpuBackend.ConvPath.Winograd4Rows or CpuBackend.ConvPath.WinogradS2 or CpuBackend.ConvPath.WinogradS2F4;
             Assert.True(winograd == (be.WinogradBuilds == builds + 2), $"{path} case {id}: {be.WinogradBuilds - builds} weight transforms built");
         }
     }

@@ -54,6 +54,11 @@ public sealed partial class CpuBackend
         /// <summary>Winograd F(4x4,3x3) (stride-1 3x3, AVX-512, CpuWinogradF4.cs).</summary>
         Winograd4,
         /// <summary>
+        /// Winograd F(4x4,3x3) with the lanes over the tiles of one tile row only (CpuWinogradF4.cs; Winograd4 runs the
+        /// groups of 16 images with the lanes over images, CpuWinogradImages.cs): for comparison and tests.
+        /// </summary>
+        Winograd4Rows,
+        /// <summary>
         /// Forward: the sample blocks as an implicit GEMM, im2col done by the GEMM's B packer (CpuConvImplicit.cs).
         /// Backward-data has no implicit form here and runs the sample blocks.
         /// </summary>
@@ -84,7 +89,7 @@ public sealed partial class CpuBackend
         ConvPath.Im2Col => true,
         ConvPath.Blocked or ConvPath.Implicit => s.Groups == 1 && !IsPointwise(s),
         ConvPath.Winograd => WinogradApplies(s),
-        ConvPath.Winograd4 => WinogradApplies(s) && Avx512F.IsSupported,
+        ConvPath.Winograd4 or ConvPath.Winograd4Rows => WinogradApplies(s) && Avx512F.IsSupported,
         ConvPath.WinogradS2 or ConvPath.WinogradS2F4 => WinogradS2Applies(s) && Avx512F.IsSupported,
         ConvPath.Direct => DirectApplies(s),
         _ => false,
@@ -149,9 +154,10 @@ public sealed partial class CpuBackend
         Buf? bb = bias == null ? null : B(bias);
         if (IsDepthwise(s)) { DepthwiseForward(sh, xb, wb, bb, yb, relu); return; }
         var path = PathFor(s, false);
-        if (path is ConvPath.Winograd or ConvPath.Winograd4)
+        if (path is ConvPath.Winograd or ConvPath.Winograd4 or ConvPath.Winograd4Rows)
         {
-            WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false, path == ConvPath.Winograd4 ? 4 : 2), bb, yb, relu);
+            WinogradConv(s.N, s.C, s.H, s.W, s.K, s.PadH, s.PadW, xb, WinogradFor(w, s.K, s.C, false, path == ConvPath.Winograd ? 2 : 4), bb, yb, relu,
+                path != ConvPath.Winograd4Rows);
             return;
         }
         if (path is ConvPath.WinogradS2 or ConvPath.WinogradS2F4)
@@ -260,9 +266,10 @@ public sealed partial class CpuBackend
         var xb = B(dx);
         if (IsDepthwise(s)) { DepthwiseBackwardData(sh, db, wb, xb); return; }
         var path = PathFor(s, true);
-        if (path is ConvPath.Winograd or ConvPath.Winograd4)
+        if (path is ConvPath.Winograd or ConvPath.Winograd4 or ConvPath.Winograd4Rows)
         {
-            WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true, path == ConvPath.Winograd4 ? 4 : 2), null, xb, false);
+            WinogradConv(s.N, s.K, s.OutH, s.OutW, s.C, 2 - s.PadH, 2 - s.PadW, db, WinogradFor(w, s.K, s.C, true, path == ConvPath.Winograd ? 2 : 4), null, xb, false,
+                path != ConvPath.Winograd4Rows);
             return;
         }
         if (path is ConvPath.WinogradS2 or ConvPath.WinogradS2F4)

@@ -151,46 +151,59 @@ public sealed partial class CpuBackend
     /// <summary>
     /// y[N, K, OH, OW] = conv3x3(x[N, C, H, W]) (+ bias) with stride 1 and pads (ph, pw) through Winograd F(TxT,3x3)
     /// (T = ww.T) on the packed transformed weights ww (K x C). Overwrites every element of y; relu: y = max(y, 0)
-    /// in the output transform.
+    /// in the output transform. F(4x4) with imageLanes runs the groups of 16 images through the image-lane
+    /// transforms (CpuWinogradImages.cs) and the images after the last full group through the tile-row transforms.
     /// </summary>
-    unsafe void WinogradConv(int n, int c, int h, int wd, int k, int ph, int pw, Buf x, WinogradWeights ww, Buf? bias, Buf y, bool relu)
+    unsafe void WinogradConv(int n, int c, int h, int wd, int k, int ph, int pw, Buf x, WinogradWeights ww, Buf? bias, Buf y, bool relu,
+        bool imageLanes = true)
     {
         int t = ww.T, oh = h + 2 * ph - 2, ow = wd + 2 * pw - 2;
         int th = (oh + t - 1) / t, tw = (ow + t - 1) / t;
         long tiles = (long)n * th * tw;
         var g = new WgGeom(c, h, wd, k, ph, pw, oh, ow, th, tw, relu, t);
         int planes = g.Planes;
-        // Chunks of tiles: one per thread at a time when there are enough tiles (each runs all three phases alone),
-        // else one chunk with every phase split over the threads.
+        // Chunks of about capTiles tiles (V and M of a chunk: 16 MB), in units of 32 tiles, or of groups of 16 images.
         int capTiles = Math.Max(32, 4194304 / planes / (c + k) / 32 * 32);
-        if (_threads > 1 && tiles >= 32L * _threads)
+        int groups = imageLanes && t == 4 && Avx512F.IsSupported ? n / LaneImages : 0;
+        long groupTiles = (long)LaneImages * th * tw, rest0 = groups * groupTiles;
+        if (groups > 0)
+            WinogradChunks(g, groups, groupTiles, 1, capTiles, x, ww, bias, y, (u0, uc) => (u0 * LaneImages, uc * groupTiles));
+        if (tiles > rest0)
+            WinogradChunks(g, (tiles - rest0 + 31) / 32, 32, 1, capTiles, x, ww, bias, y,
+                (u0, uc) => (-1 - (rest0 + u0 * 32), Math.Min(uc * 32, tiles - rest0 - u0 * 32)));
+    }
+
+    /// <summary>
+    /// Runs units of work (32 tiles, or a group of 16 images) in chunks of about capTiles tiles: one chunk per thread at
+    /// a time when there are at least as many units as threads (a multiple of the thread count of chunks of about
+    /// equal size: 7 chunks on 2 threads would leave one idle for a seventh of the call), else one chunk at a time with
+    /// every phase split over the threads. at(u0, uc) gives a chunk's (first, tile count): first &gt;= 0 is the first
+    /// image of image-lane groups, first &lt; 0 is -1 - the first tile of a tile-row chunk.
+    /// </summary>
+    unsafe void WinogradChunks(WgGeom g, long units, long unitTiles, int minPerThread, int capTiles, Buf x, WinogradWeights ww, Buf? bias, Buf y,
+        Func<long, long, (long First, long Tiles)> at)
+    {
+        int planes = g.Planes;
+        long capUnits = Math.Max(1, capTiles / unitTiles);
+        void Run(long u0, long uc, bool split)
         {
-            // A multiple of the thread count of chunks of about equal size (7 chunks of 2048 tiles on 2 threads
-            // would leave one thread idle for a seventh of the call).
-            long chunks0 = (tiles + capTiles - 1) / capTiles;
+            var (first, tcl) = at(u0, uc);
+            int tc = (int)tcl;
+            var v = Grow(ref t_wgV, (long)planes * PlaneLen(g.C, tc));
+            var m = Grow(ref t_wgM, (long)planes * PlaneLen(g.K, tc));
+            fixed (float* pv = v, pm = m, px = x.A, py = y.A)
+                WinogradChunk(g, first, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, split);
+        }
+        if (_threads > 1 && units >= (long)minPerThread * _threads)
+        {
+            long chunks0 = (units + capUnits - 1) / capUnits;
             chunks0 = (chunks0 + _threads - 1) / _threads * _threads;
-            long per = (tiles + chunks0 - 1) / chunks0;
-            per = (per + 31) / 32 * 32;
-            int chunks = (int)((tiles + per - 1) / per);
-            Parallel.For(0, chunks, _po, i =>
-            {
-                long t0 = i * per;
-                int tc = (int)Math.Min(per, tiles - t0);
-                var v = Grow(ref t_wgV, (long)planes * PlaneLen(c, tc));
-                var m = Grow(ref t_wgM, (long)planes * PlaneLen(k, tc));
-                fixed (float* pv = v, pm = m, px = x.A, py = y.A)
-                    WinogradChunk(g, t0, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, false);
-            });
+            long per = (units + chunks0 - 1) / chunks0;
+            int chunks = (int)((units + per - 1) / per);
+            Parallel.For(0, chunks, _po, i => Run(i * per, Math.Min(per, units - i * per), false));
         }
         else
-        {
-            long per = Math.Min(tiles, capTiles);
-            var v = Grow(ref t_wgV, (long)planes * PlaneLen(c, (int)per));
-            var m = Grow(ref t_wgM, (long)planes * PlaneLen(k, (int)per));
-            fixed (float* pv = v, pm = m, px = x.A, py = y.A)
-                for (long t0 = 0; t0 < tiles; t0 += per)
-                    WinogradChunk(g, t0, (int)Math.Min(per, tiles - t0), px + x.Off, ww, bias, py + y.Off, pv, pm, _threads > 1);
-        }
+            for (long u0 = 0; u0 < units; u0 += capUnits) Run(u0, Math.Min(capUnits, units - u0), _threads > 1);
     }
 
     /// <summary>
@@ -206,12 +219,19 @@ public sealed partial class CpuBackend
         public int Planes => (T + 2) * (T + 2);
     }
 
-    unsafe void WinogradChunk(WgGeom g, long t0, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
+    /// <summary>
+    /// One chunk through the three phases: first &gt;= 0: tc / (16 TH TW) groups of 16 images from image first on
+    /// (image-lane transforms); first &lt; 0: the tc tiles from tile -1 - first on (tile-row transforms).
+    /// </summary>
+    unsafe void WinogradChunk(WgGeom g, long first, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
     {
         nint xp = (nint)x, yp = (nint)y, vp = (nint)v, mp = (nint)m;
-        bool vec = Avx512F.IsSupported && g.TW <= 15, f4 = g.T == 4;
+        bool vec = Avx512F.IsSupported && g.TW <= 15, f4 = g.T == 4, images = first >= 0;
+        long t0 = images ? 0 : -1 - first;
+        int img0 = images ? (int)first : 0, groups = images ? (int)(tc / ((long)LaneImages * g.TH * g.TW)) : 0;
         Split(split, g.C, cc =>
         {
+            if (images) { InputTransformImages(g, img0, groups, tc, cc.Item1, cc.Item2, (float*)xp, (float*)vp); return; }
             for (int ci = cc.Item1; ci < cc.Item2; ci++)
                 if (f4) InputTransformF4(g, t0, tc, ci, (float*)xp, (float*)vp);
                 else if (vec) InputTransform512(g, t0, tc, ci, (float*)xp, (float*)vp);
@@ -225,6 +245,7 @@ public sealed partial class CpuBackend
         });
         Split(split, g.K, ks =>
         {
+            if (images) { OutputTransformImages(g, img0, groups, tc, ks.Item1, ks.Item2, (float*)mp, bias, (float*)yp); return; }
             for (int ki = ks.Item1; ki < ks.Item2; ki++)
                 if (f4) OutputTransformF4(g, t0, tc, ki, (float*)mp, bias is { } b4 ? b4[ki] : 0f, (float*)yp);
                 else if (vec) OutputTransform512(g, t0, tc, ki, (float*)mp, bias is { } b ? b[ki] : 0f, (float*)yp);
