@@ -114,10 +114,12 @@ public sealed partial class CpuBackend
     /// <summary>
     /// Single-threaded packed GEMM. op(A)[i,p] = ta ? a[p*lda+i] : a[i*lda+p]; op(B)[p,j] = tb ? b[j*ldb+p] : b[p*ldb+j].
     /// With <paramref name="packed"/> set, A (and alpha) come from it and a is not read. With <paramref name="bsrc"/>
-    /// set, B comes from it (its columns from <paramref name="bcol0"/> on) and b is not read.
+    /// set, B comes from it (its columns from <paramref name="bcol0"/> on) and b is not read. With
+    /// <paramref name="bPanels"/> set, B is already packed there as NR-column panels of all k rows ([k][NR] each,
+    /// panel j at bPanels + j * panelStride; columns past n may hold anything) and neither b nor bsrc is read.
     /// </summary>
     internal static unsafe void GemmST(bool ta, bool tb, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc,
-        PackedA packed = default, BSource? bsrc = null, int bcol0 = 0)
+        PackedA packed = default, BSource? bsrc = null, int bcol0 = 0, float* bPanels = null, long panelStride = 0)
     {
         if (m <= 0 || n <= 0) return;
         if (k == 0 || alpha == 0f)
@@ -139,7 +141,10 @@ public sealed partial class CpuBackend
             {
                 int kc = Math.Min(KC, k - pc);
                 float bet = pc == 0 ? beta : 1f;
-                if (bsrc != null) bsrc.Pack(pc, bcol0 + jc, kc, nc, packB);
+                long bStep = (long)NR * kc;
+                float* bBlock = packB;
+                if (bPanels != null) { bBlock = bPanels + jc / NR * panelStride + (long)pc * NR; bStep = panelStride; }
+                else if (bsrc != null) bsrc.Pack(pc, bcol0 + jc, kc, nc, packB);
                 else PackB(tb, b, ldb, pc, jc, kc, nc, packB);
                 for (int ic = 0; ic < m; ic += MC)
                 {
@@ -154,7 +159,7 @@ public sealed partial class CpuBackend
                         for (int jr = 0; jr < nc; jr += NR)
                         {
                             int nr = Math.Min(NR, nc - jr);
-                            float* bp = packB + (long)jr * kc;
+                            float* bp = bBlock + jr / NR * bStep;
                             float* cp = c + (long)(ic + ir) * ldc + jc + jr;
                             if (mr == MR && nr == NR) Kernel(kc, ap, bp, cp, ldc, bet);
                             else

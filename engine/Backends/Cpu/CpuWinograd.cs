@@ -189,7 +189,7 @@ public sealed partial class CpuBackend
         {
             var (first, tcl) = at(u0, uc);
             int tc = (int)tcl;
-            var v = Grow(ref t_wgV, (long)planes * PlaneLen(g.C, tc));
+            var v = Grow(ref t_wgV, (long)planes * VPlaneLen(g.C, tc, first >= 0));
             var m = Grow(ref t_wgM, (long)planes * PlaneLen(g.K, tc));
             fixed (float* pv = v, pm = m, px = x.A, py = y.A)
                 WinogradChunk(g, first, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, split);
@@ -211,6 +211,12 @@ public sealed partial class CpuBackend
     /// reads or writes together do not all map to one L1 set when rows x tc is a power of two.
     /// </summary>
     static long PlaneLen(int rows, int tc) => (long)rows * tc + 16;
+
+    /// <summary>
+    /// Floats between the xi planes of V: row-major rows x tc (<see cref="PlaneLen"/>), or for the image-lane
+    /// transforms (images) already in the GEMM's packed B layout, NR-tile panels [rows][NR] one after another.
+    /// </summary>
+    static long VPlaneLen(int rows, int tc, bool images) => images ? (long)rows * RoundUp(tc, NR) + 16 : PlaneLen(rows, tc);
 
     /// <summary>Geometry of one Winograd call; Relu: the output transform writes max(y, 0).</summary>
     readonly record struct WgGeom(int C, int H, int W, int K, int PH, int PW, int OH, int OW, int TH, int TW, bool Relu, int T)
@@ -237,11 +243,16 @@ public sealed partial class CpuBackend
                 else if (vec) InputTransform512(g, t0, tc, ci, (float*)xp, (float*)vp);
                 else InputTransform(g, t0, tc, ci, (float*)xp, (float*)vp);
         });
+        long vPlane = VPlaneLen(g.C, tc, images);
         Split(split, g.Planes, xs =>
         {
             for (int xi = xs.Item1; xi < xs.Item2; xi++)
-                GemmST(false, false, g.K, tc, g.C, 1f, null, 0, (float*)vp + xi * PlaneLen(g.C, tc), tc, 0f,
-                    (float*)mp + xi * PlaneLen(g.K, tc), tc, ww.U[xi]);
+                if (images)
+                    GemmST(false, false, g.K, tc, g.C, 1f, null, 0, null, 0, 0f, (float*)mp + xi * PlaneLen(g.K, tc), tc, ww.U[xi],
+                        bPanels: (float*)vp + xi * vPlane, panelStride: (long)g.C * NR);
+                else
+                    GemmST(false, false, g.K, tc, g.C, 1f, null, 0, (float*)vp + xi * vPlane, tc, 0f,
+                        (float*)mp + xi * PlaneLen(g.K, tc), tc, ww.U[xi]);
         });
         Split(split, g.K, ks =>
         {

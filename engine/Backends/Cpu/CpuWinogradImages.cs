@@ -36,38 +36,38 @@ public sealed partial class CpuBackend
         return (float*)(((nint)p + 63) & ~(nint)63);
     }
 
-    /// <summary>r[i][j] = r[j][i] for the 16 x 16 floats in r[0..16) (unpack, unpack as pairs, two 128-bit shuffles).</summary>
+    /// <summary>r[i][j] = r[j][i] for the 16 x 16 floats in r[0..16): unpack, unpack as pairs, two 128-bit shuffles.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static unsafe void Transpose16(Vector512<float>* r)
     {
-        var t = stackalloc Vector512<float>[16];
-        for (int i = 0; i < 16; i += 2)
-        {
-            t[i] = Avx512F.UnpackLow(r[i], r[i + 1]);
-            t[i + 1] = Avx512F.UnpackHigh(r[i], r[i + 1]);
-        }
         // rows 4i..4i+3, column q of each 128-bit block: u[4i + q]
-        for (int i = 0; i < 16; i += 4)
-        {
-            Vector512<double> a = t[i].AsDouble(), b = t[i + 1].AsDouble(), c = t[i + 2].AsDouble(), d = t[i + 3].AsDouble();
-            r[i] = Avx512F.UnpackLow(a, c).AsSingle();
-            r[i + 1] = Avx512F.UnpackHigh(a, c).AsSingle();
-            r[i + 2] = Avx512F.UnpackLow(b, d).AsSingle();
-            r[i + 3] = Avx512F.UnpackHigh(b, d).AsSingle();
-        }
+        for (int i = 0; i < 16; i += 4) Transpose4In128(r + i);
         // out[4L + q] = block L of u[q], u[4 + q], u[8 + q], u[12 + q]
         for (int q = 0; q < 4; q++)
         {
-            var v0 = Avx512F.Shuffle4x128(r[q], r[4 + q], 0x44);
-            var v1 = Avx512F.Shuffle4x128(r[q], r[4 + q], 0xEE);
-            var w0 = Avx512F.Shuffle4x128(r[8 + q], r[12 + q], 0x44);
-            var w1 = Avx512F.Shuffle4x128(r[8 + q], r[12 + q], 0xEE);
-            t[q] = Avx512F.Shuffle4x128(v0, w0, 0x88);
-            t[4 + q] = Avx512F.Shuffle4x128(v0, w0, 0xDD);
-            t[8 + q] = Avx512F.Shuffle4x128(v1, w1, 0x88);
-            t[12 + q] = Avx512F.Shuffle4x128(v1, w1, 0xDD);
+            Vector512<float> u0 = r[q], u1 = r[4 + q], u2 = r[8 + q], u3 = r[12 + q];
+            var v0 = Avx512F.Shuffle4x128(u0, u1, 0x44);
+            var v1 = Avx512F.Shuffle4x128(u0, u1, 0xEE);
+            var w0 = Avx512F.Shuffle4x128(u2, u3, 0x44);
+            var w1 = Avx512F.Shuffle4x128(u2, u3, 0xEE);
+            r[q] = Avx512F.Shuffle4x128(v0, w0, 0x88);
+            r[4 + q] = Avx512F.Shuffle4x128(v0, w0, 0xDD);
+            r[8 + q] = Avx512F.Shuffle4x128(v1, w1, 0x88);
+            r[12 + q] = Avx512F.Shuffle4x128(v1, w1, 0xDD);
         }
-        for (int i = 0; i < 16; i++) r[i] = t[i];
+    }
+
+    /// <summary>Rows r[0..4): each 128-bit block transposed as a 4 x 4 (column q of the block into r[q]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Transpose4In128(Vector512<float>* r)
+    {
+        Vector512<float> a = r[0], b = r[1], c = r[2], d = r[3];
+        var t0 = Avx512F.UnpackLow(a, b).AsDouble(); var t1 = Avx512F.UnpackHigh(a, b).AsDouble();
+        var t2 = Avx512F.UnpackLow(c, d).AsDouble(); var t3 = Avx512F.UnpackHigh(c, d).AsDouble();
+        r[0] = Avx512F.UnpackLow(t0, t2).AsSingle();
+        r[1] = Avx512F.UnpackHigh(t0, t2).AsSingle();
+        r[2] = Avx512F.UnpackLow(t1, t3).AsSingle();
+        r[3] = Avx512F.UnpackHigh(t1, t3).AsSingle();
     }
 
     /// <summary>
@@ -78,7 +78,7 @@ public sealed partial class CpuBackend
     static unsafe void InputTransformImages(in WgGeom g, int img0, int groups, int tc, int c0, int c1, float* x, float* v)
     {
         int hw = g.H * g.W, wp = 4 * g.TW + 2, hp = 4 * g.TH + 2, pos = g.TH * g.TW;
-        long stride = PlaneLen(g.C, tc), istr = (long)g.C * hw;
+        long stride = VPlaneLen(g.C, tc, true), istr = (long)g.C * hw;
         float* xt = Aligned(ref t_wgXt, (long)hp * wp * 16);
         new Span<float>(xt, hp * wp * 16).Clear();   // the borders stay zero; the interior is rewritten per channel
         var r = stackalloc Vector512<float>[16];
@@ -106,7 +106,7 @@ public sealed partial class CpuBackend
                         if (++w == g.W) { w = 0; h++; }
                     }
                 }
-                float* vc = v + (long)ci * tc + (long)gi * pos * 16;
+                float* vc = v + (long)ci * NR;
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
                     {
@@ -125,7 +125,8 @@ public sealed partial class CpuBackend
                             d[24 + s] = Avx512F.FusedMultiplyAddNegated(two, d3 - d1, d4 - d2);
                             d[30 + s] = Avx512F.FusedMultiplyAdd(four, d1, Avx512F.FusedMultiplyAddNegated(five, d3, d5));
                         }
-                        float* o = vc + (long)(ty * g.TW + tx) * 16;
+                        long tl = (long)(gi * pos + ty * g.TW + tx) * 16;   // the first of its 16 tiles: panel tl / NR, half tl % NR
+                        float* o = vc + tl / NR * g.C * NR + tl % NR;
                         for (int i = 0; i < 6; i++)
                         {
                             var e = d + i * 6;
