@@ -36,109 +36,222 @@ public sealed partial class CpuBackend
         return (float*)(((nint)p + 63) & ~(nint)63);
     }
 
-    /// <summary>r[i][j] = r[j][i] for the 16 x 16 floats in r[0..16): unpack, unpack as pairs, two 128-bit shuffles.</summary>
+    /// <summary>
+    /// Loads 16 vectors from src[j] (lanes where loadMask is set, 0 elsewhere), transposes them as a 16 x 16 block of
+    /// floats (unpack, unpack as pairs, two 128-bit shuffles; all in registers) and stores vector i to dst[i] (lanes
+    /// where storeMask is set).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static unsafe void Transpose16(Vector512<float>* r)
+    static unsafe void Transpose16(float** src, Vector512<float> loadMask, float** dst, Vector512<float> storeMask)
     {
-        // rows 4i..4i+3, column q of each 128-bit block: u[4i + q]
-        for (int i = 0; i < 16; i += 4) Transpose4In128(r + i);
+        var z = Vector512<float>.Zero;
+        // rows 4i..4i+3: column q of each 128-bit block into u[4i + q]
+        var (u0, u1, u2, u3) = T4(Avx512F.MaskLoad(src[0], loadMask, z), Avx512F.MaskLoad(src[1], loadMask, z), Avx512F.MaskLoad(src[2], loadMask, z), Avx512F.MaskLoad(src[3], loadMask, z));
+        var (u4, u5, u6, u7) = T4(Avx512F.MaskLoad(src[4], loadMask, z), Avx512F.MaskLoad(src[5], loadMask, z), Avx512F.MaskLoad(src[6], loadMask, z), Avx512F.MaskLoad(src[7], loadMask, z));
+        var (u8, u9, u10, u11) = T4(Avx512F.MaskLoad(src[8], loadMask, z), Avx512F.MaskLoad(src[9], loadMask, z), Avx512F.MaskLoad(src[10], loadMask, z), Avx512F.MaskLoad(src[11], loadMask, z));
+        var (u12, u13, u14, u15) = T4(Avx512F.MaskLoad(src[12], loadMask, z), Avx512F.MaskLoad(src[13], loadMask, z), Avx512F.MaskLoad(src[14], loadMask, z), Avx512F.MaskLoad(src[15], loadMask, z));
         // out[4L + q] = block L of u[q], u[4 + q], u[8 + q], u[12 + q]
-        for (int q = 0; q < 4; q++)
+        Blocks(u0, u4, u8, u12, dst, 0, storeMask);
+        Blocks(u1, u5, u9, u13, dst, 1, storeMask);
+        Blocks(u2, u6, u10, u14, dst, 2, storeMask);
+        Blocks(u3, u7, u11, u15, dst, 3, storeMask);
+    }
+
+    /// <summary>Each 128-bit block of the rows a, b, c, d transposed as a 4 x 4: column q of the blocks into result q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) T4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        var t0 = Avx512F.UnpackLow(a, b).AsDouble(); var t1 = Avx512F.UnpackHigh(a, b).AsDouble();
+        var t2 = Avx512F.UnpackLow(c, d).AsDouble(); var t3 = Avx512F.UnpackHigh(c, d).AsDouble();
+        return (Avx512F.UnpackLow(t0, t2).AsSingle(), Avx512F.UnpackHigh(t0, t2).AsSingle(),
+            Avx512F.UnpackLow(t1, t3).AsSingle(), Avx512F.UnpackHigh(t1, t3).AsSingle());
+    }
+
+    /// <summary>dst[4L + q] = block L of u0, u1, u2, u3 for L = 0..3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void Blocks(Vector512<float> u0, Vector512<float> u1, Vector512<float> u2, Vector512<float> u3, float** dst, int q, Vector512<float> m)
+    {
+        var v0 = Avx512F.Shuffle4x128(u0, u1, 0x44);
+        var v1 = Avx512F.Shuffle4x128(u0, u1, 0xEE);
+        var w0 = Avx512F.Shuffle4x128(u2, u3, 0x44);
+        var w1 = Avx512F.Shuffle4x128(u2, u3, 0xEE);
+        Avx512F.MaskStore(dst[q], m, Avx512F.Shuffle4x128(v0, w0, 0x88));
+        Avx512F.MaskStore(dst[4 + q], m, Avx512F.Shuffle4x128(v0, w0, 0xDD));
+        Avx512F.MaskStore(dst[8 + q], m, Avx512F.Shuffle4x128(v1, w1, 0x88));
+        Avx512F.MaskStore(dst[12 + q], m, Avx512F.Shuffle4x128(v1, w1, 0xDD));
+    }
+
+    // B^T (6 x 6) of F(4x4, 3x3), applied to the rows (or columns) d0..d5 of a patch; rows 1, 2 and rows 3, 4 share
+    // their sums, so each pair comes from one pass over d1..d4.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector512<float>, Vector512<float>) BtRows12(Vector512<float> d1, Vector512<float> d2, Vector512<float> d3, Vector512<float> d4) =>
+        (Avx512F.FusedMultiplyAddNegated(Vector512.Create(4f), d1 + d2, d4 + d3), Avx512F.FusedMultiplyAdd(Vector512.Create(4f), d1 - d2, d4 - d3));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector512<float>, Vector512<float>) BtRows34(Vector512<float> d1, Vector512<float> d2, Vector512<float> d3, Vector512<float> d4)
+    {
+        Vector512<float> a = d3 - d1, b = d4 - d2;
+        return (Avx512F.FusedMultiplyAdd(Vector512.Create(2f), a, b), Avx512F.FusedMultiplyAddNegated(Vector512.Create(2f), a, b));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> BtRow0(Vector512<float> d0, Vector512<float> d2, Vector512<float> d4) =>
+        Avx512F.FusedMultiplyAdd(Vector512.Create(4f), d0, Avx512F.FusedMultiplyAddNegated(Vector512.Create(5f), d2, d4));
+
+    /// <summary>o[c * st] = (e B)[c] for the six columns c of one row e0..e5 of B^T d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void BtStore(Vector512<float> e0, Vector512<float> e1, Vector512<float> e2, Vector512<float> e3, Vector512<float> e4, Vector512<float> e5, float* o, long st)
+    {
+        var (r1, r2) = BtRows12(e1, e2, e3, e4);
+        var (r3, r4) = BtRows34(e1, e2, e3, e4);
+        Vector512.Store(BtRow0(e0, e2, e4), o);
+        Vector512.Store(r1, o + st);
+        Vector512.Store(r2, o + 2 * st);
+        Vector512.Store(r3, o + 3 * st);
+        Vector512.Store(r4, o + 4 * st);
+        Vector512.Store(BtRow0(e1, e3, e5), o + 5 * st);
+    }
+
+    /// <summary>
+    /// The 36 planes o[xi * st] of B^T d B for the 6x6 patch of 16-lane pixels at p (rows rs floats apart), in three
+    /// passes of two rows of B^T d each (rows 1 and 2, 3 and 4, 0 and 5), so no row is kept past its pass.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void InTile(float* p, long rs, float* o, long st)
+    {
+        var (a0, b0) = BtRows12(Vector512.Load(p + rs), Vector512.Load(p + 2 * rs), Vector512.Load(p + 3 * rs), Vector512.Load(p + 4 * rs));
+        var (a1, b1) = BtRows12(Vector512.Load(p + 16 + rs), Vector512.Load(p + 16 + 2 * rs), Vector512.Load(p + 16 + 3 * rs), Vector512.Load(p + 16 + 4 * rs));
+        var (a2, b2) = BtRows12(Vector512.Load(p + 32 + rs), Vector512.Load(p + 32 + 2 * rs), Vector512.Load(p + 32 + 3 * rs), Vector512.Load(p + 32 + 4 * rs));
+        var (a3, b3) = BtRows12(Vector512.Load(p + 48 + rs), Vector512.Load(p + 48 + 2 * rs), Vector512.Load(p + 48 + 3 * rs), Vector512.Load(p + 48 + 4 * rs));
+        var (a4, b4) = BtRows12(Vector512.Load(p + 64 + rs), Vector512.Load(p + 64 + 2 * rs), Vector512.Load(p + 64 + 3 * rs), Vector512.Load(p + 64 + 4 * rs));
+        var (a5, b5) = BtRows12(Vector512.Load(p + 80 + rs), Vector512.Load(p + 80 + 2 * rs), Vector512.Load(p + 80 + 3 * rs), Vector512.Load(p + 80 + 4 * rs));
+        BtStore(a0, a1, a2, a3, a4, a5, o + 6 * st, st);
+        BtStore(b0, b1, b2, b3, b4, b5, o + 12 * st, st);
+        (a0, b0) = BtRows34(Vector512.Load(p + rs), Vector512.Load(p + 2 * rs), Vector512.Load(p + 3 * rs), Vector512.Load(p + 4 * rs));
+        (a1, b1) = BtRows34(Vector512.Load(p + 16 + rs), Vector512.Load(p + 16 + 2 * rs), Vector512.Load(p + 16 + 3 * rs), Vector512.Load(p + 16 + 4 * rs));
+        (a2, b2) = BtRows34(Vector512.Load(p + 32 + rs), Vector512.Load(p + 32 + 2 * rs), Vector512.Load(p + 32 + 3 * rs), Vector512.Load(p + 32 + 4 * rs));
+        (a3, b3) = BtRows34(Vector512.Load(p + 48 + rs), Vector512.Load(p + 48 + 2 * rs), Vector512.Load(p + 48 + 3 * rs), Vector512.Load(p + 48 + 4 * rs));
+        (a4, b4) = BtRows34(Vector512.Load(p + 64 + rs), Vector512.Load(p + 64 + 2 * rs), Vector512.Load(p + 64 + 3 * rs), Vector512.Load(p + 64 + 4 * rs));
+        (a5, b5) = BtRows34(Vector512.Load(p + 80 + rs), Vector512.Load(p + 80 + 2 * rs), Vector512.Load(p + 80 + 3 * rs), Vector512.Load(p + 80 + 4 * rs));
+        BtStore(a0, a1, a2, a3, a4, a5, o + 18 * st, st);
+        BtStore(b0, b1, b2, b3, b4, b5, o + 24 * st, st);
+        for (int h = 0; h < 2; h++)   // row 0 from d0, d2, d4; row 5 from d1, d3, d5
         {
-            Vector512<float> u0 = r[q], u1 = r[4 + q], u2 = r[8 + q], u3 = r[12 + q];
-            var v0 = Avx512F.Shuffle4x128(u0, u1, 0x44);
-            var v1 = Avx512F.Shuffle4x128(u0, u1, 0xEE);
-            var w0 = Avx512F.Shuffle4x128(u2, u3, 0x44);
-            var w1 = Avx512F.Shuffle4x128(u2, u3, 0xEE);
-            r[q] = Avx512F.Shuffle4x128(v0, w0, 0x88);
-            r[4 + q] = Avx512F.Shuffle4x128(v0, w0, 0xDD);
-            r[8 + q] = Avx512F.Shuffle4x128(v1, w1, 0x88);
-            r[12 + q] = Avx512F.Shuffle4x128(v1, w1, 0xDD);
+            float* q = p + h * rs;
+            BtStore(BtRow0(Vector512.Load(q), Vector512.Load(q + 2 * rs), Vector512.Load(q + 4 * rs)),
+                BtRow0(Vector512.Load(q + 16), Vector512.Load(q + 16 + 2 * rs), Vector512.Load(q + 16 + 4 * rs)),
+                BtRow0(Vector512.Load(q + 32), Vector512.Load(q + 32 + 2 * rs), Vector512.Load(q + 32 + 4 * rs)),
+                BtRow0(Vector512.Load(q + 48), Vector512.Load(q + 48 + 2 * rs), Vector512.Load(q + 48 + 4 * rs)),
+                BtRow0(Vector512.Load(q + 64), Vector512.Load(q + 64 + 2 * rs), Vector512.Load(q + 64 + 4 * rs)),
+                BtRow0(Vector512.Load(q + 80), Vector512.Load(q + 80 + 2 * rs), Vector512.Load(q + 80 + 4 * rs)),
+                o + h * 30 * st, st);
         }
     }
 
-    /// <summary>Rows r[0..4): each 128-bit block transposed as a 4 x 4 (column q of the block into r[q]).</summary>
+    // A^T (4 x 6) of F(4x4, 3x3): rows 0 and 2 share m1 + m2 and m3 + m4, rows 1 and 3 share m1 - m2 and m3 - m4.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static unsafe void Transpose4In128(Vector512<float>* r)
+    static (Vector512<float>, Vector512<float>) AtRows02(Vector512<float> m0, Vector512<float> m1, Vector512<float> m2, Vector512<float> m3, Vector512<float> m4)
     {
-        Vector512<float> a = r[0], b = r[1], c = r[2], d = r[3];
-        var t0 = Avx512F.UnpackLow(a, b).AsDouble(); var t1 = Avx512F.UnpackHigh(a, b).AsDouble();
-        var t2 = Avx512F.UnpackLow(c, d).AsDouble(); var t3 = Avx512F.UnpackHigh(c, d).AsDouble();
-        r[0] = Avx512F.UnpackLow(t0, t2).AsSingle();
-        r[1] = Avx512F.UnpackHigh(t0, t2).AsSingle();
-        r[2] = Avx512F.UnpackLow(t1, t3).AsSingle();
-        r[3] = Avx512F.UnpackHigh(t1, t3).AsSingle();
+        Vector512<float> p12 = m1 + m2, p34 = m3 + m4;
+        return (m0 + p12 + p34, Avx512F.FusedMultiplyAdd(Vector512.Create(4f), p34, p12));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector512<float>, Vector512<float>) AtRows13(Vector512<float> m1, Vector512<float> m2, Vector512<float> m3, Vector512<float> m4, Vector512<float> m5)
+    {
+        Vector512<float> d12 = m1 - m2, d34 = m3 - m4;
+        return (Avx512F.FusedMultiplyAdd(Vector512.Create(2f), d34, d12), Avx512F.FusedMultiplyAdd(Vector512.Create(8f), d34, d12) + m5);
+    }
+
+    /// <summary>o[0, 16, 32, 48] = (s A)[j] + bias (then max(., 0) when relu) for one row s0..s5 of A^T M.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void AtStore(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3, Vector512<float> s4, Vector512<float> s5,
+        Vector512<float> bias, bool relu, float* o)
+    {
+        var (y0, y2) = AtRows02(s0, s1, s2, s3, s4);
+        var (y1, y3) = AtRows13(s1, s2, s3, s4, s5);
+        y0 += bias; y1 += bias; y2 += bias; y3 += bias;
+        if (relu)
+        {
+            var z = Vector512<float>.Zero;
+            y0 = Vector512.Max(y0, z); y1 = Vector512.Max(y1, z); y2 = Vector512.Max(y2, z); y3 = Vector512.Max(y3, z);
+        }
+        Vector512.Store(y0, o); Vector512.Store(y1, o + 16); Vector512.Store(y2, o + 32); Vector512.Store(y3, o + 48);
+    }
+
+    /// <summary>
+    /// The 4x4 outputs A^T M A (+ bias, ReLU) of one position from its 36 planes q[xi * st], into the 16-lane pixels
+    /// o (rows rs floats apart): rows 0 and 2 in one pass over M's rows 0..4, rows 1 and 3 in one over rows 1..5.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe void OutTile(float* q, long st, Vector512<float> bias, bool relu, float* o, long rs)
+    {
+        for (int h = 0; h < 2; h++)
+        {
+            Vector512<float> a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5;
+            if (h == 0)
+            {
+                (a0, b0) = AtRows02(Vector512.Load(q), Vector512.Load(q + 6 * st), Vector512.Load(q + 12 * st), Vector512.Load(q + 18 * st), Vector512.Load(q + 24 * st));
+                (a1, b1) = AtRows02(Vector512.Load(q + st), Vector512.Load(q + 7 * st), Vector512.Load(q + 13 * st), Vector512.Load(q + 19 * st), Vector512.Load(q + 25 * st));
+                (a2, b2) = AtRows02(Vector512.Load(q + 2 * st), Vector512.Load(q + 8 * st), Vector512.Load(q + 14 * st), Vector512.Load(q + 20 * st), Vector512.Load(q + 26 * st));
+                (a3, b3) = AtRows02(Vector512.Load(q + 3 * st), Vector512.Load(q + 9 * st), Vector512.Load(q + 15 * st), Vector512.Load(q + 21 * st), Vector512.Load(q + 27 * st));
+                (a4, b4) = AtRows02(Vector512.Load(q + 4 * st), Vector512.Load(q + 10 * st), Vector512.Load(q + 16 * st), Vector512.Load(q + 22 * st), Vector512.Load(q + 28 * st));
+                (a5, b5) = AtRows02(Vector512.Load(q + 5 * st), Vector512.Load(q + 11 * st), Vector512.Load(q + 17 * st), Vector512.Load(q + 23 * st), Vector512.Load(q + 29 * st));
+            }
+            else
+            {
+                (a0, b0) = AtRows13(Vector512.Load(q + 6 * st), Vector512.Load(q + 12 * st), Vector512.Load(q + 18 * st), Vector512.Load(q + 24 * st), Vector512.Load(q + 30 * st));
+                (a1, b1) = AtRows13(Vector512.Load(q + 7 * st), Vector512.Load(q + 13 * st), Vector512.Load(q + 19 * st), Vector512.Load(q + 25 * st), Vector512.Load(q + 31 * st));
+                (a2, b2) = AtRows13(Vector512.Load(q + 8 * st), Vector512.Load(q + 14 * st), Vector512.Load(q + 20 * st), Vector512.Load(q + 26 * st), Vector512.Load(q + 32 * st));
+                (a3, b3) = AtRows13(Vector512.Load(q + 9 * st), Vector512.Load(q + 15 * st), Vector512.Load(q + 21 * st), Vector512.Load(q + 27 * st), Vector512.Load(q + 33 * st));
+                (a4, b4) = AtRows13(Vector512.Load(q + 10 * st), Vector512.Load(q + 16 * st), Vector512.Load(q + 22 * st), Vector512.Load(q + 28 * st), Vector512.Load(q + 34 * st));
+                (a5, b5) = AtRows13(Vector512.Load(q + 11 * st), Vector512.Load(q + 17 * st), Vector512.Load(q + 23 * st), Vector512.Load(q + 29 * st), Vector512.Load(q + 35 * st));
+            }
+            // pass 0: output rows 0 and 2; pass 1: rows 1 and 3
+            AtStore(a0, a1, a2, a3, a4, a5, bias, relu, o + h * rs);
+            AtStore(b0, b1, b2, b3, b4, b5, bias, relu, o + (2 + h) * rs);
+        }
     }
 
     /// <summary>
     /// V[xi][ci][t] for the channels [c0, c1) of the groups [0, groups) of 16 images from img0 on (tile t = (group,
-    /// ty, tx, image) of the chunk, tc tiles). x is 0 outside the image.
+    /// ty, tx, image) of the chunk, tc tiles; V in the GEMM's packed B layout). x is 0 outside the image.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void InputTransformImages(in WgGeom g, int img0, int groups, int tc, int c0, int c1, float* x, float* v)
     {
         int hw = g.H * g.W, wp = 4 * g.TW + 2, hp = 4 * g.TH + 2, pos = g.TH * g.TW;
-        long stride = VPlaneLen(g.C, tc, true), istr = (long)g.C * hw;
-        float* xt = Aligned(ref t_wgXt, (long)hp * wp * 16);
-        new Span<float>(xt, hp * wp * 16).Clear();   // the borders stay zero; the interior is rewritten per channel
-        var r = stackalloc Vector512<float>[16];
-        var d = stackalloc Vector512<float>[36];
-        var z = Vector512<float>.Zero;
-        var four = Vector512.Create(4f); var five = Vector512.Create(5f); var two = Vector512.Create(2f);
+        long stride = VPlaneLen(g.C, tc, true), istr = (long)g.C * hw, rs = (long)wp * 16;
+        float* xt = Aligned(ref t_wgXt, (long)hp * wp * 16 + 16);
+        new Span<float>(xt, hp * wp * 16 + 16).Clear();   // the borders stay zero; the interior is rewritten per channel
+        float* sink = xt + (long)hp * wp * 16;            // where the pixels past the plane's end go
+        var src = stackalloc float*[16];
+        var dst = stackalloc float*[16];
+        var all = Vector512<float>.AllBitsSet;
         for (int gi = 0; gi < groups; gi++)
             for (int ci = c0; ci < c1; ci++)
             {
                 float* x0 = x + ((long)(img0 + LaneImages * gi) * g.C + ci) * hw;
+                int h = 0, w = 0;
                 for (int p0 = 0; p0 < hw; p0 += 16)
                 {
                     int cnt = Math.Min(16, hw - p0);
-                    if (cnt == 16) for (int j = 0; j < 16; j++) r[j] = Vector512.Load(x0 + j * istr + p0);
-                    else
-                    {
-                        var mk = Lanes(0, cnt);
-                        for (int j = 0; j < 16; j++) r[j] = Avx512F.MaskLoad(x0 + j * istr + p0, mk, z);
-                    }
-                    Transpose16(r);
-                    int h = p0 / g.W, w = p0 - h * g.W;
-                    for (int q = 0; q < cnt; q++)
-                    {
-                        Vector512.Store(r[q], xt + ((long)(h + g.PH) * wp + w + g.PW) * 16);
-                        if (++w == g.W) { w = 0; h++; }
-                    }
+                    for (int j = 0; j < 16; j++) src[j] = x0 + j * istr + p0;
+                    for (int q = 0; q < 16; q++)
+                        if (q < cnt)
+                        {
+                            dst[q] = xt + ((long)(h + g.PH) * wp + w + g.PW) * 16;
+                            if (++w == g.W) { w = 0; h++; }
+                        }
+                        else dst[q] = sink;
+                    Transpose16(src, cnt == 16 ? all : Lanes(0, cnt), dst, all);
                 }
                 float* vc = v + (long)ci * NR;
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
                     {
-                        float* pch = xt + ((long)(4 * ty) * wp + 4 * tx) * 16;
-                        long rs = (long)wp * 16;
-                        // row stage B^T d, column by column: d[i*6 + s]
-                        for (int s = 0; s < 6; s++)
-                        {
-                            float* q = pch + s * 16;
-                            var d0 = Vector512.Load(q); var d1 = Vector512.Load(q + rs); var d2 = Vector512.Load(q + 2 * rs);
-                            var d3 = Vector512.Load(q + 3 * rs); var d4 = Vector512.Load(q + 4 * rs); var d5 = Vector512.Load(q + 5 * rs);
-                            d[s] = Avx512F.FusedMultiplyAdd(four, d0, Avx512F.FusedMultiplyAddNegated(five, d2, d4));
-                            d[6 + s] = Avx512F.FusedMultiplyAddNegated(four, d1 + d2, d4 + d3);
-                            d[12 + s] = Avx512F.FusedMultiplyAdd(four, d1 - d2, d4 - d3);
-                            d[18 + s] = Avx512F.FusedMultiplyAdd(two, d3 - d1, d4 - d2);
-                            d[24 + s] = Avx512F.FusedMultiplyAddNegated(two, d3 - d1, d4 - d2);
-                            d[30 + s] = Avx512F.FusedMultiplyAdd(four, d1, Avx512F.FusedMultiplyAddNegated(five, d3, d5));
-                        }
                         long tl = (long)(gi * pos + ty * g.TW + tx) * 16;   // the first of its 16 tiles: panel tl / NR, half tl % NR
-                        float* o = vc + tl / NR * g.C * NR + tl % NR;
-                        for (int i = 0; i < 6; i++)
-                        {
-                            var e = d + i * 6;
-                            Vector512<float> e0 = e[0], e1 = e[1], e2 = e[2], e3 = e[3], e4 = e[4], e5 = e[5];
-                            float* oi = o + i * 6 * stride;
-                            Vector512.Store(Avx512F.FusedMultiplyAdd(four, e0, Avx512F.FusedMultiplyAddNegated(five, e2, e4)), oi);
-                            Vector512.Store(Avx512F.FusedMultiplyAddNegated(four, e1 + e2, e4 + e3), oi + stride);
-                            Vector512.Store(Avx512F.FusedMultiplyAdd(four, e1 - e2, e4 - e3), oi + 2 * stride);
-                            Vector512.Store(Avx512F.FusedMultiplyAdd(two, e3 - e1, e4 - e2), oi + 3 * stride);
-                            Vector512.Store(Avx512F.FusedMultiplyAddNegated(two, e3 - e1, e4 - e2), oi + 4 * stride);
-                            Vector512.Store(Avx512F.FusedMultiplyAdd(four, e1, Avx512F.FusedMultiplyAddNegated(five, e3, e5)), oi + 5 * stride);
-                        }
+                        InTile(xt + (4 * ty * rs + 4 * tx * 16), rs, vc + tl / NR * g.C * NR + tl % NR, stride);
                     }
             }
     }
@@ -151,12 +264,14 @@ public sealed partial class CpuBackend
     static unsafe void OutputTransformImages(in WgGeom g, int img0, int groups, int tc, int k0, int k1, float* m, Buf? bias, float* y)
     {
         int ohw = g.OH * g.OW, owp = 4 * g.TW, pos = g.TH * g.TW;
-        long stride = PlaneLen(g.K, tc), ostr = (long)g.K * ohw;
-        float* yt = Aligned(ref t_wgYt, (long)4 * g.TH * owp * 16);
-        var r = stackalloc Vector512<float>[16];
-        var s = stackalloc Vector512<float>[24];   // A^T M: s[i*6 + c], i < 4, c < 6
-        var z = Vector512<float>.Zero;
-        var two = Vector512.Create(2f); var four = Vector512.Create(4f); var eight = Vector512.Create(8f);
+        long stride = PlaneLen(g.K, tc), ostr = (long)g.K * ohw, rs = (long)owp * 16;
+        float* yt = Aligned(ref t_wgYt, (long)4 * g.TH * owp * 16 + 16);
+        float* zeros = yt + (long)4 * g.TH * owp * 16;   // read for the pixels past the plane's end
+        Vector512.Store(Vector512<float>.Zero, zeros);
+        var src = stackalloc float*[16];
+        var dst = stackalloc float*[16];
+        var all = Vector512<float>.AllBitsSet;
+        bool relu = g.Relu;
         for (int gi = 0; gi < groups; gi++)
             for (int ki = k0; ki < k1; ki++)
             {
@@ -164,56 +279,21 @@ public sealed partial class CpuBackend
                 float* mk = m + (long)ki * tc + (long)gi * pos * 16;
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
-                    {
-                        float* q = mk + (long)(ty * g.TW + tx) * 16;
-                        for (int c = 0; c < 6; c++)
-                        {
-                            var m0 = Vector512.Load(q + c * stride);
-                            var m1 = Vector512.Load(q + (6 + c) * stride);
-                            var m2 = Vector512.Load(q + (12 + c) * stride);
-                            var m3 = Vector512.Load(q + (18 + c) * stride);
-                            var m4 = Vector512.Load(q + (24 + c) * stride);
-                            var m5 = Vector512.Load(q + (30 + c) * stride);
-                            Vector512<float> p12 = m1 + m2, d12 = m1 - m2, p34 = m3 + m4, d34 = m3 - m4;
-                            s[c] = m0 + p12 + p34;
-                            s[6 + c] = Avx512F.FusedMultiplyAdd(two, d34, d12);
-                            s[12 + c] = Avx512F.FusedMultiplyAdd(four, p34, p12);
-                            s[18 + c] = Avx512F.FusedMultiplyAdd(eight, d34, d12) + m5;
-                        }
-                        for (int i = 0; i < 4; i++)
-                        {
-                            var e = s + i * 6;
-                            Vector512<float> p12 = e[1] + e[2], d12 = e[1] - e[2], p34 = e[3] + e[4], d34 = e[3] - e[4];
-                            var y0 = e[0] + p12 + p34 + bv;
-                            var y1 = Avx512F.FusedMultiplyAdd(two, d34, d12) + bv;
-                            var y2 = Avx512F.FusedMultiplyAdd(four, p34, p12) + bv;
-                            var y3 = Avx512F.FusedMultiplyAdd(eight, d34, d12) + e[5] + bv;
-                            if (g.Relu) { y0 = Vector512.Max(y0, z); y1 = Vector512.Max(y1, z); y2 = Vector512.Max(y2, z); y3 = Vector512.Max(y3, z); }
-                            float* p = yt + ((long)(4 * ty + i) * owp + 4 * tx) * 16;
-                            Vector512.Store(y0, p); Vector512.Store(y1, p + 16); Vector512.Store(y2, p + 32); Vector512.Store(y3, p + 48);
-                        }
-                    }
+                        OutTile(mk + (long)(ty * g.TW + tx) * 16, stride, bv, relu, yt + (4 * ty * rs + 4 * tx * 16), rs);
                 float* y0p = y + ((long)(img0 + LaneImages * gi) * g.K + ki) * ohw;
+                int h = 0, w = 0;
                 for (int p0 = 0; p0 < ohw; p0 += 16)
                 {
                     int cnt = Math.Min(16, ohw - p0);
-                    int h = p0 / g.OW, w = p0 - h * g.OW;
                     for (int j = 0; j < 16; j++)
-                    {
                         if (j < cnt)
                         {
-                            r[j] = Vector512.Load(yt + ((long)h * owp + w) * 16);
+                            src[j] = yt + ((long)h * owp + w) * 16;
                             if (++w == g.OW) { w = 0; h++; }
                         }
-                        else r[j] = z;
-                    }
-                    Transpose16(r);
-                    if (cnt == 16) for (int j = 0; j < 16; j++) Vector512.Store(r[j], y0p + j * ostr + p0);
-                    else
-                    {
-                        var mk2 = Lanes(0, cnt);
-                        for (int j = 0; j < 16; j++) Avx512F.MaskStore(y0p + j * ostr + p0, mk2, r[j]);
-                    }
+                        else src[j] = zeros;
+                    for (int j = 0; j < 16; j++) dst[j] = y0p + j * ostr + p0;
+                    Transpose16(src, all, dst, cnt == 16 ? all : Lanes(0, cnt));
                 }
             }
     }
