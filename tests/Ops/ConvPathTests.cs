@@ -44,6 +44,10 @@ public class ConvPathTests
         (new ConvShape(19, 16, 7, 7, 24, 3, 3, PadH: 1, PadW: 1), true),
         (new ConvShape(17, 16, 9, 6, 16, 3, 3, PadH: 2, PadW: 0), true),
         (new ConvShape(32, 16, 28, 28, 16, 3, 3, PadH: 1, PadW: 1), false),
+        // stride 2 with 16 samples and more (chunks of several samples): 4x4 output, 7x6 output (partial tiles), pads 2 and 0
+        (new ConvShape(16, 16, 7, 7, 24, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), true),
+        (new ConvShape(33, 16, 13, 11, 20, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), false),
+        (new ConvShape(18, 16, 9, 8, 16, 3, 3, StrideH: 2, StrideW: 2, PadH: 2, PadW: 0), true),
     };
 
     static readonly CpuBackend.ConvPath[] Paths =

@@ -98,7 +98,8 @@ public sealed partial class CpuBackend
     /// <summary>
     /// The path of a forward or backward-data convolution: the forced one where it applies, else Winograd for
     /// stride-1 3x3 with enough channels (unless PERTURB_WINOGRAD=0): F(4x4,3x3) with AVX-512 (measured 4-40 %
-    /// faster than F(2x2,3x3) on every stride-1 3x3 shape of the harness, perf conv-paths), F(2x2,3x3) without;
+    /// faster than F(2x2,3x3) on every stride-1 3x3 shape of the harness, perf conv-paths; its groups of 16 images
+    /// with the lanes over images, 1.3-1.7x the tile-row lanes at batch 64), F(2x2,3x3) without;
     /// the polyphase Winograd with 4x4 tiles for stride-2 3x3 convolutions where it pays (<see cref="WinogradS2Pays"/>);
     /// sample blocks where the output is small (P &lt; 512): for kernels larger than 1x1 the direct convolution when
     /// strided (CpuConvDirect.cs; stride-2 3x3 forward 64->128 and 128->256 measured 5-10 % faster than the implicit

@@ -17,7 +17,8 @@ namespace Perturb.Engine.Backends;
 ///         [0  2 -1 -2 1 0]                                    [ 1/24 -1/12 1/6 ]
 ///         [0  4  0 -5 0 1]                                    [ 0      0    1  ]
 ///
-/// Lanes are tiles of one tile row. Input: the six input rows under a segment of up to 7 tiles (32 columns, two
+/// Lanes are tiles of one tile row (these transforms run batches under 16 and the images after the last full group
+/// of 16; the groups run with the lanes over images, CpuWinogradImages.cs). Input: the six input rows under a segment of up to 7 tiles (32 columns, two
 /// vectors, masked loads, zero outside x) get B^T's row stage as whole vectors; the column stage takes columns
 /// 4tx + c of each as one two-source permute (lane j = tile j of the segment). Output: up to 8 tiles a segment, the
 /// 36 M planes (lane = tile) through A^T's two stages, then the four 4-column pieces of each output row

@@ -37,6 +37,64 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
+    /// Transposes channel ch of the 16 images from img on (planes [h x w] of a [N, chans, h, w] tensor) into the
+    /// 16-lane plane lanes (rows ld pixels apart) at offset (r0, c0); pixels that land outside rows x cols go nowhere.
+    /// </summary>
+    static unsafe void PlanesToLanes(float* tensor, int img, int chans, int ch, int h, int w, float* lanes, int ld, int r0, int c0,
+        int rows, int cols, float* sink)
+    {
+        int hw = h * w;
+        long istr = (long)chans * hw;
+        float* x0 = tensor + ((long)img * chans + ch) * hw;
+        var src = stackalloc float*[16];
+        var dst = stackalloc float*[16];
+        int r = 0, c = 0;
+        for (int p0 = 0; p0 < hw; p0 += 16)
+        {
+            int cnt = Math.Min(16, hw - p0);
+            for (int j = 0; j < 16; j++) src[j] = x0 + j * istr + p0;
+            for (int q = 0; q < 16; q++)
+            {
+                dst[q] = sink;
+                if (q >= cnt) continue;
+                int rr = r + r0, cc = c + c0;
+                if (rr < rows && cc < cols) dst[q] = lanes + ((long)rr * ld + cc) * 16;
+                if (++c == w) { c = 0; r++; }
+            }
+            Transpose16(src, cnt == 16 ? Vector512<float>.AllBitsSet : Lanes(0, cnt), dst, Vector512<float>.AllBitsSet);
+        }
+    }
+
+    /// <summary>
+    /// The inverse of <see cref="PlanesToLanes"/>: channel ch of the 16 images' planes [h x w] = the 16-lane plane at
+    /// offset (r0, c0), 0 where a pixel lies outside rows x cols (zeros: one zero vector).
+    /// </summary>
+    static unsafe void LanesToPlanes(float* lanes, int ld, int r0, int c0, int rows, int cols, float* zeros, float* tensor, int img, int chans, int ch,
+        int h, int w)
+    {
+        int hw = h * w;
+        long ostr = (long)chans * hw;
+        float* y0 = tensor + ((long)img * chans + ch) * hw;
+        var src = stackalloc float*[16];
+        var dst = stackalloc float*[16];
+        int r = 0, c = 0;
+        for (int p0 = 0; p0 < hw; p0 += 16)
+        {
+            int cnt = Math.Min(16, hw - p0);
+            for (int j = 0; j < 16; j++)
+            {
+                src[j] = zeros;
+                if (j >= cnt) continue;
+                int rr = r + r0, cc = c + c0;
+                if (rr < rows && cc < cols) src[j] = lanes + ((long)rr * ld + cc) * 16;
+                if (++c == w) { c = 0; r++; }
+            }
+            for (int j = 0; j < 16; j++) dst[j] = y0 + j * ostr + p0;
+            Transpose16(src, Vector512<float>.AllBitsSet, dst, cnt == 16 ? Vector512<float>.AllBitsSet : Lanes(0, cnt));
+        }
+    }
+
+    /// <summary>
     /// Loads 16 vectors from src[j] (lanes where loadMask is set, 0 elsewhere), transposes them as a 16 x 16 block of
     /// floats (unpack, unpack as pairs, two 128-bit shuffles; all in registers) and stores vector i to dst[i] (lanes
     /// where storeMask is set).
@@ -220,32 +278,15 @@ public sealed partial class CpuBackend
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void InputTransformImages(in WgGeom g, int img0, int groups, int tc, int c0, int c1, float* x, float* v)
     {
-        int hw = g.H * g.W, wp = 4 * g.TW + 2, hp = 4 * g.TH + 2, pos = g.TH * g.TW;
-        long stride = VPlaneLen(g.C, tc, true), istr = (long)g.C * hw, rs = (long)wp * 16;
+        int wp = 4 * g.TW + 2, hp = 4 * g.TH + 2, pos = g.TH * g.TW;
+        long stride = VPlaneLen(g.C, tc, true), rs = (long)wp * 16;
         float* xt = Aligned(ref t_wgXt, (long)hp * wp * 16 + 16);
         new Span<float>(xt, hp * wp * 16 + 16).Clear();   // the borders stay zero; the interior is rewritten per channel
         float* sink = xt + (long)hp * wp * 16;            // where the pixels past the plane's end go
-        var src = stackalloc float*[16];
-        var dst = stackalloc float*[16];
-        var all = Vector512<float>.AllBitsSet;
         for (int gi = 0; gi < groups; gi++)
             for (int ci = c0; ci < c1; ci++)
             {
-                float* x0 = x + ((long)(img0 + LaneImages * gi) * g.C + ci) * hw;
-                int h = 0, w = 0;
-                for (int p0 = 0; p0 < hw; p0 += 16)
-                {
-                    int cnt = Math.Min(16, hw - p0);
-                    for (int j = 0; j < 16; j++) src[j] = x0 + j * istr + p0;
-                    for (int q = 0; q < 16; q++)
-                        if (q < cnt)
-                        {
-                            dst[q] = xt + ((long)(h + g.PH) * wp + w + g.PW) * 16;
-                            if (++w == g.W) { w = 0; h++; }
-                        }
-                        else dst[q] = sink;
-                    Transpose16(src, cnt == 16 ? all : Lanes(0, cnt), dst, all);
-                }
+                PlanesToLanes(x, img0 + LaneImages * gi, g.C, ci, g.H, g.W, xt, wp, g.PH, g.PW, hp, wp, sink);
                 float* vc = v + (long)ci * NR;
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
@@ -263,14 +304,11 @@ public sealed partial class CpuBackend
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void OutputTransformImages(in WgGeom g, int img0, int groups, int tc, int k0, int k1, float* m, Buf? bias, float* y)
     {
-        int ohw = g.OH * g.OW, owp = 4 * g.TW, pos = g.TH * g.TW;
-        long stride = PlaneLen(g.K, tc), ostr = (long)g.K * ohw, rs = (long)owp * 16;
+        int owp = 4 * g.TW, pos = g.TH * g.TW;
+        long stride = PlaneLen(g.K, tc), rs = (long)owp * 16;
         float* yt = Aligned(ref t_wgYt, (long)4 * g.TH * owp * 16 + 16);
         float* zeros = yt + (long)4 * g.TH * owp * 16;   // read for the pixels past the plane's end
         Vector512.Store(Vector512<float>.Zero, zeros);
-        var src = stackalloc float*[16];
-        var dst = stackalloc float*[16];
-        var all = Vector512<float>.AllBitsSet;
         bool relu = g.Relu;
         for (int gi = 0; gi < groups; gi++)
             for (int ki = k0; ki < k1; ki++)
@@ -280,21 +318,7 @@ public sealed partial class CpuBackend
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
                         OutTile(mk + (long)(ty * g.TW + tx) * 16, stride, bv, relu, yt + (4 * ty * rs + 4 * tx * 16), rs);
-                float* y0p = y + ((long)(img0 + LaneImages * gi) * g.K + ki) * ohw;
-                int h = 0, w = 0;
-                for (int p0 = 0; p0 < ohw; p0 += 16)
-                {
-                    int cnt = Math.Min(16, ohw - p0);
-                    for (int j = 0; j < 16; j++)
-                        if (j < cnt)
-                        {
-                            src[j] = yt + ((long)h * owp + w) * 16;
-                            if (++w == g.OW) { w = 0; h++; }
-                        }
-                        else src[j] = zeros;
-                    for (int j = 0; j < 16; j++) dst[j] = y0p + j * ostr + p0;
-                    Transpose16(src, all, dst, cnt == 16 ? all : Lanes(0, cnt));
-                }
+                LanesToPlanes(yt, owp, 0, 0, 4 * g.TH, owp, zeros, y, img0 + LaneImages * gi, g.K, ki, g.OH, g.OW);
             }
     }
 }
