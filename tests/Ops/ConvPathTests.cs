@@ -91,6 +91,21 @@ public class ConvPathTests
         }
     }
 
+    /// <summary>
+    /// The GEMM paths (im2col, sample blocks, implicit GEMM) pack their weights once per weight version and follow
+    /// every write (<see cref="WeightCacheScenario"/>): a 1x1 stride-2 projection through the sample blocks and a 3x3
+    /// through im2col, forward and backward-data each.
+    /// </summary>
+    [Theory]
+    [InlineData("Blocked", 1)]
+    [InlineData("Im2Col", 3)]
+    public void GemmWeightsArePackedOncePerVersion(string pathName, int kernel)
+    {
+        var s = new ConvShape(4, 12, 9, 9, 20, kernel, kernel, StrideH: 2, StrideW: 2, PadH: kernel / 2, PadW: kernel / 2);
+        using var be = new CpuBackend(2) { ForcePath = Enum.Parse<CpuBackend.ConvPath>(pathName) };
+        WeightCacheScenario.Run(be, s, () => be.WeightPackBuilds);
+    }
+
     /// <summary>The direct path packs its weights once per weight version and follows every write (<see cref="WeightCacheScenario"/>).</summary>
     [Avx512Fact]
     public void DirectWeightsArePackedOncePerVersion()

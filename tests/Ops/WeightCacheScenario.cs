@@ -4,10 +4,10 @@ using Perturb.Engine.Backends;
 namespace Perturb.Tests.Ops;
 
 /// <summary>
-/// A conv path's cached weight form (Winograd's transforms, the direct path's packing) against every way the weights
-/// can be written: repeated calls build nothing, and an Upload, an Axpy through a view and an SGD step each rebuild
-/// exactly <c>perWrite</c> forms (forward and backward-data); after each, forward and backward-data match the
-/// reference on the weights of the moment.
+/// A conv path's cached weight form (Winograd's transforms, the direct path's packing, the GEMM paths' packed A)
+/// against every way the weights can be written: repeated calls build nothing, and an Upload, an Axpy through a view
+/// and an SGD step each rebuild exactly <c>perWrite</c> forms (forward and backward-data); after each, forward and
+/// backward-data match the reference on the weights of the moment.
 /// </summary>
 static class WeightCacheScenario
 {

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -168,10 +169,11 @@ public sealed partial class CpuBackend
         }
         if (path == ConvPath.Direct) { ConvForwardDirect(sh, xb, w, bb, yb, relu); return; }
         bool pointwise = IsPointwise(s);
-        using var pack = new WeightPack(s, wb, transposed: false);
+        var pack = WeightPackFor(s, w, transposed: false);
         if (path is ConvPath.Blocked or ConvPath.Implicit)
         {
             ConvForwardBlocked(sh, xb, wb, bb, yb, relu, SampleBlock(s), pack.Groups[0], path == ConvPath.Implicit);
+            GC.KeepAlive(pack);
             return;
         }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
@@ -193,6 +195,7 @@ public sealed partial class CpuBackend
                     if (relu) TensorPrimitives.Max(row, 0f, row);
                 }
         });
+        GC.KeepAlive(pack);
     }
 
     /// <summary>
@@ -279,9 +282,9 @@ public sealed partial class CpuBackend
             return;
         }
         bool pointwise = IsPointwise(s);
-        using var pack = new WeightPack(s, wb, transposed: true);
         if (path == ConvPath.Direct) { ConvBackwardDataDirect(sh, db, w, xb); return; }
-        if (path is ConvPath.Blocked or ConvPath.Implicit) { ConvBackwardDataBlocked(sh, db, wb, xb, SampleBlock(s), pack.Groups[0]); return; }
+        var pack = WeightPackFor(s, w, transposed: true);
+        if (path is ConvPath.Blocked or ConvPath.Implicit) { ConvBackwardDataBlocked(sh, db, wb, xb, SampleBlock(s), pack.Groups[0]); GC.KeepAlive(pack); return; }
         ForSamples(s.N, s.Flops / Math.Max(1, s.N), (n, gemmThreads) =>
         {
             float[]? col = pointwise ? null : ColScratch((long)crs * p);
@@ -300,6 +303,7 @@ public sealed partial class CpuBackend
                 Col2Im(sh, col, dxg);
             }
         });
+        GC.KeepAlive(pack);
     }
 
     /// <summary>
@@ -382,34 +386,53 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// Each group's weights packed once per call as the GEMM's A operand (W_g, or W_g^T for backward-data), shared
-    /// read-only by all samples instead of being repacked for every one.
+    /// Each group's weights packed as the GEMM's A operand (W_g, or W_g^T for backward-data), shared read-only by all
+    /// samples, and cached per weight tensor like the Winograd and direct forms: rebuilt when the tensor's
+    /// <see cref="Tensor.Version"/> moves or the shape differs. The caller keeps the object alive while it uses the
+    /// pointers in <see cref="Groups"/>.
     /// </summary>
-    sealed unsafe class WeightPack : IDisposable
+    sealed class WeightPack
     {
-        readonly float[] _buf;
-        GCHandle _pin;
-        public readonly PackedA[] Groups;
+        public required long Version;
+        public required int Offset;
+        public required ConvShape Shape;
+        public required float[] Buf;
+        public required PackedA[] Groups;
+    }
 
-        public WeightPack(in ConvShape s, Buf w, bool transposed)
+    /// <summary>Forward [0] and backward-data [1] packings of one weight tensor.</summary>
+    sealed class WeightPackSlot { public readonly WeightPack?[] Dir = new WeightPack?[2]; }
+
+    static readonly ConditionalWeakTable<Tensor.VersionBox, WeightPackSlot> s_weightPacks = new();
+    long _weightPackBuilds;
+    /// <summary>How many GEMM weight packings this backend has built, for tests of the cache.</summary>
+    internal long WeightPackBuilds => Interlocked.Read(ref _weightPackBuilds);
+
+    unsafe WeightPack WeightPackFor(in ConvShape s, Tensor w, bool transposed)
+    {
+        var slot = s_weightPacks.GetValue(w.Ver, _ => new WeightPackSlot());
+        var key = s with { N = 0 };
+        long ver = w.Version;
+        int d = transposed ? 1 : 0;
+        var e = slot.Dir[d];
+        if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e;
+        lock (slot)
         {
+            e = slot.Dir[d];
+            if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e;
             int crs = s.CPerGroup * s.R * s.S, kpg = s.KPerGroup;
             int m = transposed ? crs : kpg, k = transposed ? kpg : crs;
             long per = PackedALength(m, k);
-            _buf = ArrayPool<float>.Shared.Rent((int)(per * s.Groups));
-            _pin = GCHandle.Alloc(_buf, GCHandleType.Pinned);
-            var dst = (float*)_pin.AddrOfPinnedObject();
-            Groups = new PackedA[s.Groups];
-            fixed (float* pw = w.A)
+            var buf = GC.AllocateUninitializedArray<float>((int)(per * s.Groups), pinned: true);
+            var groups = new PackedA[s.Groups];
+            var wb = B(w);
+            fixed (float* pw = wb.A, dst = buf)
                 for (int g = 0; g < s.Groups; g++)
-                    Groups[g] = PackAll(transposed, pw + w.Off + (long)g * kpg * crs, crs, m, k, 1f, dst + g * per);
-        }
-
-        public void Dispose()
-        {
-            if (!_pin.IsAllocated) return;
-            _pin.Free();
-            ArrayPool<float>.Shared.Return(_buf);
+                    groups[g] = PackAll(transposed, pw + wb.Off + (long)g * kpg * crs, crs, m, k, 1f, dst + g * per);
+            e = new WeightPack { Version = ver, Offset = w.Offset, Shape = key, Buf = buf, Groups = groups };
+            slot.Dir[d] = e;
+            Interlocked.Increment(ref _weightPackBuilds);
+            return e;
         }
     }
 
