@@ -342,8 +342,9 @@ public sealed partial class CpuBackend
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
         Vector512<float> cc0 = default, cc1 = default, cd0 = default, cd1 = default;
-        int p0 = pix[0], p1 = pix[1], p2 = pix[2], p3 = pix[3], p4 = pix[4], p5 = pix[5], p6 = pix[6];
-        int p7 = pix[7], p8 = pix[8], p9 = pix[9], pa = pix[10], pb = pix[11], pc = pix[12], pd = pix[13];
+        // native-width offsets: no sign extension per broadcast (half of them live on the stack: 28 accumulators)
+        nint p0 = pix[0], p1 = pix[1], p2 = pix[2], p3 = pix[3], p4 = pix[4], p5 = pix[5], p6 = pix[6];
+        nint p7 = pix[7], p8 = pix[8], p9 = pix[9], pa = pix[10], pb = pix[11], pc = pix[12], pd = pix[13];
         for (int k = 0; k < crs; k++, w += 32)
         {
             float* xa = x + taps[k];
