@@ -386,54 +386,64 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// Each group's weights packed as the GEMM's A operand (W_g, or W_g^T for backward-data), shared read-only by all
-    /// samples, and cached per weight tensor like the Winograd and direct forms: rebuilt when the tensor's
-    /// <see cref="Tensor.Version"/> moves or the shape differs. The caller keeps the object alive while it uses the
-    /// pointers in <see cref="Groups"/>.
+    /// A form derived from a weight tensor for one direction (forward, backward-data) and shape, cached per tensor
+    /// (keyed on its version box) and rebuilt when its <see cref="Tensor.Version"/> moves, its offset or the shape
+    /// (less the batch) differs: weights do not change during an attack. The GEMM paths' and the direct path's
+    /// packings use it; builds counts one backend's builds, for tests of the cache.
     /// </summary>
-    sealed class WeightPack
+    sealed class WeightForms<T> where T : class
     {
-        public required long Version;
-        public required int Offset;
-        public required ConvShape Shape;
-        public required float[] Buf;
-        public required PackedA[] Groups;
+        sealed record Entry(long Version, int Offset, ConvShape Shape, T Form);
+        sealed class Slot { public readonly Entry?[] Dir = new Entry?[2]; }
+        readonly ConditionalWeakTable<Tensor.VersionBox, Slot> _table = new();
+
+        public T Get(CpuBackend be, Tensor w, in ConvShape s, bool backward, ref long builds, Func<CpuBackend, ConvShape, Tensor, bool, T> build)
+        {
+            var slot = _table.GetValue(w.Ver, _ => new Slot());
+            var key = s with { N = 0 };
+            long ver = w.Version;
+            int d = backward ? 1 : 0;
+            var e = slot.Dir[d];
+            if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e.Form;
+            lock (slot)
+            {
+                e = slot.Dir[d];
+                if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e.Form;
+                var form = build(be, s, w, backward);
+                slot.Dir[d] = new Entry(ver, w.Offset, key, form);
+                Interlocked.Increment(ref builds);
+                return form;
+            }
+        }
     }
 
-    /// <summary>Forward [0] and backward-data [1] packings of one weight tensor.</summary>
-    sealed class WeightPackSlot { public readonly WeightPack?[] Dir = new WeightPack?[2]; }
+    /// <summary>
+    /// Each group's weights packed as the GEMM's A operand (W_g, or W_g^T for backward-data), shared read-only by all
+    /// samples and cached per weight version (<see cref="WeightForms{T}"/>). The caller keeps the object alive while
+    /// it uses the pointers in <see cref="Groups"/>.
+    /// </summary>
+    sealed record WeightPack(float[] Buf, PackedA[] Groups);
 
-    static readonly ConditionalWeakTable<Tensor.VersionBox, WeightPackSlot> s_weightPacks = new();
+    static readonly WeightForms<WeightPack> s_weightPacks = new();
     long _weightPackBuilds;
     /// <summary>How many GEMM weight packings this backend has built, for tests of the cache.</summary>
     internal long WeightPackBuilds => Interlocked.Read(ref _weightPackBuilds);
 
-    unsafe WeightPack WeightPackFor(in ConvShape s, Tensor w, bool transposed)
+    WeightPack WeightPackFor(in ConvShape s, Tensor w, bool transposed) =>
+        s_weightPacks.Get(this, w, s, transposed, ref _weightPackBuilds, static (be, s, w, transposed) => be.PackWeights(s, w, transposed));
+
+    unsafe WeightPack PackWeights(in ConvShape s, Tensor w, bool transposed)
     {
-        var slot = s_weightPacks.GetValue(w.Ver, _ => new WeightPackSlot());
-        var key = s with { N = 0 };
-        long ver = w.Version;
-        int d = transposed ? 1 : 0;
-        var e = slot.Dir[d];
-        if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e;
-        lock (slot)
-        {
-            e = slot.Dir[d];
-            if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e;
-            int crs = s.CPerGroup * s.R * s.S, kpg = s.KPerGroup;
-            int m = transposed ? crs : kpg, k = transposed ? kpg : crs;
-            long per = PackedALength(m, k);
-            var buf = GC.AllocateUninitializedArray<float>((int)(per * s.Groups), pinned: true);
-            var groups = new PackedA[s.Groups];
-            var wb = B(w);
-            fixed (float* pw = wb.A, dst = buf)
-                for (int g = 0; g < s.Groups; g++)
-                    groups[g] = PackAll(transposed, pw + wb.Off + (long)g * kpg * crs, crs, m, k, 1f, dst + g * per);
-            e = new WeightPack { Version = ver, Offset = w.Offset, Shape = key, Buf = buf, Groups = groups };
-            slot.Dir[d] = e;
-            Interlocked.Increment(ref _weightPackBuilds);
-            return e;
-        }
+        int crs = s.CPerGroup * s.R * s.S, kpg = s.KPerGroup;
+        int m = transposed ? crs : kpg, k = transposed ? kpg : crs;
+        long per = PackedALength(m, k);
+        var buf = GC.AllocateUninitializedArray<float>((int)(per * s.Groups), pinned: true);
+        var groups = new PackedA[s.Groups];
+        var wb = B(w);
+        fixed (float* pw = wb.A, dst = buf)
+            for (int g = 0; g < s.Groups; g++)
+                groups[g] = PackAll(transposed, pw + wb.Off + (long)g * kpg * crs, crs, m, k, 1f, dst + g * per);
+        return new WeightPack(buf, groups);
     }
 
     // ---------------------------------------------------------------- im2col / col2im

@@ -191,78 +191,62 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>Packed weights of one weight tensor for the direct path: forward [0] and backward-data [1].</summary>
-    sealed class DirectSlot { public readonly DirectPack?[] Dir = new DirectPack?[2]; }
+    static readonly WeightForms<float[][]> s_direct = new();
 
     /// <summary>
-    /// One packing: forward, one [block of 32 output channels][C*R*S][32] array; backward-data, one array per stride
-    /// phase (a*strideW + b), [block of 32 input channels][taps of the phase, k-major][32]. Valid for the weight
-    /// version and the shape (less the batch) it was built for.
+    /// The direct path's packed weights of w for shape s, built once per weight version (<see cref="WeightForms{T}"/>):
+    /// forward, one [block of 32 output channels][C*R*S][32] array; backward-data, one array per stride phase
+    /// (a*strideW + b), [block of 32 input channels][taps of the phase, k-major][32].
     /// </summary>
-    sealed class DirectPack { public long Version; public int Offset; public ConvShape Shape; public float[][] W = Array.Empty<float[]>(); }
+    float[][] DirectWeights(in ConvShape s, Tensor w, bool backward) =>
+        s_direct.Get(this, w, s, backward, ref _directBuilds, static (be, s, w, backward) => be.PackDirectWeights(s, w, backward));
 
-    static readonly ConditionalWeakTable<Tensor.VersionBox, DirectSlot> s_direct = new();
-
-    /// <summary>The direct path's packed weights of w for shape s, built once per weight version (weights do not change during an attack).</summary>
-    float[][] DirectWeights(in ConvShape s, Tensor w, bool backward)
+    float[][] PackDirectWeights(in ConvShape s, Tensor w, bool backward)
     {
-        var slot = s_direct.GetValue(w.Ver, _ => new DirectSlot());
-        var key = s with { N = 0 };
-        long ver = w.Version;
-        int d = backward ? 1 : 0;
-        var e = slot.Dir[d];
-        if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e.W;
-        lock (slot)
+        var wb = B(w);
+        var sh = s;
+        float[][] packs;
+        if (!backward)
         {
-            e = slot.Dir[d];
-            if (e != null && e.Version == ver && e.Offset == w.Offset && e.Shape == key) return e.W;
-            var wb = B(w);
-            var sh = s;
-            float[][] packs;
-            if (!backward)
+            int crs = s.C * s.R * s.S, blocks = (s.K + 31) / 32;
+            var wpk = GC.AllocateUninitializedArray<float>(blocks * crs * 32, pinned: true);
+            For(blocks, 32L * crs, kb =>
             {
-                int crs = s.C * s.R * s.S, blocks = (s.K + 31) / 32;
-                var wpk = GC.AllocateUninitializedArray<float>(blocks * crs * 32, pinned: true);
-                For(blocks, 32L * crs, kb =>
+                for (int j = 0; j < 32; j++)
                 {
-                    for (int j = 0; j < 32; j++)
-                    {
-                        int ko = kb * 32 + j;
-                        for (int k = 0; k < crs; k++) wpk[((long)kb * crs + k) * 32 + j] = ko < sh.K ? wb[(long)ko * crs + k] : 0f;
-                    }
-                });
-                packs = new[] { wpk };
-            }
-            else
-            {
-                var rowTaps = PhaseTaps(s.StrideH, s.PadH, s.DilH, s.R);
-                var colTaps = PhaseTaps(s.StrideW, s.PadW, s.DilW, s.S);
-                int cblocks = (s.C + 31) / 32;
-                packs = new float[s.StrideH * s.StrideW][];
-                for (int a = 0; a < s.StrideH; a++)
-                    for (int b = 0; b < s.StrideW; b++)
-                    {
-                        var rt = rowTaps[a]; var ct = colTaps[b];
-                        int nt = s.K * rt.Count * ct.Count;
-                        var wpk = GC.AllocateUninitializedArray<float>(cblocks * nt * 32, pinned: true);
-                        For(cblocks, 32L * nt, cb =>
-                        {
-                            for (int j = 0; j < 32; j++)
-                            {
-                                int c = cb * 32 + j, t = 0;
-                                for (int k = 0; k < sh.K; k++)
-                                    foreach (var (r, _) in rt)
-                                        foreach (var (q, _) in ct)
-                                            wpk[((long)cb * nt + t++) * 32 + j] = c < sh.C ? wb[(((long)k * sh.C + c) * sh.R + r) * sh.S + q] : 0f;
-                            }
-                        });
-                        packs[a * s.StrideW + b] = wpk;
-                    }
-            }
-            slot.Dir[d] = new DirectPack { Version = ver, Offset = w.Offset, Shape = key, W = packs };
-            Interlocked.Increment(ref _directBuilds);
-            return packs;
+                    int ko = kb * 32 + j;
+                    for (int k = 0; k < crs; k++) wpk[((long)kb * crs + k) * 32 + j] = ko < sh.K ? wb[(long)ko * crs + k] : 0f;
+                }
+            });
+            packs = new[] { wpk };
         }
+        else
+        {
+            var rowTaps = PhaseTaps(s.StrideH, s.PadH, s.DilH, s.R);
+            var colTaps = PhaseTaps(s.StrideW, s.PadW, s.DilW, s.S);
+            int cblocks = (s.C + 31) / 32;
+            packs = new float[s.StrideH * s.StrideW][];
+            for (int a = 0; a < s.StrideH; a++)
+                for (int b = 0; b < s.StrideW; b++)
+                {
+                    var rt = rowTaps[a]; var ct = colTaps[b];
+                    int nt = s.K * rt.Count * ct.Count;
+                    var wpk = GC.AllocateUninitializedArray<float>(cblocks * nt * 32, pinned: true);
+                    For(cblocks, 32L * nt, cb =>
+                    {
+                        for (int j = 0; j < 32; j++)
+                        {
+                            int c = cb * 32 + j, t = 0;
+                            for (int k = 0; k < sh.K; k++)
+                                foreach (var (r, _) in rt)
+                                    foreach (var (q, _) in ct)
+                                        wpk[((long)cb * nt + t++) * 32 + j] = c < sh.C ? wb[(((long)k * sh.C + c) * sh.R + r) * sh.S + q] : 0f;
+                        }
+                    });
+                    packs[a * s.StrideW + b] = wpk;
+                }
+        }
+        return packs;
     }
 
     long _directBuilds;

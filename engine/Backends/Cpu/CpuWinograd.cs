@@ -167,20 +167,20 @@ public sealed partial class CpuBackend
         int groups = imageLanes && t == 4 && Avx512F.IsSupported ? n / LaneImages : 0;
         long groupTiles = (long)LaneImages * th * tw, rest0 = groups * groupTiles;
         if (groups > 0)
-            WinogradChunks(g, groups, groupTiles, 1, capTiles, x, ww, bias, y, (u0, uc) => (u0 * LaneImages, uc * groupTiles));
+            WinogradChunks(g, true, groups, groupTiles, capTiles, x, ww, bias, y, (u0, uc) => (u0 * LaneImages, uc * groupTiles));
         if (tiles > rest0)
-            WinogradChunks(g, (tiles - rest0 + 31) / 32, 32, 1, capTiles, x, ww, bias, y,
-                (u0, uc) => (-1 - (rest0 + u0 * 32), Math.Min(uc * 32, tiles - rest0 - u0 * 32)));
+            WinogradChunks(g, false, (tiles - rest0 + 31) / 32, 32, capTiles, x, ww, bias, y,
+                (u0, uc) => (rest0 + u0 * 32, Math.Min(uc * 32, tiles - rest0 - u0 * 32)));
     }
 
     /// <summary>
     /// Runs units of work (32 tiles, or a group of 16 images) in chunks of about capTiles tiles: one chunk per thread at
     /// a time when there are at least as many units as threads (a multiple of the thread count of chunks of about
     /// equal size: 7 chunks on 2 threads would leave one idle for a seventh of the call), else one chunk at a time with
-    /// every phase split over the threads. at(u0, uc) gives a chunk's (first, tile count): first &gt;= 0 is the first
-    /// image of image-lane groups, first &lt; 0 is -1 - the first tile of a tile-row chunk.
+    /// every phase split over the threads. at(u0, uc) gives a chunk's (first, tile count): with images its first
+    /// image (units are groups of 16 images), else its first tile (units of 32 tiles, tile-row transforms).
     /// </summary>
-    unsafe void WinogradChunks(WgGeom g, long units, long unitTiles, int minPerThread, int capTiles, Buf x, WinogradWeights ww, Buf? bias, Buf y,
+    unsafe void WinogradChunks(WgGeom g, bool images, long units, long unitTiles, int capTiles, Buf x, WinogradWeights ww, Buf? bias, Buf y,
         Func<long, long, (long First, long Tiles)> at)
     {
         int planes = g.Planes;
@@ -189,12 +189,12 @@ public sealed partial class CpuBackend
         {
             var (first, tcl) = at(u0, uc);
             int tc = (int)tcl;
-            var v = Grow(ref t_wgV, (long)planes * VPlaneLen(g.C, tc, first >= 0));
+            var v = Grow(ref t_wgV, (long)planes * VPlaneLen(g.C, tc, images));
             var m = Grow(ref t_wgM, (long)planes * PlaneLen(g.K, tc));
             fixed (float* pv = v, pm = m, px = x.A, py = y.A)
-                WinogradChunk(g, first, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, split);
+                WinogradChunk(g, images, first, tc, px + x.Off, ww, bias, py + y.Off, pv, pm, split);
         }
-        if (_threads > 1 && units >= (long)minPerThread * _threads)
+        if (_threads > 1 && units >= _threads)
         {
             long chunks0 = (units + capUnits - 1) / capUnits;
             chunks0 = (chunks0 + _threads - 1) / _threads * _threads;
@@ -226,14 +226,14 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// One chunk through the three phases: first &gt;= 0: tc / (16 TH TW) groups of 16 images from image first on
-    /// (image-lane transforms); first &lt; 0: the tc tiles from tile -1 - first on (tile-row transforms).
+    /// One chunk through the three phases: images: tc / (16 TH TW) groups of 16 images from image first on
+    /// (image-lane transforms); else the tc tiles from tile first on (tile-row transforms).
     /// </summary>
-    unsafe void WinogradChunk(WgGeom g, long first, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
+    unsafe void WinogradChunk(WgGeom g, bool images, long first, int tc, float* x, WinogradWeights ww, Buf? bias, float* y, float* v, float* m, bool split)
     {
         nint xp = (nint)x, yp = (nint)y, vp = (nint)v, mp = (nint)m;
-        bool vec = Avx512F.IsSupported && g.TW <= 15, f4 = g.T == 4, images = first >= 0;
-        long t0 = images ? 0 : -1 - first;
+        bool vec = Avx512F.IsSupported && g.TW <= 15, f4 = g.T == 4;
+        long t0 = images ? 0 : first;
         int img0 = images ? (int)first : 0, groups = images ? (int)(tc / ((long)LaneImages * g.TH * g.TW)) : 0;
         Split(split, g.C, cc =>
         {

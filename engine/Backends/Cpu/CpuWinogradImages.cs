@@ -37,60 +37,35 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// Transposes channel ch of the 16 images from img on (planes [h x w] of a [N, chans, h, w] tensor) into the
-    /// 16-lane plane lanes (rows ld pixels apart) at offset (r0, c0); pixels that land outside rows x cols go nowhere.
+    /// Moves channel ch of the 16 images from img on (planes [h x w] of a [N, chans, h, w] tensor) to or from a plane of
+    /// 16-lane pixels (lanes: rows ld pixels apart, the image's pixel (r, c) at (r0 + r, c0 + c), which must lie inside
+    /// it), 16 pixels at a time through <see cref="Transpose16"/>. toLanes: planes -> lanes, the pixels past a plane's
+    /// end written to spare; else lanes -> planes, those read from spare, which must then hold a zero vector.
     /// </summary>
-    static unsafe void PlanesToLanes(float* tensor, int img, int chans, int ch, int h, int w, float* lanes, int ld, int r0, int c0,
-        int rows, int cols, float* sink)
+    static unsafe void PlanesLanes(bool toLanes, float* tensor, int img, int chans, int ch, int h, int w, float* lanes, int ld, int r0, int c0,
+        float* spare)
     {
         int hw = h * w;
-        long istr = (long)chans * hw;
-        float* x0 = tensor + ((long)img * chans + ch) * hw;
-        var src = stackalloc float*[16];
-        var dst = stackalloc float*[16];
-        int r = 0, c = 0;
-        for (int p0 = 0; p0 < hw; p0 += 16)
-        {
-            int cnt = Math.Min(16, hw - p0);
-            for (int j = 0; j < 16; j++) src[j] = x0 + j * istr + p0;
-            for (int q = 0; q < 16; q++)
-            {
-                dst[q] = sink;
-                if (q >= cnt) continue;
-                int rr = r + r0, cc = c + c0;
-                if (rr < rows && cc < cols) dst[q] = lanes + ((long)rr * ld + cc) * 16;
-                if (++c == w) { c = 0; r++; }
-            }
-            Transpose16(src, cnt == 16 ? Vector512<float>.AllBitsSet : Lanes(0, cnt), dst, Vector512<float>.AllBitsSet);
-        }
-    }
-
-    /// <summary>
-    /// The inverse of <see cref="PlanesToLanes"/>: channel ch of the 16 images' planes [h x w] = the 16-lane plane at
-    /// offset (r0, c0), 0 where a pixel lies outside rows x cols (zeros: one zero vector).
-    /// </summary>
-    static unsafe void LanesToPlanes(float* lanes, int ld, int r0, int c0, int rows, int cols, float* zeros, float* tensor, int img, int chans, int ch,
-        int h, int w)
-    {
-        int hw = h * w;
-        long ostr = (long)chans * hw;
-        float* y0 = tensor + ((long)img * chans + ch) * hw;
-        var src = stackalloc float*[16];
-        var dst = stackalloc float*[16];
+        long stride = (long)chans * hw;
+        float* t0 = tensor + ((long)img * chans + ch) * hw;
+        var planes = stackalloc float*[16];
+        var pixels = stackalloc float*[16];
+        var all = Vector512<float>.AllBitsSet;
         int r = 0, c = 0;
         for (int p0 = 0; p0 < hw; p0 += 16)
         {
             int cnt = Math.Min(16, hw - p0);
             for (int j = 0; j < 16; j++)
             {
-                src[j] = zeros;
+                planes[j] = t0 + j * stride + p0;
+                pixels[j] = spare;
                 if (j >= cnt) continue;
-                int rr = r + r0, cc = c + c0;
-                if (rr < rows && cc < cols) src[j] = lanes + ((long)rr * ld + cc) * 16;
+                pixels[j] = lanes + ((long)(r0 + r) * ld + c0 + c) * 16;
                 if (++c == w) { c = 0; r++; }
             }
-            for (int j = 0; j < 16; j++) dst[j] = y0 + j * ostr + p0;
-            Transpose16(src, Vector512<float>.AllBitsSet, dst, cnt == 16 ? Vector512<float>.AllBitsSet : Lanes(0, cnt));
+            var part = cnt == 16 ? all : Lanes(0, cnt);
+            if (toLanes) Transpose16(planes, part, pixels, all);
+            else Transpose16(pixels, all, planes, part);
         }
     }
 
@@ -286,7 +261,7 @@ public sealed partial class CpuBackend
         for (int gi = 0; gi < groups; gi++)
             for (int ci = c0; ci < c1; ci++)
             {
-                PlanesToLanes(x, img0 + LaneImages * gi, g.C, ci, g.H, g.W, xt, wp, g.PH, g.PW, hp, wp, sink);
+                PlanesLanes(true, x, img0 + LaneImages * gi, g.C, ci, g.H, g.W, xt, wp, g.PH, g.PW, sink);
                 float* vc = v + (long)ci * NR;
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
@@ -318,7 +293,7 @@ public sealed partial class CpuBackend
                 for (int ty = 0; ty < g.TH; ty++)
                     for (int tx = 0; tx < g.TW; tx++)
                         OutTile(mk + (long)(ty * g.TW + tx) * 16, stride, bv, relu, yt + (4 * ty * rs + 4 * tx * 16), rs);
-                LanesToPlanes(yt, owp, 0, 0, 4 * g.TH, owp, zeros, y, img0 + LaneImages * gi, g.K, ki, g.OH, g.OW);
+                PlanesLanes(false, y, img0 + LaneImages * gi, g.K, ki, g.OH, g.OW, yt, owp, 0, 0, zeros);
             }
     }
 }
